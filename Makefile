@@ -1,0 +1,172 @@
+# exim-cbv - SMTP callback verification for Exim.
+#
+#   make                 build libcbv.a, cbv.so, cbv, cbvd
+#   make check           unit tests, corpus replay, integration (loopback rig)
+#   make SAN=address,undefined check   the same under ASan+UBSan
+#   make fuzz            libFuzzer targets (clang)
+#   make install         PREFIX=/usr/local DESTDIR=
+#   make deps            install the Debian packages needed (root), or print the line
+#
+# CI adds WERROR=1 (-Werror).
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+SBINDIR   ?= $(PREFIX)/sbin
+MANDIR    ?= $(PREFIX)/share/man
+# Debian's exim4 looks for nothing by default; we install the module here and
+# the config snippets name this path.
+EXIM_MODDIR ?= /usr/lib/exim4/modules
+EXIM_CONFDIR ?= /etc/exim4
+CBV_CONF  ?= $(EXIM_CONFDIR)/cbv.conf
+
+CC        ?= cc
+PKG       := libcares libpcre2-8 openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKG) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKG) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual -Wstrict-prototypes \
+        -Wmissing-prototypes -Wmissing-declarations -Wformat=2 -Wvla -Wwrite-strings
+CFLAGS ?= -O2 -g
+BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) \
+        -fstack-protector-strong -fPIC -fvisibility=hidden \
+        -DCBV_CONF_DEFAULT='"$(CBV_CONF)"'
+ifneq ($(findstring -O0,$(CFLAGS)),-O0)
+BASE_CFLAGS += -D_FORTIFY_SOURCE=2
+endif
+ifdef WERROR
+BASE_CFLAGS += -Werror
+endif
+ifdef SAN
+BASE_CFLAGS += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SAN)
+endif
+ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Icore
+
+# Sanitizer builds go to their own tree so they never mix with normal objects.
+B := build$(if $(SAN),-san)
+
+CORE_SRC  := $(sort $(wildcard core/*.c))
+CORE_OBJ  := $(CORE_SRC:%.c=$(B)/%.o)
+LIBCBV    := $(B)/libcbv.a
+
+UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/replay/%)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+
+CLI       := $(B)/cbv
+DLFUNC    := $(B)/cbv.so
+CBVD      := $(B)/cbvd
+FAKESMTP  := $(B)/fakesmtp
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+PROGS := $(LIBCBV) $(CLI) $(FAKESMTP) $(BENCH_BIN) \
+         $(if $(wildcard dlfunc/*.c),$(DLFUNC)) $(if $(wildcard server/*.c),$(CBVD))
+
+.PHONY: all check test unit replay integration valgrind fuzz install deps clean bench demo format
+
+all: $(PROGS)
+
+$(B)/%.o: %.c $(wildcard core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBCBV): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CLI): $(B)/cli/cbv.o $(LIBCBV)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(CBVD): $(patsubst %.c,$(B)/%.o,$(wildcard server/*.c)) $(LIBCBV)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The Exim module: Exim's symbols resolve at load time, so no -z defs.
+$(DLFUNC): $(patsubst %.c,$(B)/%.o,$(wildcard dlfunc/*.c)) $(LIBCBV)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS)
+
+$(B)/dlfunc/%.o: dlfunc/%.c $(wildcard core/*.h dlfunc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I/usr/include/exim4 -c -o $@ $<
+
+$(FAKESMTP): tests/fakes/fakesmtp.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+$(B)/bench/%: bench/%.c $(LIBCBV)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCBV) $(PKG_LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(LIBCBV) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCBV) $(PKG_LIBS) $(CHECK_LIBS)
+
+# Corpus replay: each fuzz target linked with a small driver, built with gcc.
+$(B)/replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBCBV)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LIBCBV) $(PKG_LIBS)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+replay: $(REPLAY_BIN)
+	@set -e; for t in $(REPLAY_BIN); do n=$${t##*/fuzz_}; \
+	  echo "== replay $$n"; $$t tests/fuzz/corpus/$$n; done
+
+integration: all $(UNIT_BIN)
+	B=$(B) tests/rig/rig.sh run -- tests/integration/run.sh
+
+check: unit replay integration
+
+build-fuzz/%: tests/fuzz/%.c $(CORE_SRC)
+	@mkdir -p build-fuzz
+	clang -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -Icore \
+	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(CORE_SRC) $(PKG_LIBS)
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_BIN); do n=$${t##*/fuzz_}; \
+	  echo "== fuzz $$n ($${FUZZ_SECONDS:-30}s)"; \
+	  $$t -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 tests/fuzz/corpus/$$n; done
+
+bench: all
+	B=$(B) tests/rig/rig.sh run -- bench/run.sh
+
+# The README's two commands: each installs its own dependencies first, then
+# runs make again so pkg-config sees the freshly installed packages.
+test:
+	@tools/deps.sh
+	@$(MAKE) --no-print-directory check
+
+demo:
+	@tools/deps.sh
+	@$(MAKE) --no-print-directory all
+	B=$(B) ./demo.sh
+
+# The integration suites that drive the core, under valgrind (no leaks, no errors).
+valgrind: all $(UNIT_BIN)
+	B=$(B) CBV_VALGRIND=1 tests/rig/rig.sh run -- tests/integration/valgrind.sh
+
+deps:
+	@tools/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(EXIM_MODDIR)
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/cbv
+	install -m 644 man/cbv.1 man/cbv-verify.1 man/cbv-check-config.1 $(DESTDIR)$(MANDIR)/man1/
+	$(if $(wildcard dlfunc/*.c),install -m 644 $(DLFUNC) $(DESTDIR)$(EXIM_MODDIR)/cbv.so)
+	install -d $(DESTDIR)$(EXIM_CONFDIR)
+	@if [ -e $(DESTDIR)$(CBV_CONF) ]; then \
+	  echo "keeping existing $(DESTDIR)$(CBV_CONF); new example in $(DESTDIR)$(CBV_CONF).dist"; \
+	  install -m 644 exim-conf/cbv.conf $(DESTDIR)$(CBV_CONF).dist; \
+	else install -m 644 exim-conf/cbv.conf $(DESTDIR)$(CBV_CONF); fi
+
+format:
+	clang-format -i core/*.[ch] cli/*.c tests/unit/*.c tests/fuzz/*.c tests/fakes/*.c
+
+clean:
+	rm -rf build build-san build-fuzz

@@ -1,0 +1,93 @@
+/*
+ * cbv_dns.h - mail exchanger lookup through c-ares, as a non-blocking
+ * state machine (c-ares 1.18.1: ares_getsock/ares_process_fd/ares_timeout).
+ *
+ * One cbv_dns resolves one domain (RFC 5321 5.1):
+ *   1. MX query.  NXDOMAIN -> CBV_DNS_NXDOMAIN.  SERVFAIL, REFUSED,
+ *      timeout, malformed answer -> CBV_DNS_TEMP.  A single MX with target
+ *      "." (RFC 7505 null MX) -> CBV_DNS_NULLMX.
+ *   2. No MX records (NODATA) -> implicit MX: the domain itself, pref 0.
+ *   3. A and AAAA for every exchanger (at most CBV_MX_MAX), in preference
+ *      order, equal preferences shuffled.  An exchanger whose name does not
+ *      resolve is skipped; one whose lookup fails temporarily sets
+ *      `partial`.
+ *   4. Hosts found -> CBV_DNS_OK.  None, and some lookup failed
+ *      temporarily -> CBV_DNS_TEMP.  None (all definitive) ->
+ *      CBV_DNS_NOHOST.
+ * Each host's order: exchangers by preference; for one exchanger, its
+ * IPv4 addresses then its IPv6 addresses.  At most CBV_HOSTS_MAX hosts.
+ * The machine stops at the deadline given to cbv_dns_new (CBV_DNS_TEMP,
+ * detail "DNS timeout").
+ */
+#ifndef CBV_DNS_H
+#define CBV_DNS_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "cbv_limits.h"
+#include "cbv_status.h"
+
+enum cbv_dns_outcome {
+	CBV_DNS_PENDING,
+	CBV_DNS_OK,
+	CBV_DNS_NXDOMAIN,  /* the domain does not exist */
+	CBV_DNS_NULLMX,    /* RFC 7505: the domain accepts no mail */
+	CBV_DNS_NOHOST,    /* exists, but no MX and no A/AAAA (or no MX resolves) */
+	CBV_DNS_TEMP       /* SERVFAIL, timeout, ...: try again later */
+};
+
+struct cbv_host {
+	char name[CBV_DOMAIN_MAX + 1];  /* exchanger name */
+	unsigned pref;                  /* MX preference (0 for implicit MX) */
+	int implicit;                   /* from the implicit MX rule */
+	struct sockaddr_storage addr;   /* port left 0: the caller sets it */
+	socklen_t addrlen;
+};
+
+struct cbv_dns;
+
+/*
+ * Starts resolving domain (lower case, no trailing dot, no literal).
+ * servers: "" = system resolver (/etc/resolv.conf); else a list for
+ * ares_set_servers_ports_csv ("127.0.0.1:5353,[::1]:53").  deadline_ms is
+ * absolute on cbv_now_ms().  Returns a new machine (free with
+ * cbv_dns_free()) or NULL with err (CBV_ENOMEM, CBV_ECONFIG for bad
+ * servers, CBV_EDNS if c-ares cannot start).
+ */
+struct cbv_dns *cbv_dns_new(const char *domain, const char *servers,
+                            int64_t deadline_ms, struct cbv_err *err);
+
+/*
+ * Fills at most max pollfds with the sockets c-ares waits on and sets
+ * *wake_ms to the absolute time by which cbv_dns_process() must be called
+ * even without events (the earlier of c-ares' next retry and the deadline).
+ * Returns the number of pollfds filled (0 is valid: only a timer).
+ */
+int cbv_dns_pollfds(struct cbv_dns *d, struct pollfd *fds, int max,
+                    int64_t *wake_ms);
+
+/*
+ * Processes poll results for the fds cbv_dns_pollfds() returned (others
+ * are ignored), then timeouts.  Call after every poll, events or not.
+ */
+void cbv_dns_process(struct cbv_dns *d, const struct pollfd *fds, int n);
+
+/*
+ * The outcome so far.  When CBV_DNS_OK, *hosts and *nhosts give the ordered
+ * list (valid while d lives).  *detail (may be NULL) is a printable
+ * explanation for logs and synthesized replies ("MX lookup for x.test:
+ * SERVFAIL"); *partial (may be NULL) is 1 if some exchanger's lookup
+ * failed temporarily.
+ */
+enum cbv_dns_outcome cbv_dns_outcome(const struct cbv_dns *d,
+                                     const struct cbv_host **hosts,
+                                     size_t *nhosts, const char **detail,
+                                     int *partial);
+
+/* Cancels outstanding queries and frees; accepts NULL. */
+void cbv_dns_free(struct cbv_dns *d);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * cbv_limits.h - every size and time limit of exim-cbv in one place.
+ *
+ * Each bound on untrusted input names the RFC text it follows or the reason
+ * we are more lenient than the RFC.  Nothing in core/ reads peer or user
+ * input without one of these bounds.
+ */
+#ifndef CBV_LIMITS_H
+#define CBV_LIMITS_H
+
+/* RFC 5321 4.5.3.1.1: local part at most 64 octets. */
+#define CBV_LOCALPART_MAX 64
+/* RFC 5321 4.5.3.1.2: domain at most 255 octets. */
+#define CBV_DOMAIN_MAX 255
+/* RFC 5321 4.5.3.1.3: path (with the angle brackets) at most 256 octets. */
+#define CBV_PATH_MAX 256
+/* RFC 1035 2.3.4: a DNS label is at most 63 octets. */
+#define CBV_LABEL_MAX 63
+
+/* RFC 5321 4.5.3.1.5 says 512 octets a reply line: lenient, never unbounded. */
+#define CBV_REPLY_LINE_MAX 2048
+/* Lines in one multi-line reply (RFC 5321 sets no limit; we do). */
+#define CBV_REPLY_LINES_MAX 64
+/* Bytes of one reply kept for the result and the log. */
+#define CBV_REPLY_KEEP_MAX 16384
+/* Receive buffer: one maximal line plus its CRLF, plus room for a second. */
+#define CBV_BUF_SIZE (2 * CBV_REPLY_LINE_MAX + 4)
+/* A command line we send: "RCPT TO:<" path ">" params CRLF, RFC 5321 4.5.3.1.4 (512). */
+#define CBV_CMD_MAX 512
+
+/* Addresses kept after DNS (all exchangers' A and AAAA records together). */
+#define CBV_HOSTS_MAX 64
+/* MX records looked at in one answer. */
+#define CBV_MX_MAX 32
+
+/* Config file: size, line length, number of map entries and profiles. */
+#define CBV_CONFIG_FILE_MAX (1024 * 1024)
+#define CBV_CONFIG_LINE_MAX 4096
+#define CBV_CONFIG_PROFILES_MAX 64
+#define CBV_MAP_ENTRIES_MAX 4096
+#define CBV_DENY_MAX 64
+#define CBV_NAME_MAX 64
+#define CBV_DNS_SERVERS_MAX 512
+#define CBV_URL_MAX 512
+
+/* PCRE2 limits for map regexes: a pathological pattern costs at most this. */
+#define CBV_PCRE2_MATCH_LIMIT 100000
+#define CBV_PCRE2_DEPTH_LIMIT 1000
+/* Number of capture groups usable in a map replacement: $1..$9. */
+#define CBV_MAP_GROUPS_MAX 9
+
+/* Time limits, milliseconds.  Defaults match DESIGN.md's cbv.conf. */
+#define CBV_TIMEOUT_DEFAULT_MS 30000
+#define CBV_CONNECT_TIMEOUT_DEFAULT_MS 10000
+#define CBV_COMMAND_TIMEOUT_DEFAULT_MS 10000
+#define CBV_TIMEOUT_MAX_MS (24 * 3600 * 1000)
+#define CBV_MAX_HOSTS_DEFAULT 5
+#define CBV_PORT_DEFAULT 25
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * cbv_reply.h - bounded SMTP reply parser (RFC 5321 4.2, RFC 3463).
+ *
+ * Lines are fed one at a time (CRLF already removed, see cbv_buf).  A line
+ * is three digits, the first 2-5, then ' ', '-' or end of line; every line
+ * of one reply carries the same code; at most CBV_REPLY_LINES_MAX lines of
+ * at most CBV_REPLY_LINE_MAX octets.  The enhanced status code (RFC 3463,
+ * "class.subject.detail", class 2, 4 or 5 matching the reply's first
+ * digit) is read from the first line if present.  The text kept is made
+ * printable (controls and 8-bit bytes become '?'), lines joined by '\n',
+ * at most CBV_REPLY_KEEP_MAX - 1 bytes (then cut, truncated = 1).
+ * No I/O.
+ */
+#ifndef CBV_REPLY_H
+#define CBV_REPLY_H
+
+#include <stddef.h>
+
+#include "cbv_limits.h"
+#include "cbv_status.h"
+
+struct cbv_reply {
+	int code;          /* 200..599, 0 until the first line */
+	char ecode[16];    /* "5.1.1" or "" */
+	unsigned nlines;
+	int complete;      /* the final line (code + ' ' or code alone) was seen */
+	int truncated;     /* text was cut at CBV_REPLY_KEEP_MAX */
+	size_t len;        /* strlen(text) */
+	char text[CBV_REPLY_KEEP_MAX]; /* full reply, lines joined by '\n', NUL-terminated */
+};
+
+/* Empties r for a new reply. */
+void cbv_reply_init(struct cbv_reply *r);
+
+/*
+ * Adds one line.  Returns CBV_OK (check r->complete) or CBV_EPROTO with
+ * err->msg naming the fault ("bad reply code", "code changed inside a
+ * multi-line reply", "more than 64 lines in a reply", "reply line too
+ * long").  Feeding after completion is CBV_EINVAL.
+ */
+enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
+                               size_t len, struct cbv_err *err);
+
+/*
+ * Parses one whole reply from a byte buffer with CRLF line ends (used by
+ * tests and the fuzz target).  On CBV_OK, r->complete is 1 and *used is
+ * the number of bytes consumed; if the buffer ends before the final line,
+ * returns CBV_EPROTO "incomplete reply".
+ */
+enum cbv_status cbv_reply_parse(const char *buf, size_t len,
+                                struct cbv_reply *r, size_t *used,
+                                struct cbv_err *err);
+
+/*
+ * Copies at most n-1 bytes of s (len bytes) to out, replacing every byte
+ * < 0x20, 0x7f or >= 0x80 with '?'; NUL-terminates.  Returns bytes written.
+ */
+size_t cbv_sanitize(const char *s, size_t len, char *out, size_t n);
+
+#endif
