@@ -1,0 +1,652 @@
+/*
+ * cbv_session.c - the SMTP client state machine (see cbv_session.h).
+ *
+ * One loop does all the work: flush what we queued, read lines into the
+ * bounded buffer, feed them to the reply parser, and act on each complete
+ * reply.  Deadlines are checked after I/O, so a reply that is already
+ * there is never lost to a timer, and a peer dripping bytes cannot
+ * stretch a stage: the stage deadline covers the whole reply.
+ */
+#include "cbv_session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cbv_buf.h"
+#include "cbv_clock.h"
+#include "cbv_log.h"
+#include "cbv_net.h"
+#include "cbv_tls.h"
+
+enum phase { PH_CONNECT, PH_SMTP, PH_HANDSHAKE, PH_DONE };
+
+struct cbv_session {
+	char host[CBV_DOMAIN_MAX + 1];
+	char helo[CBV_DOMAIN_MAX + 1];
+	char mail_from[CBV_PATH_MAX + 1];
+	char rcpt_to[CBV_PATH_MAX + 1];
+	char ca_dir[CBV_URL_MAX + 1];
+	char peer[80];             /* "ip:port" */
+	struct cbv_session_opts o; /* strings point at the copies above */
+
+	int fd;
+	struct cbv_tls *tls;
+	enum phase phase;
+	enum cbv_stage stage;      /* the reply we are waiting for */
+	short want;                /* poll events wanted */
+	int64_t stage_deadline;
+
+	char out[3 * CBV_CMD_MAX]; /* queued command bytes */
+	size_t out_len, out_off;
+	struct cbv_buf in;
+	struct cbv_reply cur;      /* reply being read */
+
+	int pipelined;             /* an RCPT reply follows the MAIL reply */
+	int ondemand;              /* a 530 asked for TLS (starttls=ondemand) */
+	int skip_rcpt;             /* read and drop the pipelined RCPT reply */
+	int cap_starttls, cap_pipelining, cap_utf8;
+	int peer_closed;
+
+	struct cbv_session_outcome res;
+};
+
+const char *cbv_stage_name(enum cbv_stage s)
+{
+	switch (s) {
+	case CBV_STAGE_CONNECT: return "connect";
+	case CBV_STAGE_GREETING: return "greeting";
+	case CBV_STAGE_EHLO: return "EHLO";
+	case CBV_STAGE_HELO: return "HELO";
+	case CBV_STAGE_STARTTLS: return "STARTTLS";
+	case CBV_STAGE_TLS: return "TLS handshake";
+	case CBV_STAGE_RSET: return "RSET";
+	case CBV_STAGE_MAIL: return "MAIL FROM";
+	case CBV_STAGE_RCPT: return "RCPT TO";
+	case CBV_STAGE_DONE: return "done";
+	}
+	return "?";
+}
+
+static void trace(struct cbv_session *s, enum cbv_trace kind, const char *text)
+{
+	if (s->o.trace != NULL)
+		s->o.trace(s->o.trace_arg, kind, text);
+}
+
+/* Copies a string we will put on the wire; refuses controls (CR/LF injection). */
+static int copy_wire(char *dst, size_t n, const char *src, const char *what,
+                     struct cbv_err *err)
+{
+	size_t len = strlen(src != NULL ? src : "");
+
+	if (len >= n) {
+		cbv_err_set(err, CBV_EINVAL, "%s too long", what);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		if (c < 0x20 || c == 0x7f) {
+			cbv_err_set(err, CBV_EINVAL, "control character in %s", what);
+			return -1;
+		}
+	}
+	memcpy(dst, src != NULL ? src : "", len + 1);
+	return 0;
+}
+
+static void set_deadline(struct cbv_session *s, unsigned timeout_ms)
+{
+	s->stage_deadline = cbv_deadline_min(cbv_now_ms() + (int64_t)timeout_ms,
+	                                     s->o.deadline_ms);
+}
+
+/* Closes the connection.  A QUIT goes out only if it can without waiting. */
+static void close_conn(struct cbv_session *s, int send_quit)
+{
+	static const char quit[] = "QUIT\r\n";
+	short ev;
+
+	if (s->fd < 0)
+		return;
+	if (send_quit && !s->peer_closed && s->out_off == s->out_len) {
+		ssize_t n;
+
+		if (s->tls != NULL)
+			n = cbv_tls_write(s->tls, quit, sizeof(quit) - 1, &ev, NULL);
+		else
+			n = cbv_net_send(s->fd, quit, sizeof(quit) - 1);
+		if (n > 0)
+			trace(s, CBV_TRACE_SENT, "QUIT");
+	}
+	cbv_tls_free(s->tls);
+	s->tls = NULL;
+	close(s->fd);
+	s->fd = -1;
+}
+
+/* Ends the session with this status at the current stage. */
+static void finish(struct cbv_session *s, enum cbv_status st)
+{
+	s->res.stage = s->stage;
+	s->res.status = st;
+	if (st == CBV_OK)
+		s->res.err.code = CBV_OK;
+	s->phase = PH_DONE;
+	/* QUIT only after a normal reply; not after 421 (the server is leaving). */
+	close_conn(s, st == CBV_OK && s->res.reply.code != 421);
+}
+
+static void fail(struct cbv_session *s, enum cbv_status st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(struct cbv_session *s, enum cbv_status st, const char *fmt, ...)
+{
+	va_list ap;
+
+	s->res.err.code = st;
+	s->res.err.sys_errno = 0;
+	va_start(ap, fmt);
+	if (vsnprintf(s->res.err.msg, sizeof(s->res.err.msg), fmt, ap) < 0)
+		s->res.err.msg[0] = '\0';
+	va_end(ap);
+	cbv_log(CBV_LOG_DEBUG, "%s[%s] %s: %s", s->host, s->peer,
+	        cbv_stage_name(s->stage), s->res.err.msg);
+	finish(s, st);
+}
+
+/* Queues one command line and starts the wait for its reply. */
+static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt, ...)
+{
+	char line[CBV_CMD_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	/* Inputs are validated in cbv_session_new(); this is a programmer error. */
+	if (n < 0 || (size_t)n >= sizeof(line) - 2 ||
+	    s->out_len + (size_t)n + 2 > sizeof(s->out)) {
+		fail(s, CBV_EINVAL, "command too long");
+		return;
+	}
+	cbv_log(CBV_LOG_DEBUG, "%s[%s] >>> %s", s->host, s->peer, line);
+	trace(s, CBV_TRACE_SENT, line);
+	snprintf(s->res.sent, sizeof(s->res.sent), "%s", line);
+	memcpy(s->out + s->out_len, line, (size_t)n);
+	memcpy(s->out + s->out_len + n, "\r\n", 2);
+	s->out_len += (size_t)n + 2;
+	s->stage = next;
+	cbv_reply_init(&s->cur);
+	set_deadline(s, s->o.command_timeout_ms);
+}
+
+static void send_mail(struct cbv_session *s)
+{
+	const char *param = s->o.utf8 ? " SMTPUTF8" : "";
+
+	send_cmd(s, CBV_STAGE_MAIL, "MAIL FROM:<%s>%s", s->mail_from, param);
+	if (s->phase == PH_DONE)
+		return;
+	/* RFC 2920: MAIL and RCPT may share a write when PIPELINING is offered. */
+	s->pipelined = s->cap_pipelining;
+	if (s->pipelined) {
+		send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->rcpt_to);
+		s->stage = CBV_STAGE_MAIL;
+	}
+}
+
+/* Reads EHLO keywords (RFC 5321 4.1.1.1): the first word of each line. */
+static void parse_caps(struct cbv_session *s, const struct cbv_reply *r)
+{
+	const char *p = r->text;
+
+	s->cap_starttls = s->cap_pipelining = s->cap_utf8 = 0;
+	/* The first line is the greeting-like domain line: skip it. */
+	p = strchr(p, '\n');
+	while (p != NULL) {
+		const char *kw = p + 1 + 4; /* "250-" or "250 " */
+		size_t len;
+
+		if (strlen(p + 1) < 4)
+			break;
+		len = strcspn(kw, " \n");
+		if (len == 8 && strncasecmp(kw, "STARTTLS", 8) == 0)
+			s->cap_starttls = 1;
+		else if (len == 10 && strncasecmp(kw, "PIPELINING", 10) == 0)
+			s->cap_pipelining = 1;
+		else if (len == 8 && strncasecmp(kw, "SMTPUTF8", 8) == 0)
+			s->cap_utf8 = 1;
+		p = strchr(p + 1, '\n');
+	}
+	if (s->cap_starttls)
+		s->res.tls_offered = 1;
+}
+
+static void send_starttls(struct cbv_session *s)
+{
+	send_cmd(s, CBV_STAGE_STARTTLS, "STARTTLS");
+}
+
+/* After a 2xx to EHLO/HELO: STARTTLS or the transaction, per policy. */
+static void after_ehlo(struct cbv_session *s)
+{
+	int want_tls = s->o.starttls == CBV_STARTTLS_OPPORTUNISTIC ||
+	               s->o.starttls == CBV_STARTTLS_REQUIRE || s->ondemand;
+
+	if (s->tls == NULL && want_tls && s->cap_starttls) {
+		send_starttls(s);
+		return;
+	}
+	if (s->tls == NULL && s->o.starttls == CBV_STARTTLS_REQUIRE) {
+		s->res.tls_not_offered = 1;
+		s->stage = CBV_STAGE_STARTTLS;
+		fail(s, CBV_ETLS, "%s [%s] does not offer STARTTLS", s->host, s->peer);
+		return;
+	}
+	if (s->o.utf8 && !s->cap_utf8) {
+		s->res.smtputf8_missing = 1;
+		s->stage = CBV_STAGE_MAIL;
+		fail(s, CBV_EPROTO, "%s [%s] does not offer SMTPUTF8", s->host, s->peer);
+		return;
+	}
+	send_mail(s);
+}
+
+static void start_tls(struct cbv_session *s)
+{
+	struct cbv_err err;
+
+	/* RFC 3207 5 / CVE-2011-0411: bytes sent before the handshake would be
+	 * read as if they came inside TLS.  Refuse them. */
+	if (cbv_buf_pending(&s->in) != 0) {
+		fail(s, CBV_EPROTO, "%s [%s] sent data after 220 to STARTTLS", s->host, s->peer);
+		return;
+	}
+	s->stage = CBV_STAGE_TLS;
+	s->tls = cbv_tls_new(s->fd, s->host, s->o.tls_verify, s->ca_dir, &err);
+	if (s->tls == NULL) {
+		fail(s, err.code == CBV_ENOMEM ? CBV_ENOMEM : CBV_ETLS, "%s", err.msg);
+		return;
+	}
+	s->phase = PH_HANDSHAKE;
+	s->want = POLLOUT;
+	set_deadline(s, s->o.command_timeout_ms);
+}
+
+/* 530 (RFC 3207 4: "Must issue a STARTTLS command first") and we may. */
+static int ondemand_tls(const struct cbv_session *s, const struct cbv_reply *r)
+{
+	return r->code == 530 && s->o.starttls == CBV_STARTTLS_ONDEMAND &&
+	       s->tls == NULL && s->cap_starttls && !s->ondemand;
+}
+
+/* Acts on one complete reply. */
+static void on_reply(struct cbv_session *s)
+{
+	struct cbv_reply *r = &s->cur;
+	int ok = r->code >= 200 && r->code < 300;
+
+	cbv_log(CBV_LOG_DEBUG, "%s[%s] <<< %s", s->host, s->peer, r->text);
+	if (s->skip_rcpt && s->stage == CBV_STAGE_RCPT) {
+		/* The pipelined RCPT after a 530 to MAIL: drop it, go to TLS. */
+		trace(s, CBV_TRACE_RECV, r->text);
+		s->skip_rcpt = 0;
+		send_starttls(s);
+		return;
+	}
+	s->res.reply = *r;
+	switch (s->stage) {
+	case CBV_STAGE_GREETING:
+		s->res.greeting = *r;
+		trace(s, CBV_TRACE_GRTNG, r->text);
+		if (!ok) {
+			finish(s, CBV_OK);
+			return;
+		}
+		send_cmd(s, CBV_STAGE_EHLO, "EHLO %s", s->helo);
+		return;
+	case CBV_STAGE_EHLO:
+	case CBV_STAGE_HELO:
+		s->res.ehlo = *r;
+		trace(s, CBV_TRACE_HELO, r->text);
+		if (ok) {
+			if (s->stage == CBV_STAGE_EHLO)
+				parse_caps(s, r);
+			else
+				s->cap_starttls = s->cap_pipelining = s->cap_utf8 = 0;
+			after_ehlo(s);
+		} else if (s->stage == CBV_STAGE_EHLO && r->code >= 500 && s->tls == NULL) {
+			/* RFC 5321 3.2: a server that does not know EHLO gets HELO. */
+			send_cmd(s, CBV_STAGE_HELO, "HELO %s", s->helo);
+		} else {
+			finish(s, CBV_OK);
+		}
+		return;
+	default:
+		break;
+	}
+	trace(s, CBV_TRACE_RECV, r->text);
+	switch (s->stage) {
+	case CBV_STAGE_STARTTLS:
+		if (r->code == 220)
+			start_tls(s);
+		else if (s->o.starttls == CBV_STARTTLS_REQUIRE || s->ondemand)
+			finish(s, CBV_OK);
+		else
+			send_mail(s); /* opportunistic: go on in plain text */
+		return;
+	case CBV_STAGE_RSET:
+		if (ok)
+			send_starttls(s);
+		else
+			finish(s, CBV_OK);
+		return;
+	case CBV_STAGE_MAIL:
+		if (ok) {
+			if (s->pipelined) {
+				s->stage = CBV_STAGE_RCPT;
+				cbv_reply_init(&s->cur);
+				set_deadline(s, s->o.command_timeout_ms);
+			} else {
+				send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->rcpt_to);
+			}
+		} else if (ondemand_tls(s, r)) {
+			s->ondemand = 1;
+			if (s->pipelined) {
+				s->skip_rcpt = 1;
+				s->stage = CBV_STAGE_RCPT;
+				cbv_reply_init(&s->cur);
+			} else {
+				send_starttls(s);
+			}
+		} else {
+			finish(s, CBV_OK);
+		}
+		return;
+	case CBV_STAGE_RCPT:
+		if (ondemand_tls(s, r)) {
+			s->ondemand = 1;
+			send_cmd(s, CBV_STAGE_RSET, "RSET");
+		} else {
+			finish(s, CBV_OK);
+		}
+		return;
+	default:
+		fail(s, CBV_EPROTO, "reply in unexpected state");
+		return;
+	}
+}
+
+/* Sends queued bytes.  Returns 1 if all sent, 0 if waiting, -1 done(failed). */
+static int flush_out(struct cbv_session *s)
+{
+	struct cbv_err err;
+
+	while (s->out_off < s->out_len) {
+		short ev = POLLOUT;
+		ssize_t n;
+
+		if (s->tls != NULL)
+			n = cbv_tls_write(s->tls, s->out + s->out_off, s->out_len - s->out_off,
+			                  &ev, &err);
+		else
+			n = cbv_net_send(s->fd, s->out + s->out_off, s->out_len - s->out_off);
+		if (n == 0) {
+			s->want = ev;
+			return 0;
+		}
+		if (n < 0) {
+			s->peer_closed = 1;
+			if (s->tls != NULL)
+				fail(s, CBV_ECONNECT, "%s [%s]: sending %s: %s", s->host, s->peer,
+				     cbv_stage_name(s->stage), err.msg);
+			else
+				fail(s, CBV_ECONNECT, "%s [%s]: sending %s: %s", s->host, s->peer,
+				     cbv_stage_name(s->stage), strerror(errno));
+			return -1;
+		}
+		s->out_off += (size_t)n;
+	}
+	s->out_off = s->out_len = 0;
+	return 1;
+}
+
+/*
+ * Reads until a complete reply is parsed (returns 1), nothing more can be
+ * read now (0), or the session failed (-1).
+ */
+static int read_reply(struct cbv_session *s)
+{
+	struct cbv_err err;
+
+	for (;;) {
+		const char *line;
+		size_t len, avail;
+		short ev = POLLIN;
+		ssize_t n;
+		char *space;
+		int got = cbv_buf_getline(&s->in, CBV_REPLY_LINE_MAX, &line, &len);
+
+		if (got < 0) {
+			fail(s, CBV_EPROTO, "%s [%s]: %s reply line longer than %d octets",
+			     s->host, s->peer, cbv_stage_name(s->stage), CBV_REPLY_LINE_MAX);
+			return -1;
+		}
+		if (got > 0) {
+			if (cbv_reply_feed(&s->cur, line, len, &err) != CBV_OK) {
+				fail(s, CBV_EPROTO, "%s [%s]: %s reply: %s", s->host, s->peer,
+				     cbv_stage_name(s->stage), err.msg);
+				return -1;
+			}
+			if (s->cur.complete)
+				return 1;
+			continue;
+		}
+		space = cbv_buf_space(&s->in, &avail);
+		if (s->tls != NULL)
+			n = cbv_tls_read(s->tls, space, avail, &ev, &err);
+		else
+			n = cbv_net_recv(s->fd, space, avail);
+		if (n == 0) {
+			s->want = ev;
+			return 0;
+		}
+		if (n == -2) {
+			s->peer_closed = 1;
+			fail(s, CBV_ECONNECT, "%s [%s] closed the connection during %s",
+			     s->host, s->peer, cbv_stage_name(s->stage));
+			return -1;
+		}
+		if (n < 0) {
+			s->peer_closed = 1;
+			if (s->tls != NULL)
+				fail(s, CBV_ETLS, "%s [%s]: %s: %s", s->host, s->peer,
+				     cbv_stage_name(s->stage), err.msg);
+			else
+				fail(s, CBV_ECONNECT, "%s [%s]: reading %s reply: %s", s->host,
+				     s->peer, cbv_stage_name(s->stage), strerror(errno));
+			return -1;
+		}
+		cbv_buf_commit(&s->in, (size_t)n);
+	}
+}
+
+/* The SMTP phase: write, read, act, until we must wait. */
+static void run_smtp(struct cbv_session *s)
+{
+	while (s->phase == PH_SMTP) {
+		int r = flush_out(s);
+
+		if (r <= 0)
+			return;
+		r = read_reply(s);
+		if (r <= 0)
+			return;
+		/* Nothing may follow a final line unless we pipelined more. */
+		if (cbv_buf_pending(&s->in) != 0 && !(s->pipelined && s->stage == CBV_STAGE_MAIL) &&
+		    s->stage != CBV_STAGE_STARTTLS) {
+			fail(s, CBV_EPROTO, "%s [%s]: unexpected data after the %s reply",
+			     s->host, s->peer, cbv_stage_name(s->stage));
+			return;
+		}
+		on_reply(s);
+	}
+}
+
+static void run_handshake(struct cbv_session *s)
+{
+	struct cbv_err err;
+	short ev = POLLIN;
+	int r = cbv_tls_handshake(s->tls, &ev, &err);
+
+	if (r == 0) {
+		s->want = ev;
+		return;
+	}
+	if (r < 0) {
+		s->peer_closed = 1;
+		fail(s, CBV_ETLS, "%s [%s]: %s", s->host, s->peer, err.msg);
+		return;
+	}
+	cbv_tls_describe(s->tls, s->res.tls, sizeof(s->res.tls));
+	cbv_log(CBV_LOG_DEBUG, "%s[%s] TLS up: %s", s->host, s->peer, s->res.tls);
+	s->phase = PH_SMTP;
+	cbv_buf_init(&s->in);
+	/* RFC 3207 4.2: forget what we knew; ask again. */
+	s->cap_starttls = s->cap_pipelining = s->cap_utf8 = 0;
+	send_cmd(s, CBV_STAGE_EHLO, "EHLO %s", s->helo);
+	run_smtp(s);
+}
+
+struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
+                                    const struct cbv_session_opts *o,
+                                    struct cbv_err *err)
+{
+	struct cbv_session *s = cbv_calloc(1, sizeof(*s));
+	char init[CBV_DOMAIN_MAX + 100];
+
+	if (s == NULL) {
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	s->fd = -1;
+	if (copy_wire(s->host, sizeof(s->host), o->host, "host name", err) != 0 ||
+	    copy_wire(s->helo, sizeof(s->helo), o->helo, "HELO name", err) != 0 ||
+	    copy_wire(s->mail_from, sizeof(s->mail_from), o->mail_from, "sender", err) != 0 ||
+	    copy_wire(s->rcpt_to, sizeof(s->rcpt_to), o->rcpt_to, "recipient", err) != 0 ||
+	    copy_wire(s->ca_dir, sizeof(s->ca_dir), o->ca_dir, "ca_dir", err) != 0) {
+		cbv_free(s);
+		return NULL;
+	}
+	if (s->helo[0] == '\0' || s->rcpt_to[0] == '\0') {
+		cbv_err_set(err, CBV_EINVAL, "empty HELO name or recipient");
+		cbv_free(s);
+		return NULL;
+	}
+	s->o = *o;
+	s->o.host = s->host;
+	s->o.helo = s->helo;
+	s->o.mail_from = s->mail_from;
+	s->o.rcpt_to = s->rcpt_to;
+	s->o.ca_dir = s->ca_dir;
+	cbv_buf_init(&s->in);
+	cbv_reply_init(&s->cur);
+	cbv_reply_init(&s->res.reply);
+	cbv_reply_init(&s->res.greeting);
+	cbv_reply_init(&s->res.ehlo);
+	cbv_net_format(sa, s->peer, sizeof(s->peer));
+	snprintf(init, sizeof(init), "%s [%s]", s->host, s->peer);
+	trace(s, CBV_TRACE_INIT, init);
+
+	s->stage = CBV_STAGE_CONNECT;
+	s->phase = PH_CONNECT;
+	s->want = POLLOUT;
+	set_deadline(s, s->o.connect_timeout_ms);
+	s->fd = cbv_net_connect(sa, salen, &s->res.err);
+	if (s->fd < 0) {
+		s->peer_closed = 1;
+		finish(s, CBV_ECONNECT);
+	}
+	return s;
+}
+
+int cbv_session_pollfd(struct cbv_session *s, struct pollfd *pfd, int64_t *wake_ms)
+{
+	if (s->phase == PH_DONE)
+		return 0;
+	pfd->fd = s->fd;
+	pfd->events = s->want;
+	pfd->revents = 0;
+	*wake_ms = s->stage_deadline;
+	return 1;
+}
+
+void cbv_session_process(struct cbv_session *s, short revents)
+{
+	struct cbv_err err;
+
+	switch (s->phase) {
+	case PH_DONE:
+		return;
+	case PH_CONNECT:
+		if (revents & (POLLOUT | POLLERR | POLLHUP)) {
+			if (cbv_net_connect_result(s->fd, &err) != CBV_OK) {
+				s->peer_closed = 1;
+				s->res.err.sys_errno = err.sys_errno;
+				fail(s, CBV_ECONNECT, "connection to %s [%s] failed: %s", s->host,
+				     s->peer, err.msg);
+				return;
+			}
+			s->phase = PH_SMTP;
+			s->stage = CBV_STAGE_GREETING;
+			s->want = POLLIN;
+			set_deadline(s, s->o.command_timeout_ms);
+			run_smtp(s);
+		}
+		break;
+	case PH_HANDSHAKE:
+		run_handshake(s);
+		break;
+	case PH_SMTP:
+		run_smtp(s);
+		break;
+	}
+	if (s->phase != PH_DONE && cbv_now_ms() >= s->stage_deadline) {
+		int overall = s->stage_deadline >= s->o.deadline_ms;
+
+		if (s->stage == CBV_STAGE_CONNECT)
+			fail(s, CBV_ETIMEOUT, "connection to %s [%s] timed out%s", s->host,
+			     s->peer, overall ? " (overall deadline)" : "");
+		else
+			fail(s, CBV_ETIMEOUT, "%s [%s] timed out waiting for the %s reply%s",
+			     s->host, s->peer, cbv_stage_name(s->stage),
+			     overall ? " (overall deadline)" : "");
+	}
+}
+
+int cbv_session_done(const struct cbv_session *s)
+{
+	return s->phase == PH_DONE;
+}
+
+const struct cbv_session_outcome *cbv_session_outcome(const struct cbv_session *s)
+{
+	return &s->res;
+}
+
+void cbv_session_free(struct cbv_session *s)
+{
+	if (s == NULL)
+		return;
+	close_conn(s, 0);
+	cbv_free(s);
+}

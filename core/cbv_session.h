@@ -1,0 +1,128 @@
+/*
+ * cbv_session.h - one SMTP client conversation with one host, as a
+ * non-blocking state machine.
+ *
+ *   connect -> greeting -> EHLO (HELO on 5xx) -> [STARTTLS -> TLS -> EHLO]
+ *   -> MAIL FROM -> RCPT TO -> done (QUIT sent, never waited for)
+ *
+ * MAIL and RCPT go out in one write when the server offers PIPELINING
+ * (RFC 2920).  STARTTLS follows the profile's policy; with "ondemand" a
+ * 530 to MAIL or RCPT sends (RSET and) STARTTLS and tries again
+ * (RFC 3207).  The session stops at the first reply that decides
+ * anything, and at the RCPT reply: the verdict is known then, so it does
+ * not wait for the 221 to QUIT (Exim holds that reply for 200 ms).
+ *
+ * The session only reports what happened (stage, status, reply); what it
+ * means is decided in cbv_verify.c.  Every read is bounded (cbv_buf,
+ * cbv_reply), every stage has a deadline: connect_timeout for the
+ * connection, command_timeout for the greeting, each reply and the TLS
+ * handshake, all capped by the overall deadline.
+ *
+ * Driving it: cbv_session_pollfd() says which fd/events/time to wait for,
+ * cbv_session_process() is called with what poll() returned (0 on a
+ * timeout), until cbv_session_done().
+ */
+#ifndef CBV_SESSION_H
+#define CBV_SESSION_H
+
+#include <poll.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "cbv_config.h"
+#include "cbv_limits.h"
+#include "cbv_reply.h"
+#include "cbv_status.h"
+
+enum cbv_stage {
+	CBV_STAGE_CONNECT,
+	CBV_STAGE_GREETING,
+	CBV_STAGE_EHLO,
+	CBV_STAGE_HELO,
+	CBV_STAGE_STARTTLS,
+	CBV_STAGE_TLS,     /* the handshake itself */
+	CBV_STAGE_RSET,
+	CBV_STAGE_MAIL,
+	CBV_STAGE_RCPT,
+	CBV_STAGE_DONE
+};
+
+/* Returns "connect", "greeting", "EHLO", ... for messages. */
+const char *cbv_stage_name(enum cbv_stage s);
+
+/* What the trace hook is told about (mailfromd's progress line kinds). */
+enum cbv_trace {
+	CBV_TRACE_INIT,  /* connecting: text is "host [ip]:port" */
+	CBV_TRACE_GRTNG, /* greeting received (full, sanitized) */
+	CBV_TRACE_HELO,  /* EHLO/HELO reply received */
+	CBV_TRACE_SENT,  /* a command line sent (without CRLF) */
+	CBV_TRACE_RECV   /* a reply received (full, sanitized) */
+};
+
+typedef void cbv_trace_fn(void *arg, enum cbv_trace kind, const char *text);
+
+struct cbv_session_opts {
+	const char *host;          /* MX name: SNI, messages; may be an IP */
+	const char *helo;          /* our EHLO/HELO name */
+	const char *mail_from;     /* address without <>, "" = null sender */
+	const char *rcpt_to;       /* address without <> */
+	int utf8;                  /* the addresses need SMTPUTF8 */
+	enum cbv_starttls starttls;
+	int tls_verify;
+	const char *ca_dir;
+	unsigned connect_timeout_ms;
+	unsigned command_timeout_ms;
+	int64_t deadline_ms;       /* overall, absolute (cbv_now_ms) */
+	cbv_trace_fn *trace;       /* may be NULL */
+	void *trace_arg;
+};
+
+/* How the session ended. */
+struct cbv_session_outcome {
+	enum cbv_stage stage;      /* where it stopped (CBV_STAGE_DONE never) */
+	enum cbv_status status;    /* CBV_OK: `reply` is the deciding reply */
+	struct cbv_err err;        /* why, when status != CBV_OK */
+	struct cbv_reply reply;    /* last complete reply (deciding one if OK) */
+	struct cbv_reply greeting; /* the greeting, if received */
+	struct cbv_reply ehlo;     /* last EHLO/HELO reply, if received */
+	char sent[CBV_CMD_MAX];    /* last command sent, sanitized, no CRLF */
+	char tls[128];             /* cbv_tls_describe() or "" */
+	int tls_offered;           /* STARTTLS was in the EHLO reply */
+	int tls_not_offered;       /* policy required TLS, none offered */
+	int smtputf8_missing;      /* utf8 address, no SMTPUTF8 offered */
+};
+
+struct cbv_session;
+
+/*
+ * Starts connecting to sa (port set) with the given options (strings are
+ * copied).  Returns a new session (free with cbv_session_free()) or NULL
+ * with err: CBV_ENOMEM, CBV_EINVAL (a string with CR/LF/NUL or too long).
+ * A connect() that fails at once is not an error here: the session is
+ * returned already done with a CBV_ECONNECT outcome.
+ */
+struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
+                                    const struct cbv_session_opts *o,
+                                    struct cbv_err *err);
+
+/*
+ * What to wait for: fills *pfd (fd, events) and *wake_ms (absolute time at
+ * which cbv_session_process() must be called anyway).  Returns 1, or 0 if
+ * the session is done (nothing to wait for).
+ */
+int cbv_session_pollfd(struct cbv_session *s, struct pollfd *pfd,
+                       int64_t *wake_ms);
+
+/* Advances the machine with the revents poll() gave (0 if none). */
+void cbv_session_process(struct cbv_session *s, short revents);
+
+/* 1 when the session has ended. */
+int cbv_session_done(const struct cbv_session *s);
+
+/* The outcome; meaningful once done.  Valid while s lives. */
+const struct cbv_session_outcome *cbv_session_outcome(const struct cbv_session *s);
+
+/* Ends the session (QUIT if possible, never waiting), closes, frees.  NULL ok. */
+void cbv_session_free(struct cbv_session *s);
+
+#endif
