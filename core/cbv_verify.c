@@ -1,0 +1,715 @@
+/*
+ * cbv_verify.c - policy: host order, reply -> verdict (see cbv_verify.h).
+ *
+ * The verdict table is DESIGN.md's.  The reason word comes from the stage,
+ * the reply code and the RFC 3463 enhanced code, never from reply text.
+ * Every doubt is transient: a host that times out, closes, or answers 4xx
+ * sends us to the next one, and if it was the last, the answer is
+ * "try again later", never a guess.
+ */
+#include "cbv_verify.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cbv_addr.h"
+#include "cbv_cidr.h"
+#include "cbv_clock.h"
+#include "cbv_dns.h"
+#include "cbv_log.h"
+#include "cbv_map.h"
+#include "cbv_net.h"
+#include "cbv_reply.h"
+
+enum vstate { VS_DNS, VS_SESSION, VS_DONE };
+
+struct cbv_verify {
+	struct cbv_profile p;        /* own copy, holds a map reference */
+	struct cbv_request req;      /* trace hook only; strings copied below */
+	char helo[CBV_DOMAIN_MAX + 1];
+	struct cbv_addr addr;
+	char domain[CBV_DOMAIN_MAX + 1]; /* after the map */
+	char rcpt[CBV_PATH_MAX + 1];
+	char sender[CBV_PATH_MAX + 1];
+	int utf8;
+
+	enum vstate state;
+	int64_t start_us;
+	int64_t deadline_ms;
+	struct cbv_dns *dns;
+	struct cbv_host hosts[CBV_HOSTS_MAX];
+	size_t nhosts, next_host;
+	size_t tried;
+	struct cbv_session *sess;
+	size_t sess_host;            /* index into hosts of the current session */
+	int plain_retry;             /* current session is the no-TLS retry */
+	int dns_partial;
+
+	struct cbv_result *res;
+	int res_taken;
+};
+
+/* Outcome of one host, before we know whether it is the last. */
+struct verdict {
+	enum cbv_verdict v;
+	const char *reason;
+	int definitive;              /* ends the search over hosts */
+};
+
+/* Sets the verdict and a synthesized DSN "CODE X.Y.Z text". */
+static void synth(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
+                  int code, const char *ecode, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+static void synth(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
+                  int code, const char *ecode, const char *fmt, ...)
+{
+	char text[1024], clean[1024], msg[1200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
+		text[0] = '\0';
+	va_end(ap);
+	/* Parts of the text may come from DNS or the peer: print them safely. */
+	cbv_sanitize(text, strlen(text), clean, sizeof(clean));
+	snprintf(msg, sizeof(msg), "%d %s %s", code, ecode, clean);
+	v->res->verdict = vd;
+	v->res->reason = reason;
+	v->res->code = code;
+	snprintf(v->res->ecode, sizeof(v->res->ecode), "%s", ecode);
+	if (cbv_result_set(&v->res->message, msg) != 0)
+		v->res->message[0] = '\0'; /* the old string stays valid */
+}
+
+static void finish(struct cbv_verify *v)
+{
+	struct cbv_result *r = v->res;
+
+	/* A result cache would store the verdict here (DESIGN.md "Coming next"). */
+	cbv_session_free(v->sess);
+	v->sess = NULL;
+	cbv_dns_free(v->dns);
+	v->dns = NULL;
+	r->elapsed_ms = (unsigned long)((cbv_now_us() - v->start_us + 500) / 1000);
+	r->hosts_tried = (unsigned)v->tried;
+	v->state = VS_DONE;
+	cbv_log(CBV_LOG_INFO, "cbv: <%s> sender=<%s> %s/%s host=%s [%s] elapsed=%lums: %s",
+	        r->address, r->sender, cbv_verdict_name(r->verdict), r->reason,
+	        r->host[0] ? r->host : "-", r->ip[0] ? r->ip : "-", r->elapsed_ms,
+	        r->message);
+}
+
+/* Splits "X.Y.Z" into class, subject, detail; 0 if there is no code. */
+static int ecode_parts(const char *e, int *cls, int *subj, int *det)
+{
+	return e[0] != '\0' && sscanf(e, "%d.%d.%d", cls, subj, det) == 3;
+}
+
+/* A 4xx at MAIL or RCPT: greylisted (x.7.x), mailbox_full (4.2.2) or other. */
+static const char *temp_reason(const struct cbv_reply *r)
+{
+	int c, s, d;
+
+	if (ecode_parts(r->ecode, &c, &s, &d)) {
+		if (s == 7)
+			return "greylisted";
+		if (s == 2 && d == 2)
+			return "mailbox_full";
+	}
+	return "temp_failure";
+}
+
+/* A 5xx to RCPT TO. */
+static struct verdict rcpt_5xx(const struct cbv_reply *r)
+{
+	struct verdict out = { CBV_FAIL, "mailbox_unknown", 1 };
+	int c, s, d;
+
+	if (ecode_parts(r->ecode, &c, &s, &d)) {
+		switch (s) {
+		case 7: /* security or policy status: about us, not the address */
+			out.v = CBV_ERROR;
+			out.reason = r->code == 530 ? "tls_required" : "policy_refused";
+			return out;
+		case 1:
+			if (d == 2)
+				out.reason = "no_domain";
+			else if (d == 3)
+				out.reason = "bad_syntax";
+			else if (d == 10)
+				out.reason = "null_mx";
+			return out;
+		case 2:
+			out.reason = d == 2 ? "mailbox_full" : "mailbox_disabled";
+			return out;
+		case 3:
+		case 5:
+		case 6:
+			/* mail system, protocol or content trouble: not about the address */
+			out.v = CBV_ERROR;
+			out.reason = "protocol_error";
+			return out;
+		default:
+			return out;
+		}
+	}
+	switch (r->code) {
+	case 530:
+		out.v = CBV_ERROR;
+		out.reason = "tls_required";
+		break;
+	case 501:
+		out.reason = "bad_syntax";
+		break;
+	case 500:
+	case 502:
+	case 503:
+	case 504:
+		out.v = CBV_ERROR;
+		out.reason = "protocol_error";
+		break;
+	case 552:
+		out.reason = "mailbox_full";
+		break;
+	default:
+		break;
+	}
+	return out;
+}
+
+/* What one host's session means (DESIGN.md "Verdicts"). */
+static struct verdict judge(const struct cbv_session_outcome *o)
+{
+	struct verdict out = { CBV_TRANSIENT, "temp_failure", 0 };
+	const struct cbv_reply *r = &o->reply;
+	int cls = r->code / 100;
+
+	switch (o->status) {
+	case CBV_OK:
+		break;
+	case CBV_ETIMEOUT:
+		out.reason = "timeout";
+		return out;
+	case CBV_ECONNECT:
+		out.reason = "connect_failed";
+		return out;
+	case CBV_ETLS:
+		out.v = CBV_ERROR;
+		out.reason = o->tls_not_offered ? "tls_required" : "tls_failed";
+		return out;
+	default:
+		out.v = CBV_ERROR;
+		out.reason = "protocol_error";
+		return out;
+	}
+	if (r->code == 421 || cls == 4) {
+		if (o->stage == CBV_STAGE_MAIL || o->stage == CBV_STAGE_RCPT)
+			out.reason = temp_reason(r);
+		return out;
+	}
+	switch (o->stage) {
+	case CBV_STAGE_GREETING:
+	case CBV_STAGE_EHLO:
+	case CBV_STAGE_HELO:
+		out.v = CBV_ERROR;
+		out.reason = "greeting_refused";
+		return out;
+	case CBV_STAGE_STARTTLS:
+		out.v = CBV_ERROR;
+		out.reason = "tls_failed";
+		return out;
+	case CBV_STAGE_MAIL:
+		out.v = CBV_ERROR;
+		out.reason = r->code == 530 ? "tls_required" : "sender_refused";
+		out.definitive = r->code != 530;
+		return out;
+	case CBV_STAGE_RCPT:
+		if (cls == 2) {
+			out.v = CBV_PASS;
+			out.reason = "accepted";
+			out.definitive = 1;
+			return out;
+		}
+		if (cls == 5)
+			return rcpt_5xx(r);
+		break;
+	default:
+		break;
+	}
+	out.v = CBV_ERROR;
+	out.reason = "protocol_error";
+	return out;
+}
+
+/* Copies one host's conversation into the last-poll record. */
+static void record_poll(struct cbv_verify *v, const struct cbv_host *h,
+                        const struct cbv_session_outcome *o)
+{
+	struct cbv_result *r = v->res;
+	char ip[80];
+
+	cbv_net_format((const struct sockaddr *)&h->addr, ip, sizeof(ip));
+	if (cbv_result_set(&r->host, h->name) != 0 || cbv_result_set(&r->ip, ip) != 0 ||
+	    cbv_result_set(&r->greeting, o->greeting.text) != 0 ||
+	    cbv_result_set(&r->helo, o->ehlo.text) != 0 ||
+	    cbv_result_set(&r->sent, o->sent) != 0 ||
+	    cbv_result_set(&r->recv, o->reply.text) != 0)
+		cbv_log(CBV_LOG_ERR, "cbv: out of memory recording the last poll");
+	snprintf(r->tls, sizeof(r->tls), "%s", o->tls);
+}
+
+/* Sets the result from one host's outcome. */
+static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
+                          const struct cbv_session_outcome *o, struct verdict vd)
+{
+	char ip[80];
+
+	record_poll(v, h, o);
+	cbv_net_format((const struct sockaddr *)&h->addr, ip, sizeof(ip));
+	if (o->status == CBV_OK) {
+		v->res->verdict = vd.v;
+		v->res->reason = vd.reason;
+		v->res->code = o->reply.code;
+		snprintf(v->res->ecode, sizeof(v->res->ecode), "%s", o->reply.ecode);
+		if (cbv_result_set(&v->res->message, o->reply.text) != 0)
+			v->res->message[0] = '\0';
+		return;
+	}
+	switch (o->status) {
+	case CBV_ETIMEOUT:
+		synth(v, vd.v, vd.reason, 451, o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2",
+		      "%s", o->err.msg);
+		break;
+	case CBV_ECONNECT:
+		synth(v, vd.v, vd.reason, 451, o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2",
+		      "%s", o->err.msg);
+		break;
+	case CBV_ETLS:
+		if (o->tls_not_offered)
+			synth(v, vd.v, vd.reason, 530, "5.7.10", "%s", o->err.msg);
+		else
+			synth(v, vd.v, vd.reason, 454, "4.7.5", "%s", o->err.msg);
+		break;
+	default:
+		if (o->smtputf8_missing)
+			synth(v, vd.v, vd.reason, 553, "5.6.7", "%s", o->err.msg);
+		else
+			synth(v, vd.v, vd.reason, 451, "4.5.0", "%s", o->err.msg);
+		break;
+	}
+}
+
+static void start_next_host(struct cbv_verify *v);
+
+/* Starts a session with hosts[i]; plain = 1 forces starttls=never. */
+static void start_session(struct cbv_verify *v, size_t i, int plain)
+{
+	struct cbv_session_opts o;
+	struct cbv_host *h = &v->hosts[i];
+	struct cbv_err err;
+
+	memset(&o, 0, sizeof(o));
+	o.host = h->name;
+	o.helo = v->helo;
+	o.mail_from = v->sender;
+	o.rcpt_to = v->rcpt;
+	o.utf8 = v->utf8;
+	o.starttls = plain ? CBV_STARTTLS_NEVER : v->p.starttls;
+	o.tls_verify = v->p.tls_verify;
+	o.ca_dir = v->p.ca_dir;
+	o.connect_timeout_ms = v->p.connect_timeout_ms;
+	o.command_timeout_ms = v->p.command_timeout_ms;
+	o.deadline_ms = v->deadline_ms;
+	o.trace = v->req.trace;
+	o.trace_arg = v->req.trace_arg;
+	cbv_net_set_port((struct sockaddr *)&h->addr, v->p.port);
+	v->sess = cbv_session_new((const struct sockaddr *)&h->addr, h->addrlen, &o, &err);
+	v->sess_host = i;
+	v->plain_retry = plain;
+	v->tried++;
+	if (v->sess == NULL) {
+		synth(v, CBV_ERROR, "protocol_error", 451, "4.3.0", "cannot start a session: %s",
+		      err.msg);
+		finish(v);
+		return;
+	}
+	v->state = VS_SESSION;
+}
+
+/* The current session ended: judge it, then stop or go on. */
+static void session_done(struct cbv_verify *v)
+{
+	const struct cbv_session_outcome *o = cbv_session_outcome(v->sess);
+	struct verdict vd = judge(o);
+	const struct cbv_host *h = &v->hosts[v->sess_host];
+
+	conclude_host(v, h, o, vd);
+	/* Opportunistic TLS that failed in the handshake: same host, plain. */
+	if (o->status == CBV_ETLS && !o->tls_not_offered && !v->plain_retry &&
+	    v->p.starttls != CBV_STARTTLS_REQUIRE && cbv_now_ms() < v->deadline_ms) {
+		cbv_log(CBV_LOG_WARN, "cbv: %s: %s; retrying without TLS", h->name, o->err.msg);
+		cbv_session_free(v->sess);
+		v->sess = NULL;
+		v->tried--; /* the same host again */
+		start_session(v, v->sess_host, 1);
+		return;
+	}
+	cbv_session_free(v->sess);
+	v->sess = NULL;
+	if (vd.definitive) {
+		finish(v);
+		return;
+	}
+	start_next_host(v);
+}
+
+static void start_next_host(struct cbv_verify *v)
+{
+	if (v->next_host >= v->nhosts || v->tried >= v->p.max_hosts) {
+		if (v->tried == 0)
+			synth(v, CBV_ERROR, "forbidden_target", 550, "5.7.1",
+			      "no usable address for %s", v->domain);
+		finish(v);
+		return;
+	}
+	if (v->tried > 0 && cbv_now_ms() >= v->deadline_ms) {
+		/* Keep the last host's outcome, but say why we stopped. */
+		if (v->res->verdict != CBV_TRANSIENT)
+			synth(v, CBV_TRANSIENT, "timeout", 451, "4.4.7",
+			      "overall deadline reached after %zu host(s)", v->tried);
+		finish(v);
+		return;
+	}
+	start_session(v, v->next_host++, 0);
+}
+
+/* Keeps hosts outside deny_networks, in order; sets up the host loop. */
+static void use_hosts(struct cbv_verify *v, const struct cbv_host *hosts, size_t n)
+{
+	size_t denied = 0;
+
+	v->nhosts = 0;
+	for (size_t i = 0; i < n && v->nhosts < CBV_HOSTS_MAX; i++) {
+		if (cbv_cidr_match(v->p.deny, v->p.ndeny, (const struct sockaddr *)&hosts[i].addr)) {
+			char ip[80];
+
+			cbv_net_ntop((const struct sockaddr *)&hosts[i].addr, ip, sizeof(ip));
+			cbv_log(CBV_LOG_WARN, "cbv: %s: %s [%s] is in deny_networks, skipped",
+			        v->domain, hosts[i].name, ip);
+			denied++;
+			continue;
+		}
+		v->hosts[v->nhosts++] = hosts[i];
+	}
+	if (v->nhosts == 0 && denied > 0) {
+		synth(v, CBV_ERROR, "forbidden_target", 550, "5.7.1",
+		      "every mail exchanger address of %s is in deny_networks", v->domain);
+		finish(v);
+		return;
+	}
+	v->next_host = 0;
+	start_next_host(v);
+}
+
+static void dns_done(struct cbv_verify *v)
+{
+	const struct cbv_host *hosts = NULL;
+	const char *detail = NULL;
+	size_t n = 0;
+	enum cbv_dns_outcome out = cbv_dns_outcome(v->dns, &hosts, &n, &detail, &v->dns_partial);
+
+	if (detail == NULL)
+		detail = "";
+	switch (out) {
+	case CBV_DNS_PENDING:
+		return;
+	case CBV_DNS_OK:
+		use_hosts(v, hosts, n);
+		return;
+	case CBV_DNS_NXDOMAIN:
+		synth(v, CBV_FAIL, "no_domain", 550, "5.1.2", "domain %s does not exist", v->domain);
+		break;
+	case CBV_DNS_NULLMX:
+		/* RFC 7505 4.2: 556 5.1.10 */
+		synth(v, CBV_FAIL, "null_mx", 556, "5.1.10", "domain %s accepts no mail (null MX)",
+		      v->domain);
+		break;
+	case CBV_DNS_NOHOST:
+		synth(v, CBV_FAIL, "no_mail_host", 550, "5.1.2",
+		      "domain %s has no mail exchanger and no address (%s)", v->domain, detail);
+		break;
+	case CBV_DNS_TEMP:
+		synth(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", "DNS lookup for %s failed: %s",
+		      v->domain, detail);
+		break;
+	}
+	finish(v);
+}
+
+/* A domain literal: the one host is the address itself (RFC 5321 4.1.3). */
+static void use_literal(struct cbv_verify *v)
+{
+	struct cbv_host h;
+	char ip[CBV_DOMAIN_MAX + 1];
+	size_t len = strlen(v->addr.domain);
+	const char *p = v->addr.domain + 1;
+
+	memset(&h, 0, sizeof(h));
+	snprintf(h.name, sizeof(h.name), "%s", v->addr.domain);
+	if (len < 2 || v->addr.domain[len - 1] != ']') {
+		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address literal");
+		finish(v);
+		return;
+	}
+	if (strncmp(p, "ipv6:", 5) == 0) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&h.addr;
+
+		snprintf(ip, sizeof(ip), "%.*s", (int)(len - 7), p + 5);
+		s6->sin6_family = AF_INET6;
+		h.addrlen = sizeof(*s6);
+		if (inet_pton(AF_INET6, ip, &s6->sin6_addr) != 1)
+			h.addrlen = 0;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&h.addr;
+
+		snprintf(ip, sizeof(ip), "%.*s", (int)(len - 2), p);
+		s4->sin_family = AF_INET;
+		h.addrlen = sizeof(*s4);
+		if (inet_pton(AF_INET, ip, &s4->sin_addr) != 1)
+			h.addrlen = 0;
+	}
+	if (h.addrlen == 0) {
+		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address literal");
+		finish(v);
+		return;
+	}
+	use_hosts(v, &h, 1);
+}
+
+/* Parses and maps; returns 0 to go on, -1 if finished (verdict set). */
+static int prepare(struct cbv_verify *v, const char *address, const char *sender)
+{
+	struct cbv_err err;
+	struct cbv_addr s;
+
+	if (cbv_addr_parse(address, strlen(address), &v->addr, &err) != CBV_OK) {
+		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address syntax: %s", err.msg);
+		return -1;
+	}
+	if (sender[0] != '\0') {
+		if (cbv_addr_parse(sender, strlen(sender), &s, &err) != CBV_OK) {
+			synth(v, CBV_ERROR, "bad_syntax", 553, "5.1.7", "bad sender address syntax: %s",
+			      err.msg);
+			return -1;
+		}
+		if (cbv_addr_format(&s, NULL, v->sender, sizeof(v->sender), &err) != CBV_OK) {
+			synth(v, CBV_ERROR, "bad_syntax", 553, "5.1.7", "bad sender address: %s", err.msg);
+			return -1;
+		}
+		v->utf8 |= s.utf8;
+	}
+	v->utf8 |= v->addr.utf8;
+	snprintf(v->domain, sizeof(v->domain), "%s", v->addr.domain);
+	if (!v->addr.literal) {
+		int m = cbv_map_lookup(v->p.map, v->addr.domain, v->domain);
+
+		if (m < 0) {
+			synth(v, CBV_TRANSIENT, "temp_failure", 451, "4.3.0", "out of memory in the map");
+			return -1;
+		}
+		if (m > 0)
+			cbv_log(CBV_LOG_DEBUG, "cbv: map: %s -> %s", v->addr.domain, v->domain);
+	}
+	if (cbv_addr_format(&v->addr, v->domain, v->rcpt, sizeof(v->rcpt), &err) != CBV_OK) {
+		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "mapped address: %s", err.msg);
+		return -1;
+	}
+	if (cbv_result_set(&v->res->rcpt, v->rcpt) != 0 ||
+	    cbv_result_set(&v->res->sender, v->sender) != 0) {
+		synth(v, CBV_TRANSIENT, "temp_failure", 451, "4.3.0", "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
+                                  const struct cbv_request *req,
+                                  struct cbv_err *err)
+{
+	struct cbv_verify *v;
+	char clean[CBV_PATH_MAX * 2];
+	const char *sender;
+	struct cbv_err derr;
+
+	if (req == NULL || req->address == NULL || p == NULL) {
+		cbv_err_set(err, CBV_EINVAL, "no address to verify");
+		return NULL;
+	}
+	v = cbv_calloc(1, sizeof(*v));
+	if (v == NULL) {
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	v->res = cbv_result_new();
+	if (v->res == NULL) {
+		cbv_free(v);
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	cbv_profile_copy(&v->p, p);
+	v->req.trace = req->trace;
+	v->req.trace_arg = req->trace_arg;
+	v->start_us = cbv_now_us();
+	v->deadline_ms = cbv_now_ms() + (int64_t)v->p.timeout_ms;
+	snprintf(v->helo, sizeof(v->helo), "%s",
+	         v->p.helo[0] != '\0' ? v->p.helo
+	                              : (req->default_helo != NULL && req->default_helo[0] != '\0'
+	                                     ? req->default_helo
+	                                     : "localhost"));
+	sender = req->sender != NULL ? req->sender : v->p.mailfrom;
+	cbv_sanitize(req->address, strnlen(req->address, sizeof(clean) - 1), clean, sizeof(clean));
+	if (cbv_result_set(&v->res->address, clean) != 0) {
+		cbv_verify_free(v);
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	cbv_sanitize(sender, strnlen(sender, sizeof(clean) - 1), clean, sizeof(clean));
+	if (cbv_result_set(&v->res->sender, clean) != 0) {
+		cbv_verify_free(v);
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (prepare(v, req->address, sender) != 0) {
+		finish(v);
+		return v;
+	}
+	/* A result cache would be consulted here, before any DNS. */
+	if (v->addr.literal) {
+		use_literal(v);
+		return v;
+	}
+	v->state = VS_DNS;
+	v->dns = cbv_dns_new(v->domain, v->p.dns_servers, v->deadline_ms, &derr);
+	if (v->dns == NULL) {
+		if (derr.code == CBV_ENOMEM) {
+			cbv_verify_free(v);
+			cbv_err_set(err, CBV_ENOMEM, "out of memory");
+			return NULL;
+		}
+		synth(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", "DNS: %s", derr.msg);
+		finish(v);
+		return v;
+	}
+	dns_done(v); /* c-ares may answer at once (e.g. from its hosts file) */
+	return v;
+}
+
+int cbv_verify_pollfds(struct cbv_verify *v, struct pollfd *fds, int max,
+                       int64_t *wake_ms)
+{
+	int64_t wake = 0;
+	int n = 0;
+
+	switch (v->state) {
+	case VS_DONE:
+		return -1;
+	case VS_DNS:
+		n = cbv_dns_pollfds(v->dns, fds, max, &wake);
+		break;
+	case VS_SESSION:
+		n = max > 0 ? cbv_session_pollfd(v->sess, fds, &wake) : 0;
+		break;
+	}
+	*wake_ms = cbv_deadline_min(wake, v->deadline_ms);
+	return n;
+}
+
+void cbv_verify_process(struct cbv_verify *v, const struct pollfd *fds, int n)
+{
+	switch (v->state) {
+	case VS_DONE:
+		return;
+	case VS_DNS:
+		cbv_dns_process(v->dns, fds, n);
+		dns_done(v);
+		break;
+	case VS_SESSION:
+		cbv_session_process(v->sess, n > 0 ? fds[0].revents : 0);
+		if (cbv_session_done(v->sess))
+			session_done(v);
+		break;
+	}
+	/* Sessions and DNS keep the overall deadline themselves; this is the backstop. */
+	if (v->state != VS_DONE && cbv_now_ms() >= v->deadline_ms + 1000) {
+		synth(v, CBV_TRANSIENT, "timeout", 451, "4.4.7", "overall deadline reached");
+		finish(v);
+	}
+}
+
+int cbv_verify_done(const struct cbv_verify *v)
+{
+	return v->state == VS_DONE;
+}
+
+struct cbv_result *cbv_verify_take_result(struct cbv_verify *v)
+{
+	struct cbv_result *r;
+
+	if (v->state != VS_DONE || v->res_taken)
+		return NULL;
+	r = v->res;
+	v->res = NULL;
+	v->res_taken = 1;
+	return r;
+}
+
+void cbv_verify_free(struct cbv_verify *v)
+{
+	if (v == NULL)
+		return;
+	cbv_session_free(v->sess);
+	cbv_dns_free(v->dns);
+	cbv_result_free(v->res);
+	cbv_profile_clear(&v->p);
+	cbv_free(v);
+}
+
+enum cbv_status cbv_verify(const struct cbv_profile *p,
+                           const struct cbv_request *req,
+                           struct cbv_result **out, struct cbv_err *err)
+{
+	struct pollfd fds[CBV_VERIFY_POLLFDS_MAX];
+	struct cbv_verify *v;
+
+	*out = NULL;
+	v = cbv_verify_new(p, req, err);
+	if (v == NULL)
+		return err != NULL ? err->code : CBV_ENOMEM;
+	while (!cbv_verify_done(v)) {
+		int64_t wake = 0, wait;
+		int n = cbv_verify_pollfds(v, fds, CBV_VERIFY_POLLFDS_MAX, &wake);
+
+		if (n < 0)
+			break;
+		wait = wake - cbv_now_ms();
+		if (wait < 0)
+			wait = 0;
+		if (wait > 60000)
+			wait = 60000;
+		if (poll(fds, (nfds_t)n, (int)wait) < 0 && errno != EINTR) {
+			for (int i = 0; i < n; i++)
+				fds[i].revents = POLLERR;
+		}
+		cbv_verify_process(v, fds, n);
+	}
+	*out = cbv_verify_take_result(v);
+	cbv_verify_free(v);
+	if (*out == NULL)
+		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	return CBV_OK;
+}

@@ -1,0 +1,82 @@
+/*
+ * cbv_verify.h - one callback verification from address to verdict.
+ *
+ * Orchestrates the other modules (DESIGN.md "Algorithm"): parse the
+ * address and sender, apply the map, look the domain up (cbv_dns), drop
+ * addresses in deny_networks, try hosts in order with one cbv_session
+ * each, and turn what happened into a verdict.  This is the only module
+ * that decides what a reply or a failure means.
+ *
+ * Like the session it is a non-blocking machine (pollfds/process), so the
+ * callout server can run thousands at once; cbv_verify() runs one to
+ * completion with poll(2) for cbv.so and the CLI.
+ */
+#ifndef CBV_VERIFY_H
+#define CBV_VERIFY_H
+
+#include <poll.h>
+#include <stdint.h>
+
+#include "cbv_config.h"
+#include "cbv_result.h"
+#include "cbv_session.h"
+#include "cbv_status.h"
+
+struct cbv_request {
+	const char *address;      /* untrusted; required */
+	const char *sender;       /* NULL: the profile's mailfrom; "" = <> */
+	const char *default_helo; /* used when the profile's helo is ""; NULL = "localhost" */
+	cbv_trace_fn *trace;      /* transcript hook, may be NULL */
+	void *trace_arg;
+};
+
+/* Most pollfds a verification asks for at once (DNS sockets or one session). */
+#define CBV_VERIFY_POLLFDS_MAX 32
+
+struct cbv_verify;
+
+/*
+ * Starts a verification under profile p (copied: p may go away).  Returns
+ * a new machine (free with cbv_verify_free()) or NULL with err
+ * (CBV_ENOMEM; CBV_EINVAL if req->address is NULL).  Bad address syntax
+ * is not an error here: the machine is returned already done with
+ * fail/bad_syntax, and nothing was sent.
+ */
+struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
+                                  const struct cbv_request *req,
+                                  struct cbv_err *err);
+
+/*
+ * Fills at most max pollfds (CBV_VERIFY_POLLFDS_MAX is always enough) and
+ * *wake_ms, the absolute time by which cbv_verify_process() must be called
+ * anyway.  Returns the count (0 with a wake time is valid), or -1 if done.
+ */
+int cbv_verify_pollfds(struct cbv_verify *v, struct pollfd *fds, int max,
+                       int64_t *wake_ms);
+
+/* Advances with the results of poll() on the fds cbv_verify_pollfds() gave. */
+void cbv_verify_process(struct cbv_verify *v, const struct pollfd *fds, int n);
+
+/* 1 once the verdict is known. */
+int cbv_verify_done(const struct cbv_verify *v);
+
+/*
+ * Hands over the result (caller frees with cbv_result_free()); NULL if not
+ * done or already taken.
+ */
+struct cbv_result *cbv_verify_take_result(struct cbv_verify *v);
+
+/* Aborts if not done (connections closed at once) and frees.  NULL ok. */
+void cbv_verify_free(struct cbv_verify *v);
+
+/*
+ * Synchronous verification: runs the machine with poll(2) until done.
+ * Returns CBV_OK and *out (free with cbv_result_free()) for every
+ * verification outcome, including bad syntax; CBV_ENOMEM or CBV_EINVAL
+ * (with err) only when no verification could be made.
+ */
+enum cbv_status cbv_verify(const struct cbv_profile *p,
+                           const struct cbv_request *req,
+                           struct cbv_result **out, struct cbv_err *err);
+
+#endif
