@@ -1,0 +1,375 @@
+/*
+ * cbv - command-line SMTP callback verification.
+ *
+ *   cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v] ADDRESS...
+ *   cbv check-config [-c FILE] [-p PROFILE]
+ *
+ * One line per address: ADDRESS STATUS REASON MESSAGE, control characters
+ * escaped as \xHH so a result never spans lines; or one JSON object per
+ * line with --json.  Exit: 0 all pass; else 1 if any fail, else 2 if any
+ * transient, else 3 (error); 64 for usage or config errors.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cbv.h"
+
+#define EX_USAGE_CBV 64
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v] ADDRESS...\n"
+	        "       cbv check-config [-c FILE] [-p PROFILE]\n"
+	        "       cbv --version\n"
+	        "Default config: %s (missing file = built-in defaults)\n",
+	        CBV_CONF_DEFAULT);
+}
+
+/* Prints s with control, DEL and (if !utf8_ok) 8-bit bytes as \xHH. */
+static void put_escaped(FILE *f, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\x%02x", *p);
+		else
+			fputc(*p, f);
+	}
+}
+
+/* 1 if s is well-formed UTF-8 (no overlongs, no surrogates). */
+static int valid_utf8(const unsigned char *s)
+{
+	while (*s != '\0') {
+		unsigned c = *s;
+		int n;
+		unsigned min, cp;
+
+		if (c < 0x80) {
+			s++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0) {
+			n = 1;
+			min = 0x80;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2;
+			min = 0x800;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3;
+			min = 0x10000;
+			cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		for (int i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		s += n + 1;
+	}
+	return 1;
+}
+
+/* Prints s as a JSON string (RFC 8259). */
+static void put_json(FILE *f, const char *s)
+{
+	int utf8 = valid_utf8((const unsigned char *)s);
+
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", f);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else if (*p >= 0x80 && !utf8)
+			fputc('?', f);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void print_json(const char *address, const struct cbv_result *r)
+{
+	static const char *const text[] = { "status", "reason", "message", "host", "ip",
+		                            "greeting", "helo", "sent", "recv", "ecode", "tls" };
+
+	fputs("{\"address\":", stdout);
+	put_json(stdout, address);
+	for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++) {
+		printf(",\"%s\":", text[i]);
+		put_json(stdout, cbv_result_text(r, text[i]));
+	}
+	printf(",\"elapsed_ms\":%lu,\"cache\":%s}\n", r->elapsed_ms, r->cache ? "true" : "false");
+}
+
+static void print_line(const char *address, const struct cbv_result *r)
+{
+	put_escaped(stdout, address);
+	printf(" %s %s ", cbv_verdict_name(r->verdict), r->reason);
+	put_escaped(stdout, r->message);
+	putchar('\n');
+}
+
+/* -v: the SMTP transcript on stderr. */
+static void trace_stderr(void *arg, enum cbv_trace kind, const char *text)
+{
+	const char *prefix = "<<< ";
+
+	(void)arg;
+	switch (kind) {
+	case CBV_TRACE_INIT:
+		fputs("*** connecting to ", stderr);
+		put_escaped(stderr, text);
+		fputc('\n', stderr);
+		return;
+	case CBV_TRACE_SENT:
+		prefix = ">>> ";
+		break;
+	default:
+		break;
+	}
+	/* Multi-line replies: one prefixed line each. */
+	fputs(prefix, stderr);
+	for (const char *p = text; *p != '\0'; p++) {
+		if (*p == '\n')
+			fprintf(stderr, "\n%s", prefix);
+		else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			fprintf(stderr, "\\x%02x", (unsigned char)*p);
+		else
+			fputc(*p, stderr);
+	}
+	fputc('\n', stderr);
+}
+
+static void log_stderr(enum cbv_log_level level, const char *line, void *arg)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+
+	(void)arg;
+	fprintf(stderr, "cbv: %s: ", names[level]);
+	put_escaped(stderr, line);
+	fputc('\n', stderr);
+}
+
+/* Loads the config; prints the error and returns NULL on failure. */
+static struct cbv_config *load_config(const char *path, int explicit_path)
+{
+	struct cbv_err err;
+	int missing = 0;
+	struct cbv_config *c = cbv_config_load(path, &missing, &err);
+
+	if (c == NULL) {
+		fprintf(stderr, "cbv: %s\n", err.msg);
+		return NULL;
+	}
+	if (missing && explicit_path) {
+		fprintf(stderr, "cbv: %s: no such file\n", path);
+		cbv_config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "profile", required_argument, NULL, 'p' },
+		{ "sender", required_argument, NULL, 'f' },
+		{ "option", required_argument, NULL, 'o' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = CBV_CONF_DEFAULT, *profile = NULL, *sender = NULL;
+	char **opts = NULL;
+	int nopts = 0, json = 0, verbose = 0, explicit_path = 0, c;
+	int any_fail = 0, any_temp = 0, any_error = 0, rc = EX_USAGE_CBV;
+	struct cbv_config *conf = NULL;
+	struct cbv_profile p;
+	char hostname[256];
+	int have_profile = 0;
+
+	opts = calloc((size_t)argc + 1, sizeof(*opts));
+	if (opts == NULL)
+		return 70;
+	while ((c = getopt_long(argc, argv, "+c:p:f:o:vjh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			explicit_path = 1;
+			break;
+		case 'p':
+			profile = optarg;
+			break;
+		case 'f':
+			sender = optarg;
+			break;
+		case 'o':
+			opts[nopts++] = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			free(opts);
+			return 0;
+		default:
+			usage(stderr);
+			goto done;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		goto done;
+	}
+	cbv_log_set(log_stderr, NULL, verbose >= 2 ? CBV_LOG_DEBUG : verbose ? CBV_LOG_INFO : CBV_LOG_WARN);
+	conf = load_config(path, explicit_path);
+	if (conf == NULL)
+		goto done;
+	if (cbv_config_profile(conf, profile) == NULL) {
+		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", path, profile);
+		goto done;
+	}
+	cbv_profile_copy(&p, cbv_config_profile(conf, profile));
+	have_profile = 1;
+	for (int i = 0; i < nopts; i++) {
+		struct cbv_err err;
+		char *eq = strchr(opts[i], '=');
+
+		if (eq == NULL) {
+			fprintf(stderr, "cbv: -o %s: expected KEY=VALUE\n", opts[i]);
+			goto done;
+		}
+		*eq = '\0';
+		if (cbv_profile_set(&p, opts[i], eq + 1, &err) != CBV_OK) {
+			fprintf(stderr, "cbv: -o: %s\n", err.msg);
+			goto done;
+		}
+	}
+	if (gethostname(hostname, sizeof(hostname)) != 0)
+		snprintf(hostname, sizeof(hostname), "localhost");
+	hostname[sizeof(hostname) - 1] = '\0';
+
+	for (int i = optind; i < argc; i++) {
+		struct cbv_request req = { .address = argv[i], .sender = sender,
+			                   .default_helo = hostname };
+		struct cbv_result *r = NULL;
+		struct cbv_err err;
+
+		if (verbose)
+			req.trace = trace_stderr;
+		if (cbv_verify(&p, &req, &r, &err) != CBV_OK) {
+			fprintf(stderr, "cbv: %s: %s\n", argv[i], err.msg);
+			any_error = 1;
+			continue;
+		}
+		if (json)
+			print_json(argv[i], r);
+		else
+			print_line(argv[i], r);
+		fflush(stdout);
+		any_fail |= r->verdict == CBV_FAIL;
+		any_temp |= r->verdict == CBV_TRANSIENT;
+		any_error |= r->verdict == CBV_ERROR;
+		cbv_result_free(r);
+	}
+	rc = any_fail ? 1 : any_temp ? 2 : any_error ? 3 : 0;
+done:
+	if (have_profile)
+		cbv_profile_clear(&p);
+	cbv_config_free(conf);
+	free(opts);
+	return rc;
+}
+
+static int cmd_check_config(int argc, char **argv)
+{
+	const char *path = CBV_CONF_DEFAULT, *profile = NULL;
+	int explicit_path = 0, c, rc = EX_USAGE_CBV;
+	struct cbv_config *conf;
+
+	while ((c = getopt(argc, argv, "+c:p:h")) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			explicit_path = 1;
+			break;
+		case 'p':
+			profile = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EX_USAGE_CBV;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EX_USAGE_CBV;
+	}
+	conf = load_config(path, explicit_path);
+	if (conf == NULL)
+		return EX_USAGE_CBV;
+	printf("# %s: OK, %zu profile(s); default \"%s\"\n", path, cbv_config_count(conf),
+	       cbv_config_profile(conf, NULL)->name);
+	for (size_t i = 0; i < cbv_config_count(conf); i++) {
+		const struct cbv_profile *p = cbv_config_at(conf, i);
+		char *text;
+
+		if (profile != NULL && strcmp(profile, p->name) != 0)
+			continue;
+		text = cbv_profile_format(p);
+		if (text == NULL) {
+			fprintf(stderr, "cbv: out of memory\n");
+			goto done;
+		}
+		fputs(text, stdout);
+		cbv_free(text);
+	}
+	if (profile != NULL && cbv_config_profile(conf, profile) == NULL) {
+		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", path, profile);
+		goto done;
+	}
+	rc = 0;
+done:
+	cbv_config_free(conf);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "verify") == 0)
+		return cmd_verify(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "check-config") == 0)
+		return cmd_check_config(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+		printf("cbv %s\n", CBV_VERSION);
+		return 0;
+	}
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return EX_USAGE_CBV;
+}
