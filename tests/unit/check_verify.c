@@ -1,0 +1,320 @@
+/*
+ * check_verify.c - cbv_verify() against the loopback rig (tests/rig):
+ * dnsmasq, a real Exim MX and the scripted hostile servers.  Run inside
+ * `tests/rig/rig.sh run`, which exports CBV_RIG_DNS, CBV_RIG_PORT,
+ * CBV_RIG_DIR.  One row per verdict case of DESIGN.md and the core issue.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cbv.h"
+
+struct row {
+	const char *address;
+	const char *sender;   /* NULL: profile's */
+	const char *opts;     /* "key=value;key=value" applied over the rig profile */
+	enum cbv_verdict verdict;
+	const char *reason;
+	int tls;              /* 1: TLS must have been used, 0: must not, -1: either */
+	int no_connect;       /* 1: no host may have been contacted */
+};
+
+static const struct row rows[] = {
+	{ "alice@exim.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "Alice@EXIM.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "nobody@exim.test", NULL, "", CBV_FAIL, "mailbox_unknown", 1, 0 },
+	{ "grey@exim.test", NULL, "", CBV_TRANSIENT, "greylisted", 1, 0 },
+	{ "grey@grey.test", NULL, "", CBV_TRANSIENT, "greylisted", 1, 0 },
+	{ "x@nullmx.test", NULL, "", CBV_FAIL, "null_mx", -1, 1 },
+	{ "alice@implicit.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "x@no-such-domain.test", NULL, "", CBV_FAIL, "no_domain", -1, 1 },
+	{ "x@nomail.test", NULL, "", CBV_FAIL, "no_mail_host", -1, 1 },
+	{ "x@nohost.test", NULL, "", CBV_FAIL, "no_mail_host", -1, 1 },
+	{ "x@servfail.test", NULL, "", CBV_TRANSIENT, "dns_failure", -1, 1 },
+	{ "alice@two.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "alice@two.test", NULL, "max_hosts=1", CBV_TRANSIENT, "connect_failed", 0, 0 },
+	{ "x@dead.test", NULL, "", CBV_TRANSIENT, "connect_failed", 0, 0 },
+	{ "x@refused.test", NULL, "", CBV_TRANSIENT, "connect_failed", 0, 0 },
+	{ "x@nullsender.test", NULL, "", CBV_ERROR, "sender_refused", 0, 0 },
+	{ "x@nullsender.test", "probe@exim.test", "", CBV_PASS, "accepted", 0, 0 },
+	{ "x@policy.test", NULL, "", CBV_ERROR, "policy_refused", 0, 0 },
+	{ "alice@fast.test", NULL, "", CBV_PASS, "accepted", 0, 0 },
+	{ "unknown1@fast.test", NULL, "", CBV_FAIL, "mailbox_unknown", 0, 0 },
+	{ "x@greet554.test", NULL, "", CBV_ERROR, "greeting_refused", 0, 0 },
+	{ "x@mid421.test", NULL, "", CBV_TRANSIENT, "temp_failure", 0, 0 },
+	{ "x@earlyclose.test", NULL, "", CBV_TRANSIENT, "connect_failed", 0, 0 },
+	{ "x@garbage.test", NULL, "", CBV_ERROR, "protocol_error", 0, 0 },
+	{ "x@longline.test", NULL, "", CBV_ERROR, "protocol_error", 0, 0 },
+	{ "x@multiline.test", NULL, "", CBV_ERROR, "protocol_error", 0, 0 },
+	{ "x@tarpit.test", NULL, "timeout=5s", CBV_TRANSIENT, "timeout", 0, 0 },
+	{ "x@drip.test", NULL, "timeout=5s", CBV_TRANSIENT, "timeout", 0, 0 },
+	{ "x@tarpit.test", NULL, "command_timeout=1s", CBV_TRANSIENT, "timeout", 0, 0 },
+	/* TLS */
+	{ "alice@tls.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "alice@tls.test", NULL, "starttls=never", CBV_ERROR, "tls_required", 0, 0 },
+	{ "alice@tls.test", NULL, "starttls=ondemand", CBV_PASS, "accepted", 1, 0 },
+	{ "nobody@tls.test", NULL, "starttls=ondemand", CBV_FAIL, "mailbox_unknown", 1, 0 },
+	{ "alice@tls.test", NULL, "starttls=require", CBV_PASS, "accepted", 1, 0 },
+	{ "alice@exim.test", NULL, "starttls=never", CBV_PASS, "accepted", 0, 0 },
+	{ "alice@fast.test", NULL, "starttls=require", CBV_ERROR, "tls_required", 0, 0 },
+	{ "alice@exim.test", NULL, "starttls=require;tls_verify=yes;ca_dir=/nonexistent-ca-dir",
+	  CBV_ERROR, "tls_failed", 0, 0 },
+	{ "alice@exim.test", NULL, "tls_verify=yes;ca_dir=/nonexistent-ca-dir", CBV_PASS,
+	  "accepted", 0, 0 },
+	/* guard and map */
+	{ "alice@exim.test", NULL, "deny_networks=127.0.0.0/8 ::1/128", CBV_ERROR,
+	  "forbidden_target", -1, 1 },
+	{ "alice@mapped.test", NULL, "map=[ mapped.test = \"exim.test\" ]", CBV_PASS,
+	  "accepted", 1, 0 },
+	{ "nobody@x.legacy.test", NULL, "map=[ *.legacy.test = \"exim.test\" ]", CBV_FAIL,
+	  "mailbox_unknown", 1, 0 },
+	{ "alice@old.exim.test", NULL, "map=[ \"^old\\\\.(.+)$\" = \"$1\" ]", CBV_PASS,
+	  "accepted", 1, 0 },
+	/* syntax: nothing is sent */
+	{ "alice\r\nRCPT TO:<x@exim.test>@exim.test", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "alice@exim.test\r\nQUIT", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "noat.exim.test", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "<alice@exim.test>", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx@exim.test", NULL, "",
+	  CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "alice@exim.test", "bad\r\nsender@x.test", "", CBV_ERROR, "bad_syntax", -1, 1 },
+	{ "alice@exim.test", NULL, "mailfrom=probe@exim.test", CBV_PASS, "accepted", 1, 0 },
+};
+
+static int contacted;
+
+static void count_init(void *arg, enum cbv_trace kind, const char *text)
+{
+	(void)arg;
+	(void)text;
+	if (kind == CBV_TRACE_INIT)
+		contacted++;
+}
+
+/* The rig profile: its DNS and port, loopback allowed, short timeouts. */
+static void rig_profile(struct cbv_profile *p, const char *extra)
+{
+	const char *dns = getenv("CBV_RIG_DNS");
+	const char *port = getenv("CBV_RIG_PORT");
+	struct cbv_err err;
+	char buf[512], *save = NULL;
+
+	ck_assert_msg(dns != NULL && port != NULL, "run inside tests/rig/rig.sh run");
+	cbv_profile_defaults(p);
+	ck_assert_int_eq(cbv_profile_set(p, "dns_servers", dns, &err), CBV_OK);
+	ck_assert_int_eq(cbv_profile_set(p, "port", port, &err), CBV_OK);
+	ck_assert_int_eq(cbv_profile_set(p, "deny_networks", "", &err), CBV_OK);
+	ck_assert_int_eq(cbv_profile_set(p, "timeout", "10s", &err), CBV_OK);
+	ck_assert_int_eq(cbv_profile_set(p, "helo", "verifier.test", &err), CBV_OK);
+	snprintf(buf, sizeof(buf), "%s", extra);
+	for (char *kv = strtok_r(buf, ";", &save); kv != NULL; kv = strtok_r(NULL, ";", &save)) {
+		char *eq = strchr(kv, '=');
+
+		ck_assert_ptr_nonnull(eq);
+		*eq = '\0';
+		ck_assert_msg(cbv_profile_set(p, kv, eq + 1, &err) == CBV_OK, "%s: %s", kv, err.msg);
+	}
+}
+
+START_TEST(verdicts)
+{
+	const struct row *t = &rows[_i];
+	struct cbv_profile p;
+	struct cbv_request req = { .address = t->address, .sender = t->sender,
+		                   .trace = count_init };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, t->opts);
+	contacted = 0;
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_msg(r->verdict == t->verdict && strcmp(r->reason, t->reason) == 0,
+	              "%s [%s]: got %s/%s (%s), want %s/%s", t->address, t->opts,
+	              cbv_verdict_name(r->verdict), r->reason, r->message,
+	              cbv_verdict_name(t->verdict), t->reason);
+	ck_assert_msg(r->message[0] != '\0', "empty message");
+	/* The message is a DSN: three digits, a space. */
+	ck_assert_msg(strlen(r->message) > 4 && r->message[3] == ' ', "message %s", r->message);
+	if (t->tls == 1)
+		ck_assert_msg(strncmp(r->tls, "TLSv1.", 6) == 0, "%s: tls=\"%s\"", t->address, r->tls);
+	else if (t->tls == 0)
+		ck_assert_msg(r->tls[0] == '\0', "%s: tls=\"%s\"", t->address, r->tls);
+	if (t->no_connect)
+		ck_assert_int_eq(contacted, 0);
+	else
+		ck_assert_int_gt(contacted, 0);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* The last poll record of a pass through a real Exim. */
+START_TEST(last_poll)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "alice@exim.test", .sender = "probe@exim.test" };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, "");
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_int_eq(r->verdict, CBV_PASS);
+	ck_assert_str_eq(r->host, "mx.exim.test");
+	ck_assert_msg(strncmp(r->ip, "127.0.0.10:", 11) == 0, "ip %s", r->ip);
+	ck_assert_msg(strncmp(r->greeting, "220 ", 4) == 0, "greeting %s", r->greeting);
+	ck_assert_msg(strncmp(r->helo, "250-", 4) == 0, "helo %s", r->helo);
+	ck_assert_str_eq(r->sent, "RCPT TO:<alice@exim.test>");
+	ck_assert_msg(strncmp(r->recv, "250", 3) == 0, "recv %s", r->recv);
+	ck_assert_int_eq(r->code, 250);
+	ck_assert_str_eq(r->sender, "probe@exim.test");
+	ck_assert_str_eq(r->rcpt, "alice@exim.test");
+	ck_assert_int_eq(r->cache, 0);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* The unknown-user reply is kept whole, with its enhanced code. */
+START_TEST(fail_message)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "nobody@exim.test" };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, "");
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_int_eq(r->code, 550);
+	ck_assert_str_eq(r->ecode, "5.1.1");
+	ck_assert_str_eq(r->message, r->recv);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* Asynchronous use: several machines in one poll loop, as cbvd does. */
+START_TEST(many_at_once)
+{
+	static const char *const addrs[] = { "alice@exim.test", "nobody@exim.test",
+		                             "alice@fast.test", "x@nullmx.test",
+		                             "x@tarpit.test", "bob@two.test" };
+	static const enum cbv_verdict want[] = { CBV_PASS, CBV_FAIL, CBV_PASS,
+		                                 CBV_FAIL, CBV_TRANSIENT, CBV_PASS };
+	enum { N = sizeof(addrs) / sizeof(addrs[0]) };
+	struct cbv_verify *v[N];
+	struct cbv_profile p;
+	struct cbv_err err;
+	int left = N;
+
+	rig_profile(&p, "timeout=3s");
+	for (int i = 0; i < N; i++) {
+		struct cbv_request req = { .address = addrs[i] };
+
+		v[i] = cbv_verify_new(&p, &req, &err);
+		ck_assert_ptr_nonnull(v[i]);
+	}
+	while (left > 0) {
+		struct pollfd fds[N * CBV_VERIFY_POLLFDS_MAX];
+		int base[N], cnt[N], total = 0;
+		int64_t wake = 0;
+
+		for (int i = 0; i < N; i++) {
+			int64_t w;
+
+			base[i] = total;
+			cnt[i] = cbv_verify_pollfds(v[i], fds + total, CBV_VERIFY_POLLFDS_MAX, &w);
+			if (cnt[i] < 0) {
+				cnt[i] = 0;
+				continue;
+			}
+			total += cnt[i];
+			if (wake == 0 || w < wake)
+				wake = w;
+		}
+		(void)poll(fds, (nfds_t)total, 50);
+		left = 0;
+		for (int i = 0; i < N; i++) {
+			cbv_verify_process(v[i], fds + base[i], cnt[i]);
+			left += !cbv_verify_done(v[i]);
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		struct cbv_result *r = cbv_verify_take_result(v[i]);
+
+		ck_assert_ptr_nonnull(r);
+		ck_assert_msg(r->verdict == want[i], "%s: %s/%s %s", addrs[i],
+		              cbv_verdict_name(r->verdict), r->reason, r->message);
+		cbv_result_free(r);
+		cbv_verify_free(v[i]);
+	}
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* Failed allocations give CBV_ENOMEM or a complete result, never a crash or leak. */
+START_TEST(oom)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "alice@fast.test" };
+	struct cbv_err err;
+	int ok = 0;
+
+	rig_profile(&p, "starttls=never");
+	for (long n = 0; n < 200 && !ok; n++) {
+		struct cbv_result *r = NULL;
+		enum cbv_status st;
+
+		cbv_alloc_fail_after(n);
+		st = cbv_verify(&p, &req, &r, &err);
+		cbv_alloc_fail_after(-1);
+		if (st == CBV_OK) {
+			ck_assert_ptr_nonnull(r);
+			ok = r->verdict == CBV_PASS;
+			cbv_result_free(r);
+		} else {
+			ck_assert_int_eq(st, CBV_ENOMEM);
+			ck_assert_ptr_null(r);
+		}
+	}
+	ck_assert_msg(ok, "never succeeded");
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+static Suite *verify_suite(void)
+{
+	Suite *s = suite_create("verify");
+	TCase *tc = tcase_create("verdicts");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, verdicts, 0, (int)(sizeof(rows) / sizeof(rows[0])));
+	suite_add_tcase(s, tc);
+	tc = tcase_create("last_poll");
+	tcase_add_test(tc, last_poll);
+	tcase_add_test(tc, fail_message);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("async");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, many_at_once);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("oom");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, oom);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(verify_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
