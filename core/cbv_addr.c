@@ -1,0 +1,419 @@
+/*
+ * cbv_addr.c - RFC 5321 Mailbox parser (4.1.2, 4.1.3, 4.5.3.1), with the
+ * RFC 6531 UTF-8 extension.
+ *
+ * The address comes from the ACL, that is from the SMTP client we are
+ * judging: it is hostile input.  Whatever passes here is later written
+ * into "RCPT TO:<...>" on a live SMTP connection, so every byte that could
+ * end that command early (CR, LF, NUL), close the path ('>') or confuse a
+ * log is refused, not cleaned.  Checks run in this order: overall length,
+ * bytes (controls, UTF-8), local part, domain, path length; the first
+ * fault found is reported.
+ */
+#include "cbv_addr.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+/* Longest input that could still be valid: local@domain plus a trailing dot. */
+#define INPUT_MAX (CBV_LOCALPART_MAX + 1 + CBV_DOMAIN_MAX + 1)
+
+static int is_alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9');
+}
+
+static char lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* RFC 5321 4.1.2 atext (RFC 5322 3.2.3), plus UTF-8 bytes (RFC 6531 3.3). */
+static int is_atext(unsigned char c)
+{
+	return is_alnum(c) || c >= 0x80 ||
+	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/*
+ * Returns the length (2..4) of the UTF-8 sequence at s and its code point,
+ * or 0 if it is malformed: a stray continuation byte, a truncated
+ * sequence, an overlong form, a surrogate or a value beyond U+10FFFF
+ * (RFC 3629 3 and 10: overlong forms have been used to sneak '/' or '.'
+ * past filters that looked only for the short form).
+ */
+static size_t utf8_seq(const unsigned char *s, size_t len, unsigned long *cp)
+{
+	unsigned long v, min;
+	size_t n, i;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		v = s[0] & 0x1f;
+		min = 0x80;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		v = s[0] & 0x0f;
+		min = 0x800;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		v = s[0] & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n > len)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+/*
+ * Refuses control bytes (C0, DEL, and the C1 controls U+0080..U+009F in
+ * their UTF-8 form) and malformed UTF-8 anywhere in in.  Sets *utf8 if a
+ * non-ASCII character is present.  what names the input in messages.
+ */
+static enum cbv_status check_bytes(const char *in, size_t len, const char *what,
+                                   int *utf8, struct cbv_err *err)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	unsigned long cp = 0;
+	size_t i = 0, n;
+
+	while (i < len) {
+		if (s[i] < 0x20 || s[i] == 0x7f)
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "control character 0x%02x in %s", s[i], what);
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		n = utf8_seq(s + i, len - i, &cp);
+		if (n == 0)
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "invalid UTF-8 in %s at octet %zu", what, i);
+		if (cp <= 0x9f)
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "control character U+%04lX in %s", cp, what);
+		*utf8 = 1;
+		i += n;
+	}
+	return CBV_OK;
+}
+
+/*
+ * Finds the end of the local part (RFC 5321 4.1.2 Local-part: Dot-string
+ * or Quoted-string) at the start of in; *at is set to the index of the
+ * '@' that follows it.
+ */
+static enum cbv_status parse_local(const char *in, size_t len, size_t *at,
+                                   struct cbv_err *err)
+{
+	size_t i;
+	unsigned char c;
+
+	if (in[0] == '"') {
+		for (i = 1; i < len && in[i] != '"'; i++) {
+			if (in[i] != '\\')
+				continue;
+			/* quoted-pairSMTP = %d92 %d32-126 */
+			if (++i >= len)
+				break;
+			if ((unsigned char)in[i] >= 0x80)
+				return cbv_err_set(err, CBV_EINVAL,
+				                   "bad escape in quoted local part");
+		}
+		if (i >= len)
+			return cbv_err_set(err, CBV_EINVAL, "unterminated quoted local part");
+		i++;
+		if (i == 2)
+			return cbv_err_set(err, CBV_EINVAL, "empty local part");
+		if (i >= len)
+			return cbv_err_set(err, CBV_EINVAL, "missing @");
+		if (in[i] != '@')
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "junk after quoted local part");
+	} else {
+		for (i = 0; i < len && in[i] != '@'; i++) {
+			c = (unsigned char)in[i];
+			/* '<' '>' would let "a>b@c" close RCPT TO:<...> early. */
+			if (c == '<' || c == '>')
+				return cbv_err_set(err, CBV_EINVAL,
+				                   "'%c' outside quotes in address", c);
+			if (c == '.') {
+				if (i == 0)
+					return cbv_err_set(err, CBV_EINVAL,
+					                   "local part starts with a dot");
+				if (in[i - 1] == '.')
+					return cbv_err_set(err, CBV_EINVAL,
+					                   "two dots in a row in local part");
+				continue;
+			}
+			if (!is_atext(c))
+				return cbv_err_set(err, CBV_EINVAL,
+				                   "invalid character '%c' in local part", c);
+		}
+		if (i >= len)
+			return cbv_err_set(err, CBV_EINVAL, "missing @");
+		if (i == 0)
+			return cbv_err_set(err, CBV_EINVAL, "empty local part");
+		if (in[i - 1] == '.')
+			return cbv_err_set(err, CBV_EINVAL, "local part ends with a dot");
+	}
+	if (i > CBV_LOCALPART_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "local part longer than %d octets",
+		                   CBV_LOCALPART_MAX);
+	*at = i;
+	return CBV_OK;
+}
+
+/*
+ * Checks a host name (RFC 5321 4.1.2 Domain: sub-domains of letters,
+ * digits and inner hyphens, or UTF-8 U-labels) and writes it lower-cased,
+ * without its one optional trailing dot, to out (CBV_DOMAIN_MAX + 1
+ * bytes).  in has already passed check_bytes().
+ */
+static enum cbv_status parse_host(const char *in, size_t len, char *out,
+                                  struct cbv_err *err)
+{
+	size_t i, start = 0;
+	int ascii = 1, digits = 1;
+	unsigned char c;
+
+	/* A trailing dot (absolute name, RFC 1034 3.1) is not part of it. */
+	if (len > 0 && in[len - 1] == '.')
+		len--;
+	if (len == 0)
+		return cbv_err_set(err, CBV_EINVAL, "empty domain");
+	if (len > CBV_DOMAIN_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "domain longer than %d octets",
+		                   CBV_DOMAIN_MAX);
+	for (i = 0; i <= len; i++) {
+		if (i == len || in[i] == '.') {
+			if (i == start)
+				return cbv_err_set(err, CBV_EINVAL, "empty label in domain");
+			/*
+			 * RFC 1035 2.3.4 limits the wire (A-label) form; a
+			 * U-label's octets say nothing about its punycode length.
+			 */
+			if (ascii && i - start > CBV_LABEL_MAX)
+				return cbv_err_set(err, CBV_EINVAL,
+				                   "domain label longer than %d octets",
+				                   CBV_LABEL_MAX);
+			if (in[start] == '-')
+				return cbv_err_set(err, CBV_EINVAL,
+				                   "domain label starts with a hyphen");
+			if (in[i - 1] == '-')
+				return cbv_err_set(err, CBV_EINVAL,
+				                   "domain label ends with a hyphen");
+			if (i < len) {
+				out[i] = '.';
+				start = i + 1;
+				ascii = 1;
+				digits = 1;
+			}
+			continue;
+		}
+		c = (unsigned char)in[i];
+		if (c == '<' || c == '>')
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "'%c' outside quotes in address", c);
+		if (c >= 0x80)
+			ascii = 0;
+		else if (!is_alnum(c) && c != '-')
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "invalid character '%c' in domain", c);
+		if (c < '0' || c > '9')
+			digits = 0;
+		out[i] = lower((char)c);
+	}
+	/*
+	 * RFC 3696 2: a top-level domain is never all-numeric.  "a@127.0.0.1"
+	 * is an IP address dressed as a name; some resolvers would answer it
+	 * without asking DNS.  It must be written as the literal [127.0.0.1].
+	 */
+	if (digits)
+		return cbv_err_set(err, CBV_EINVAL,
+		                   "all-numeric top-level domain (use an address literal [...])");
+	out[len] = '\0';
+	return CBV_OK;
+}
+
+/*
+ * Checks an address literal (RFC 5321 4.1.3: "[" IPv4 "]" or
+ * "[IPv6:" IPv6 "]", validated with inet_pton) and writes it to out with
+ * its brackets, the tag spelled "IPv6:" and hex digits lower-cased.
+ * General-address-literal tags are refused: we could not connect to them.
+ */
+static enum cbv_status parse_literal(const char *in, size_t len, char *out,
+                                     struct cbv_err *err)
+{
+	char tmp[INET6_ADDRSTRLEN];
+	unsigned char bin[16];
+	const char *body = in + 1;
+	size_t blen, i;
+	int v6 = 0;
+
+	if (len < 2 || in[len - 1] != ']')
+		return cbv_err_set(err, CBV_EINVAL, "%s",
+		                   memchr(in, ']', len) != NULL ?
+		                           "junk after address literal" :
+		                           "unterminated address literal");
+	blen = len - 2;
+	if (blen >= 5 && lower(body[0]) == 'i' && lower(body[1]) == 'p' &&
+	    lower(body[2]) == 'v' && body[3] == '6' && body[4] == ':') {
+		v6 = 1;
+		body += 5;
+		blen -= 5;
+	} else if (memchr(body, ':', blen) != NULL) {
+		return cbv_err_set(err, CBV_EINVAL,
+		                   "unsupported address literal (only IPv4 and IPv6:)");
+	}
+	if (blen == 0 || blen >= sizeof(tmp))
+		goto bad;
+	for (i = 0; i < blen; i++)
+		tmp[i] = lower(body[i]);
+	tmp[blen] = '\0';
+	/* A ']' or '[' inside makes inet_pton fail: no need to look for them. */
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, tmp, bin) != 1)
+		goto bad;
+	/* Fits: 7 + INET6_ADDRSTRLEN - 1 < CBV_DOMAIN_MAX + 1. */
+	strcpy(out, v6 ? "[IPv6:" : "[");
+	strcat(out, tmp);
+	strcat(out, "]");
+	return CBV_OK;
+bad:
+	return cbv_err_set(err, CBV_EINVAL, "bad %s address literal",
+	                   v6 ? "IPv6" : "IPv4");
+}
+
+/*
+ * Parses the bare address in (len bytes, not NUL-terminated; a NUL inside
+ * is an error) into *out.  Returns CBV_OK, or CBV_EINVAL with err->msg
+ * naming the first fault found and *out zeroed.
+ */
+enum cbv_status cbv_addr_parse(const char *in, size_t len, struct cbv_addr *out,
+                               struct cbv_err *err)
+{
+	struct cbv_addr a;
+	enum cbv_status st;
+	size_t at = 0, path;
+	int utf8 = 0;
+
+	memset(&a, 0, sizeof(a));
+	memset(out, 0, sizeof(*out));
+	if (in == NULL || len == 0) {
+		st = cbv_err_set(err, CBV_EINVAL, "empty address");
+		goto done;
+	}
+	if (len > INPUT_MAX) {
+		st = cbv_err_set(err, CBV_EINVAL, "address longer than %d octets",
+		                 CBV_PATH_MAX - 2);
+		goto done;
+	}
+	st = check_bytes(in, len, "address", &utf8, err);
+	if (st != CBV_OK)
+		goto done;
+	st = parse_local(in, len, &at, err);
+	if (st != CBV_OK)
+		goto done;
+	memcpy(a.local, in, at);
+	a.local[at] = '\0';
+	if (at + 1 < len && in[at + 1] == '[') {
+		a.literal = 1;
+		st = parse_literal(in + at + 1, len - at - 1, a.domain, err);
+	} else {
+		st = parse_host(in + at + 1, len - at - 1, a.domain, err);
+	}
+	if (st != CBV_OK)
+		goto done;
+	/* RFC 5321 4.5.3.1.3: "<" local "@" domain ">" is at most 256 octets. */
+	path = at + 1 + strlen(a.domain) + 2;
+	if (path > CBV_PATH_MAX) {
+		st = cbv_err_set(err, CBV_EINVAL,
+		                 "address longer than %d octets (path limit %d)",
+		                 CBV_PATH_MAX - 2, CBV_PATH_MAX);
+		goto done;
+	}
+	a.utf8 = utf8;
+	*out = a;
+done:
+	return st;
+}
+
+/*
+ * Checks a domain name alone (host name rules of cbv_addr_parse, no
+ * literal) and writes its lower-cased form without a trailing dot to out
+ * (CBV_DOMAIN_MAX + 1 bytes; "" on error).  Returns CBV_OK or CBV_EINVAL.
+ */
+enum cbv_status cbv_addr_check_domain(const char *in, size_t len, char *out,
+                                      struct cbv_err *err)
+{
+	enum cbv_status st;
+	int utf8 = 0;
+
+	out[0] = '\0';
+	if (in == NULL || len == 0) {
+		st = cbv_err_set(err, CBV_EINVAL, "empty domain");
+		goto done;
+	}
+	if (len > CBV_DOMAIN_MAX + 1) {
+		st = cbv_err_set(err, CBV_EINVAL, "domain longer than %d octets",
+		                 CBV_DOMAIN_MAX);
+		goto done;
+	}
+	st = check_bytes(in, len, "domain", &utf8, err);
+	if (st != CBV_OK)
+		goto done;
+	if (in[0] == '[') {
+		st = cbv_err_set(err, CBV_EINVAL, "address literal not allowed here");
+		goto done;
+	}
+	st = parse_host(in, len, out, err);
+done:
+	if (st != CBV_OK)
+		out[0] = '\0';
+	return st;
+}
+
+/*
+ * Writes "local@domain" to buf (n bytes), with domain in place of
+ * a->domain when it is not NULL.  Returns CBV_OK, or CBV_EINVAL (buf set
+ * to "" when n > 0) if the result exceeds CBV_PATH_MAX - 2 octets or
+ * does not fit in n.
+ */
+enum cbv_status cbv_addr_format(const struct cbv_addr *a, const char *domain,
+                                char *buf, size_t n, struct cbv_err *err)
+{
+	enum cbv_status st = CBV_OK;
+	const char *d = domain != NULL ? domain : a->domain;
+	size_t llen = strnlen(a->local, sizeof(a->local));
+	size_t dlen = strnlen(d, CBV_PATH_MAX);
+	size_t total = llen + 1 + dlen;
+
+	if (llen == sizeof(a->local) || total > CBV_PATH_MAX - 2) {
+		st = cbv_err_set(err, CBV_EINVAL, "address longer than %d octets",
+		                 CBV_PATH_MAX - 2);
+		goto done;
+	}
+	if (total >= n) {
+		st = cbv_err_set(err, CBV_EINVAL, "buffer too small for address");
+		goto done;
+	}
+	memcpy(buf, a->local, llen);
+	buf[llen] = '@';
+	memcpy(buf + llen + 1, d, dlen);
+	buf[total] = '\0';
+done:
+	if (st != CBV_OK && n > 0)
+		buf[0] = '\0';
+	return st;
+}

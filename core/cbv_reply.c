@@ -1,0 +1,206 @@
+/*
+ * cbv_reply.c - bounded SMTP reply parser (RFC 5321 4.2, RFC 3463).
+ *
+ * Every line is checked before it changes the reply, so a reply that
+ * fails to parse keeps what it had.  Peer text is sanitized on the way in:
+ * nothing stored in struct cbv_reply can carry a control character into a
+ * log line, a header or an Exim expansion.
+ */
+#include "cbv_reply.h"
+
+#include <string.h>
+
+static int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/*
+ * Reads 1..3 digits at s[*i]; returns 0 if there are none or more than
+ * three (RFC 3463 2: subject and detail are 1*3digit).
+ */
+static int read_part(const char *s, size_t len, size_t *i)
+{
+	size_t n = 0;
+
+	while (*i < len && is_digit(s[*i])) {
+		(*i)++;
+		n++;
+	}
+	return n >= 1 && n <= 3;
+}
+
+/*
+ * Extracts an RFC 3463 enhanced status code from the text of a first
+ * line (after "NNN " or "NNN-") into ecode (16 bytes).  The class must be
+ * 2, 4 or 5 and equal the reply's first digit: "550 4.1.1" is
+ * contradictory, and we would rather have no code than a wrong one
+ * deciding a verdict.  The code must be followed by a space or end the
+ * line, so "5.1.10x" or "5.1.1234" is not read as "5.1.1".
+ */
+static void read_ecode(const char *s, size_t len, char first, char *ecode)
+{
+	size_t i = 0;
+
+	ecode[0] = '\0';
+	if (len < 5 || s[0] != first || (first != '2' && first != '4' && first != '5'))
+		return;
+	if (s[1] != '.')
+		return;
+	i = 2;
+	if (!read_part(s, len, &i) || i >= len || s[i] != '.')
+		return;
+	i++;
+	if (!read_part(s, len, &i))
+		return;
+	if (i < len && s[i] != ' ')
+		return;
+	/* At most 1 + 1 + 3 + 1 + 3 = 9 bytes: fits ecode[16]. */
+	memcpy(ecode, s, i);
+	ecode[i] = '\0';
+}
+
+/* Empties r for a new reply. */
+void cbv_reply_init(struct cbv_reply *r)
+{
+	r->code = 0;
+	r->ecode[0] = '\0';
+	r->nlines = 0;
+	r->complete = 0;
+	r->truncated = 0;
+	r->len = 0;
+	r->text[0] = '\0';
+}
+
+/*
+ * Adds one line (CRLF removed) to r.  Returns CBV_OK, CBV_EPROTO for a
+ * line that breaks RFC 5321 4.2 or our bounds, CBV_EINVAL when r is
+ * already complete.  On error r is unchanged.
+ */
+enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
+                               size_t len, struct cbv_err *err)
+{
+	enum cbv_status st = CBV_OK;
+	size_t room, need, n;
+	int code;
+
+	if (r->complete) {
+		st = cbv_err_set(err, CBV_EINVAL, "reply already complete");
+		goto done;
+	}
+	if (len > CBV_REPLY_LINE_MAX) {
+		st = cbv_err_set(err, CBV_EPROTO, "reply line too long (%zu octets, limit %d)",
+		                 len, CBV_REPLY_LINE_MAX);
+		goto done;
+	}
+	if (r->nlines >= CBV_REPLY_LINES_MAX) {
+		st = cbv_err_set(err, CBV_EPROTO, "more than %d lines in a reply",
+		                 CBV_REPLY_LINES_MAX);
+		goto done;
+	}
+	if (len < 3 || line[0] < '2' || line[0] > '5' || !is_digit(line[1]) ||
+	    !is_digit(line[2])) {
+		st = cbv_err_set(err, CBV_EPROTO, "bad reply code");
+		goto done;
+	}
+	if (len > 3 && line[3] != ' ' && line[3] != '-') {
+		st = cbv_err_set(err, CBV_EPROTO,
+		                 "bad reply code (not followed by space, '-' or end of line)");
+		goto done;
+	}
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	if (r->nlines > 0 && code != r->code) {
+		st = cbv_err_set(err, CBV_EPROTO,
+		                 "code changed inside a multi-line reply (%d then %d)",
+		                 r->code, code);
+		goto done;
+	}
+
+	if (r->nlines == 0) {
+		r->code = code;
+		if (len > 4)
+			read_ecode(line + 4, len - 4, line[0], r->ecode);
+	}
+	r->nlines++;
+	r->complete = len == 3 || line[3] == ' ';
+
+	/* Keep at most CBV_REPLY_KEEP_MAX - 1 bytes of text, then the NUL. */
+	room = CBV_REPLY_KEEP_MAX - 1 - r->len;
+	need = len + (r->nlines > 1 ? 1 : 0);
+	if (need > room)
+		r->truncated = 1;
+	if (r->nlines > 1 && room > 0) {
+		r->text[r->len++] = '\n';
+		room--;
+	}
+	n = len < room ? len : room;
+	r->len += cbv_sanitize(line, n, r->text + r->len, n + 1);
+	r->text[r->len] = '\0';
+done:
+	return st;
+}
+
+/*
+ * Parses one whole reply from buf (lines end in CR LF or LF).  On CBV_OK
+ * r->complete is 1 and *used counts the bytes consumed, so the caller can
+ * see what follows the reply.  On error *used is 0 and r is emptied.
+ */
+enum cbv_status cbv_reply_parse(const char *buf, size_t len,
+                                struct cbv_reply *r, size_t *used,
+                                struct cbv_err *err)
+{
+	enum cbv_status st = CBV_OK;
+	size_t pos = 0, n;
+	const char *lf;
+
+	*used = 0;
+	cbv_reply_init(r);
+	while (!r->complete) {
+		lf = pos < len ? memchr(buf + pos, '\n', len - pos) : NULL;
+		if (lf == NULL) {
+			n = len - pos;
+			if (n > 0 && buf[len - 1] == '\r')
+				n--;
+			if (n > CBV_REPLY_LINE_MAX)
+				st = cbv_err_set(err, CBV_EPROTO, "reply line too long");
+			else
+				st = cbv_err_set(err, CBV_EPROTO, "incomplete reply");
+			goto done;
+		}
+		n = (size_t)(lf - (buf + pos));
+		if (n > 0 && buf[pos + n - 1] == '\r')
+			n--;
+		st = cbv_reply_feed(r, buf + pos, n, err);
+		if (st != CBV_OK)
+			goto done;
+		pos = (size_t)(lf - buf) + 1;
+	}
+	*used = pos;
+done:
+	if (st != CBV_OK)
+		cbv_reply_init(r);
+	return st;
+}
+
+/*
+ * Copies at most n-1 bytes of s to out, each control byte, DEL and 8-bit
+ * byte replaced by '?', and NUL-terminates.  Returns the bytes written
+ * (not counting the NUL); 0 when n is 0.
+ */
+size_t cbv_sanitize(const char *s, size_t len, char *out, size_t n)
+{
+	size_t i = 0;
+	unsigned char c;
+
+	if (n == 0)
+		goto done;
+	if (len > n - 1)
+		len = n - 1;
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+	}
+	out[i] = '\0';
+done:
+	return i;
+}
