@@ -1,0 +1,65 @@
+#!/bin/bash
+# tests/integration/run.sh - integration entry point, run inside the rig:
+#
+#   B=build tests/rig/rig.sh run -- tests/integration/run.sh     (make integration)
+#
+# Runs the unit suites that need the rig (those built; the others are
+# skipped), then every tests/integration/t_*.sh. Each gets a time limit
+# (CBV_TEST_TIMEOUT seconds, default 300). The last line is
+# "N passed, N failed"; the exit status is non-zero on any failure.
+set -u
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$TOP" || exit 1
+B=${B:-build}
+LIMIT=${CBV_TEST_TIMEOUT:-300}
+
+# Check suites that talk to the rig's DNS or SMTP servers.
+RIG_SUITES=(check_dns check_session check_verify)
+
+if [[ -z ${CBV_RIG_DIR:-} || -z ${CBV_RIG_DNS:-} || -z ${CBV_RIG_PORT:-} ]]; then
+	echo "run.sh: no rig (CBV_RIG_DIR/CBV_RIG_DNS/CBV_RIG_PORT unset);" \
+		"use: B=$B tests/rig/rig.sh run -- $0" >&2
+	exit 2
+fi
+
+passed=0 failed=0 failures=()
+
+run_one() { # NAME CMD...
+	local name=$1 rc
+	shift
+	echo "== $name"
+	timeout --kill-after=10 "$LIMIT" "$@"
+	rc=$?
+	if ((rc == 0)); then
+		passed=$((passed + 1))
+		echo "-- PASS $name"
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+		if ((rc == 124 || rc == 137)); then
+			echo "-- FAIL $name (timed out after ${LIMIT}s)"
+		else
+			echo "-- FAIL $name (exit $rc)"
+		fi
+	fi
+}
+
+for s in "${RIG_SUITES[@]}"; do
+	if [[ -x $B/tests/$s ]]; then
+		run_one "$s" "$B/tests/$s"
+	else
+		echo "-- skip $s (not built)"
+	fi
+done
+
+for t in tests/integration/t_*.sh; do
+	[[ -e $t ]] || continue
+	run_one "${t##*/}" bash "$t"
+done
+
+if ((failed)); then
+	echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
