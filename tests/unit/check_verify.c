@@ -196,6 +196,27 @@ START_TEST(fail_message)
 }
 END_TEST
 
+/* tls_verify against the rig's own CA (a hashed directory), name checked. */
+START_TEST(tls_verified)
+{
+	const char *ca = getenv("CBV_RIG_CA_DIR");
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "alice@tls.test" };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	ck_assert_msg(ca != NULL, "CBV_RIG_CA_DIR unset");
+	rig_profile(&p, "starttls=require;tls_verify=yes");
+	ck_assert_int_eq(cbv_profile_set(&p, "ca_dir", ca, &err), CBV_OK);
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_msg(r->verdict == CBV_PASS, "%s/%s %s", cbv_verdict_name(r->verdict), r->reason,
+	              r->message);
+	ck_assert_msg(strstr(r->tls, ":verified") != NULL, "tls %s", r->tls);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 /* Asynchronous use: several machines in one poll loop, as cbvd does. */
 START_TEST(many_at_once)
 {
@@ -296,6 +317,7 @@ static Suite *verify_suite(void)
 	tc = tcase_create("last_poll");
 	tcase_add_test(tc, last_poll);
 	tcase_add_test(tc, fail_message);
+	tcase_add_test(tc, tls_verified);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("async");
 	tcase_set_timeout(tc, 30);
