@@ -134,7 +134,10 @@ build-fuzz/%: tests/fuzz/%.c $(CORE_SRC)
 fuzz: $(FUZZ_BIN)
 	@set -e; for t in $(FUZZ_BIN); do n=$${t##*/fuzz_}; \
 	  echo "== fuzz $$n ($${FUZZ_SECONDS:-30}s)"; \
-	  $$t -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 tests/fuzz/corpus/$$n; done
+	  mkdir -p build-fuzz/new/$$n; \
+	  $$t -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 build-fuzz/new/$$n tests/fuzz/corpus/$$n; done
+	@echo "new inputs are in build-fuzz/new/; copy the interesting ones to tests/fuzz/corpus/"
+
 
 bench: all
 	B=$(B) tests/rig/rig.sh run -- bench/run.sh
