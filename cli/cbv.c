@@ -1,7 +1,8 @@
 /*
  * cbv - command-line SMTP callback verification.
  *
- *   cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v] ADDRESS...
+ *   cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v]
+ *              [-S URL [-R REST]] ADDRESS...
  *   cbv check-config [-c FILE] [-p PROFILE]
  *
  * One line per address: ADDRESS STATUS REASON MESSAGE, control characters
@@ -16,13 +17,15 @@
 #include <unistd.h>
 
 #include "cbv.h"
+#include "cbv_callout.h"
 
 #define EX_USAGE_CBV 64
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v] ADDRESS...\n"
+	        "usage: cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v]\n"
+	        "                  [-S|--server URL [-R|--rest REST]] ADDRESS...\n"
 	        "       cbv check-config [-c FILE] [-p PROFILE]\n"
 	        "       cbv --version\n"
 	        "Default config: %s (missing file = built-in defaults)\n",
@@ -182,6 +185,83 @@ static struct cbv_config *load_config(const char *path, int explicit_path)
 	return c;
 }
 
+/*
+ * --server: a result for an address the callout server could not answer
+ * (connection lost, deadline, protocol violation), shaped like the
+ * in-process ones so output and exit codes stay the same.
+ */
+static struct cbv_result *synth_result(const char *address, const struct cbv_err *err)
+{
+	struct cbv_result *r = cbv_result_new();
+	char msg[400];
+
+	if (r == NULL)
+		return NULL;
+	switch (err->code) {
+	case CBV_EINVAL:
+		r->verdict = CBV_FAIL, r->reason = "bad_syntax", r->code = 553;
+		snprintf(r->ecode, sizeof(r->ecode), "5.1.3");
+		break;
+	case CBV_ETIMEOUT:
+		r->verdict = CBV_TRANSIENT, r->reason = "timeout", r->code = 451;
+		snprintf(r->ecode, sizeof(r->ecode), "4.4.2");
+		break;
+	case CBV_ECONNECT:
+		r->verdict = CBV_TRANSIENT, r->reason = "connect_failed", r->code = 451;
+		snprintf(r->ecode, sizeof(r->ecode), "4.4.1");
+		break;
+	default:
+		r->verdict = CBV_ERROR, r->reason = "protocol_error", r->code = 451;
+		snprintf(r->ecode, sizeof(r->ecode), "4.5.0");
+		break;
+	}
+	snprintf(msg, sizeof(msg), "%d %s %s", r->code, r->ecode, err->msg);
+	if (cbv_result_set(&r->message, msg) < 0 || cbv_result_set(&r->address, address) < 0) {
+		cbv_result_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* --server: connect, SID, and the SET lines callout.mfl sends. */
+static struct cbv_callout *server_open(const char *url, const struct cbv_profile *p,
+                                       const char *sender, const char *helo, int verbose,
+                                       struct cbv_err *err)
+{
+	static const char *const tls[] = { "never", "ondemand", "ondemand", "always" };
+	unsigned t = p->command_timeout_ms;
+	struct cbv_callout *c = NULL;
+	char sid[64];
+
+	if (cbv_callout_open(url, p->connect_timeout_ms, &c, err) != CBV_OK)
+		return NULL;
+	if (verbose)
+		fprintf(stderr, "*** callout server %s: OK %s\n", url, cbv_callout_greeting(c));
+	snprintf(sid, sizeof(sid), "cbv:%ld", (long)getpid());
+	if (cbv_callout_sid(c, sid, t, err) != CBV_OK ||
+	    (verbose && cbv_callout_set(c, "TRANSCRIPT", "ON", t, err) != CBV_OK) ||
+	    cbv_callout_set(c, "STARTTLS", tls[p->starttls], t, err) != CBV_OK ||
+	    (helo[0] != '\0' && cbv_callout_set(c, "EHLO", helo, t, err) != CBV_OK) ||
+	    (sender != NULL && cbv_callout_set(c, "MAILFROM", sender[0] ? sender : "<>", t, err) != CBV_OK)) {
+		cbv_callout_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* -v with --server: the last poll record the server reported. */
+static void trace_result(const struct cbv_result *r)
+{
+	static const char *const f[] = { "host", "ip", "greeting", "helo", "sent", "recv", NULL };
+
+	for (int i = 0; f[i] != NULL; i++) {
+		fprintf(stderr, "*** %s: ", f[i]);
+		put_escaped(stderr, cbv_result_text(r, f[i]));
+		fputc('\n', stderr);
+	}
+	fprintf(stderr, "*** cache: %d\n", r->cache);
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -191,10 +271,14 @@ static int cmd_verify(int argc, char **argv)
 		{ "sender", required_argument, NULL, 'f' },
 		{ "option", required_argument, NULL, 'o' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "server", required_argument, NULL, 'S' },
+		{ "rest", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = CBV_CONF_DEFAULT, *profile = NULL, *sender = NULL;
+	const char *server = NULL, *rest = NULL;
+	struct cbv_callout *conn = NULL;
 	char **opts = NULL;
 	int nopts = 0, json = 0, verbose = 0, explicit_path = 0, c;
 	int any_fail = 0, any_temp = 0, any_error = 0, rc = EX_USAGE_CBV;
@@ -206,7 +290,7 @@ static int cmd_verify(int argc, char **argv)
 	opts = calloc((size_t)argc + 1, sizeof(*opts));
 	if (opts == NULL)
 		return 70;
-	while ((c = getopt_long(argc, argv, "+c:p:f:o:vjh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:p:f:o:vjhS:R:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
@@ -227,6 +311,12 @@ static int cmd_verify(int argc, char **argv)
 		case 'j':
 			json = 1;
 			break;
+		case 'S':
+			server = optarg;
+			break;
+		case 'R':
+			rest = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			free(opts);
@@ -239,6 +329,28 @@ static int cmd_verify(int argc, char **argv)
 	if (optind >= argc) {
 		usage(stderr);
 		goto done;
+	}
+	if (rest != NULL) {
+		char canon[CBV_CALLOUT_REQ_MAX + 1];
+		struct cbv_err err;
+
+		if (server == NULL) {
+			fprintf(stderr, "cbv: -R needs -S URL\n");
+			goto done;
+		}
+		if (cbv_callout_rest_format(rest, canon, sizeof(canon), &err) != CBV_OK) {
+			fprintf(stderr, "cbv: -R: %s\n", err.msg);
+			goto done;
+		}
+	}
+	if (server != NULL) {
+		struct cbv_callout_url u;
+		struct cbv_err err;
+
+		if (cbv_callout_url_parse(server, &u, &err) != CBV_OK) {
+			fprintf(stderr, "cbv: -S: %s\n", err.msg);
+			goto done;
+		}
 	}
 	cbv_log_set(log_stderr, NULL, verbose >= 2 ? CBV_LOG_DEBUG : verbose ? CBV_LOG_INFO : CBV_LOG_WARN);
 	conf = load_config(path, explicit_path);
@@ -274,12 +386,39 @@ static int cmd_verify(int argc, char **argv)
 		struct cbv_result *r = NULL;
 		struct cbv_err err;
 
-		if (verbose)
-			req.trace = trace_stderr;
-		if (cbv_verify(&p, &req, &r, &err) != CBV_OK) {
-			fprintf(stderr, "cbv: %s: %s\n", argv[i], err.msg);
-			any_error = 1;
-			continue;
+		if (server != NULL) {
+			enum cbv_status st = CBV_OK;
+
+			if (conn == NULL && (conn = server_open(server, &p, sender, p.helo[0] ? p.helo : hostname,
+			                                        verbose, &err)) == NULL)
+				st = err.code;
+			if (st == CBV_OK)
+				st = cbv_callout_verify(conn, argv[i], rest, p.timeout_ms, &r, &err);
+			if (st != CBV_OK) {
+				if (verbose)
+					fprintf(stderr, "cbv: %s: %s\n", argv[i], err.msg);
+				/* Out of step with the server: reconnect for the next address. */
+				if (st != CBV_EINVAL) {
+					cbv_callout_free(conn);
+					conn = NULL;
+				}
+				r = synth_result(argv[i], &err);
+				if (r == NULL) {
+					fprintf(stderr, "cbv: %s: out of memory\n", argv[i]);
+					any_error = 1;
+					continue;
+				}
+			} else if (verbose) {
+				trace_result(r);
+			}
+		} else {
+			if (verbose)
+				req.trace = trace_stderr;
+			if (cbv_verify(&p, &req, &r, &err) != CBV_OK) {
+				fprintf(stderr, "cbv: %s: %s\n", argv[i], err.msg);
+				any_error = 1;
+				continue;
+			}
 		}
 		if (json)
 			print_json(argv[i], r);
@@ -293,6 +432,7 @@ static int cmd_verify(int argc, char **argv)
 	}
 	rc = any_fail ? 1 : any_temp ? 2 : any_error ? 3 : 0;
 done:
+	cbv_callout_close(conn, 1000);
 	if (have_profile)
 		cbv_profile_clear(&p);
 	cbv_config_free(conf);

@@ -6,7 +6,8 @@ set -eu
 
 PKGS="build-essential pkg-config libpcre2-dev libc-ares-dev libssl-dev
 check libsubunit-dev exim4-dev exim4-daemon-heavy dnsmasq-base swaks
-openssl ca-certificates clang valgrind python3"
+openssl ca-certificates clang valgrind python3 mailfromd util-linux
+iproute2 bind9-dnsutils"
 
 missing=""
 for p in $PKGS; do

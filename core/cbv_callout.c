@@ -1,0 +1,962 @@
+/*
+ * cbv_callout.c - blocking client for the mailfromd callout protocol.
+ * See cbv_callout.h and docs/callout-protocol.md.
+ */
+#include "cbv_callout.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cbv_buf.h"
+#include "cbv_clock.h"
+#include "cbv_log.h"
+#include "cbv_net.h"
+#include "cbv_reply.h"
+
+#define PROTO "e_callout_proto: "
+
+struct cbv_callout {
+	int fd;
+	char peer[CBV_URL_MAX + 1];      /* the URL, for messages */
+	char greeting[CBV_CALLOUT_LINE_MAX + 1];
+	struct cbv_buf in;
+};
+
+/* ---- pure parsers ---------------------------------------------------- */
+
+static int is_ctl(unsigned char ch)
+{
+	return ch < 0x20 || ch == 0x7f;
+}
+
+static int ascii_ieq(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	if (alen != blen)
+		return 0;
+	for (size_t i = 0; i < alen; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+		if (x >= 'a' && x <= 'z')
+			x = (unsigned char)(x - 'a' + 'A');
+		if (y >= 'a' && y <= 'z')
+			y = (unsigned char)(y - 'a' + 'A');
+		if (x != y)
+			return 0;
+	}
+	return 1;
+}
+
+enum cbv_status cbv_callout_url_parse(const char *url, struct cbv_callout_url *u,
+                                      struct cbv_err *err)
+{
+	size_t len;
+
+	memset(u, 0, sizeof(*u));
+	if (url == NULL)
+		return cbv_err_set(err, CBV_EINVAL, "callout URL: missing");
+	len = strnlen(url, CBV_URL_MAX + 1);
+	if (len > CBV_URL_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "callout URL: longer than %d bytes", CBV_URL_MAX);
+	for (size_t i = 0; i < len; i++)
+		if (is_ctl((unsigned char)url[i]) || url[i] == ' ' || (unsigned char)url[i] >= 0x80)
+			return cbv_err_set(err, CBV_EINVAL, "callout URL: control, space or 8-bit character");
+	if (strncmp(url, "unix://", 7) == 0) {
+		const char *p = url + 7;
+		size_t plen = len - 7;
+
+		if (plen < 2 || p[0] != '/')
+			return cbv_err_set(err, CBV_EINVAL, "callout URL: unix:// needs an absolute path");
+		if (plen >= sizeof(u->path))
+			return cbv_err_set(err, CBV_EINVAL, "callout URL: socket path longer than %zu bytes",
+			                   sizeof(u->path) - 1);
+		if (strpbrk(p, "?#") != NULL)
+			return cbv_err_set(err, CBV_EINVAL, "callout URL: no query or fragment allowed");
+		u->unix_socket = 1;
+		memcpy(u->path, p, plen + 1);
+		return CBV_OK;
+	}
+	if (strncmp(url, "inet://", 7) == 0) {
+		const char *h = url + 7, *end, *colon;
+		size_t hlen;
+		unsigned long port = 0;
+
+		if (*h == '[') {
+			end = strchr(h, ']');
+			if (end == NULL || end[1] != ':')
+				return cbv_err_set(err, CBV_EINVAL, "callout URL: expected inet://[IPv6]:PORT");
+			h++;
+			hlen = (size_t)(end - h);
+			colon = end + 1;
+			if (hlen == 0 || hlen >= INET6_ADDRSTRLEN)
+				return cbv_err_set(err, CBV_EINVAL, "callout URL: bad IPv6 address");
+			memcpy(u->host, h, hlen);
+			u->host[hlen] = '\0';
+			{
+				struct in6_addr a6;
+
+				if (inet_pton(AF_INET6, u->host, &a6) != 1)
+					return cbv_err_set(err, CBV_EINVAL, "callout URL: bad IPv6 address");
+			}
+		} else {
+			colon = strrchr(h, ':');
+			if (colon == NULL)
+				return cbv_err_set(err, CBV_EINVAL, "callout URL: expected inet://HOST:PORT");
+			hlen = (size_t)(colon - h);
+			if (hlen == 0 || hlen > CBV_DOMAIN_MAX)
+				return cbv_err_set(err, CBV_EINVAL, "callout URL: bad host");
+			for (size_t i = 0; i < hlen; i++) {
+				char ch = h[i];
+
+				if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+				      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
+					return cbv_err_set(err, CBV_EINVAL, "callout URL: bad host");
+			}
+			memcpy(u->host, h, hlen);
+			u->host[hlen] = '\0';
+		}
+		/* PORT: 1-5 digits, 1..65535, nothing after it ("/path" included). */
+		const char *p = colon + 1;
+		size_t nd = 0;
+
+		while (p[nd] >= '0' && p[nd] <= '9' && nd < 6)
+			port = port * 10 + (unsigned long)(p[nd++] - '0');
+		if (nd == 0 || nd > 5 || p[nd] != '\0' || port == 0 || port > 65535)
+			return cbv_err_set(err, CBV_EINVAL, "callout URL: bad port");
+		u->port = (unsigned)port;
+		return CBV_OK;
+	}
+	return cbv_err_set(err, CBV_EINVAL, "callout URL: must be unix:///PATH or inet://HOST:PORT");
+}
+
+static const char *const rest_keys[] = { "MODE", "HOST", "EHLO", "MAILFROM", NULL };
+static const char *const modes[] = { "mxfirst", "mxonly", "hostonly", "hostfirst", NULL };
+
+/* Appends s (len bytes) to out at *pos, size n; -1 if it does not fit. */
+static int put(char *out, size_t n, size_t *pos, const char *s, size_t len)
+{
+	if (*pos + len + 1 > n)
+		return -1;
+	memcpy(out + *pos, s, len);
+	*pos += len;
+	out[*pos] = '\0';
+	return 0;
+}
+
+/* Appends "value" with '"' and '\' escaped, as callout.mfl's setvar does. */
+static int put_quoted(char *out, size_t n, size_t *pos, const char *v, size_t len)
+{
+	if (put(out, n, pos, "\"", 1) < 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if ((v[i] == '"' || v[i] == '\\') && put(out, n, pos, "\\", 1) < 0)
+			return -1;
+		if (put(out, n, pos, v + i, 1) < 0)
+			return -1;
+	}
+	return put(out, n, pos, "\"", 1);
+}
+
+enum cbv_status cbv_callout_rest_format(const char *rest, char *out, size_t n,
+                                        struct cbv_err *err)
+{
+	size_t pos = 0, i = 0, len;
+	unsigned seen = 0;
+
+	if (n == 0)
+		return cbv_err_set(err, CBV_EINVAL, "REST: no room");
+	out[0] = '\0';
+	if (rest == NULL)
+		return CBV_OK;
+	len = strnlen(rest, CBV_CALLOUT_REQ_MAX + 1);
+	if (len > CBV_CALLOUT_REQ_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "REST: longer than %d bytes", CBV_CALLOUT_REQ_MAX);
+	for (;;) {
+		char val[CBV_CALLOUT_VALUE_MAX + 1];
+		size_t vlen = 0, kstart, klen;
+		int k;
+
+		while (i < len && (rest[i] == ' ' || rest[i] == '\t'))
+			i++;
+		if (i >= len)
+			break;
+		kstart = i;
+		while (i < len && rest[i] != '=' && rest[i] != ' ' && rest[i] != '\t')
+			i++;
+		klen = i - kstart;
+		if (i >= len || rest[i] != '=')
+			return cbv_err_set(err, CBV_EINVAL, "REST: expected KEY=VALUE at offset %zu", kstart);
+		for (k = 0; rest_keys[k] != NULL; k++)
+			if (ascii_ieq(rest + kstart, klen, rest_keys[k]))
+				break;
+		if (rest_keys[k] == NULL)
+			return cbv_err_set(err, CBV_EINVAL, "REST: unknown key at offset %zu "
+			                   "(MODE, HOST, EHLO, MAILFROM)", kstart);
+		if (seen & (1u << k))
+			return cbv_err_set(err, CBV_EINVAL, "REST: %s given twice", rest_keys[k]);
+		seen |= 1u << k;
+		i++; /* '=' */
+		if (i < len && rest[i] == '"') {
+			i++;
+			for (;;) {
+				char ch;
+
+				if (i >= len)
+					return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
+					                   rest_keys[k]);
+				ch = rest[i++];
+				if (ch == '"')
+					break;
+				if (ch == '\\') {
+					if (i >= len)
+						return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
+						                   rest_keys[k]);
+					ch = rest[i++];
+				}
+				if (is_ctl((unsigned char)ch))
+					return cbv_err_set(err, CBV_EINVAL, "REST: %s: control character",
+					                   rest_keys[k]);
+				if (vlen >= CBV_CALLOUT_VALUE_MAX)
+					return cbv_err_set(err, CBV_EINVAL, "REST: %s: value too long",
+					                   rest_keys[k]);
+				val[vlen++] = ch;
+			}
+			if (i < len && rest[i] != ' ' && rest[i] != '\t')
+				return cbv_err_set(err, CBV_EINVAL, "REST: %s: text after closing quote",
+				                   rest_keys[k]);
+		} else {
+			while (i < len && rest[i] != ' ' && rest[i] != '\t') {
+				char ch = rest[i++];
+
+				if (is_ctl((unsigned char)ch) || ch == '"' || ch == '\\')
+					return cbv_err_set(err, CBV_EINVAL, "REST: %s: control character or "
+					                   "quote in a bare value", rest_keys[k]);
+				if (vlen >= CBV_CALLOUT_VALUE_MAX)
+					return cbv_err_set(err, CBV_EINVAL, "REST: %s: value too long",
+					                   rest_keys[k]);
+				val[vlen++] = ch;
+			}
+		}
+		if (vlen == 0)
+			return cbv_err_set(err, CBV_EINVAL, "REST: %s: empty value", rest_keys[k]);
+		val[vlen] = '\0';
+		if ((pos > 0 && put(out, n, &pos, " ", 1) < 0) ||
+		    put(out, n, &pos, rest_keys[k], strlen(rest_keys[k])) < 0 ||
+		    put(out, n, &pos, "=", 1) < 0)
+			goto toolong;
+		if (k == 0) {
+			int m;
+
+			for (m = 0; modes[m] != NULL; m++)
+				if (ascii_ieq(val, vlen, modes[m]))
+					break;
+			if (modes[m] == NULL)
+				return cbv_err_set(err, CBV_EINVAL, "REST: MODE: expected mxfirst, mxonly, "
+				                   "hostonly or hostfirst");
+			if (put(out, n, &pos, modes[m], strlen(modes[m])) < 0)
+				goto toolong;
+		} else if (put_quoted(out, n, &pos, val, vlen) < 0) {
+			goto toolong;
+		}
+	}
+	return CBV_OK;
+toolong:
+	out[0] = '\0';
+	return cbv_err_set(err, CBV_EINVAL, "REST: too long");
+}
+
+enum cbv_callout_kind cbv_callout_line_parse(const char *line, size_t len,
+                                             struct cbv_callout_line *out)
+{
+	size_t i, start;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = CBV_CALLOUT_LINE_BAD;
+	out->text = line;
+	if (len >= 2 && (ascii_ieq(line, 2, "OK") || ascii_ieq(line, 2, "NO")) &&
+	    (len == 2 || line[2] == ' ')) {
+		out->kind = (line[0] == 'O' || line[0] == 'o') ? CBV_CALLOUT_LINE_OK
+		                                                : CBV_CALLOUT_LINE_NO;
+		out->text = line + (len > 2 ? 3 : 2);
+		out->text_len = len > 2 ? len - 3 : 0;
+		return out->kind;
+	}
+	if (len < 2 || line[0] != '*' || line[1] != ' ')
+		return out->kind;
+	/* "* ID TAG[ text]": ID 1..CBV_CALLOUT_ID_MAX digits, TAG 1..7 letters. */
+	i = start = 2;
+	while (i < len && line[i] >= '0' && line[i] <= '9')
+		i++;
+	if (i == start || i - start > CBV_CALLOUT_ID_MAX || i >= len || line[i] != ' ')
+		return out->kind;
+	memcpy(out->id, line + start, i - start);
+	out->id[i - start] = '\0';
+	start = ++i;
+	while (i < len && line[i] >= 'A' && line[i] <= 'Z')
+		i++;
+	if (i == start || i - start >= sizeof(out->tag) || (i < len && line[i] != ' '))
+		return out->kind;
+	memcpy(out->tag, line + start, i - start);
+	out->tag[i - start] = '\0';
+	if (i < len)
+		i++;
+	out->text = line + i;
+	out->text_len = len - i;
+	out->kind = CBV_CALLOUT_LINE_PROGRESS;
+	return out->kind;
+}
+
+static const char *const words[] = { "success", "not_found", "failure", "temp_failure",
+	                             "timeout", NULL };
+
+int cbv_callout_final_parse(const char *text, size_t len, const char *id,
+                            const char **word)
+{
+	size_t i = 0, idlen = strlen(id);
+	int found = 0;
+
+	*word = NULL;
+	while (i < len) {
+		size_t s, e, ws;
+
+		while (i < len && text[i] == ' ')
+			i++;
+		if (i >= len)
+			break;
+		s = i;
+		while (i < len && text[i] >= '0' && text[i] <= '9')
+			i++;
+		e = i;
+		if (e == s || e - s > CBV_CALLOUT_ID_MAX || i >= len || text[i] != '=')
+			goto bad;
+		ws = ++i;
+		while (i < len && text[i] != ' ')
+			i++;
+		if (e - s == idlen && memcmp(text + s, id, idlen) == 0) {
+			int w;
+
+			for (w = 0; words[w] != NULL; w++)
+				if (strlen(words[w]) == i - ws && memcmp(text + ws, words[w], i - ws) == 0)
+					break;
+			if (words[w] == NULL)
+				goto bad;
+			*word = words[w];
+			found = 1;
+		}
+	}
+	return found;
+bad:
+	/* The whole line is suspect, not only the pair that broke. */
+	*word = NULL;
+	return -1;
+}
+
+enum cbv_verdict cbv_callout_word_verdict(const char *word)
+{
+	if (strcmp(word, "success") == 0)
+		return CBV_PASS;
+	if (strcmp(word, "not_found") == 0)
+		return CBV_FAIL;
+	if (strcmp(word, "failure") == 0)
+		return CBV_ERROR;
+	return CBV_TRANSIENT;
+}
+
+/* ---- I/O ------------------------------------------------------------- */
+
+static int remaining(int64_t deadline)
+{
+	int64_t left = deadline - cbv_now_ms();
+
+	if (left <= 0)
+		return 0;
+	return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+static enum cbv_status wait_fd(struct cbv_callout *c, short events, int64_t deadline,
+                               const char *stage, struct cbv_err *err)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = c->fd, .events = events };
+		int left = remaining(deadline), n;
+
+		if (left == 0)
+			return cbv_err_set(err, CBV_ETIMEOUT, "%s: timed out during %s", c->peer, stage);
+		n = poll(&pfd, 1, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return cbv_err_set_errno(err, CBV_ECONNECT, errno, "%s: poll: %s", c->peer,
+			                         strerror(errno));
+		if (n > 0)
+			return CBV_OK;
+	}
+}
+
+static enum cbv_status send_all(struct cbv_callout *c, const char *s, size_t len,
+                                int64_t deadline, const char *stage, struct cbv_err *err)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t w = cbv_net_send(c->fd, s + off, len - off);
+
+		if (w < 0)
+			return cbv_err_set_errno(err, CBV_ECONNECT, errno, "%s: send during %s: %s",
+			                         c->peer, stage, strerror(errno));
+		if (w == 0) {
+			enum cbv_status st = wait_fd(c, POLLOUT, deadline, stage, err);
+
+			if (st != CBV_OK)
+				return st;
+			continue;
+		}
+		off += (size_t)w;
+	}
+	return CBV_OK;
+}
+
+/* Sends one request line (no CRLF in line, checked) followed by CRLF. */
+static enum cbv_status send_line(struct cbv_callout *c, const char *line, int64_t deadline,
+                                 const char *stage, struct cbv_err *err)
+{
+	char buf[CBV_CALLOUT_REQ_MAX + 3];
+	size_t len = strlen(line);
+	enum cbv_status st;
+
+	if (len > CBV_CALLOUT_REQ_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "%s: request too long", stage);
+	for (size_t i = 0; i < len; i++)
+		if (is_ctl((unsigned char)line[i]))
+			return cbv_err_set(err, CBV_EINVAL, "%s: control character in request", stage);
+	memcpy(buf, line, len);
+	memcpy(buf + len, "\r\n", 2);
+	if (cbv_log_enabled(CBV_LOG_DEBUG))
+		cbv_log(CBV_LOG_DEBUG, "callout %s C: %s", c->peer, line);
+	st = send_all(c, buf, len + 2, deadline, stage, err);
+	return st;
+}
+
+/*
+ * Reads one line (CR LF removed) into *line and *len (pointer into c->in).
+ * calloutd ends some NO lines with a bare LF: accepted.
+ */
+static enum cbv_status read_line(struct cbv_callout *c, int64_t deadline, const char *stage,
+                                 const char **line, size_t *len, struct cbv_err *err)
+{
+	for (;;) {
+		int r = cbv_buf_getline(&c->in, CBV_CALLOUT_LINE_MAX, line, len);
+		char *space;
+		size_t avail;
+		ssize_t n;
+		enum cbv_status st;
+
+		if (r == 1) {
+			if (cbv_log_enabled(CBV_LOG_DEBUG)) {
+				char tmp[CBV_CALLOUT_LINE_MAX + 1];
+
+				cbv_sanitize(*line, *len, tmp, sizeof(tmp));
+				cbv_log(CBV_LOG_DEBUG, "callout %s S: %s", c->peer, tmp);
+			}
+			return CBV_OK;
+		}
+		if (r < 0)
+			return cbv_err_set(err, CBV_EPROTO, PROTO "%s: line too long during %s",
+			                   c->peer, stage);
+		space = cbv_buf_space(&c->in, &avail);
+		if (avail == 0)
+			return cbv_err_set(err, CBV_EPROTO, PROTO "%s: line too long during %s",
+			                   c->peer, stage);
+		n = cbv_net_recv(c->fd, space, avail);
+		if (n > 0) {
+			cbv_buf_commit(&c->in, (size_t)n);
+			continue;
+		}
+		if (n == -2)
+			return cbv_err_set(err, CBV_ECONNECT, "%s: connection closed during %s", c->peer,
+			                   stage);
+		if (n < 0)
+			return cbv_err_set_errno(err, CBV_ECONNECT, errno, "%s: recv during %s: %s",
+			                         c->peer, stage, strerror(errno));
+		st = wait_fd(c, POLLIN, deadline, stage, err);
+		if (st != CBV_OK)
+			return st;
+	}
+}
+
+/* Sanitized copy of a protocol text for messages, truncated. */
+static void show(const char *s, size_t len, char *out, size_t n)
+{
+	cbv_sanitize(s, len, out, n);
+}
+
+/* Reads a reply that must be "OK ...": NO or anything else is EPROTO. */
+static enum cbv_status expect_ok(struct cbv_callout *c, int64_t deadline, const char *stage,
+                                 struct cbv_callout_line *pl, struct cbv_err *err)
+{
+	const char *line;
+	size_t len;
+	enum cbv_status st = read_line(c, deadline, stage, &line, &len, err);
+	char tmp[200];
+
+	if (st != CBV_OK)
+		return st;
+	if (cbv_callout_line_parse(line, len, pl) == CBV_CALLOUT_LINE_OK)
+		return CBV_OK;
+	show(line, len, tmp, sizeof(tmp));
+	return cbv_err_set(err, CBV_EPROTO, PROTO "%s: %s: %s", c->peer, stage, tmp);
+}
+
+static int connect_url(const struct cbv_callout_url *u, struct cbv_callout *c,
+                       int64_t deadline, struct cbv_err *err)
+{
+	if (u->unix_socket) {
+		struct sockaddr_un sun;
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		if (fd < 0)
+			return cbv_err_set_errno(err, CBV_ECONNECT, errno, "%s: socket: %s", c->peer,
+			                         strerror(errno));
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		memcpy(sun.sun_path, u->path, strlen(u->path) + 1);
+		c->fd = fd;
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			return CBV_OK;
+		if (errno != EINPROGRESS)
+			return cbv_err_set_errno(err, CBV_ECONNECT, errno, "%s: connect: %s", c->peer,
+			                         strerror(errno));
+	} else {
+		/* Numeric first; a name goes through the system resolver (blocking,
+		 * not bounded by the deadline: the admin chose it). */
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+			                  .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG };
+		struct addrinfo *res = NULL;
+		char port[8];
+		int rc;
+
+		snprintf(port, sizeof(port), "%u", u->port);
+		rc = getaddrinfo(u->host, port, &hints, &res);
+		if (rc != 0 || res == NULL)
+			return cbv_err_set(err, CBV_ECONNECT, "%s: cannot resolve %s: %s", c->peer,
+			                   u->host, gai_strerror(rc));
+		c->fd = cbv_net_connect(res->ai_addr, res->ai_addrlen, err);
+		freeaddrinfo(res);
+		if (c->fd < 0)
+			return err ? err->code : CBV_ECONNECT;
+	}
+	{
+		enum cbv_status st = wait_fd(c, POLLOUT, deadline, "connect", err);
+
+		if (st != CBV_OK)
+			return st;
+		if (!u->unix_socket)
+			return cbv_net_connect_result(c->fd, err);
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0)
+			return cbv_err_set_errno(err, CBV_ECONNECT, soerr, "%s: connect: %s", c->peer,
+			                         strerror(soerr));
+	}
+	return CBV_OK;
+}
+
+enum cbv_status cbv_callout_open(const char *url, unsigned timeout_ms,
+                                 struct cbv_callout **out, struct cbv_err *err)
+{
+	struct cbv_callout_url u;
+	struct cbv_callout *c = NULL;
+	struct cbv_callout_line pl;
+	int64_t deadline = cbv_now_ms() + timeout_ms;
+	enum cbv_status st;
+
+	*out = NULL;
+	st = cbv_callout_url_parse(url, &u, err);
+	if (st != CBV_OK)
+		return st;
+	c = cbv_calloc(1, sizeof(*c));
+	if (c == NULL)
+		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	c->fd = -1;
+	snprintf(c->peer, sizeof(c->peer), "%s", url);
+	cbv_buf_init(&c->in);
+	st = connect_url(&u, c, deadline, err);
+	if (st != CBV_OK)
+		goto done;
+	st = expect_ok(c, deadline, "greeting", &pl, err);
+	if (st != CBV_OK)
+		goto done;
+	show(pl.text, pl.text_len, c->greeting, sizeof(c->greeting));
+	*out = c;
+	c = NULL;
+done:
+	cbv_callout_free(c);
+	return st;
+}
+
+const char *cbv_callout_greeting(const struct cbv_callout *c)
+{
+	return c->greeting;
+}
+
+int cbv_callout_fd(const struct cbv_callout *c)
+{
+	return c->fd;
+}
+
+enum cbv_status cbv_callout_sid(struct cbv_callout *c, const char *sid,
+                                unsigned timeout_ms, struct cbv_err *err)
+{
+	char line[CBV_NAME_MAX + 8];
+	struct cbv_callout_line pl;
+	int64_t deadline = cbv_now_ms() + timeout_ms;
+	size_t len = strnlen(sid, CBV_NAME_MAX + 1);
+	enum cbv_status st;
+
+	if (len == 0 || len > CBV_NAME_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "SID: 1 to %d characters", CBV_NAME_MAX);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)sid[i] <= 0x20 || (unsigned char)sid[i] >= 0x7f)
+			return cbv_err_set(err, CBV_EINVAL, "SID: printable, no spaces");
+	snprintf(line, sizeof(line), "SID %s", sid);
+	st = send_line(c, line, deadline, "SID", err);
+	if (st == CBV_OK)
+		st = expect_ok(c, deadline, "SID", &pl, err);
+	return st;
+}
+
+enum cbv_status cbv_callout_set(struct cbv_callout *c, const char *name,
+                                const char *value, unsigned timeout_ms,
+                                struct cbv_err *err)
+{
+	static const char *const names[] = { "MAILFROM", "EHLO", "STARTTLS", "TRANSCRIPT", NULL };
+	char line[CBV_CALLOUT_REQ_MAX + 1];
+	size_t pos = 0, vlen = strnlen(value, CBV_CALLOUT_VALUE_MAX + 1);
+	struct cbv_callout_line pl;
+	int64_t deadline = cbv_now_ms() + timeout_ms;
+	enum cbv_status st;
+	int k;
+
+	for (k = 0; names[k] != NULL; k++)
+		if (strcmp(name, names[k]) == 0)
+			break;
+	if (names[k] == NULL)
+		return cbv_err_set(err, CBV_EINVAL, "SET: unknown name \"%.32s\"", name);
+	if (vlen > CBV_CALLOUT_VALUE_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "SET %s: value too long", name);
+	for (size_t i = 0; i < vlen; i++)
+		if (is_ctl((unsigned char)value[i]))
+			return cbv_err_set(err, CBV_EINVAL, "SET %s: control character", name);
+	if (put(line, sizeof(line), &pos, "SET ", 4) < 0 ||
+	    put(line, sizeof(line), &pos, name, strlen(name)) < 0 ||
+	    put(line, sizeof(line), &pos, "=", 1) < 0 ||
+	    put_quoted(line, sizeof(line), &pos, value, vlen) < 0)
+		return cbv_err_set(err, CBV_EINVAL, "SET %s: too long", name);
+	st = send_line(c, line, deadline, "SET", err);
+	if (st == CBV_OK)
+		st = expect_ok(c, deadline, "SET", &pl, err);
+	return st;
+}
+
+/* Copies a progress text (sanitized) into a result field. */
+static int set_text(char **field, const char *s, size_t len)
+{
+	char tmp[CBV_CALLOUT_LINE_MAX + 1];
+
+	/* calloutd writes "nothing" for a stage it never reached. */
+	if (len == 7 && memcmp(s, "nothing", 7) == 0)
+		len = 0;
+	cbv_sanitize(s, len, tmp, sizeof(tmp));
+	return cbv_result_set(field, tmp);
+}
+
+/* INIT text: "name", "addr" or cbvd's "name [addr]:port". */
+static int set_init(struct cbv_result *r, const char *s, size_t len)
+{
+	char tmp[CBV_CALLOUT_LINE_MAX + 1], *br;
+
+	cbv_sanitize(s, len, tmp, sizeof(tmp));
+	br = strstr(tmp, " [");
+	if (br != NULL) {
+		*br = '\0';
+		if (cbv_result_set(&r->ip, br + 1) < 0)
+			return -1;
+	} else if (cbv_result_set(&r->ip, "") < 0) {
+		return -1;
+	}
+	return cbv_result_set(&r->host, tmp);
+}
+
+/* Fills code and ecode from "550 5.1.1 text"; 0 if s holds no reply code. */
+static int reply_code(const char *s, char *ecode, size_t n)
+{
+	int code;
+	size_t i = 4, dots = 0;
+
+	ecode[0] = '\0';
+	if (strlen(s) < 3 || s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
+	    s[2] < '0' || s[2] > '9' || (s[3] != '\0' && s[3] != ' ' && s[3] != '-'))
+		return 0;
+	code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+	if (s[3] == '\0' || s[4] != s[0])
+		return code;
+	while (s[i] != '\0' && s[i] != ' ' && i < 4 + 11) {
+		if (s[i] == '.')
+			dots++;
+		else if (s[i] < '0' || s[i] > '9')
+			return code;
+		i++;
+	}
+	if (dots == 2 && i - 4 < n && s[i - 1] != '.') {
+		memcpy(ecode, s + 4, i - 4);
+		ecode[i - 4] = '\0';
+	}
+	return code;
+}
+
+/* reason word from the verdict and the deciding reply (DESIGN.md names). */
+static const char *pick_reason(const struct cbv_result *r, const char *word, int saw_init)
+{
+	const char *e = r->ecode;
+
+	switch (r->verdict) {
+	case CBV_PASS:
+		return "accepted";
+	case CBV_FAIL:
+		if (r->code == 0)
+			return "no_mail_host";
+		if (strcmp(e, "5.2.1") == 0)
+			return "mailbox_disabled";
+		if (strcmp(e, "5.2.2") == 0)
+			return "mailbox_full";
+		if (strcmp(e, "5.1.3") == 0)
+			return "bad_syntax";
+		if (strncmp(e, "5.7.", 4) == 0)
+			return "policy_refused";
+		if (r->code / 100 == 5 && r->sent[0] == '\0')
+			return "greeting_refused";
+		return "mailbox_unknown";
+	case CBV_TRANSIENT:
+		if (strcmp(word, "timeout") == 0)
+			return "timeout";
+		if (r->code == 0)
+			return saw_init ? "connect_failed" : "dns_failure";
+		if (strcmp(e, "4.7.1") == 0 || strcmp(e, "4.7.0") == 0)
+			return "greylisted";
+		return "temp_failure";
+	case CBV_ERROR:
+		if (r->code == 0)
+			return "no_mail_host";
+		if (strncmp(e, "5.7.", 4) == 0)
+			return "policy_refused";
+		return "protocol_error";
+	}
+	return "protocol_error";
+}
+
+static int finish_result(struct cbv_result *r, const char *word, int saw_init)
+{
+	char msg[256];
+
+	r->code = reply_code(r->recv, r->ecode, sizeof(r->ecode));
+	r->reason = pick_reason(r, word, saw_init);
+	if (r->recv[0] != '\0' && r->code != 0)
+		return cbv_result_set(&r->message, r->recv);
+	switch (r->verdict) {
+	case CBV_PASS:
+		r->code = 250;
+		snprintf(r->ecode, sizeof(r->ecode), "2.1.5");
+		break;
+	case CBV_FAIL:
+		r->code = 550;
+		snprintf(r->ecode, sizeof(r->ecode), "5.1.2");
+		break;
+	case CBV_TRANSIENT:
+		r->code = 451;
+		snprintf(r->ecode, sizeof(r->ecode), "4.4.%c", strcmp(word, "timeout") == 0 ? '2' : '0');
+		break;
+	case CBV_ERROR:
+		r->code = 550;
+		snprintf(r->ecode, sizeof(r->ecode), "5.4.4");
+		break;
+	}
+	snprintf(msg, sizeof(msg), "%d %s callout server: %s%s%s", r->code, r->ecode, word,
+	         r->host[0] ? " " : "", r->host);
+	return cbv_result_set(&r->message, msg);
+}
+
+enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
+                                   const char *rest, unsigned timeout_ms,
+                                   struct cbv_result **out, struct cbv_err *err)
+{
+	char line[CBV_CALLOUT_REQ_MAX + 1], params[CBV_CALLOUT_REQ_MAX + 1];
+	char id[CBV_CALLOUT_ID_MAX + 1], tmp[200];
+	int64_t start = cbv_now_us(), deadline = cbv_now_ms() + timeout_ms;
+	size_t pos = 0, alen;
+	struct cbv_result *r = NULL;
+	struct cbv_callout_line pl;
+	const char *word = NULL;
+	int nprogress = 0, saw_init = 0;
+	enum cbv_status st;
+
+	*out = NULL;
+	alen = strnlen(address, CBV_PATH_MAX + 1);
+	if (alen == 0 || alen > CBV_PATH_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "VRFY: address empty or longer than %d bytes",
+		                   CBV_PATH_MAX);
+	for (size_t i = 0; i < alen; i++)
+		if (is_ctl((unsigned char)address[i]))
+			return cbv_err_set(err, CBV_EINVAL, "VRFY: control character in address");
+	st = cbv_callout_rest_format(rest, params, sizeof(params), err);
+	if (st != CBV_OK)
+		return st;
+	if (put(line, sizeof(line), &pos, "VRFY ", 5) < 0 ||
+	    put_quoted(line, sizeof(line), &pos, address, alen) < 0 ||
+	    (params[0] != '\0' && (put(line, sizeof(line), &pos, " ", 1) < 0 ||
+	                           put(line, sizeof(line), &pos, params, strlen(params)) < 0)))
+		return cbv_err_set(err, CBV_EINVAL, "VRFY: request too long");
+
+	r = cbv_result_new();
+	if (r == NULL)
+		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	if (set_text(&r->address, address, alen) < 0 || set_text(&r->rcpt, address, alen) < 0) {
+		st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		goto done;
+	}
+	st = send_line(c, line, deadline, "VRFY", err);
+	if (st == CBV_OK)
+		st = expect_ok(c, deadline, "VRFY", &pl, err);
+	if (st != CBV_OK)
+		goto done;
+	/* "OK ID": the job id, digits only. */
+	if (pl.text_len == 0 || pl.text_len > CBV_CALLOUT_ID_MAX ||
+	    strspn(pl.text, "0123456789") < pl.text_len) {
+		show(pl.text, pl.text_len, tmp, sizeof(tmp));
+		st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: VRFY: expected OK ID, got \"OK %s\"",
+		                 c->peer, tmp);
+		goto done;
+	}
+	memcpy(id, pl.text, pl.text_len);
+	id[pl.text_len] = '\0';
+	st = send_line(c, "RUN", deadline, "RUN", err);
+	if (st != CBV_OK)
+		goto done;
+	for (int n = 0;; n++) {
+		const char *l;
+		size_t len;
+		int rc;
+
+		if (n > CBV_CALLOUT_RUN_LINES_MAX) {
+			st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: RUN: more than %d lines", c->peer,
+			                 CBV_CALLOUT_RUN_LINES_MAX);
+			goto done;
+		}
+		st = read_line(c, deadline, "RUN", &l, &len, err);
+		if (st != CBV_OK)
+			goto done;
+		switch (cbv_callout_line_parse(l, len, &pl)) {
+		case CBV_CALLOUT_LINE_PROGRESS:
+			if (strcmp(pl.id, id) != 0)
+				continue; /* another queued job of this session */
+			nprogress++;
+			rc = 0;
+			if (strcmp(pl.tag, "INIT") == 0) {
+				saw_init = 1;
+				r->hosts_tried++;
+				rc = set_init(r, pl.text, pl.text_len);
+			} else if (strcmp(pl.tag, "GRTNG") == 0) {
+				rc = set_text(&r->greeting, pl.text, pl.text_len);
+			} else if (strcmp(pl.tag, "HELO") == 0) {
+				rc = set_text(&r->helo, pl.text, pl.text_len);
+			} else if (strcmp(pl.tag, "SENT") == 0) {
+				rc = set_text(&r->sent, pl.text, pl.text_len);
+			} else if (strcmp(pl.tag, "RECV") == 0) {
+				rc = set_text(&r->recv, pl.text, pl.text_len);
+			}
+			if (rc < 0) {
+				st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
+				goto done;
+			}
+			continue;
+		case CBV_CALLOUT_LINE_OK:
+			rc = cbv_callout_final_parse(pl.text, pl.text_len, id, &word);
+			if (rc == 1)
+				break;
+			show(l, len, tmp, sizeof(tmp));
+			st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: RUN: %s for job %s: %s", c->peer,
+			                 rc == 0 ? "no result" : "malformed result", id, tmp);
+			goto done;
+		default:
+			show(l, len, tmp, sizeof(tmp));
+			st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: RUN: %s", c->peer, tmp);
+			goto done;
+		}
+		break;
+	}
+	r->verdict = cbv_callout_word_verdict(word);
+	r->cache = nprogress == 0;
+	if (finish_result(r, word, saw_init) < 0) {
+		st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		goto done;
+	}
+	/* calloutd keeps failed jobs queued and runs them again on every RUN:
+	 * drop ours.  Either answer will do (cbvd may not know DROP). */
+	if (r->verdict == CBV_TRANSIENT || r->verdict == CBV_ERROR) {
+		const char *l;
+		size_t len;
+
+		snprintf(line, sizeof(line), "DROP %s", id);
+		st = send_line(c, line, deadline, "DROP", err);
+		if (st == CBV_OK)
+			st = read_line(c, deadline, "DROP", &l, &len, err);
+		if (st == CBV_OK && cbv_callout_line_parse(l, len, &pl) == CBV_CALLOUT_LINE_BAD) {
+			show(l, len, tmp, sizeof(tmp));
+			st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: DROP: %s", c->peer, tmp);
+		}
+		if (st != CBV_OK)
+			goto done;
+	}
+	r->elapsed_ms = (unsigned long)((cbv_now_us() - start) / 1000);
+	*out = r;
+	r = NULL;
+done:
+	cbv_result_free(r);
+	return st;
+}
+
+void cbv_callout_close(struct cbv_callout *c, unsigned timeout_ms)
+{
+	const char *l;
+	size_t len;
+
+	if (c == NULL)
+		return;
+	if (c->fd >= 0) {
+		int64_t deadline = cbv_now_ms() + timeout_ms;
+
+		if (send_line(c, "QUIT", deadline, "QUIT", NULL) == CBV_OK)
+			(void)read_line(c, deadline, "QUIT", &l, &len, NULL);
+	}
+	cbv_callout_free(c);
+}
+
+void cbv_callout_free(struct cbv_callout *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	cbv_free(c);
+}
