@@ -1,0 +1,108 @@
+#!/bin/bash
+# bench/exim_bench.sh - cbv.so against Exim's built-in callout, through the
+# same Exim front (tests/integration/exim/exim.conf), on the rig's hosts.
+# Run inside the rig (make bench does: rig.sh run -- bench/run.sh).
+#
+# Each sample is one `exim -bhc 127.0.0.1` SMTP session (HELO, MAIL
+# FROM:<>, RCPT TO:<ADDR>, QUIT) timed from outside, so both sides pay the
+# same process start.  Cases:
+#   builtin  require verify = recipient/callout=5s,no_cache  (manualroute
+#            to the same hosts; Exim does no DNS lookup, cbv.so does)
+#   cbv      exim-conf/cbv_rcpt.acl, timeout=5s command_timeout=5s
+#   base     no verification, without cbv.so / with cbv.so loaded
+# "verify" is the median session time minus the median of the same session
+# without verification (run interleaved); floors at 0.1 ms.
+#
+# Environment: BENCH_N (samples per case, default 20), BENCH_TARPIT_N
+# (default 3).  Prints a table; exits 0.
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/exim/lib.sh"
+N=${BENCH_N:-20}
+NT=${BENCH_TARPIT_N:-3}
+
+if nm -D "$B/cbv.so" 2>/dev/null | grep -q '__asan_'; then
+	echo "exim_bench: SKIP (sanitizer build)"
+	exit 0
+fi
+front_setup
+trap front_cleanup EXIT
+
+now_us() { local t; t=$(date +%s%N); echo $((t / 1000)); }
+
+# session RCPT -D...: one -bhc session, prints its RCPT reply code.
+session() {
+	local rcpt=$1
+	shift
+	printf 'HELO bench.test\r\nMAIL FROM:<>\r\nRCPT TO:<%s>\r\nQUIT\r\n' "$rcpt" |
+		front "$@" -bhc 127.0.0.1 2>/dev/null | tr -d '\r' | grep -E '^[0-9]{3}[ -]' | sed -n '4p' | cut -c1-3
+}
+
+# sample_us RCPT -D...: wall time of one session (µs); its RCPT reply
+# code is appended to $T/codes.
+sample_us() {
+	local rcpt=$1 t0 t1 c
+	shift
+	t0=$(now_us)
+	c=$(session "$rcpt" "$@")
+	t1=$(now_us)
+	echo "$c" >>"$T/codes"
+	echo $((t1 - t0))
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+codes() { sort -u "$1" | tr '\n' ' '; }
+
+ms() { awk -v u="$1" 'BEGIN { printf "%.1f", u / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) b = 1; printf "%.2f", a / b }'; }
+
+CBV=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s" -DCBV_NO_SETVARS=1)
+BUILTIN=(-DFRONT_BUILTIN=1 -DFRONT_NOLOAD=1)
+
+echo "exim_bench: $N samples per case ($NT for the tarpit); times in ms per SMTP session"
+echo
+# Samples of the cases compared are interleaved (A B A B ...) and the
+# median taken, so drift in machine load hits both sides alike.
+: >"$T/codes"
+session alice@exim.test -DFRONT_NOLOAD=1 >/dev/null # warm the page cache
+session alice@exim.test -DFRONT_LOADONLY=1 >/dev/null
+for ((i = 0; i < N * 2; i++)); do
+	sample_us alice@exim.test -DFRONT_NOLOAD=1 >>"$T/base0"
+	sample_us alice@exim.test -DFRONT_LOADONLY=1 >>"$T/base1"
+done
+base0=$(median <"$T/base0")
+base1=$(median <"$T/base1")
+printf '%-34s %10s %10s %8s\n' "session without verification" "no .so" "cbv.so" "ratio"
+printf '%-34s %10s %10s %8s   (target: < 1.05)\n' "HELO MAIL RCPT QUIT, -bh, median" "$(ms "$base0")" "$(ms "$base1")" "$(ratio "$base1" "$base0")"
+echo
+printf '%-30s %9s %9s %9s %9s %8s  %s\n' case "builtin" "cbv.so" "b.verify" "c.verify" "ratio" "codes b / c"
+run_case() { # LABEL N RCPT
+	local label=$1 n=$2 rcpt=$3 b c bc cc bv cv i
+	rm -f "$T"/s.* "$T/codes.b" "$T/codes.c"
+	for ((i = 0; i < n; i++)); do
+		sample_us "$rcpt" -DFRONT_NOLOAD=1 >>"$T/s.base"
+		: >"$T/codes"
+		sample_us "$rcpt" "${BUILTIN[@]}" >>"$T/s.b"
+		cat "$T/codes" >>"$T/codes.b"; : >"$T/codes"
+		sample_us "$rcpt" "${CBV[@]}" >>"$T/s.c"
+		cat "$T/codes" >>"$T/codes.c"; : >"$T/codes"
+	done
+	b=$(median <"$T/s.b")
+	c=$(median <"$T/s.c")
+	bv=$((b - $(median <"$T/s.base")))
+	cv=$((c - $(median <"$T/s.base")))
+	((bv < 100)) && bv=100
+	((cv < 100)) && cv=100
+	printf '%-30s %9s %9s %9s %9s %8s  %s/ %s\n' "$label" "$(ms "$b")" "$(ms "$c")" \
+		"$(ms "$bv")" "$(ms "$cv")" "$(ratio "$bv" "$cv")x" "$(codes "$T/codes.b")" "$(codes "$T/codes.c")"
+	echo "$cv" >"$T/last_cbv"
+}
+run_case "valid user, Exim MX" "$N" alice@exim.test
+run_case "invalid user, Exim MX" "$N" nobody@exim.test
+run_case "fast MTA (fast.test)" "$N" x@fast.test
+run_case "greylisted, two MXes" "$N" grey@grey.test
+run_case "tarpit, timeout 5s" "$NT" x@tarpit.test
+LAST_CBV_VERIFY=$(<"$T/last_cbv")
+echo
+echo "tarpit: cbv.so verification $(ms "$LAST_CBV_VERIFY") ms against a 5000 ms timeout" \
+	"($(awk -v v="$LAST_CBV_VERIFY" 'BEGIN { printf "%+.2f%%", (v / 5000000 - 1) * 100 }'); target within 2%)"
+echo "ratio = builtin verify / cbv.so verify (target: >= 20x against the Exim MX, >= 1x against the fast MTA)"

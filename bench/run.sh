@@ -1,0 +1,15 @@
+#!/bin/bash
+# bench/run.sh - `make bench` entry point, run inside the loopback rig:
+#   B=build tests/rig/rig.sh run -- bench/run.sh
+# Runs every benchmark in turn; each prints its own numbers.
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+B=${B:-build}
+rc=0
+echo "== bench_core (core engine vs a bare socket exchange)"
+"$B/bench/bench_core" -n "${BENCH_N:-200}" || rc=1
+for b in bench/exim_bench.sh; do
+	echo "== $b"
+	bash "$b" || rc=1
+done
+exit "$rc"

@@ -1,0 +1,597 @@
+/*
+ * cbv_exim.c - cbv.so, the Exim adapter: ${dlfunc} entry points only.
+ *
+ *   ${dlfunc{/usr/lib/exim4/modules/cbv.so}{smtp_callback_verify}{ADDRESS}{SENDER}{OPTIONS}}
+ *       -> pass | fail | transient | error
+ *   ${dlfunc{...}{last_poll}{FIELD}}   one field of the last verification
+ *   ${dlfunc{...}{last_poll}}          every field as key="value" ...
+ *   ${dlfunc{...}{callout}{ADDRESS}{SENDER}{OPTIONS}}
+ *       -> success | not_found | temp_failure | failure   (mailfromd names)
+ *
+ * Each call turns argv into one core call and the answer into *yield.
+ * Every verification outcome returns OK with the verdict word; ERROR (which
+ * Exim writes to the panic log, and which makes the ACL answer 451) is kept
+ * for misuse: argument count, unknown field or option, broken cbv.conf.
+ *
+ * State kept between calls, all in malloc'd memory this file owns (Exim
+ * caches the dlopen handle for the life of the process but resets its own
+ * store per message): the last poll record and a few parsed config files,
+ * each re-read when the file's identity (device, inode, size, mtime)
+ * changes.  Nobody keeps a pointer to an Exim string.
+ *
+ * Taint: text that came from the network (greeting, replies, host names
+ * from DNS...) is returned with string_copy_taint(s, GET_TAINTED), so Exim
+ * refuses it as a file name or command; the verdict and reason words are
+ * ours and returned clean.  Remote text is never placed in a string we
+ * expand: the vars_acl ACL fetches values itself through last_poll.
+ *
+ * Logging: the core's INFO/WARN/ERR lines go to mainlog (one INFO line per
+ * verification), DEBUG lines (the SMTP transcript) to debug_printf when
+ * Exim runs with -d.
+ */
+#define DLFUNC_IMPL
+/* Exim's header has an old-style "void (*fn)()" (optionlist). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <local_scan.h>
+#pragma GCC diagnostic pop
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cbv.h"
+
+#ifndef CBV_CONF_DEFAULT
+#define CBV_CONF_DEFAULT "/etc/exim4/cbv.conf"
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* The exported entry points (exim_dlfunc_t); nothing else leaves the .so. */
+EXPORT int smtp_callback_verify(uschar **yield, int argc, uschar *argv[]);
+EXPORT int last_poll(uschar **yield, int argc, uschar *argv[]);
+EXPORT int callout(uschar **yield, int argc, uschar *argv[]);
+
+#define OPTIONS_MAX 8192 /* bytes of one OPTIONS argument */
+#define CONF_SLOTS 4     /* distinct config files cached per process */
+
+/* One parsed config file and the identity of the file it came from. */
+struct conf_slot {
+	char *path;             /* malloc'd; NULL = free slot */
+	int missing;            /* the file did not exist: built-in defaults */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	struct cbv_config *cfg; /* NULL when error is set */
+	char *error;            /* malloc'd "FILE:LINE:COL: what", or NULL */
+	unsigned long used;     /* LRU stamp */
+};
+
+static struct conf_slot slots[CONF_SLOTS];
+static unsigned long slot_clock;
+static struct cbv_result *last;  /* the last poll; owned, malloc'd */
+static int in_vars_acl;          /* re-entry guard for vars_acl */
+static char helo_default[CBV_DOMAIN_MAX + 1];
+
+/* ---- Exim glue ---------------------------------------------------------- */
+
+/* An untainted copy of a C string in Exim's store. */
+static uschar *clean_copy(const char *s)
+{
+	return string_copy((const uschar *)s);
+}
+
+/* A tainted copy: for anything derived from remote data. */
+static uschar *tainted_copy(const char *s)
+{
+	return string_copy_taint((const uschar *)s, GET_TAINTED);
+}
+
+/* ERROR with a message (Exim writes it to the panic log). */
+static int misuse(uschar **yield, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int misuse(uschar **yield, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		msg[0] = '\0';
+	va_end(ap);
+	*yield = clean_copy(msg);
+	return ERROR;
+}
+
+/*
+ * The core's log sink.  One mainlog line must stay one line: the newlines
+ * between the lines of a multi-line reply are written as "\n".
+ */
+static void log_sink(enum cbv_log_level level, const char *line, void *arg)
+{
+	char out[4096];
+	size_t o = 0;
+
+	(void)arg;
+	if (level == CBV_LOG_DEBUG) {
+		if (debug_selector != 0)
+			debug_printf("%s\n", line);
+		return;
+	}
+	for (const char *p = line; *p != '\0' && o + 3 < sizeof(out); p++) {
+		if (*p == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+	log_write(0, LOG_MAIN, "%s", out);
+}
+
+static void log_setup(void)
+{
+	cbv_log_set(log_sink, NULL, debug_selector != 0 ? CBV_LOG_DEBUG : CBV_LOG_INFO);
+}
+
+/* Exim's $primary_hostname, looked up once per process. */
+static const char *default_helo(void)
+{
+	static char expr[] = "$primary_hostname";
+	uschar *h;
+
+	if (helo_default[0] == '\0') {
+		h = expand_string((uschar *)expr);
+		if (h != NULL)
+			snprintf(helo_default, sizeof(helo_default), "%s", (const char *)h);
+	}
+	return helo_default[0] != '\0' ? helo_default : NULL;
+}
+
+/* ---- config cache ------------------------------------------------------- */
+
+static void slot_clear(struct conf_slot *s)
+{
+	free(s->path);
+	free(s->error);
+	cbv_config_free(s->cfg);
+	memset(s, 0, sizeof(*s));
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = malloc(n);
+
+	if (d != NULL)
+		memcpy(d, s, n);
+	return d;
+}
+
+/*
+ * Returns the parsed config at path, loading it if it is new or its file
+ * changed.  NULL with *why set (a message in slot or static storage, valid
+ * until the next call) when the file is unreadable or broken.
+ */
+static const struct cbv_config *config_get(const char *path, const char **why)
+{
+	static char msg[1200];
+	struct conf_slot *s = NULL, *victim = &slots[0];
+	struct stat st;
+	int missing = 0;
+	struct cbv_err err;
+
+	if (stat(path, &st) != 0) {
+		if (errno != ENOENT) {
+			snprintf(msg, sizeof(msg), "%s: %s", path, strerror(errno));
+			*why = msg;
+			return NULL;
+		}
+		memset(&st, 0, sizeof(st));
+		missing = 1;
+	}
+	for (int i = 0; i < CONF_SLOTS; i++) {
+		if (slots[i].path != NULL && strcmp(slots[i].path, path) == 0)
+			s = &slots[i];
+		if (slots[i].path == NULL || slots[i].used < victim->used)
+			victim = &slots[i];
+	}
+	if (s != NULL && s->missing == missing && s->dev == st.st_dev && s->ino == st.st_ino &&
+	    s->size == st.st_size && s->mtime.tv_sec == st.st_mtim.tv_sec &&
+	    s->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+		s->used = ++slot_clock;
+		*why = s->error;
+		return s->cfg;
+	}
+	if (s == NULL)
+		s = victim;
+	slot_clear(s);
+	s->path = xstrdup(path);
+	if (s->path == NULL) {
+		*why = "out of memory";
+		return NULL;
+	}
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->size = st.st_size;
+	s->mtime = st.st_mtim;
+	s->used = ++slot_clock;
+	s->cfg = cbv_config_load(path, &missing, &err);
+	s->missing = missing;
+	if (s->cfg == NULL) {
+		s->error = xstrdup(err.msg);
+		if (s->error == NULL) {
+			slot_clear(s); /* try again next time */
+			*why = "out of memory";
+			return NULL;
+		}
+	}
+	*why = s->error;
+	return s->cfg;
+}
+
+/* ---- OPTIONS: key=value key="a b" --------------------------------------- */
+
+typedef int option_fn(const char *key, const char *value, void *arg);
+
+/*
+ * Splits OPTIONS into key=value pairs and calls fn for each, stopping at
+ * the first non-zero return.  Values are bare words or "quoted" with \"
+ * and \\ escapes.  Returns fn's non-zero value, 0, or -1 with *why set on
+ * a syntax error.
+ */
+static int options_walk(const char *opts, option_fn *fn, void *arg, char *why, size_t whylen)
+{
+	char buf[OPTIONS_MAX + 1];
+	const char *p = opts;
+	int rc;
+
+	while (*p != '\0') {
+		size_t k = 0, v;
+		const char *key;
+
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+			p++;
+		if (*p == '\0')
+			break;
+		key = buf;
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9') || *p == '_')
+			buf[k++] = *p++;
+		if (k == 0 || *p != '=') {
+			snprintf(why, whylen, "expected key=value at \"%.40s\"", p);
+			return -1;
+		}
+		buf[k++] = '\0';
+		p++;
+		v = k;
+		if (*p == '"') {
+			for (p++; *p != '"'; p++) {
+				if (*p == '\0') {
+					snprintf(why, whylen, "unterminated quote in value of %.64s", key);
+					return -1;
+				}
+				if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
+					p++;
+				buf[v++] = *p;
+			}
+			p++;
+			if (*p != '\0' && *p != ' ' && *p != '\t') {
+				snprintf(why, whylen, "junk after the quoted value of %.64s", key);
+				return -1;
+			}
+		} else {
+			while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+				buf[v++] = *p++;
+		}
+		buf[v] = '\0';
+		rc = fn(key, buf + k, arg);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+struct opt_ctx {
+	char config[1024];
+	char profile[CBV_NAME_MAX + 1];
+	struct cbv_profile *p;
+	char why[512];
+};
+
+/* Pass 1: config= and profile= choose the profile the others modify. */
+static int opt_select(const char *key, const char *value, void *arg)
+{
+	struct opt_ctx *c = arg;
+
+	if (strcmp(key, "config") == 0) {
+		if (value[0] != '/' || strlen(value) >= sizeof(c->config)) {
+			snprintf(c->why, sizeof(c->why), "config=%s: must be an absolute path", value);
+			return -1;
+		}
+		snprintf(c->config, sizeof(c->config), "%s", value);
+	} else if (strcmp(key, "profile") == 0) {
+		if (strlen(value) >= sizeof(c->profile)) {
+			snprintf(c->why, sizeof(c->why), "profile=%.40s...: name too long", value);
+			return -1;
+		}
+		snprintf(c->profile, sizeof(c->profile), "%s", value);
+	}
+	return 0;
+}
+
+/* Pass 2: every other key overrides the profile copy. */
+static int opt_apply(const char *key, const char *value, void *arg)
+{
+	struct opt_ctx *c = arg;
+	struct cbv_err err;
+
+	if (strcmp(key, "config") == 0 || strcmp(key, "profile") == 0)
+		return 0;
+	if (cbv_profile_set(c->p, key, value, &err) != CBV_OK) {
+		snprintf(c->why, sizeof(c->why), "%s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- verification ------------------------------------------------------- */
+
+/* The vars_acl name goes into an expansion string: letters, digits, _ - only. */
+static int acl_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+			return 0;
+	return 1;
+}
+
+/*
+ * Expands ${acl{NAME}} so the admin's ACL can copy the last poll into ACL
+ * variables (Exim has no API to set them).  Only the name, checked above,
+ * is in the string: the ACL reads remote text through last_poll itself.
+ */
+static void run_vars_acl(const char *name)
+{
+	char expr[CBV_NAME_MAX + 16];
+
+	if (in_vars_acl || name[0] == '\0')
+		return;
+	snprintf(expr, sizeof(expr), "${acl{%s}}", name);
+	in_vars_acl = 1;
+	if (expand_string((uschar *)expr) == NULL)
+		log_write(0, LOG_MAIN, "cbv: vars_acl %s: %s", name,
+		          expand_string_message != NULL ? (const char *)expand_string_message
+		                                        : "expansion failed");
+	in_vars_acl = 0;
+}
+
+/*
+ * The shared body of smtp_callback_verify and callout.  On OK, *verdict is
+ * the result's verdict and last holds the poll.
+ */
+static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[],
+                     enum cbv_verdict *verdict)
+{
+	struct opt_ctx *c;
+	struct cbv_profile prof;
+	const struct cbv_config *cfg;
+	const struct cbv_profile *base;
+	struct cbv_request req = { 0 };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+	const char *opts = "", *sender = NULL, *why = NULL;
+	char vars_acl[CBV_NAME_MAX + 1];
+	int rc;
+
+	if (argc < 1 || argc > 3)
+		return misuse(yield, "cbv: %s: expects 1 to 3 arguments (ADDRESS [SENDER [OPTIONS]]), got %d",
+		              fname, argc);
+	if (argc >= 2 && argv[1] != NULL && argv[1][0] != '\0')
+		sender = strcmp((const char *)argv[1], "<>") == 0 ? "" : (const char *)argv[1];
+	if (argc >= 3 && argv[2] != NULL)
+		opts = (const char *)argv[2];
+	if (strlen(opts) > OPTIONS_MAX)
+		return misuse(yield, "cbv: %s: OPTIONS longer than %d bytes", fname, OPTIONS_MAX);
+	log_setup();
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return misuse(yield, "cbv: %s: out of memory", fname);
+	snprintf(c->config, sizeof(c->config), "%s", CBV_CONF_DEFAULT);
+	rc = options_walk(opts, opt_select, c, c->why, sizeof(c->why));
+	if (rc != 0) {
+		rc = misuse(yield, "cbv: %s: bad OPTIONS: %s", fname, c->why);
+		goto done;
+	}
+	cfg = config_get(c->config, &why);
+	if (cfg == NULL) {
+		rc = misuse(yield, "cbv: %s: config %s", fname, why != NULL ? why : "unusable");
+		goto done;
+	}
+	base = cbv_config_profile(cfg, c->profile);
+	if (base == NULL) {
+		rc = misuse(yield, "cbv: %s: no profile \"%s\" in %s", fname, c->profile, c->config);
+		goto done;
+	}
+	cbv_profile_copy(&prof, base);
+	c->p = &prof;
+	rc = options_walk(opts, opt_apply, c, c->why, sizeof(c->why));
+	if (rc != 0) {
+		cbv_profile_clear(&prof);
+		rc = misuse(yield, "cbv: %s: bad OPTIONS: %s", fname, c->why);
+		goto done;
+	}
+	if (prof.vars_acl[0] != '\0' && !acl_name_ok(prof.vars_acl)) {
+		cbv_profile_clear(&prof);
+		rc = misuse(yield, "cbv: %s: vars_acl \"%s\" is not an ACL name", fname, prof.vars_acl);
+		goto done;
+	}
+	snprintf(vars_acl, sizeof(vars_acl), "%s", prof.vars_acl);
+
+	req.address = argv[0] != NULL ? (const char *)argv[0] : "";
+	req.sender = sender;
+	req.default_helo = default_helo();
+	if (cbv_verify(&prof, &req, &r, &err) != CBV_OK) {
+		cbv_profile_clear(&prof);
+		rc = misuse(yield, "cbv: %s: %s", fname, err.msg);
+		goto done;
+	}
+	cbv_profile_clear(&prof);
+	cbv_result_free(last);
+	last = r;
+	*verdict = r->verdict;
+	run_vars_acl(vars_acl);
+	rc = OK;
+done:
+	free(c);
+	return rc;
+}
+
+int smtp_callback_verify(uschar **yield, int argc, uschar *argv[])
+{
+	enum cbv_verdict v;
+	int rc = do_verify("smtp_callback_verify", yield, argc, argv, &v);
+
+	if (rc == OK)
+		*yield = clean_copy(cbv_verdict_name(v));
+	return rc;
+}
+
+int callout(uschar **yield, int argc, uschar *argv[])
+{
+	enum cbv_verdict v;
+	int rc = do_verify("callout", yield, argc, argv, &v);
+
+	if (rc == OK)
+		*yield = clean_copy(cbv_verdict_mfd_name(v));
+	return rc;
+}
+
+/* ---- last_poll ---------------------------------------------------------- */
+
+/* Fields that are our own words or numbers, not remote data. */
+static int field_is_local(const char *name)
+{
+	return strcmp(name, "status") == 0 || strcmp(name, "reason") == 0 ||
+	       strcmp(name, "elapsed") == 0 || strcmp(name, "cache") == 0;
+}
+
+/* The value of a known field, "" before the first verification. */
+static const char *field_value(const char *name, char *num, size_t n)
+{
+	const char *t;
+
+	if (last == NULL)
+		return "";
+	t = cbv_result_text(last, name);
+	if (t == NULL)
+		t = cbv_result_field(last, name, num, n);
+	return t != NULL ? t : "";
+}
+
+static int field_known(const char *name)
+{
+	for (size_t i = 0; cbv_result_fields[i] != NULL; i++)
+		if (strcmp(cbv_result_fields[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Writes v quoted for ${extract}: \ and " escaped, controls as \xHH.
+ * Returns the length; writes only when out is not NULL. */
+static size_t quote(char *out, const char *v)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
+		if (*p == '\\' || *p == '"') {
+			if (out != NULL) {
+				out[n] = '\\';
+				out[n + 1] = (char)*p;
+			}
+			n += 2;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			if (out != NULL) {
+				out[n] = '\\';
+				out[n + 1] = 'x';
+				out[n + 2] = hex[*p >> 4];
+				out[n + 3] = hex[*p & 15];
+			}
+			n += 4;
+		} else {
+			if (out != NULL)
+				out[n] = (char)*p;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* key="value" for every field, space-separated; out NULL = just measure. */
+static size_t all_fields(char *out)
+{
+	char num[32];
+	size_t n = 0;
+
+	for (size_t i = 0; cbv_result_fields[i] != NULL; i++) {
+		const char *k = cbv_result_fields[i];
+		size_t kl = strlen(k);
+
+		if (i > 0) {
+			if (out != NULL)
+				out[n] = ' ';
+			n++;
+		}
+		if (out != NULL) {
+			memcpy(out + n, k, kl);
+			out[n + kl] = '=';
+			out[n + kl + 1] = '"';
+		}
+		n += kl + 2;
+		n += quote(out != NULL ? out + n : NULL, field_value(k, num, sizeof(num)));
+		if (out != NULL)
+			out[n] = '"';
+		n++;
+	}
+	if (out != NULL)
+		out[n] = '\0';
+	return n;
+}
+
+int last_poll(uschar **yield, int argc, uschar *argv[])
+{
+	char num[32];
+	const char *name;
+
+	if (argc == 0) {
+		size_t n = all_fields(NULL);
+		char *out;
+
+		if (n >= (size_t)0x7fffffff)
+			return misuse(yield, "cbv: last_poll: record too large");
+		out = store_get((int)n + 1, GET_TAINTED);
+		all_fields(out);
+		*yield = (uschar *)out;
+		return OK;
+	}
+	if (argc != 1 || argv[0] == NULL)
+		return misuse(yield, "cbv: last_poll: expects 0 or 1 argument (FIELD), got %d", argc);
+	name = (const char *)argv[0];
+	if (!field_known(name))
+		return misuse(yield, "cbv: last_poll: unknown field \"%.64s\" (status reason message "
+		              "host ip greeting helo sent recv ecode tls elapsed cache)", name);
+	if (field_is_local(name))
+		*yield = clean_copy(field_value(name, num, sizeof(num)));
+	else
+		*yield = tainted_copy(field_value(name, num, sizeof(num)));
+	return OK;
+}

@@ -1,0 +1,169 @@
+#!/bin/bash
+# cbv.so inside a real Exim, through `exim -be` expansions: every verdict
+# class, last_poll (fields, quoting, taint), callout names, options,
+# config file handling and misuse (ERROR, never a crash).
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/exim/lib.sh"
+skip_if_sanitized
+front_setup
+trap front_cleanup EXIT
+
+# be EXPANSION: the result of one exim -be expansion (read from stdin, so
+# long lines pass; Exim prompts "> "), stderr in $err.  rc is 1 when the
+# expansion failed ("Failed: ..." in out).
+be() {
+	out=$(printf '%s\n' "$1" | front -be 2>"$T/be.err")
+	out=${out#> }
+	out=${out%$'\n'> }
+	out=${out%$'\n'>}
+	rc=0
+	[[ $out == Failed:* ]] && rc=1
+	err=$(cat "$T/be.err")
+}
+V="\${dlfunc{$SO}{smtp_callback_verify}"
+LP="\${dlfunc{$SO}{last_poll}"
+CO="\${dlfunc{$SO}{callout}"
+CONF="config=$T/cbv.conf"
+
+# ---- verdicts ----
+expect_verdict() { # NAME ADDRESS WANT [REASON] [OPTIONS]
+	local opts=${5:-$CONF}
+	be "$V{$2}{}{$opts}}/$LP{reason}}/$LP{status}}"
+	if [[ $rc -eq 0 && $out == "$3/${4:-}"* && $out == *"/$3" ]]; then ok "$1"; else bad "$1" "rc=$rc out=$out err=$err"; fi
+}
+expect_verdict "pass: known user at the Exim MX" alice@exim.test pass accepted
+expect_verdict "fail: unknown user (550 5.1.1)" nobody@exim.test fail mailbox_unknown
+expect_verdict "transient: greylisted user, two MXes" grey@grey.test transient greylisted
+expect_verdict "error: RCPT 5.7.1 policy refusal" x@policy.test error policy_refused
+expect_verdict "fail: NXDOMAIN" x@nowhere.test fail no_domain
+expect_verdict "fail: null MX" x@nullmx.test fail null_mx
+expect_verdict "transient: every MX dead" x@dead.test transient
+expect_verdict "pass: fast MTA" x@fast.test pass accepted
+expect_verdict "error: null sender refused" x@nullsender.test error sender_refused
+expect_verdict "transient: tarpit bounded by timeout=1s" x@tarpit.test transient "" "$CONF timeout=1s"
+expect_verdict "pass: second MX after a dead first" bob@two.test pass accepted
+
+be "$V{alice@[127.0.0.10]}{}{config=$T/none.conf}}/$LP{reason}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "missing config file means built-in defaults (loopback denied)" \
+	test "$rc" -eq 0 -a "$out" = error/forbidden_target
+
+# ---- last_poll ----
+be "$V{nobody@exim.test}{}{$CONF}}|$LP{message}}|$LP{host}}|$LP{ip}}|$LP{sent}}|$LP{ecode}}|$LP{cache}}"
+DETAIL="out=$out err=$err"
+check "last_poll fields" test "$out" = "fail|550 5.1.1 <nobody@exim.test>: no such user here|mx.exim.test|127.0.0.10:$CBV_RIG_PORT|RCPT TO:<nobody@exim.test>|5.1.1|0" \
+	-o "$out" = "fail|550 5.1.1 <nobody@exim.test>: no such user here|mx.exim.test|[::1]:$CBV_RIG_PORT|RCPT TO:<nobody@exim.test>|5.1.1|0"
+
+be "$V{alice@exim.test}{}{$CONF}}|$LP{helo}}"
+DETAIL="out=$out"
+check "default HELO is \$primary_hostname" grep -q 'Hello front\.cbv\.test' <<<"$out"
+be "$V{alice@exim.test}{}{$CONF helo=probe.cbv.test}}|$LP{helo}}"
+DETAIL="out=$out"
+check "helo= option overrides" grep -q 'Hello probe\.cbv\.test' <<<"$out"
+
+be "$V{alice@exim.test}{}{$CONF}}|\${extract{host}{$LP}}}|\${extract{status}{$LP}}}|\${extract{helo}{$LP}}}"
+DETAIL="out=$out err=$err"
+check "last_poll without FIELD feeds \${extract}" grep -Eq '^pass\|mx\.exim\.test\|pass\|250-mx\.exim\.test Hello' <<<"$out"
+be "$V{alice@exim.test}{}{$CONF}}|$LP}"
+DETAIL="out=$out"
+check "last_poll quoting: newlines as \\x0a, key=\"value\"" \
+	grep -Eq '^pass\|status="pass" reason="accepted" .* helo="250-mx\.exim\.test Hello [^"]*\\x0a250-' <<<"$out"
+n=$(grep -o '[a-z]*="' <<<"${out#*|}" | tr '\n' ' ')
+DETAIL="keys: $n"
+check "last_poll lists all 13 fields" test "$n" = 'status=" reason=" message=" host=" ip=" greeting=" helo=" sent=" recv=" ecode=" tls=" elapsed=" cache=" '
+
+# Taint: remote text must be refused as a file name.
+be "$V{alice@exim.test}{}{$CONF}}\${lookup{x}lsearch{$LP{greeting}}}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "remote greeting is tainted: refused as lookup file name" grep -q 'Tainted filename' <<<"$out$err"
+: >"$T/pass"
+chmod 644 "$T/pass"
+be "$V{alice@exim.test}{}{$CONF}}\${lookup{x}lsearch{$T/$LP{status}}}{y}{n}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "verdict word is clean (usable in a file name)" test "$rc" -eq 0 -a "$out" = passn
+be "$V{alice@exim.test}{}{$CONF}}\${lookup{x}lsearch{$LP}}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "all-fields last_poll is tainted" grep -q 'Tainted filename' <<<"$out$err"
+
+# ---- callout (mailfromd names) ----
+be "$CO{alice@exim.test}{}{$CONF}} $CO{nobody@exim.test}{}{$CONF}} $CO{grey@exim.test}{}{$CONF}} $CO{x@policy.test}{}{$CONF}}"
+DETAIL="out=$out err=$err"
+check "callout: success not_found temp_failure failure" test "$out" = "success not_found temp_failure failure"
+
+# ---- sender, options, profiles, map ----
+be "$V{alice@exim.test}{bob@exim.test}{$CONF}}|$LP{status}}"
+DETAIL="out=$out"
+check "sender argument is used for MAIL FROM" grep -q '^pass' <<<"$out"
+grep -q 'sender=<bob@exim.test> pass/accepted' "$T/be.err" "$T/log/mainlog" 2>/dev/null
+check "mainlog line names the sender" test $? -eq 0
+be "$V{alice@exim.test}{<>}{$CONF mailfrom=bob@exim.test}}"
+check "sender <> is the null sender" test "$out" = pass
+be "$V{alice@exim.test}{}{$CONF timeout=\"2s\" max_hosts=1}}"
+DETAIL="out=$out err=$err"
+check "quoted option values" test "$out" = pass
+be "$V{x@tls.test}{}{$CONF starttls=never}}|$LP{reason}}"
+DETAIL="out=$out err=$err"
+check "option starttls=never: 530 before MAIL gives error/tls_required" test "$out" = "error|tls_required"
+be "$V{alice@exim.test}{}{$CONF profile=quick}}"
+check "profile= selects a profile" test "$out" = pass
+be "$V{alice@exim.mapped.example}{}{$CONF profile=mapped}}|$LP{sent}}"
+DETAIL="out=$out err=$err"
+check "regex map: alice@exim.mapped.example -> exim.test" test "$out" = "pass|RCPT TO:<alice@exim.test>"
+
+# ---- CR/LF: bad syntax, nothing sent ----
+evil_start "evil.test ESMTP" || bad "evilsmtp start"
+be "$V{alice\\r\\nRSET@[$EVIL_IP]}{}{$CONF}}/$LP{reason}}"
+# -be does not interpret \r\n; use ${sg} to make real CR LF.
+be "$V{\${sg{alice#RSET@[$EVIL_IP]}{#}{\\r\\n}}}{}{$CONF}}/$LP{reason}}"
+DETAIL="out=$out err=$err"
+check "address with CR/LF: fail/bad_syntax" test "$out" = fail/bad_syntax
+be "$V{alice@[$EVIL_IP]}{\${sg{bob#RCPT TO:<x@y>@exim.test}{#}{\\r\\n}}}{$CONF}}/$LP{reason}}"
+DETAIL="out=$out err=$err"
+check "sender with CR/LF: error/bad_syntax" test "$out" = error/bad_syntax
+DETAIL=$(cat "$T/evil.log")
+check "CR/LF: no connection made, no bytes sent" test ! -s "$T/evil.log"
+be "$V{alice@[$EVIL_IP]}{}{$CONF}}"
+DETAIL="out=$out log=$(cat "$T/evil.log")"
+check "control: address literal reaches the scripted server" grep -q '^C: RCPT TO:<alice@\[127.0.0.62\]>' "$T/evil.log"
+evil_stop
+
+# ---- misuse: ERROR with a message, never a crash ----
+expect_error() { # NAME EXPANSION MESSAGE-REGEX
+	be "$2"
+	if [[ $rc -ne 0 ]] && grep -Eq "$3" <<<"$err$out" && ! grep -qi 'segmentation\|signal' <<<"$err"; then
+		ok "$1"
+	else
+		bad "$1" "rc=$rc out=$out err=$err"
+	fi
+}
+expect_error "smtp_callback_verify with 0 arguments" "\${dlfunc{$SO}{smtp_callback_verify}}" 'expects 1 to 3 arguments.*got 0'
+expect_error "smtp_callback_verify with 4 arguments" "$V{a@b.test}{}{}{x}}" 'expects 1 to 3 arguments.*got 4'
+expect_error "smtp_callback_verify with 7 arguments" "$V{1}{2}{3}{4}{5}{6}{7}}" 'got 7'
+expect_error "last_poll with 2 arguments" "$LP{status}{host}}" 'expects 0 or 1 argument'
+expect_error "last_poll unknown field" "$LP{password}}" 'unknown field "password"'
+expect_error "callout with 0 arguments" "\${dlfunc{$SO}{callout}}" 'callout: expects 1 to 3'
+expect_error "unknown option key" "$V{a@exim.test}{}{$CONF colour=blue}}" 'bad OPTIONS: .*colour'
+expect_error "bad option value" "$V{a@exim.test}{}{$CONF timeout=forever}}" 'bad OPTIONS: .*timeout'
+expect_error "option syntax error" "$V{a@exim.test}{}{$CONF =x}}" 'bad OPTIONS: expected key=value'
+expect_error "unterminated quote" "$V{a@exim.test}{}{$CONF helo=\"x}}" 'unterminated quote'
+expect_error "unknown profile" "$V{a@exim.test}{}{$CONF profile=nope}}" 'no profile "nope"'
+expect_error "relative config path" "$V{a@exim.test}{}{config=cbv.conf}}" 'absolute path'
+expect_error "bad vars_acl name" "$V{a@exim.test}{}{$CONF vars_acl=\\\$x}}" 'vars_acl'
+printf 'smtp_cbv "default" {\n  port = 25\n  colour = blue\n}\n' >"$T/broken.conf"
+chmod 644 "$T/broken.conf"
+expect_error "broken config: ERROR naming file:line:col" "$V{a@exim.test}{}{config=$T/broken.conf}}" "$T/broken\\.conf:3:[0-9]+: .*colour"
+
+# ---- config re-read when the file changes (one process) ----
+# ${run} runs as Debian-exim: the file lives in a directory it owns.
+mkdir -p "$T/live"
+cp "$T/cbv.conf" "$T/live/cbv.conf"
+chown -R Debian-exim:Debian-exim "$T/live"
+LIVE="config=$T/live/cbv.conf"
+be "$V{alice@exim.test}{}{$LIVE}}\${run{/bin/sed -i s/port.=.$CBV_RIG_PORT/port=9/ $T/live/cbv.conf}{}{}}$V{alice@exim.test}{}{$LIVE}}"
+DETAIL="out=$out err=$err"
+check "config change is picked up within one process" test "$out" = passtransient
+be "$V{alice@exim.test}{}{$LIVE}}$V{alice@exim.test}{}{$LIVE}}"
+DETAIL="out=$out err=$err"
+check "unchanged config: consistent answers" test "$out" = transienttransient
+
+summary

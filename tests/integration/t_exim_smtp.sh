@@ -1,0 +1,176 @@
+#!/bin/bash
+# cbv.so end to end: a real Exim with exim-conf's macros, ACLs and
+# snippets, driven over `exim -bs` and as a loopback daemon with swaks.
+# Asserts SMTP reply codes, $acl_m_* variables (logged by the DATA ACL and
+# added as an X-CBV header), mainlog and paniclog lines, and that hostile
+# remote text is never expanded.
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/exim/lib.sh"
+skip_if_sanitized
+front_setup
+trap front_cleanup EXIT
+LOG=$T/log/mainlog
+
+# mail FROM TO [-Dmacro...]: one -bs message; replies in $out.
+mail() {
+	local from=$1 to=$2
+	shift 2
+	out=$(bs_session "$@" -- "HELO client.test" "MAIL FROM:<$from>" "RCPT TO:<$to>" \
+		DATA "Subject: cbv test" "" "body" . QUIT)
+}
+# Lines of mainlog written since the mark.
+mark() { MARK=$( (wc -l <"$LOG") 2>/dev/null || echo 0); }
+newlog() { tail -n +"$((MARK + 1))" "$LOG" 2>/dev/null; }
+queued() { find "$T/spool/input" -name '*-H' 2>/dev/null | wc -l; }
+has() { grep -Eq -- "$1" <<<"$2"; }
+expect() { # NAME REGEX TEXT
+	if has "$2" "$3"; then ok "$1"; else bad "$1" "want /$2/ in:"$'\n'"$3"; fi
+}
+
+# ---- sender verification at MAIL (cbv_mail.acl) ----
+mark
+mail alice@exim.test bob@exim.test -DFRONT_MAIL=1
+expect "MAIL pass: 250 and message accepted" '^250 OK id=' "$out"
+l=$(newlog)
+expect "MAIL pass: one mainlog line with address, sender, status, reason, host, ip, elapsed" \
+	'cbv: <alice@exim\.test> sender=<> pass/accepted host=mx\.exim\.test \[(127\.0\.0\.10|\[::1\]):[0-9]+\] elapsed=[0-9]+ms: 250 ' "$l"
+expect "MAIL pass: \$acl_m_smtp_cbv_result and \$acl_m_last_poll_* set" \
+	'X-CBV result=<pass> sender=<pass> rcpt=<> reason=<accepted> host=<mx\.exim\.test> ip=<[^>]+> greeting=<220 mx\.exim\.test ESMTP Exim [^>]*> sent=<RCPT TO:<alice@exim\.test>>' "$l"
+h=$(cat "$T"/spool/input/*-H 2>/dev/null)
+expect "MAIL pass: X-CBV header added from the ACL variables" 'X-CBV: result=<pass> host=<mx\.exim\.test> greeting=<220 mx\.exim\.test' "$h"
+n=$(grep -c 'cbv: <alice@exim.test>' <<<"$l")
+check "MAIL pass: exactly one verification line" test "$n" -eq 1
+
+mark
+mail nobody@exim.test bob@exim.test -DFRONT_MAIL=1
+expect "MAIL fail: 550 with the remote's reply" $'^550-5\\.1\\.7 <nobody@exim\\.test>: sender verification failed\n550 5\\.1\\.7 550 5\\.1\\.1 <nobody@exim\\.test>: no such user here' "$out"
+expect "MAIL fail: mainlog verification and rejection lines" 'fail/mailbox_unknown.*' "$(newlog)"
+expect "MAIL fail: rejection logged with the reply" 'rejected MAIL <nobody@exim\.test>: cbv: sender <nobody@exim\.test> fail: 550 5\.1\.1' "$(newlog)"
+
+mark
+mail grey@grey.test bob@exim.test -DFRONT_MAIL=1
+expect "MAIL transient: 451 (greylisted at both MXes)" $'^451-4\\.4\\.3 <grey@grey\\.test>: sender verification deferred.*\n451 4\\.4\\.3 451 4\\.7\\.1 greylisted' "$out"
+expect "MAIL transient: mainlog" 'cbv: <grey@grey\.test> sender=<> transient/greylisted host=mx2\.grey\.test' "$(newlog)"
+
+mark
+mail x@policy.test bob@exim.test -DFRONT_MAIL=1
+expect "MAIL error (default policy): accepted" '^250 OK id=' "$out"
+expect "MAIL error (default policy): logged as accepted" 'cbv: sender <x@policy\.test> error \(accepted\): 550 5\.7\.1' "$(newlog)"
+expect "MAIL error: \$acl_m_* show error/policy_refused" 'X-CBV result=<error> sender=<error> rcpt=<> reason=<policy_refused> host=<mx\.policy\.test>' "$(newlog)"
+mail x@policy.test bob@exim.test -DFRONT_MAIL=1 -DCBV_ERROR_DEFER=1
+expect "MAIL error with CBV_ERROR_DEFER: 451" '^451 4\.4\.3 <x@policy\.test>: sender verification impossible' "$out"
+mail x@policy.test bob@exim.test -DFRONT_MAIL=1 -DCBV_ERROR_DENY=1
+expect "MAIL error with CBV_ERROR_DENY: 550" $'^550-5\\.7\\.1 <x@policy\\.test>: sender verification impossible\n550 5\\.7\\.1 550 5\\.7\\.1 Client host blocked' "$out"
+
+mark
+mail x@tarpit.test bob@exim.test -DFRONT_MAIL=1 "-DCBV_SENDER_OPTIONS=timeout=1s"
+expect "MAIL tarpit with timeout=1s: 451" '^451-4\.4\.3 <x@tarpit\.test>' "$out"
+expect "MAIL tarpit: transient/timeout logged" 'cbv: <x@tarpit\.test> sender=<> transient/timeout' "$(newlog)"
+
+mail '' bob@exim.test -DFRONT_MAIL=1
+expect "null sender is not verified" '^250 OK id=' "$out"
+
+# ---- recipient + sender verification at RCPT (cbv_rcpt.acl) ----
+mark
+out=$(bs_session -DFRONT_RCPT=1 -- "HELO client.test" "MAIL FROM:<alice@exim.test>" \
+	"RCPT TO:<bob@exim.test>" "RCPT TO:<nobody@exim.test>" "RCPT TO:<grey@exim.test>" \
+	"RCPT TO:<x@policy.test>" DATA "Subject: rcpt" "" body . QUIT)
+expect "RCPT pass: 250 for bob" $'250 OK\n250 Accepted' "$out"
+expect "RCPT fail: 550 with the remote's reply" $'550-5\\.1\\.1 <nobody@exim\\.test>: recipient verification failed\n550 5\\.1\\.1 550 5\\.1\\.1 <nobody@exim\\.test>: no such user here' "$out"
+expect "RCPT transient: 451" $'451-4\\.4\\.3 <grey@exim\\.test>: recipient verification deferred, try again later\n451 4\\.4\\.3 451 4\\.7\\.1 greylisted' "$out"
+expect "RCPT error: accepted by default policy" $'451 4\\.4\\.3 451 4\\.7\\.1 greylisted, try again later\n250 Accepted' "$out"
+expect "RCPT: message accepted for the good recipients" '^250 OK id=' "$out"
+l=$(newlog)
+n=$(grep -c 'cbv: <alice@exim.test> sender=<>' <<<"$l")
+check "RCPT: sender verified once per message, not per recipient" test "$n" -eq 1
+expect "RCPT: \$acl_m_cbv_rcpt_verdict and \$acl_m_smtp_cbv_result from the last verification" \
+	'X-CBV result=<error> sender=<pass> rcpt=<error> reason=<policy_refused>' "$l"
+
+mark
+out=$(bs_session -DFRONT_RCPT=1 "-DCBV_RECIPIENT_MAILFROM=\$sender_address" -- "HELO client.test" \
+	"MAIL FROM:<alice@exim.test>" "RCPT TO:<bob@exim.test>" QUIT)
+expect "per-call sender override: probe sent with the real sender" \
+	'cbv: <bob@exim\.test> sender=<alice@exim\.test> pass/accepted' "$(newlog)"
+
+mark
+mail alice@exim.test bob@exim.test -DFRONT_MAIL=1 -DFRONT_RCPT=1
+expect "MAIL and RCPT snippets together: accepted" '^250 OK id=' "$out"
+expect "MAIL and RCPT snippets together: recipient passes, sender verified once" \
+	'X-CBV result=<pass> sender=<pass> rcpt=<pass>' "$(newlog)"
+
+# ---- hostile greeting: literal, never expanded (vars_acl on and off) ----
+EVIL='evil.test ${run{/bin/touch '"$T"'/pwned}} $sender_address $primary_hostname ${readfile{/etc/passwd}}'
+evil_start "$EVIL" || bad "evilsmtp start"
+for mode in on off; do
+	defs=(-DFRONT_MAIL=1)
+	[[ $mode == off ]] && defs+=(-DCBV_NO_SETVARS=1)
+	mark
+	mail "x@[$EVIL_IP]" bob@exim.test "${defs[@]}"
+	expect "evil greeting (vars_acl $mode): verified and accepted" '^250 OK id=' "$out"
+	l=$(newlog)
+	lit='greeting=<220 evil\.test \$\{run\{/bin/touch [^}]*/pwned\}\} \$sender_address \$primary_hostname \$\{readfile\{/etc/passwd\}\}>'
+	expect "evil greeting (vars_acl $mode): last_poll returns it literally" "X-CBV-LP status=<pass> $lit" "$l"
+	if [[ $mode == on ]]; then
+		expect "evil greeting (vars_acl on): \$acl_m_last_poll_greeting literal" "X-CBV result=<pass>.* $lit" "$l"
+	else
+		expect "evil greeting (vars_acl off): ACL variables not set" 'X-CBV result=<> sender=<pass> rcpt=<> reason=<> host=<> ip=<> greeting=<>' "$l"
+	fi
+	check "evil greeting (vars_acl $mode): \${run} never ran" test ! -e "$T/pwned"
+	if has 'root:x:0' "$l" || has 'front\.cbv\.test x@' "$l"; then
+		bad "evil greeting (vars_acl $mode): nothing expanded" "$l"
+	else
+		ok "evil greeting (vars_acl $mode): nothing expanded"
+	fi
+done
+
+# CR/LF in the sender: bad syntax, and not a byte to the remote.
+: >"$T/evil.log"
+mark
+mail "x@[$EVIL_IP]" bob@exim.test -DFRONT_MAIL=1 "-DCBV_SENDER_MAILFROM=\${sg{a#RSET@exim.test}{#}{\\r\\n}}"
+expect "CR/LF in the probe sender: error/bad_syntax" 'cbv: <x@\[127\.0\.0\.62\]> sender=<a\?\?RSET@exim\.test> error/bad_syntax' "$(newlog)"
+DETAIL=$(cat "$T/evil.log")
+check "CR/LF in the probe sender: no connection, no bytes sent" test ! -s "$T/evil.log"
+evil_stop
+
+# ---- broken cbv.conf: 451, panic log, nothing accepted or lost ----
+printf 'smtp_cbv "default" {\n  timeout = 30 seconds\n}\n' >"$T/broken.conf"
+chmod 644 "$T/broken.conf"
+before=$(queued)
+mark
+mail alice@exim.test bob@exim.test -DFRONT_MAIL=1 -DFRONT_CONF="$T/broken.conf"
+expect "broken cbv.conf: MAIL gets 451" '^451 Temporary local problem' "$out"
+check "broken cbv.conf: nothing queued" test "$(queued)" -eq "$before"
+p=$(cat "$T/log/paniclog" 2>/dev/null)
+expect "broken cbv.conf: panic log names file:line:col" "cbv: smtp_callback_verify: config $T/broken\\.conf:2:[0-9]+: " "$p"
+mail nobody@exim.test bob@exim.test -DFRONT_MAIL=1 -DFRONT_CONF="$T/broken.conf"
+expect "broken cbv.conf: a bad sender gets 451 too, not 550 (retried later)" '^451 ' "$out"
+
+# ---- the daemon, driven by swaks ----
+if front_daemon_start -DFRONT_RCPT=1; then
+	sw() { out=$(swaks --server "$FRONT_IP" --port "$CBV_RIG_PORT" --helo client.test \
+		--timeout 30 --from "$1" --to "$2" 2>&1); src=$?; }
+	mark
+	sw alice@exim.test bob@exim.test
+	expect "daemon: pass sender, pass recipient: queued" '<-  250 OK id=' "$out"
+	sw nobody@exim.test bob@exim.test
+	expect "daemon: fail sender: 550 at RCPT" '<\*\* 550 5\.1\.7 550 5\.1\.1 <nobody@exim\.test>' "$out"
+	sw grey@grey.test bob@exim.test
+	expect "daemon: transient sender: 451" '<\*\* 451 4\.4\.3 451 4\.7\.1 greylisted' "$out"
+	sw alice@exim.test nobody@exim.test
+	expect "daemon: fail recipient: 550" '<\*\* 550 5\.1\.1 550 5\.1\.1 <nobody@exim\.test>' "$out"
+	sw alice@exim.test x@policy.test
+	expect "daemon: error recipient: accepted" '<-  250 OK id=' "$out"
+	l=$(newlog)
+	n=$(grep -c ' cbv: <' <<<"$l")
+	check "daemon: one mainlog line per verification (9: the sender is not verified after a failed recipient)" test "$n" -eq 9
+	DETAIL=$l
+	expect "daemon: connection processes log X-CBV variables" 'X-CBV result=<pass> sender=<pass> rcpt=<pass>' "$l"
+	front_daemon_stop
+else
+	bad "front daemon start" "$(cat "$T/log/paniclog" 2>/dev/null)"
+fi
+
+p=$(grep -v 'lost privilege for using -C option\|broken\.conf' "$T/log/paniclog" 2>/dev/null)
+DETAIL=$p
+check "no other panic log lines" test -z "$p"
+summary
