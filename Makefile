@@ -166,13 +166,22 @@ install: all
 	install -m 644 man/cbv.1 man/cbv-verify.1 man/cbv-check-config.1 $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard dlfunc/*.c),install -m 644 $(DLFUNC) $(DESTDIR)$(EXIM_MODDIR)/cbv.so)
 	install -d $(DESTDIR)$(EXIM_CONFDIR)
-	@if [ -e $(DESTDIR)$(CBV_CONF) ]; then \
-	  echo "keeping existing $(DESTDIR)$(CBV_CONF); new example in $(DESTDIR)$(CBV_CONF).dist"; \
-	  install -m 644 exim-conf/cbv.conf $(DESTDIR)$(CBV_CONF).dist; \
-	else install -m 644 exim-conf/cbv.conf $(DESTDIR)$(CBV_CONF); fi
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(EXIM_CONFDIR)/conf.d/main $(DESTDIR)$(EXIM_CONFDIR)/conf.d/acl
+	install -m 644 man/cbv.so.8 $(DESTDIR)$(MANDIR)/man8/
+	@# Configuration is never overwritten: a changed file gets a .dist beside it.
+	@set -e; for pair in exim-conf/cbv.conf:$(CBV_CONF) \
+	  exim-conf/cbv_mail.acl:$(EXIM_CONFDIR)/cbv_mail.acl \
+	  exim-conf/cbv_rcpt.acl:$(EXIM_CONFDIR)/cbv_rcpt.acl \
+	  exim-conf/conf.d/main/05_exim-cbv_macros:$(EXIM_CONFDIR)/conf.d/main/05_exim-cbv_macros \
+	  exim-conf/conf.d/acl/25_exim-cbv_acls:$(EXIM_CONFDIR)/conf.d/acl/25_exim-cbv_acls; do \
+	  src=$${pair%%:*}; dst=$(DESTDIR)$${pair#*:}; \
+	  if [ -e "$$dst" ] && ! cmp -s "$$src" "$$dst"; then \
+	    echo "keeping existing $$dst; new version in $$dst.dist"; \
+	    install -m 644 "$$src" "$$dst.dist"; \
+	  else install -m 644 "$$src" "$$dst"; fi; done
 
 format:
-	clang-format -i core/*.[ch] cli/*.c tests/unit/*.c tests/fuzz/*.c tests/fakes/*.c
+	clang-format -i core/*.[ch] cli/*.c dlfunc/*.c tests/unit/*.c tests/fuzz/*.c tests/fakes/*.c
 
 clean:
 	rm -rf build build-san build-fuzz
