@@ -282,10 +282,8 @@ static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
 	}
 	switch (o->status) {
 	case CBV_ETIMEOUT:
-		synth(v, vd.v, vd.reason, 451, o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2",
-		      "%s", o->err.msg);
-		break;
 	case CBV_ECONNECT:
+		/* RFC 3463: 4.4.1 no answer from host, 4.4.2 bad connection */
 		synth(v, vd.v, vd.reason, 451, o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2",
 		      "%s", o->err.msg);
 		break;
