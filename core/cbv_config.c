@@ -104,6 +104,10 @@ struct cbv_config {
 	size_t n;
 	size_t def; /* index of the default profile */
 	struct cbv_profile *v[CBV_CONFIG_PROFILES_MAX];
+	struct cbv_server_conf server;
+	int has_server;                /* a server block was read */
+	unsigned server_profile_line;  /* where its profile was named, for */
+	unsigned server_profile_col;   /* "no such profile" after the parse */
 };
 
 struct block_type {
@@ -112,10 +116,20 @@ struct block_type {
 };
 
 static enum cbv_status parse_smtp_cbv(struct cbv_config *c, struct lexer *lx);
+static enum cbv_status parse_server(struct cbv_config *c, struct lexer *lx);
 
-/* Top-level block types; a cbvd { } block would be one more row. */
+/* Top-level block types. */
 static const struct block_type block_types[] = {
 	{ "smtp_cbv", parse_smtp_cbv },
+	{ "server", parse_server },
+};
+
+/* Keys of the server block. */
+enum skey_id { SK_LISTEN, SK_MAX_CLIENTS, SK_MAX_INFLIGHT, SK_USER, SK_PROFILE,
+	       SK_ALLOW_REMOTE, SK_COUNT };
+
+static const char *const skey_names[SK_COUNT] = {
+	"listen", "max_clients", "max_inflight", "user", "profile", "allow_remote",
 };
 
 /* Copies src (len bytes) to dst (size n) with non-printable bytes as '?'. */
@@ -1204,6 +1218,151 @@ static enum cbv_status parse_smtp_cbv(struct cbv_config *c, struct lexer *lx)
 	}
 }
 
+/* ---- the server block (cbvd) ---- */
+
+void cbv_server_conf_defaults(struct cbv_server_conf *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->max_clients = 256;
+	s->max_inflight = 1024;
+}
+
+/* Reads the value of server key k; the last token of it stays current. */
+static enum cbv_status parse_server_value(struct cbv_config *c, struct lexer *lx,
+                                          enum skey_id k)
+{
+	struct cbv_server_conf *s = &c->server;
+	char show[SHOW_MAX + 8];
+	unsigned line, col;
+	struct cbv_err e;
+	struct list l;
+	enum cbv_status st;
+	int r, i;
+
+	if ((st = lx_next(lx)) != CBV_OK)
+		return st;
+	line = lx->tok.line;
+	col = lx->tok.col;
+	if (k == SK_LISTEN) {
+		s->nlisten = 0;
+		if ((st = list_open(lx, &l)) != CBV_OK)
+			return st;
+		while ((r = list_item(lx, &l, &st)) == 1) {
+			if (s->nlisten == CBV_LISTEN_MAX)
+				return lx_error(lx, lx->tok.line, lx->tok.col,
+				                "more than %d listen URLs", CBV_LISTEN_MAX);
+			if (lx->tok.len == 0 || lx->tok.len > CBV_URL_MAX ||
+			    check_url(lx->tok.text, lx->tok.len, &e) != CBV_OK)
+				return lx_error(lx, lx->tok.line, lx->tok.col, "%s",
+				                lx->tok.len == 0 ? "empty URL" : e.msg);
+			set_string(s->listen[s->nlisten++], CBV_URL_MAX + 1, lx->tok.text,
+			           lx->tok.len);
+		}
+		return r < 0 ? st : CBV_OK;
+	}
+	if (!tok_is_value(lx))
+		return lx_error(lx, line, col, "expected a value, got %s",
+		                tok_show(lx, show, sizeof(show)));
+	st = CBV_OK;
+	switch (k) {
+	case SK_MAX_CLIENTS:
+		st = cbv_uint_parse(lx->tok.text, lx->tok.len, 1, CBV_SERVER_CLIENTS_MAX,
+		                    &s->max_clients, &e);
+		break;
+	case SK_MAX_INFLIGHT:
+		st = cbv_uint_parse(lx->tok.text, lx->tok.len, 1, CBV_SERVER_INFLIGHT_MAX,
+		                    &s->max_inflight, &e);
+		break;
+	case SK_USER:
+		/* A login name; "" keeps the default (Debian-exim or nobody). */
+		if (lx->tok.len > 0 && !valid_name(lx->tok.text, lx->tok.len, "_-."))
+			st = cbv_err_set(&e, CBV_EINVAL,
+			                 "%s: a user name is 1 to %d letters, digits, '_', '-' or '.'",
+			                 tok_show(lx, show, sizeof(show)), CBV_NAME_MAX);
+		else
+			set_string(s->user, sizeof(s->user), lx->tok.text, lx->tok.len);
+		break;
+	case SK_PROFILE:
+		/* Checked against the smtp_cbv blocks once the whole file is read. */
+		if (lx->tok.len > 0 && !valid_name(lx->tok.text, lx->tok.len, "_-."))
+			st = cbv_err_set(&e, CBV_EINVAL,
+			                 "profile name %s: 1 to %d letters, digits, '_', '-' or '.'",
+			                 tok_show(lx, show, sizeof(show)), CBV_NAME_MAX);
+		set_string(s->profile, sizeof(s->profile), lx->tok.text, lx->tok.len);
+		c->server_profile_line = line;
+		c->server_profile_col = col;
+		break;
+	case SK_ALLOW_REMOTE:
+		i = find_word((const char *const[]){ "no", "yes", "false", "true", "0", "1" }, 6,
+		              lx->tok.text);
+		if (i < 0)
+			st = cbv_err_set(&e, CBV_EINVAL, "%s: must be yes or no",
+			                 tok_show(lx, show, sizeof(show)));
+		else
+			s->allow_remote = i % 2;
+		break;
+	default: break;
+	}
+	if (st != CBV_OK)
+		return lx_error(lx, line, col, "%s", e.msg);
+	return CBV_OK;
+}
+
+/* server { key = value ... } */
+static enum cbv_status parse_server(struct cbv_config *c, struct lexer *lx)
+{
+	char show[SHOW_MAX + 8];
+	unsigned seen[SK_COUNT] = { 0 };
+	unsigned bline = lx->tok.line, bcol = lx->tok.col;
+	enum cbv_status st;
+	int k;
+
+	if (c->has_server)
+		return lx_error(lx, bline, bcol, "duplicate server block");
+	c->has_server = 1;
+	if ((st = lx_next(lx)) != CBV_OK)
+		return st;
+	if (lx->tok.type != TOK_LBRACE)
+		return lx_error(lx, lx->tok.line, lx->tok.col, "expected '{' after server, got %s",
+		                tok_show(lx, show, sizeof(show)));
+	for (;;) {
+		if ((st = lx_next(lx)) != CBV_OK)
+			return st;
+		if (lx->tok.type == TOK_RBRACE)
+			return CBV_OK;
+		if (lx->tok.type == TOK_EOF)
+			return lx_error(lx, bline, bcol, "server block not closed with '}'");
+		if (lx->tok.type != TOK_WORD)
+			return lx_error(lx, lx->tok.line, lx->tok.col, "expected a key, got %s",
+			                tok_show(lx, show, sizeof(show)));
+		k = find_word(skey_names, SK_COUNT, lx->tok.text);
+		if (k < 0)
+			return lx_error(lx, lx->tok.line, lx->tok.col, "unknown key %s in server block",
+			                tok_show(lx, show, sizeof(show)));
+		if (seen[k] != 0)
+			return lx_error(lx, lx->tok.line, lx->tok.col,
+			                "duplicate key \"%s\" (first set on line %u)", skey_names[k],
+			                seen[k]);
+		seen[k] = lx->tok.line;
+		if ((st = lx_next(lx)) != CBV_OK)
+			return st;
+		if (lx->tok.type != TOK_EQUALS)
+			return lx_error(lx, lx->tok.line, lx->tok.col, "expected '=' after \"%s\", got %s",
+			                skey_names[k], tok_show(lx, show, sizeof(show)));
+		lx->key = skey_names[k];
+		st = parse_server_value(c, lx, (enum skey_id)k);
+		lx->key = NULL;
+		if (st != CBV_OK)
+			return st;
+	}
+}
+
+/* Returns the server block, or the defaults when there was none. */
+const struct cbv_server_conf *cbv_config_server(const struct cbv_config *c)
+{
+	return c == NULL ? NULL : &c->server;
+}
+
 /* Reads top-level blocks until the end of the text. */
 static enum cbv_status parse_blocks(struct cbv_config *c, struct lexer *lx)
 {
@@ -1254,9 +1413,23 @@ struct cbv_config *cbv_config_parse(const char *text, size_t len,
 		oom(err);
 		goto fail;
 	}
+	cbv_server_conf_defaults(&c->server);
 	lx_init(lx, text == NULL ? "" : text, len, name, err);
 	if ((st = prescan(lx)) != CBV_OK || (st = parse_blocks(c, lx)) != CBV_OK)
 		goto fail;
+	if (c->server.profile[0] != '\0') {
+		size_t i;
+
+		for (i = 0; i < c->n; i++)
+			if (strcmp(c->v[i]->name, c->server.profile) == 0)
+				break;
+		if (i == c->n) {
+			lx->key = "profile";
+			lx_error(lx, c->server_profile_line, c->server_profile_col,
+			         "no smtp_cbv block named \"%s\"", c->server.profile);
+			goto fail;
+		}
+	}
 	if (c->n == 0 && add_profile(c, "default") == NULL) {
 		oom(err);
 		goto fail;

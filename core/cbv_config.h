@@ -18,6 +18,17 @@
  * Errors read "FILE:LINE:COL: what".
  *
  * The profile named "default", else the first block, is the default.
+ *
+ * One optional top-level block configures the callout server, cbvd:
+ *
+ *   server {
+ *     listen = [ "unix:///run/cbvd.sock" "inet://127.0.0.1:3535" ]
+ *     max_clients = 256      # connections; more are told "NO" and closed
+ *     max_inflight = 1024    # verifications running at once; more queue
+ *     user = "Debian-exim"   # "" = Debian-exim if it exists, else nobody
+ *     profile = "default"    # smtp_cbv block used for requests
+ *     allow_remote = no      # yes: inet listen on non-loopback addresses
+ *   }
  */
 #ifndef CBV_CONFIG_H
 #define CBV_CONFIG_H
@@ -57,6 +68,23 @@ struct cbv_profile {
 	char callout_url[CBV_URL_MAX + 1];
 	char phase[CBV_NAME_MAX + 1];
 	struct cbv_map *map;               /* owned reference; NULL = no map */
+};
+
+/* Listen URLs in one server block. */
+#define CBV_LISTEN_MAX 16
+/* Bounds of max_clients and max_inflight. */
+#define CBV_SERVER_CLIENTS_MAX 65536
+#define CBV_SERVER_INFLIGHT_MAX 65536
+
+/* The server { } block, with defaults for what it does not set. */
+struct cbv_server_conf {
+	char listen[CBV_LISTEN_MAX][CBV_URL_MAX + 1]; /* checked URLs */
+	size_t nlisten;
+	unsigned max_clients;          /* default 256 */
+	unsigned max_inflight;         /* default 1024 */
+	char user[CBV_NAME_MAX + 1];   /* "" = Debian-exim if it exists, else nobody */
+	char profile[CBV_NAME_MAX + 1]; /* "" = the default profile; else exists */
+	int allow_remote;              /* default 0: loopback and UNIX only */
 };
 
 struct cbv_config;
@@ -109,6 +137,15 @@ void cbv_config_free(struct cbv_config *c);
  */
 const struct cbv_profile *cbv_config_profile(const struct cbv_config *c,
                                              const char *name);
+
+/*
+ * The server block (the defaults when the file has none).  Never NULL for
+ * a non-NULL config; valid while c lives.
+ */
+const struct cbv_server_conf *cbv_config_server(const struct cbv_config *c);
+
+/* Fills s with the server block's defaults. */
+void cbv_server_conf_defaults(struct cbv_server_conf *s);
 
 /* Number of profiles and the i-th, for check-config. */
 size_t cbv_config_count(const struct cbv_config *c);

@@ -225,7 +225,7 @@ static const struct {
 	{ "smtp_cbv \"x\" {\n port = 1\n", 0, "t.conf:1:1: smtp_cbv \"x\" not closed" },
 	{ "smtp_cbv", 0, "t.conf:1:9: expected '{', got end of file" },
 	{ "smtp_cbv x y {}", 0, "t.conf:1:12: expected '{', got \"y\"" },
-	{ "server { }", 0, "t.conf:1:1: expected a block such as smtp_cbv \"NAME\" { }, got \"server\"" },
+	{ "listener { }", 0, "t.conf:1:1: expected a block such as smtp_cbv \"NAME\" { }, got \"listener\"" },
 	{ "\"smtp_cbv\" { }", 0, "t.conf:1:1: expected a block" },
 	{ "smtp_cbv { }\n}", 0, "t.conf:2:1: expected a block such as smtp_cbv \"NAME\" { }, got '}'" },
 	{ "smtp_cbv { port 25 }", 0, "t.conf:1:17: expected '=' after \"port\", got \"25\"" },
