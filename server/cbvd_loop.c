@@ -1,0 +1,851 @@
+/*
+ * cbvd_loop.c - the event loop: callout protocol clients and the core
+ * verification machines they run, all in one poll(2) loop.
+ *
+ * Each turn builds one pollfd array: the signal pipe, the listeners, every
+ * client, and the fds of every running verification (cbv_verify_pollfds(),
+ * the same machine cbv_verify() drives for cbv.so), waits until the
+ * earliest deadline, then advances in a fixed order so nothing is freed
+ * while its pollfds are being looked at:
+ *
+ *   1. verifications with events or past their wake time; finished ones
+ *      report to their client (which may complete its RUN);
+ *   2. clients: read, parse, write; the dead are freed here, cancelling
+ *      their verifications;
+ *   3. listeners: accept;
+ *   4. queued verifications start while fewer than max_inflight run.
+ *
+ * Progress lines are written the moment the core reports them (TCP_NODELAY
+ * is set on accepted sockets), and a RUN's final line the moment its last
+ * verification ends: the core returns at the RCPT reply and never waits
+ * for the 221 to QUIT, so neither do we.
+ *
+ * A client cannot hurt others: input is read at most CBVD_IN_MAX bytes a
+ * turn, a line longer than that is answered "NO line too long" and skipped,
+ * input is not read while CBVD_OUT_HIGH bytes of answers wait for it, and
+ * a client that lets CBVD_OUT_MAX pile up is dropped.  A client that goes
+ * away mid-RUN has its verifications freed at once (connections closed).
+ */
+#define _GNU_SOURCE /* accept4(), POLLRDHUP */
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cbv_clock.h"
+#include "cbv_cproto.h"
+#include "cbvd.h"
+
+enum job_state { J_PENDING, J_QUEUED, J_RUNNING, J_DONE };
+
+/* One VRFY: from the request to its verdict word. */
+struct job {
+	struct job *prev, *next;   /* the global running list or wait queue */
+	struct job *cnext;         /* the client's batch, in ID order */
+	struct client *c;
+	unsigned id;
+	enum job_state state;
+	struct cbv_verify *v;
+	int pfd_off, npfd;         /* this turn's pollfds; pfd_off -1: none */
+	int64_t wake;
+	const char *word;          /* mailfromd verdict once done */
+	char *email;
+	char *ehlo;                /* NULL: the connection's */
+	char *mailfrom;            /* NULL: the connection's */
+};
+
+struct jlist {
+	struct job *head, *tail;
+	size_t n;
+};
+
+/* One protocol connection. */
+struct client {
+	struct client *prev, *next;
+	int fd;
+	int pfd;                   /* index in this turn's pollfds, -1: none */
+	int dead;                  /* free at the end of phase 2 */
+	int closing;               /* QUIT answered: close once flushed */
+	int skipping;              /* discarding the rest of an overlong line */
+	int resume;                /* a RUN ended: parse what is buffered */
+	char in[CBVD_IN_MAX];
+	size_t inlen;
+	char *out;
+	size_t olen, ocap;
+	/* connection settings (SET, TIMEOUT, SID) */
+	const struct cbv_profile *profile;
+	char sid[CBV_CPROTO_SID_MAX + 1];
+	char ehlo[CBV_DOMAIN_MAX + 1];
+	char mailfrom[CBV_CPROTO_VALUE_MAX + 1];
+	int has_mailfrom;
+	char starttls[16];         /* "" = the profile's */
+	int transcript;
+	unsigned timeouts[CBV_CPROTO_TIMEOUTS];
+	int has_timeouts;
+	/* the batch: VRFYs since the last RUN, and the RUN in progress */
+	struct job *batch, *batch_tail;
+	size_t nbatch;
+	unsigned next_id;
+	int running;               /* a RUN is in progress */
+	size_t unfinished;         /* jobs of the RUN not done */
+};
+
+struct loop {
+	const struct cbvd_loop_conf *lc;
+	struct client *clients;
+	size_t nclients;
+	struct jlist running, queue;
+	size_t inflight;
+	int stop;
+	struct pollfd *pfds;
+	size_t pfd_cap;
+};
+
+/* Copies a NUL-terminated string into a field of size n, truncating. */
+static void copy_str(char *dst, size_t n, const char *src)
+{
+	size_t len = strnlen(src, n - 1);
+
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+/* ---- lists ---- */
+
+static void jl_append(struct jlist *l, struct job *j)
+{
+	j->next = NULL;
+	j->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+	l->n++;
+}
+
+static void jl_remove(struct jlist *l, struct job *j)
+{
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else
+		l->head = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
+	else
+		l->tail = j->prev;
+	j->prev = j->next = NULL;
+	l->n--;
+}
+
+/* ---- output ---- */
+
+/* Sends what is buffered without blocking; marks the client dead on error. */
+static void flush(struct client *c)
+{
+	while (c->olen > 0 && !c->dead) {
+		ssize_t n = send(c->fd, c->out, c->olen, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				c->dead = 1;
+			return;
+		}
+		memmove(c->out, c->out + n, c->olen - (size_t)n);
+		c->olen -= (size_t)n;
+	}
+}
+
+/* Appends len bytes to the output, then tries to send them now. */
+static void put(struct client *c, const char *s, size_t len)
+{
+	if (c->dead)
+		return;
+	if (c->olen + len > CBVD_OUT_MAX) {
+		cbv_log(CBV_LOG_WARN, "cbvd: client %s: %u bytes of answers unread, dropped",
+		        c->sid[0] ? c->sid : "-", (unsigned)c->olen);
+		c->dead = 1;
+		return;
+	}
+	if (c->olen + len > c->ocap) {
+		size_t cap = c->ocap ? c->ocap : 1024;
+		char *p;
+
+		while (cap < c->olen + len)
+			cap *= 2;
+		p = cbv_malloc(cap);
+		if (p == NULL) {
+			c->dead = 1;
+			return;
+		}
+		if (c->olen > 0)
+			memcpy(p, c->out, c->olen);
+		cbv_free(c->out);
+		c->out = p;
+		c->ocap = cap;
+	}
+	memcpy(c->out + c->olen, s, len);
+	c->olen += len;
+	flush(c);
+}
+
+static void reply(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes one protocol line; the text is ours or already printable. */
+static void reply(struct client *c, const char *fmt, ...)
+{
+	char line[CBV_REPLY_LINE_MAX + 64];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)(sizeof(line) - 3);
+	memcpy(line + n, "\r\n", 2);
+	put(c, line, (size_t)n + 2);
+}
+
+/* ---- verifications ---- */
+
+static const char *const trace_kind[] = { "INIT", "GRTNG", "HELO", "SENT", "RECV" };
+
+/*
+ * The core's trace hook: one "* ID KIND text" line, sent at once.  As
+ * calloutd does, INIT names the host only and a reply shows its first
+ * line; the QUIT we send after the verdict is not reported, so a client
+ * keeping the last SENT (mailfromd's last_poll_sent) sees the RCPT.
+ */
+static void on_trace(void *arg, enum cbv_trace kind, const char *text)
+{
+	struct job *j = arg;
+	struct client *c = j->c;
+	size_t len;
+
+	if ((unsigned)kind >= sizeof(trace_kind) / sizeof(trace_kind[0]))
+		return;
+	if (kind == CBV_TRACE_SENT && strcmp(text, "QUIT") == 0)
+		return;
+	if (kind == CBV_TRACE_INIT) {
+		const char *sp = strstr(text, " [");
+
+		len = sp != NULL ? (size_t)(sp - text) : strlen(text);
+	} else {
+		len = strcspn(text, "\r\n");
+	}
+	if (len > CBV_REPLY_LINE_MAX)
+		len = CBV_REPLY_LINE_MAX;
+	reply(c, "* %010u %s %.*s", j->id, trace_kind[kind], (int)len, text);
+	if (c->transcript)
+		cbv_log(CBV_LOG_INFO, "cbvd: %s %010u %s %.*s", c->sid[0] ? c->sid : "-", j->id,
+		        trace_kind[kind], (int)len, text);
+}
+
+/* Frees a job that is on no global list. */
+static void job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	cbv_verify_free(j->v);
+	cbv_free(j->email);
+	cbv_free(j->ehlo);
+	cbv_free(j->mailfrom);
+	cbv_free(j);
+}
+
+/* Called when the last job of a RUN is done: "OK ID=word ...". */
+static void run_complete(struct client *c)
+{
+	char line[CBVD_BATCH_MAX * 24 + 8];
+	size_t n = 0;
+	struct job *j, *next;
+
+	n += (size_t)snprintf(line, sizeof(line), "OK");
+	for (j = c->batch; j != NULL; j = next) {
+		next = j->cnext;
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %010u=%s", j->id, j->word);
+		job_free(j);
+	}
+	c->batch = c->batch_tail = NULL;
+	c->nbatch = 0;
+	c->running = 0;
+	c->resume = 1;
+	reply(c, "%s", line);
+}
+
+/* A job's verification has ended (or could not start): record, report. */
+static void job_done(struct loop *L, struct job *j, const struct cbv_result *r)
+{
+	struct client *c = j->c;
+
+	if (j->state == J_RUNNING) {
+		jl_remove(&L->running, j);
+		L->inflight--;
+	}
+	j->state = J_DONE;
+	j->word = r != NULL ? cbv_verdict_mfd_name(r->verdict) : "temp_failure";
+	if (r != NULL)
+		cbv_log(CBV_LOG_INFO, "cbvd: %s %010u <%s> %s %s/%s %s", c->sid[0] ? c->sid : "-",
+		        j->id, r->address, j->word, cbv_verdict_name(r->verdict), r->reason,
+		        r->message);
+	cbv_verify_free(j->v);
+	j->v = NULL;
+	if (--c->unfinished == 0)
+		run_complete(c);
+}
+
+/* Builds the job's profile and request and starts its machine. */
+static void job_start(struct loop *L, struct job *j)
+{
+	struct client *c = j->c;
+	struct cbv_profile p;
+	struct cbv_request req;
+	struct cbv_result *r;
+	struct cbv_err err;
+	const char *ehlo = j->ehlo != NULL ? j->ehlo : c->ehlo;
+	char tmp[32];
+
+	cbv_profile_copy(&p, c->profile);
+	/* Values were checked when the client set them; a failure here
+	 * leaves the profile's value in place. */
+	if (ehlo[0] != '\0')
+		cbv_profile_set(&p, "helo", ehlo, NULL);
+	if (c->starttls[0] != '\0') {
+		/* mailfromd's "always" is "use it when offered". */
+		const char *pol = strcmp(c->starttls, "always") == 0 ? "opportunistic" : c->starttls;
+
+		cbv_profile_set(&p, "starttls", pol, NULL);
+	}
+	if (c->has_timeouts) {
+		unsigned cmd = 0;
+
+		snprintf(tmp, sizeof(tmp), "%us", c->timeouts[0]);
+		cbv_profile_set(&p, "connect_timeout", tmp, NULL);
+		/* initial-response, helo, mail, rcpt: our one command timeout */
+		for (int i = 1; i <= 4; i++)
+			if (c->timeouts[i] > cmd)
+				cmd = c->timeouts[i];
+		snprintf(tmp, sizeof(tmp), "%us", cmd);
+		cbv_profile_set(&p, "command_timeout", tmp, NULL);
+	}
+	memset(&req, 0, sizeof(req));
+	req.address = j->email;
+	req.sender = j->mailfrom != NULL ? j->mailfrom : c->has_mailfrom ? c->mailfrom : NULL;
+	req.default_helo = L->lc->hostname;
+	req.trace = on_trace;
+	req.trace_arg = j;
+	j->v = cbv_verify_new(&p, &req, &err);
+	cbv_profile_clear(&p);
+	j->state = J_RUNNING;
+	jl_append(&L->running, j);
+	L->inflight++;
+	if (j->v == NULL) {
+		cbv_log(CBV_LOG_ERR, "cbvd: cannot start a verification: %s", err.msg);
+		job_done(L, j, NULL);
+		return;
+	}
+	if (cbv_verify_done(j->v)) {
+		r = cbv_verify_take_result(j->v);
+		job_done(L, j, r);
+		cbv_result_free(r);
+	}
+}
+
+/* Frees a client and everything it started. */
+static void client_free(struct loop *L, struct client *c)
+{
+	struct job *j, *next;
+
+	for (j = c->batch; j != NULL; j = next) {
+		next = j->cnext;
+		if (j->state == J_RUNNING) {
+			jl_remove(&L->running, j);
+			L->inflight--;
+		} else if (j->state == J_QUEUED) {
+			jl_remove(&L->queue, j);
+		}
+		job_free(j); /* cbv_verify_free() closes its connections now */
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		L->clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	L->nclients--;
+	close(c->fd);
+	cbv_free(c->out);
+	cbv_free(c);
+}
+
+/* ---- requests ---- */
+
+/* Checks a value against the profile key it will set; 0 with a NO sent. */
+static int check_value(struct client *c, const char *key, const char *name,
+                       const char *value)
+{
+	struct cbv_profile tmp;
+	struct cbv_err err;
+	enum cbv_status st;
+	char shown[80];
+
+	cbv_profile_copy(&tmp, c->profile);
+	st = cbv_profile_set(&tmp, key, value, &err);
+	cbv_profile_clear(&tmp);
+	if (st == CBV_OK)
+		return 1;
+	cbv_sanitize(value, strlen(value), shown, sizeof(shown));
+	reply(c, "NO bad assignment %s=%s", name, shown);
+	return 0;
+}
+
+static char *dup_or_null(const char *s, int given)
+{
+	return given ? cbv_strdup(s) : NULL;
+}
+
+static void do_vrfy(struct client *c, struct cbv_cproto_req *rq)
+{
+	struct job *j;
+
+	if (rq->mode == CBV_CPROTO_MODE_HOSTONLY || rq->mode == CBV_CPROTO_MODE_HOSTFIRST) {
+		/* The core has no way yet to aim at one host without changing the
+		 * RCPT address; refuse rather than verify something else. */
+		reply(c, "NO mode not supported: %s", cbv_cproto_mode_name(rq->mode));
+		return;
+	}
+	if (c->nbatch >= CBVD_BATCH_MAX) {
+		reply(c, "NO too many pending requests");
+		return;
+	}
+	if (rq->ehlo[0] != '\0' && !check_value(c, "helo", "EHLO", rq->ehlo))
+		return;
+	if (rq->has_mailfrom) {
+		cbv_cproto_unbracket(rq->mailfrom);
+		if (!check_value(c, "mailfrom", "MAILFROM", rq->mailfrom))
+			return;
+	}
+	j = cbv_calloc(1, sizeof(*j));
+	if (j == NULL || (j->email = cbv_strdup(rq->email)) == NULL ||
+	    (rq->ehlo[0] != '\0' && (j->ehlo = cbv_strdup(rq->ehlo)) == NULL) ||
+	    (rq->has_mailfrom && (j->mailfrom = dup_or_null(rq->mailfrom, 1)) == NULL)) {
+		job_free(j);
+		reply(c, "NO out of memory");
+		return;
+	}
+	j->c = c;
+	j->id = c->next_id++;
+	j->state = J_PENDING;
+	j->pfd_off = -1;
+	if (c->batch_tail != NULL)
+		c->batch_tail->cnext = j;
+	else
+		c->batch = j;
+	c->batch_tail = j;
+	c->nbatch++;
+	reply(c, "OK %010u", j->id);
+}
+
+static void do_run(struct loop *L, struct client *c)
+{
+	struct job *j;
+
+	if (c->nbatch == 0) {
+		reply(c, "OK");
+		return;
+	}
+	c->running = 1;
+	c->unfinished = c->nbatch;
+	for (j = c->batch; j != NULL; j = j->cnext) {
+		j->state = J_QUEUED;
+		jl_append(&L->queue, j);
+	}
+}
+
+static void do_set(struct client *c, struct cbv_cproto_req *rq)
+{
+	switch (rq->var) {
+	case CBV_CPROTO_VAR_EHLO:
+		if (rq->value[0] != '\0' && !check_value(c, "helo", "EHLO", rq->value))
+			return;
+		copy_str(c->ehlo, sizeof(c->ehlo), rq->value);
+		break;
+	case CBV_CPROTO_VAR_MAILFROM:
+		cbv_cproto_unbracket(rq->value);
+		if (!check_value(c, "mailfrom", "MAILFROM", rq->value))
+			return;
+		copy_str(c->mailfrom, sizeof(c->mailfrom), rq->value);
+		c->has_mailfrom = 1;
+		break;
+	case CBV_CPROTO_VAR_STARTTLS:
+		copy_str(c->starttls, sizeof(c->starttls), rq->value);
+		break;
+	case CBV_CPROTO_VAR_TRANSCRIPT:
+		c->transcript = strcmp(rq->value, "ON") == 0;
+		break;
+	default: /* PROFILE is handled by the caller */
+		break;
+	}
+	reply(c, "OK");
+}
+
+/* The value GET shows for a variable ("" is not shown, as calloutd). */
+static const char *get_value(const struct client *c, enum cbv_cproto_var v)
+{
+	switch (v) {
+	case CBV_CPROTO_VAR_EHLO: return c->ehlo[0] ? c->ehlo : c->profile->helo;
+	case CBV_CPROTO_VAR_MAILFROM: return c->has_mailfrom ? c->mailfrom : c->profile->mailfrom;
+	case CBV_CPROTO_VAR_STARTTLS:
+		if (c->starttls[0])
+			return c->starttls;
+		switch (c->profile->starttls) {
+		case CBV_STARTTLS_NEVER: return "never";
+		case CBV_STARTTLS_OPPORTUNISTIC: return "always";
+		case CBV_STARTTLS_ONDEMAND: return "ondemand";
+		case CBV_STARTTLS_REQUIRE: return "require";
+		}
+		return "";
+	case CBV_CPROTO_VAR_TRANSCRIPT: return c->transcript ? "ON" : "OFF";
+	case CBV_CPROTO_VAR_PROFILE: return c->profile->name;
+	default: return "";
+	}
+}
+
+/* Handles one request line (without its line end). */
+static void handle_line(struct loop *L, struct client *c, const char *line, size_t len)
+{
+	struct cbv_cproto_req rq;
+	struct cbv_err err;
+
+	if (cbv_cproto_parse(line, len, &rq, &err) != CBV_OK) {
+		reply(c, "NO %s", err.msg);
+		return;
+	}
+	switch (rq.cmd) {
+	case CBV_CPROTO_SID:
+		copy_str(c->sid, sizeof(c->sid), rq.sid);
+		for (char *p = c->sid; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		reply(c, "OK");
+		break;
+	case CBV_CPROTO_SET:
+		if (rq.var == CBV_CPROTO_VAR_PROFILE) {
+			const struct cbv_profile *p = cbv_config_profile(L->lc->cfg, rq.value);
+			char shown[80];
+
+			if (p == NULL || rq.value[0] == '\0') {
+				cbv_sanitize(rq.value, strlen(rq.value), shown, sizeof(shown));
+				reply(c, "NO bad assignment PROFILE=%s", shown);
+				break;
+			}
+			c->profile = p;
+			reply(c, "OK");
+			break;
+		}
+		do_set(c, &rq);
+		break;
+	case CBV_CPROTO_GET:
+		for (size_t i = 0; i < rq.nget; i++) {
+			const char *v = get_value(c, rq.get[i]);
+
+			if (v[0] != '\0')
+				reply(c, "* %s=%s", rq.get_name[i], v);
+		}
+		reply(c, "OK");
+		break;
+	case CBV_CPROTO_TIMEOUT:
+		memcpy(c->timeouts, rq.timeouts, sizeof(c->timeouts));
+		c->has_timeouts = 1;
+		reply(c, "OK timeouts set");
+		break;
+	case CBV_CPROTO_VRFY:
+		do_vrfy(c, &rq);
+		break;
+	case CBV_CPROTO_RUN:
+		do_run(L, c);
+		break;
+	case CBV_CPROTO_QUIT:
+		reply(c, "OK bye");
+		c->closing = 1;
+		break;
+	}
+}
+
+/* Parses complete lines from the input buffer while no RUN is running. */
+static void parse_input(struct loop *L, struct client *c)
+{
+	size_t off = 0;
+
+	while (!c->running && !c->closing && !c->dead && c->olen < CBVD_OUT_HIGH) {
+		char *lf = memchr(c->in + off, '\n', c->inlen - off);
+		size_t len;
+
+		if (lf == NULL)
+			break;
+		len = (size_t)(lf - (c->in + off));
+		if (c->skipping) {
+			c->skipping = 0; /* the tail of an overlong line */
+		} else {
+			if (len > 0 && c->in[off + len - 1] == '\r')
+				len--;
+			handle_line(L, c, c->in + off, len);
+		}
+		off = (size_t)(lf - c->in) + 1;
+	}
+	if (off > 0) {
+		memmove(c->in, c->in + off, c->inlen - off);
+		c->inlen -= off;
+	}
+	/* A full buffer with no line end: the line is too long. */
+	if (c->inlen == sizeof(c->in) && !c->running && !c->closing) {
+		if (!c->skipping)
+			reply(c, "NO line too long");
+		c->skipping = 1;
+		c->inlen = 0;
+	}
+}
+
+/* Reads what the client sent; EOF or error marks it dead. */
+static void client_read(struct loop *L, struct client *c)
+{
+	ssize_t n;
+
+	if (c->inlen == sizeof(c->in))
+		return;
+	n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			c->dead = 1;
+		return;
+	}
+	if (n == 0) {
+		/* Gone (or half-closed: we cannot tell, and would not be read). */
+		if (c->running)
+			cbv_log(CBV_LOG_INFO, "cbvd: client %s left during RUN; %zu cancelled",
+			        c->sid[0] ? c->sid : "-", c->unfinished);
+		c->dead = 1;
+		return;
+	}
+	c->inlen += (size_t)n;
+	parse_input(L, c);
+}
+
+/* Phase 2 for one client. */
+static void client_process(struct loop *L, struct client *c, short rev)
+{
+	if (rev & (POLLERR | POLLNVAL))
+		c->dead = 1;
+	if (!c->dead && (rev & POLLOUT))
+		flush(c);
+	if (!c->dead && (rev & (POLLIN | POLLHUP | POLLRDHUP)))
+		client_read(L, c);
+	if (!c->dead && c->resume) {
+		c->resume = 0;
+		parse_input(L, c);
+	} else if (!c->dead && !c->running && c->olen < CBVD_OUT_HIGH && c->inlen > 0) {
+		parse_input(L, c); /* input held back by output pressure */
+	}
+	if (c->closing && c->olen == 0)
+		c->dead = 1;
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	/* Progress lines are small and must leave now: no Nagle. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void accept_clients(struct loop *L, size_t i)
+{
+	const struct cbvd_loop_conf *lc = L->lc;
+
+	for (int k = 0; k < CBVD_ACCEPT_BURST; k++) {
+		int fd = accept4(lc->listen_fds[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct client *c;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				cbv_log(CBV_LOG_ERR, "cbvd: accept: %s", strerror(errno));
+			return;
+		}
+		if (!lc->listen_unix[i])
+			set_nodelay(fd);
+		if (L->nclients >= lc->max_clients) {
+			static const char busy[] = "NO too many clients\r\n";
+
+			if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+				/* nothing more to do for it */
+			}
+			close(fd);
+			continue;
+		}
+		c = cbv_calloc(1, sizeof(*c));
+		if (c == NULL) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->pfd = -1;
+		c->profile = lc->profile;
+		c->next = L->clients;
+		if (L->clients != NULL)
+			L->clients->prev = c;
+		L->clients = c;
+		L->nclients++;
+		reply(c, "OK mailfromd callout server ready");
+	}
+}
+
+/* ---- the loop ---- */
+
+int cbvd_loop_run(const struct cbvd_loop_conf *lc)
+{
+	struct loop L;
+	struct client *c, *cnext;
+	struct job *j, *jnext;
+
+	memset(&L, 0, sizeof(L));
+	L.lc = lc;
+	L.pfd_cap = 1 + lc->nlisten + lc->max_clients +
+	            (size_t)lc->max_inflight * CBV_VERIFY_POLLFDS_MAX;
+	L.pfds = cbv_calloc(L.pfd_cap, sizeof(*L.pfds));
+	if (L.pfds == NULL) {
+		cbv_log(CBV_LOG_ERR, "cbvd: out of memory");
+		return 1;
+	}
+	while (!L.stop) {
+		size_t n = 0, first_listen, i;
+		int64_t now, wake = INT64_MAX;
+		int timeout, r, busy = 0;
+
+		L.pfds[n++] = (struct pollfd){ .fd = lc->signal_fd, .events = POLLIN };
+		first_listen = n;
+		for (i = 0; i < lc->nlisten; i++)
+			L.pfds[n++] = (struct pollfd){ .fd = lc->listen_fds[i], .events = POLLIN };
+		for (c = L.clients; c != NULL; c = c->next) {
+			short ev = 0;
+
+			if (c->olen > 0)
+				ev |= POLLOUT;
+			if (c->inlen < sizeof(c->in) && c->olen < CBVD_OUT_HIGH)
+				ev |= POLLIN;
+			else
+				ev |= POLLRDHUP; /* still notice a client that leaves */
+			if (c->resume)
+				busy = 1;
+			c->pfd = (int)n;
+			L.pfds[n++] = (struct pollfd){ .fd = c->fd, .events = ev };
+		}
+		for (j = L.running.head; j != NULL; j = j->next) {
+			int64_t w = 0;
+			int k = cbv_verify_pollfds(j->v, L.pfds + n, CBV_VERIFY_POLLFDS_MAX, &w);
+
+			if (k < 0) { /* done without telling us: process at once */
+				k = 0;
+				w = 1;
+			}
+			j->pfd_off = (int)n;
+			j->npfd = k;
+			j->wake = w;
+			n += (size_t)k;
+			if (w != 0 && w < wake)
+				wake = w;
+		}
+		now = cbv_now_ms();
+		if (busy)
+			timeout = 0;
+		else if (wake == INT64_MAX)
+			timeout = -1;
+		else
+			timeout = wake <= now ? 0 : wake - now > 60000 ? 60000 : (int)(wake - now);
+		r = poll(L.pfds, (nfds_t)n, timeout);
+		if (r < 0 && errno != EINTR) {
+			cbv_log(CBV_LOG_ERR, "cbvd: poll: %s", strerror(errno));
+			break;
+		}
+		if (r < 0)
+			continue;
+		if (L.pfds[0].revents & POLLIN) {
+			char b[16];
+
+			if (read(lc->signal_fd, b, sizeof(b)) > 0)
+				L.stop = 1;
+		}
+		now = cbv_now_ms();
+
+		/* 1. verifications */
+		for (j = L.running.head; j != NULL; j = jnext) {
+			int ev = 0;
+
+			jnext = j->next;
+			if (j->pfd_off < 0)
+				continue;
+			for (int k = 0; k < j->npfd; k++)
+				ev |= L.pfds[j->pfd_off + k].revents;
+			if (ev == 0 && j->wake > now)
+				continue;
+			cbv_verify_process(j->v, L.pfds + j->pfd_off, j->npfd);
+			if (cbv_verify_done(j->v)) {
+				struct cbv_result *res = cbv_verify_take_result(j->v);
+
+				job_done(&L, j, res);
+				cbv_result_free(res);
+			}
+		}
+		for (j = L.running.head; j != NULL; j = j->next)
+			j->pfd_off = -1;
+
+		/* 2. clients */
+		for (c = L.clients; c != NULL; c = cnext) {
+			cnext = c->next;
+			if (!c->dead && c->pfd >= 0)
+				client_process(&L, c, L.pfds[c->pfd].revents);
+			else if (!c->dead && c->resume)
+				client_process(&L, c, 0);
+			c->pfd = -1;
+			if (c->dead)
+				client_free(&L, c);
+		}
+
+		/* 3. listeners */
+		for (i = 0; i < lc->nlisten; i++)
+			if (L.pfds[first_listen + i].revents & POLLIN)
+				accept_clients(&L, i);
+
+		/* 4. queued verifications, oldest first */
+		while (L.inflight < lc->max_inflight && L.queue.head != NULL) {
+			j = L.queue.head;
+			jl_remove(&L.queue, j);
+			job_start(&L, j);
+		}
+		/* Clients whose RUN ended in phase 4 (bad syntax ends at once)
+		 * and dead ones are dealt with at the top of the next turn. */
+		for (c = L.clients; c != NULL; c = cnext) {
+			cnext = c->next;
+			if (c->dead)
+				client_free(&L, c);
+		}
+	}
+	cbv_log(CBV_LOG_INFO, "cbvd: shutting down: %zu clients, %zu running, %zu queued",
+	        L.nclients, L.inflight, L.queue.n);
+	while (L.clients != NULL)
+		client_free(&L, L.clients);
+	cbv_free(L.pfds);
+	return 0;
+}

@@ -1,0 +1,367 @@
+#!/bin/bash
+# cbvd, the callout server, against the loopback rig: a client speaking
+# exactly as mailfromd's callout.mfl does (greeting, SID, SET, VRFY, RUN,
+# progress lines, final OK, QUIT), malformed requests, the tarpit bound,
+# a client leaving mid-RUN, max_clients, a 200-client load test (no fd
+# growth, bounded RSS) and SIGTERM.  Leaves nothing running.
+set -u
+B=${B:-build}
+CBVD="$B/cbvd"
+BENCH="$B/bench/cbvd_bench"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '    %s\n' "$2"; }
+
+: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}" "${CBV_RIG_PORT:?}"
+for f in "$CBVD" "$BENCH"; do
+	[ -x "$f" ] || { echo "not ok - $f not built"; echo "0 passed, 1 failed"; exit 1; }
+done
+TMP=$(mktemp -d)
+chmod 755 "$TMP"
+mkdir "$TMP/run"
+# cbvd drops root: its socket directory must be its own to unlink at exit.
+if [ "$(id -u)" = 0 ]; then
+	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$TMP/run"; else chown nobody "$TMP/run"; fi
+fi
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+SOCK="$TMP/run/cbvd.sock"
+cat > "$TMP/cbv.conf" <<CONF
+smtp_cbv "default" {
+  dns_servers = "$CBV_RIG_DNS"
+  port = $CBV_RIG_PORT
+  deny_networks = [ ]
+  helo = "verifier.test"
+  timeout = 10s
+}
+smtp_cbv "short" {
+  dns_servers = "$CBV_RIG_DNS"
+  port = $CBV_RIG_PORT
+  deny_networks = [ ]
+  timeout = 2s
+}
+server {
+  listen = [ "unix://$SOCK" "inet://127.0.0.1:$PORT" ]
+  max_clients = 300
+  max_inflight = 1024
+}
+CONF
+
+# start_cbvd LOG ARGS...: starts cbvd -f in the background, sets CPID
+start_cbvd() {
+	local log=$1
+	shift
+	"$CBVD" -f "$@" 2>"$log" &
+	CPID=$!
+	PIDS+=("$CPID")
+	for _ in $(seq 50); do
+		grep -q "ready" "$log" 2>/dev/null && return 0
+		kill -0 "$CPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+if start_cbvd "$TMP/cbvd.log" -c "$TMP/cbv.conf"; then ok "cbvd starts"; else
+	bad "cbvd starts" "$(cat "$TMP/cbvd.log")"; echo "$pass passed, $fail failed"; exit 1
+fi
+[ -S "$SOCK" ] && ok "UNIX socket created" || bad "UNIX socket created"
+if [ "$(id -u)" = 0 ]; then
+	u=$(ps -o user= -p "$CPID")
+	[ "$u" != root ] && ok "dropped root (running as $u)" || bad "dropped root" "user $u"
+fi
+
+# The protocol client: python, sending what callout.mfl sends, one command
+# then one answer; prints the transcript with timings (S: / C:).
+cat > "$TMP/client.py" <<'PY'
+import socket, sys, time
+url = sys.argv[1]
+if url.startswith("unix://"):
+    s = socket.socket(socket.AF_UNIX); s.connect(url[7:])
+else:
+    h, p = url[7:].rsplit(":", 1); s = socket.create_connection((h, int(p)))
+s.settimeout(30)
+f = s.makefile("rb")
+t0 = time.time()
+def rd():
+    l = f.readline()
+    sys.stdout.write("%.3f S: %s\n" % (time.time() - t0, l.decode("latin1").replace("\r\n", "<CRLF>").replace("\n", "<LF>")))
+    sys.stdout.flush()
+    return l
+rd()
+for cmd in sys.argv[2:]:
+    if cmd == "@HOLD":
+        time.sleep(60); sys.exit(0)
+    nowait = cmd.endswith("!")
+    if nowait:
+        cmd = cmd[:-1]
+    if cmd.startswith("@RAW:"):
+        data = cmd[5:].encode("latin1").decode("unicode_escape").encode("latin1")
+    else:
+        data = cmd.encode("latin1") + b"\r\n"
+    sys.stdout.write("%.3f C: %s\n" % (time.time() - t0, cmd)); sys.stdout.flush()
+    s.sendall(data)
+    if nowait:
+        pass
+    elif cmd == "RUN" or cmd.upper().startswith("GET "):
+        while True:
+            l = rd()
+            if not l.startswith(b"*"):
+                break
+    else:
+        rd()
+PY
+client() { timeout 60 python3 "$TMP/client.py" "$@" 2>&1; }
+TCP="inet://127.0.0.1:$PORT"
+UNIX="unix://$SOCK"
+
+# expect_out NAME OUTPUT REGEX...: every regex must match some line
+expect_out() {
+	local name=$1 out=$2 re
+	shift 2
+	for re in "$@"; do
+		if ! grep -Eq -- "$re" <<<"$out"; then
+			bad "$name" "no line matches /$re/ in:"$'\n'"$out"
+			return
+		fi
+	done
+	ok "$name"
+}
+
+for url in "$TCP" "$UNIX"; do
+	kind=${url%%:*}
+	out=$(client "$url" 'SID local:' 'SET TRANSCRIPT="OFF"' 'SET STARTTLS="ondemand"' \
+		'VRFY "alice@exim.test"' RUN QUIT)
+	expect_out "$kind: greeting" "$out" '^0\.[0-9]+ S: OK mailfromd callout server ready<CRLF>$'
+	expect_out "$kind: SID and SET answered OK" "$out" 'C: SID local:' 'S: OK<CRLF>$'
+	expect_out "$kind: VRFY gets an id" "$out" 'S: OK 0000000000<CRLF>$'
+	expect_out "$kind: progress lines as calloutd writes them" "$out" \
+		'S: \* 0000000000 INIT mx\.exim\.test<CRLF>$' \
+		'S: \* 0000000000 GRTNG 220 mx\.exim\.test ESMTP' \
+		'S: \* 0000000000 HELO 250-mx\.exim\.test Hello verifier\.test' \
+		'S: \* 0000000000 SENT RCPT TO:<alice@exim\.test><CRLF>$' \
+		'S: \* 0000000000 RECV 250 '
+	expect_out "$kind: final success" "$out" 'S: OK 0000000000=success<CRLF>$'
+	expect_out "$kind: QUIT" "$out" 'S: OK bye<CRLF>$'
+	if grep -q 'SENT QUIT' <<<"$out"; then bad "$kind: QUIT to the MX not reported"; else ok "$kind: QUIT to the MX not reported"; fi
+	last_sent=$(grep -o 'SENT .*<CRLF>' <<<"$out" | tail -1)
+	[ "$last_sent" = 'SENT RCPT TO:<alice@exim.test><CRLF>' ] && ok "$kind: last SENT is the RCPT (last_poll_sent)" \
+		|| bad "$kind: last SENT is the RCPT" "$last_sent"
+done
+
+# Verdicts, one RUN for several VRFYs (ids in order, one final line).
+out=$(client "$TCP" 'SID 127.0.0.1:q1' 'VRFY "nobody@exim.test"' 'VRFY "grey@exim.test"' \
+	'VRFY "x@policy.test"' 'VRFY "x@nowhere.test"' 'VRFY "x@dead.test"' 'VRFY "x@fast.test"' \
+	'VRFY "not an address"' RUN QUIT)
+expect_out "verdicts in one RUN" "$out" \
+	'S: OK 0000000000=not_found 0000000001=temp_failure 0000000002=failure 0000000003=not_found 0000000004=temp_failure 0000000005=success 0000000006=not_found<CRLF>$'
+expect_out "550 5.1.1 reported in RECV" "$out" 'S: \* 0000000000 RECV 550 5\.1\.1 '
+expect_out "greylisting reported" "$out" 'S: \* 0000000001 RECV 451 4\.7\.1 '
+
+# The same with exactly callout.mfl's bytes, from bash over /dev/tcp.
+mfl_session() {
+	local line reply final="" host="" sent="" recv=""
+	exec 5<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+	IFS= read -r -t 10 reply <&5 || return 1
+	[[ $reply == OK* ]] || return 1
+	for line in 'SID local:' 'SET TRANSCRIPT="OFF"' 'SET STARTTLS="ondemand"' 'SET EHLO="verifier.test"' \
+		'SET MAILFROM="probe@exim.test"'; do
+		printf '%s\r\n' "$line" >&5
+		IFS= read -r -t 10 reply <&5 || return 1
+		[[ $reply == OK* ]] || { echo "setup: $reply"; return 1; }
+	done
+	printf 'VRFY "%s"\r\n' "$1" >&5
+	IFS= read -r -t 10 reply <&5
+	[[ $reply == OK* ]] || { echo "vrfy: $reply"; return 1; }
+	printf 'RUN\r\n' >&5
+	while IFS= read -r -t 20 reply <&5; do
+		reply=${reply%$'\r'}
+		if [[ $reply =~ ^\*\ ([0-9]+)\ ([A-Z]+)\ (.*)$ ]]; then
+			case ${BASH_REMATCH[2]} in
+			INIT) host=${BASH_REMATCH[3]} ;; SENT) sent=${BASH_REMATCH[3]} ;; RECV) recv=${BASH_REMATCH[3]} ;;
+			esac
+			continue
+		fi
+		final=$reply
+		break
+	done
+	printf 'QUIT\r\n' >&5
+	IFS= read -r -t 10 reply <&5
+	exec 5>&-
+	echo "final=$final host=$host sent=$sent recv=$recv bye=${reply%$'\r'}"
+}
+out=$(mfl_session nobody@exim.test)
+expect_out "callout.mfl byte-exact session (bash /dev/tcp)" "$out" \
+	'^final=OK 0000000000=not_found host=mx\.exim\.test sent=RCPT TO:<nobody@exim\.test> recv=550 5\.1\.1 .* bye=OK bye$'
+
+# Malformed requests get NO and the connection survives.
+long=$(head -c 5000 /dev/zero | tr '\0' 'x')
+out=$(client "$TCP" 'BLAH' '' 'SET FOO="x"' 'SET EHLO' 'SET STARTTLS="bogus"' 'SET EHLO="bad host!"' \
+	'VRFY' 'VRFY "a@b" MODE=hostonly' 'VRFY "a@b" MODE=hostonly HOST=127.0.0.30' 'TIMEOUT 1 2' \
+	"VRFY \"$long\"" $'@RAW:VRFY "a\\x01b@exim.test"\r\n' 'VRFY "alice@exim.test"' RUN QUIT)
+expect_out "malformed requests: NO, connection survives" "$out" \
+	'S: NO unknown command<CRLF>$' 'S: NO empty command<CRLF>$' 'S: NO bad assignment FOO=x<CRLF>$' \
+	'S: NO bad assignment EHLO<CRLF>$' 'S: NO unrecognized starttls mode: bogus<CRLF>$' \
+	'S: NO bad assignment EHLO=bad host!<CRLF>$' 'S: NO invalid arguments<CRLF>$' \
+	'S: NO mode requires host<CRLF>$' 'S: NO mode not supported: hostonly<CRLF>$' \
+	'S: NO line too long<CRLF>$' 'S: NO bad input<CRLF>$' \
+	'S: OK 0000000000=success<CRLF>$' 'S: OK bye<CRLF>$'
+
+# GET, TIMEOUT, PROFILE
+out=$(client "$UNIX" 'SET EHLO="e.test"' 'GET EHLO STARTTLS TRANSCRIPT' 'TIMEOUT 5 5 5 5 5 5 5' \
+	'SET PROFILE="nosuch"' 'SET PROFILE="short"' 'GET profile' QUIT)
+expect_out "GET, TIMEOUT, SET PROFILE" "$out" 'S: \* EHLO=e\.test<CRLF>$' 'S: \* STARTTLS=always<CRLF>$' \
+	'S: \* TRANSCRIPT=OFF<CRLF>$' 'S: OK timeouts set<CRLF>$' 'S: NO bad assignment PROFILE=nosuch<CRLF>$' \
+	'S: \* profile=short<CRLF>$'
+
+# The tarpit: bounded by the timeout (2 s), progress line at once.
+out=$(client "$TCP" 'TIMEOUT 2 2 2 2 2 2 2' 'VRFY "x@tarpit.test"' RUN QUIT)
+t_init=$(grep -E 'S: \* 0000000000 INIT' <<<"$out" | head -1 | cut -d' ' -f1)
+t_run=$(grep -E 'C: RUN' <<<"$out" | cut -d' ' -f1)
+t_end=$(grep -E 'S: OK 0000000000=' <<<"$out" | cut -d' ' -f1)
+if [ -n "$t_end" ] && grep -q '=temp_failure' <<<"$out" &&
+	python3 -c "import sys; d=$t_end-$t_run; sys.exit(0 if 1.98 <= d <= 2.10 else 1)"; then
+	ok "tarpit bounded by the 2 s timeout ($(python3 -c "print('%.3f' % ($t_end-$t_run))") s)"
+else
+	bad "tarpit bounded by the 2 s timeout" "$out"
+fi
+if [ -n "$t_init" ] && python3 -c "import sys; sys.exit(0 if $t_init-$t_run < 0.2 else 1)"; then
+	ok "INIT streamed before the verdict"
+else
+	bad "INIT streamed before the verdict" "$out"
+fi
+
+fds() { ls /proc/"$CPID"/fd | wc -l; }
+rss() { awk '/VmRSS/ {print $2}' /proc/"$CPID"/status; }
+conns_to_tarpit() { ss -Htn state established dst "127.0.0.20" 2>/dev/null | wc -l; }
+
+# A client leaving mid-RUN: its verification is cancelled (connection to
+# the tarpit closed), nothing leaks, others unaffected.
+fd0=$(fds)
+timeout 60 python3 "$TMP/client.py" "$TCP" 'VRFY "x@tarpit.test"' 'RUN!' '@HOLD' >/dev/null 2>&1 &
+cpid=$!
+sleep 0.5
+mid=$(conns_to_tarpit)
+kill "$cpid" 2>/dev/null
+wait "$cpid" 2>/dev/null
+sleep 0.3
+after=$(conns_to_tarpit)
+fd1=$(fds)
+if [ "$mid" -ge 1 ] && [ "$after" -eq 0 ] && [ "$fd1" -le "$fd0" ]; then
+	ok "disconnect mid-RUN cancels (tarpit conns $mid -> $after, fds $fd0 -> $fd1)"
+else
+	bad "disconnect mid-RUN cancels" "tarpit conns $mid -> $after, fds $fd0 -> $fd1"
+fi
+
+# Load: 200 concurrent clients, mixed verdicts, twice; fds back to the
+# baseline, RSS bounded and not growing between rounds.
+ADDRS=(alice@exim.test nobody@exim.test grey@exim.test x@policy.test x@fast.test x@nowhere.test)
+sleep 0.3
+fd0=$(fds)
+out1=$("$BENCH" -s "$TCP" -c 200 -n 1200 "${ADDRS[@]}" 2>&1)
+rss1=$(rss)
+out2=$("$BENCH" -s "$UNIX" -c 200 -n 1200 "${ADDRS[@]}" 2>&1)
+rss2=$(rss)
+sleep 0.3
+fd1=$(fds)
+for o in "$out1" "$out2"; do
+	if grep -q 'n=1200 errors=0 ' <<<"$o" &&
+		grep -q 'success=400 not_found=400 failure=200 temp_failure=200 timeout=0 other=0' <<<"$o"; then
+		ok "load: 200 clients, 1200 mixed verifications (${o%% lat_p95*})"
+	else
+		bad "load: 200 clients, 1200 mixed verifications" "$o"
+	fi
+done
+[ "$fd1" -le "$fd0" ] && ok "load: no fd growth ($fd0 -> $fd1)" || bad "load: no fd growth" "$fd0 -> $fd1"
+if ldd "$CBVD" 2>/dev/null | grep -q libasan; then
+	ok "load: RSS bounded # skip under ASan (quarantine holds freed memory): ${rss1} kB -> ${rss2} kB"
+elif [ "$rss2" -lt 131072 ] && [ "$rss2" -le $((rss1 + 4096)) ]; then
+	ok "load: RSS bounded (${rss1} kB -> ${rss2} kB)"
+else
+	bad "load: RSS bounded" "${rss1} kB -> ${rss2} kB"
+fi
+
+# A flood of lines without reading the answers does not hurt others.
+python3 - "$PORT" <<'PY' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setblocking(False)
+end = time.time() + 3
+chunk = b"GET EHLO\r\n" * 1000
+while time.time() < end:
+    try: s.send(chunk)
+    except BlockingIOError: time.sleep(0.01)
+    except OSError: break
+s.close()
+PY
+flood=$!
+sleep 0.5
+out=$(client "$TCP" 'VRFY "x@fast.test"' RUN QUIT)
+expect_out "a flooding client does not block others" "$out" 'S: OK 0000000000=success<CRLF>$'
+wait "$flood" 2>/dev/null
+
+# max_clients: a second server allowing 2 clients tells the third NO.
+PORT2=$(free_port)
+sed -e "s|listen = .*|listen = [ \"inet://127.0.0.1:$PORT2\" ]|" -e 's/max_clients = 300/max_clients = 2/' \
+	"$TMP/cbv.conf" > "$TMP/cbv2.conf"
+main_pid=$CPID
+if start_cbvd "$TMP/cbvd2.log" -c "$TMP/cbv2.conf"; then
+	pid2=$CPID
+	exec 6<>"/dev/tcp/127.0.0.1/$PORT2" 7<>"/dev/tcp/127.0.0.1/$PORT2"
+	sleep 0.2
+	third=$(timeout 5 bash -c "exec 8<>/dev/tcp/127.0.0.1/$PORT2; IFS= read -r l <&8; echo \"\$l\"")
+	exec 6>&- 7>&-
+	[ "$third" = $'NO too many clients\r' ] && ok "max_clients: the third client is told NO" \
+		|| bad "max_clients: the third client is told NO" "got: $third"
+	kill -TERM "$pid2"
+	wait "$pid2" 2>/dev/null
+else
+	bad "second cbvd starts" "$(cat "$TMP/cbvd2.log")"
+fi
+CPID=$main_pid
+
+# Non-loopback listen is refused.
+if "$CBVD" -f -c "$TMP/cbv.conf" -l inet://192.0.2.1:3535 2>"$TMP/remote.err"; then
+	bad "non-loopback listen refused"
+else
+	grep -q 'not a loopback address' "$TMP/remote.err" && ok "non-loopback listen refused" \
+		|| bad "non-loopback listen refused" "$(cat "$TMP/remote.err")"
+fi
+
+# SIGTERM: clean exit, socket removed, nothing left.
+timeout 60 python3 "$TMP/client.py" "$TCP" 'VRFY "x@tarpit.test"' 'RUN!' '@HOLD' >/dev/null 2>&1 &
+hold=$!
+sleep 0.3
+kill -TERM "$CPID"
+rc=0
+for _ in $(seq 50); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$CPID" 2>/dev/null; then
+	bad "SIGTERM stops cbvd within 5 s"
+else
+	wait "$CPID"; rc=$?
+	[ "$rc" -eq 0 ] && ok "SIGTERM: exit status 0" || bad "SIGTERM: exit status 0" "rc=$rc"
+fi
+kill "$hold" 2>/dev/null
+wait "$hold" 2>/dev/null
+[ ! -e "$SOCK" ] && ok "SIGTERM: socket removed" || bad "SIGTERM: socket removed"
+grep -q 'shutting down' "$TMP/cbvd.log" && ok "SIGTERM: logged" || bad "SIGTERM: logged"
+if grep -qiE 'AddressSanitizer|runtime error|LeakSanitizer' "$TMP"/cbvd*.log; then
+	bad "no sanitizer reports" "$(grep -iE -A5 'Sanitizer|runtime error' "$TMP"/cbvd*.log | head -30)"
+else
+	ok "no sanitizer reports"
+fi
+left=$(ss -Htlnp 2>/dev/null | grep -c "pid=$CPID," || true)
+[ "$left" -eq 0 ] && ok "nothing left listening" || bad "nothing left listening"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
