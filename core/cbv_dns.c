@@ -536,8 +536,10 @@ static int valid_servers(const char *s)
  * Starts the MX query for domain through servers (see cbv_dns.h).  Returns
  * a new machine, free with cbv_dns_free(), or NULL with *err set.
  */
-struct cbv_dns *cbv_dns_new(const char *domain, const char *servers,
-                            int64_t deadline_ms, struct cbv_err *err)
+/* Starts the machine: with the MX query, or (address_only) A/AAAA alone. */
+static struct cbv_dns *dns_start(const char *domain, const char *servers,
+                                 int64_t deadline_ms, int address_only,
+                                 struct cbv_err *err)
 {
 	struct cbv_dns *d = NULL;
 	struct ares_options opt;
@@ -611,13 +613,28 @@ struct cbv_dns *cbv_dns_new(const char *domain, const char *servers,
 		finish(d, CBV_DNS_TEMP, "DNS timeout resolving %s", d->domain);
 		goto done;
 	}
-	ares_query(d->ch, d->domain, QCLASS_IN, QTYPE_MX, mx_done, d);
+	if (address_only)
+		take_implicit(d);
+	else
+		ares_query(d->ch, d->domain, QCLASS_IN, QTYPE_MX, mx_done, d);
 done:
 	if (st != CBV_OK) {
 		cbv_dns_free(d);
 		d = NULL;
 	}
 	return d;
+}
+
+struct cbv_dns *cbv_dns_new(const char *domain, const char *servers,
+                            int64_t deadline_ms, struct cbv_err *err)
+{
+	return dns_start(domain, servers, deadline_ms, 0, err);
+}
+
+struct cbv_dns *cbv_dns_new_host(const char *host, const char *servers,
+                                 int64_t deadline_ms, struct cbv_err *err)
+{
+	return dns_start(host, servers, deadline_ms, 1, err);
 }
 
 /*

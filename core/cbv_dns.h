@@ -61,6 +61,14 @@ struct cbv_dns *cbv_dns_new(const char *domain, const char *servers,
                             int64_t deadline_ms, struct cbv_err *err);
 
 /*
+ * The same for one named host (callout HOST=, mailfromd's hostonly and
+ * hostfirst modes): its A and AAAA records only, no MX query.  A name
+ * without addresses gives CBV_DNS_NOHOST (or CBV_DNS_NXDOMAIN).
+ */
+struct cbv_dns *cbv_dns_new_host(const char *host, const char *servers,
+                                 int64_t deadline_ms, struct cbv_err *err);
+
+/*
  * Fills at most max pollfds with the sockets c-ares waits on and sets
  * *wake_ms to the absolute time by which cbv_dns_process() must be called
  * even without events (the earlier of c-ares' next retry and the deadline).

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cbv_addr.h"
 #include "cbv_cidr.h"
@@ -48,6 +49,11 @@ struct cbv_verify {
 	size_t sess_host;            /* index into hosts of the current session */
 	int plain_retry;             /* current session is the no-TLS retry */
 	int dns_partial;
+	char host[CBV_DOMAIN_MAX + 1]; /* the request's host, checked; "" if none */
+	int phase_host[2];           /* lookup phases: 1 = the host, 0 = the MX hosts */
+	int nphases, phase;
+	int lookup_error;            /* a lookup failure is in the result already */
+	size_t denied;               /* addresses dropped by deny_networks */
 
 	struct cbv_result *res;
 	int res_taken;
@@ -386,12 +392,9 @@ static void start_next_host(struct cbv_verify *v)
 	start_session(v, v->next_host++, 0);
 }
 
-/* Keeps hosts outside deny_networks, in order; sets up the host loop. */
-static void use_hosts(struct cbv_verify *v, const struct cbv_host *hosts, size_t n)
+/* Appends hosts outside deny_networks to the list to try, in order. */
+static void add_hosts(struct cbv_verify *v, const struct cbv_host *hosts, size_t n)
 {
-	size_t denied = 0;
-
-	v->nhosts = 0;
 	for (size_t i = 0; i < n && v->nhosts < CBV_HOSTS_MAX; i++) {
 		if (cbv_cidr_match(v->p.deny, v->p.ndeny, (const struct sockaddr *)&hosts[i].addr)) {
 			char ip[80];
@@ -399,14 +402,77 @@ static void use_hosts(struct cbv_verify *v, const struct cbv_host *hosts, size_t
 			cbv_net_ntop((const struct sockaddr *)&hosts[i].addr, ip, sizeof(ip));
 			cbv_log(CBV_LOG_WARN, "cbv: %s: %s [%s] is in deny_networks, skipped",
 			        v->domain, hosts[i].name, ip);
-			denied++;
+			v->denied++;
 			continue;
 		}
 		v->hosts[v->nhosts++] = hosts[i];
 	}
-	if (v->nhosts == 0 && denied > 0) {
-		synth(v, CBV_ERROR, "forbidden_target", 550, "5.7.1",
-		      "every mail exchanger address of %s is in deny_networks", v->domain);
+}
+
+/*
+ * An IP address as a host: "192.0.2.1", "2001:db8::1", or a domain
+ * literal "[192.0.2.1]" / "[ipv6:2001:db8::1]" (RFC 5321 4.1.3).
+ * Returns 0 and fills *h, or -1 if s is not one.
+ */
+static int ip_host(const char *s, struct cbv_host *h)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&h->addr;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&h->addr;
+	char ip[CBV_DOMAIN_MAX + 1];
+	size_t len = strlen(s);
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->name, sizeof(h->name), "%s", s);
+	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+		s++;
+		len -= 2;
+		if (len > 5 && strncasecmp(s, "ipv6:", 5) == 0) {
+			s += 5;
+			len -= 5;
+		}
+	}
+	if (len >= sizeof(ip))
+		return -1;
+	memcpy(ip, s, len);
+	ip[len] = '\0';
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		h->addrlen = sizeof(*s4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		h->addrlen = sizeof(*s6);
+		return 0;
+	}
+	return -1;
+}
+
+/* Records the first lookup failure as the verdict, in case no host is found. */
+static void lookup_failed(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
+                          int code, const char *ecode, const char *what, const char *detail)
+{
+	if (v->lookup_error)
+		return;
+	v->lookup_error = 1;
+	synth(v, vd, reason, code, ecode, "%s (%s)", what, detail);
+}
+
+static void start_phase(struct cbv_verify *v);
+
+/* One lookup phase is over: start the next, or the hosts. */
+static void next_phase(struct cbv_verify *v)
+{
+	cbv_dns_free(v->dns);
+	v->dns = NULL;
+	if (++v->phase < v->nphases) {
+		start_phase(v);
+		return;
+	}
+	if (v->nhosts == 0) {
+		if (v->denied > 0)
+			synth(v, CBV_ERROR, "forbidden_target", 550, "5.7.1",
+			      "every mail exchanger address of %s is in deny_networks", v->domain);
 		finish(v);
 		return;
 	}
@@ -420,73 +486,78 @@ static void dns_done(struct cbv_verify *v)
 	const char *detail = NULL;
 	size_t n = 0;
 	enum cbv_dns_outcome out = cbv_dns_outcome(v->dns, &hosts, &n, &detail, &v->dns_partial);
+	char what[CBV_DOMAIN_MAX + 64];
 
 	if (detail == NULL)
 		detail = "";
-	switch (out) {
-	case CBV_DNS_PENDING:
+	if (out == CBV_DNS_PENDING)
 		return;
-	case CBV_DNS_OK:
-		use_hosts(v, hosts, n);
-		return;
-	case CBV_DNS_NXDOMAIN:
-		synth(v, CBV_FAIL, "no_domain", 550, "5.1.2", "domain %s does not exist", v->domain);
-		break;
-	case CBV_DNS_NULLMX:
-		/* RFC 7505 4.2: 556 5.1.10 */
-		synth(v, CBV_FAIL, "null_mx", 556, "5.1.10", "domain %s accepts no mail (null MX)",
-		      v->domain);
-		break;
-	case CBV_DNS_NOHOST:
-		synth(v, CBV_FAIL, "no_mail_host", 550, "5.1.2",
-		      "domain %s has no mail exchanger and no address (%s)", v->domain, detail);
-		break;
-	case CBV_DNS_TEMP:
-		synth(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", "DNS lookup for %s failed: %s",
-		      v->domain, detail);
-		break;
+	if (out == CBV_DNS_OK) {
+		add_hosts(v, hosts, n);
+	} else if (v->phase_host[v->phase]) {
+		/* The host the caller named: not a fact about the address. */
+		snprintf(what, sizeof(what), "host %s has no usable address", v->host);
+		if (out == CBV_DNS_TEMP)
+			lookup_failed(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", what, detail);
+		else
+			lookup_failed(v, CBV_ERROR, "connect_failed", 550, "5.4.4", what, detail);
+	} else {
+		switch (out) {
+		case CBV_DNS_NXDOMAIN:
+			/* Definitive whatever other hosts we were given. */
+			v->lookup_error = 0;
+			synth(v, CBV_FAIL, "no_domain", 550, "5.1.2", "domain %s does not exist",
+			      v->domain);
+			finish(v);
+			return;
+		case CBV_DNS_NULLMX:
+			/* RFC 7505 4.2: 556 5.1.10 */
+			v->lookup_error = 0;
+			synth(v, CBV_FAIL, "null_mx", 556, "5.1.10",
+			      "domain %s accepts no mail (null MX)", v->domain);
+			finish(v);
+			return;
+		case CBV_DNS_NOHOST:
+			snprintf(what, sizeof(what), "domain %s has no mail exchanger and no address",
+			         v->domain);
+			lookup_failed(v, CBV_FAIL, "no_mail_host", 550, "5.1.2", what, detail);
+			break;
+		default:
+			snprintf(what, sizeof(what), "DNS lookup for %s failed", v->domain);
+			lookup_failed(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", what, detail);
+			break;
+		}
 	}
-	finish(v);
+	next_phase(v);
 }
 
-/* A domain literal: the one host is the address itself (RFC 5321 4.1.3). */
-static void use_literal(struct cbv_verify *v)
+/* Starts finding the hosts of the current phase: the domain's, or the named host. */
+static void start_phase(struct cbv_verify *v)
 {
+	int is_host = v->phase_host[v->phase];
+	const char *name = is_host ? v->host : v->domain;
 	struct cbv_host h;
-	char ip[CBV_DOMAIN_MAX + 1];
-	size_t len = strlen(v->addr.domain);
-	const char *p = v->addr.domain + 1;
+	struct cbv_err err;
 
-	memset(&h, 0, sizeof(h));
-	snprintf(h.name, sizeof(h.name), "%s", v->addr.domain);
-	if (len < 2 || v->addr.domain[len - 1] != ']') {
-		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address literal");
-		finish(v);
+	if (is_host ? ip_host(v->host, &h) == 0 : v->addr.literal) {
+		if (!is_host && ip_host(v->domain, &h) != 0) {
+			synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address literal");
+			finish(v);
+			return;
+		}
+		add_hosts(v, &h, 1);
+		next_phase(v);
 		return;
 	}
-	if (strncmp(p, "ipv6:", 5) == 0) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&h.addr;
-
-		snprintf(ip, sizeof(ip), "%.*s", (int)(len - 7), p + 5);
-		s6->sin6_family = AF_INET6;
-		h.addrlen = sizeof(*s6);
-		if (inet_pton(AF_INET6, ip, &s6->sin6_addr) != 1)
-			h.addrlen = 0;
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&h.addr;
-
-		snprintf(ip, sizeof(ip), "%.*s", (int)(len - 2), p);
-		s4->sin_family = AF_INET;
-		h.addrlen = sizeof(*s4);
-		if (inet_pton(AF_INET, ip, &s4->sin_addr) != 1)
-			h.addrlen = 0;
-	}
-	if (h.addrlen == 0) {
-		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address literal");
-		finish(v);
+	v->state = VS_DNS;
+	v->dns = is_host ? cbv_dns_new_host(name, v->p.dns_servers, v->deadline_ms, &err)
+	                 : cbv_dns_new(name, v->p.dns_servers, v->deadline_ms, &err);
+	if (v->dns == NULL) {
+		lookup_failed(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", "DNS", err.msg);
+		next_phase(v);
 		return;
 	}
-	use_hosts(v, &h, 1);
+	dns_done(v); /* c-ares may answer at once */
 }
 
 /* Parses and maps; returns 0 to go on, -1 if finished (verdict set). */
@@ -535,6 +606,33 @@ static int prepare(struct cbv_verify *v, const char *address, const char *sender
 	return 0;
 }
 
+/* Decides the lookup phases from the request's host and mode; -1 if finished. */
+static int plan(struct cbv_verify *v, const struct cbv_request *req)
+{
+	struct cbv_host h;
+	struct cbv_err err;
+	int have_host = req->host != NULL && req->host[0] != '\0' && req->mode != CBV_MODE_MXONLY;
+
+	if (have_host) {
+		/* A name we will resolve, or an IP address: nothing else reaches DNS. */
+		if (ip_host(req->host, &h) == 0)
+			snprintf(v->host, sizeof(v->host), "%s", req->host);
+		else if (cbv_addr_check_domain(req->host, strlen(req->host), v->host, &err) != CBV_OK) {
+			synth(v, CBV_ERROR, "bad_syntax", 501, "5.5.4", "bad host: %s", err.msg);
+			return -1;
+		}
+	}
+	v->nphases = 0;
+	if (have_host && (req->mode == CBV_MODE_HOSTFIRST || req->mode == CBV_MODE_HOSTONLY))
+		v->phase_host[v->nphases++] = 1;
+	if (req->mode != CBV_MODE_HOSTONLY)
+		v->phase_host[v->nphases++] = 0;
+	if (have_host && req->mode == CBV_MODE_MXFIRST)
+		v->phase_host[v->nphases++] = 1;
+	v->phase = 0;
+	return 0;
+}
+
 struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
                                   const struct cbv_request *req,
                                   struct cbv_err *err)
@@ -542,10 +640,13 @@ struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
 	struct cbv_verify *v;
 	char clean[CBV_PATH_MAX * 2];
 	const char *sender;
-	struct cbv_err derr;
 
 	if (req == NULL || req->address == NULL || p == NULL) {
 		cbv_err_set(err, CBV_EINVAL, "no address to verify");
+		return NULL;
+	}
+	if (req->mode == CBV_MODE_HOSTONLY && (req->host == NULL || req->host[0] == '\0')) {
+		cbv_err_set(err, CBV_EINVAL, "mode hostonly requires a host");
 		return NULL;
 	}
 	v = cbv_calloc(1, sizeof(*v));
@@ -582,28 +683,12 @@ struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
 		cbv_err_set(err, CBV_ENOMEM, "out of memory");
 		return NULL;
 	}
-	if (prepare(v, req->address, sender) != 0) {
+	if (prepare(v, req->address, sender) != 0 || plan(v, req) != 0) {
 		finish(v);
 		return v;
 	}
 	/* A result cache would be consulted here, before any DNS. */
-	if (v->addr.literal) {
-		use_literal(v);
-		return v;
-	}
-	v->state = VS_DNS;
-	v->dns = cbv_dns_new(v->domain, v->p.dns_servers, v->deadline_ms, &derr);
-	if (v->dns == NULL) {
-		if (derr.code == CBV_ENOMEM) {
-			cbv_verify_free(v);
-			cbv_err_set(err, CBV_ENOMEM, "out of memory");
-			return NULL;
-		}
-		synth(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", "DNS: %s", derr.msg);
-		finish(v);
-		return v;
-	}
-	dns_done(v); /* c-ares may answer at once (e.g. from its hosts file) */
+	start_phase(v);
 	return v;
 }
 

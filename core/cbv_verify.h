@@ -22,8 +22,22 @@
 #include "cbv_session.h"
 #include "cbv_status.h"
 
+/*
+ * Where to call out (mailfromd's VRFY MODE=): the domain's MX hosts,
+ * an explicit host, or both in either order.  Without a host, every mode
+ * but hostonly means "the MX hosts".
+ */
+enum cbv_host_mode {
+	CBV_MODE_MXFIRST = 0, /* MX hosts, then the host (default) */
+	CBV_MODE_MXONLY,      /* MX hosts only; the host is ignored */
+	CBV_MODE_HOSTFIRST,   /* the host, then the MX hosts */
+	CBV_MODE_HOSTONLY     /* the host only, no MX lookup */
+};
+
 struct cbv_request {
 	const char *address;      /* untrusted; required */
+	const char *host;         /* NULL, or a host name or IP address to call out to */
+	enum cbv_host_mode mode;  /* how host combines with the MX hosts */
 	const char *sender;       /* NULL: the profile's mailfrom; "" = <> */
 	const char *default_helo; /* used when the profile's helo is ""; NULL = "localhost" */
 	cbv_trace_fn *trace;      /* transcript hook, may be NULL */
@@ -38,7 +52,8 @@ struct cbv_verify;
 /*
  * Starts a verification under profile p (copied: p may go away).  Returns
  * a new machine (free with cbv_verify_free()) or NULL with err
- * (CBV_ENOMEM; CBV_EINVAL if req->address is NULL).  Bad address syntax
+ * (CBV_ENOMEM; CBV_EINVAL if req->address is NULL, or if req->mode is
+ * CBV_MODE_HOSTONLY without a host).  Bad address syntax
  * is not an error here: the machine is returned already done with
  * fail/bad_syntax, and nothing was sent.
  */

@@ -217,6 +217,69 @@ START_TEST(tls_verified)
 }
 END_TEST
 
+/* A host named by the caller (mailfromd's VRFY HOST= and MODE=). */
+struct host_row {
+	const char *address;
+	const char *host;
+	enum cbv_host_mode mode;
+	enum cbv_verdict verdict;
+	const char *reason;
+	const char *last_host; /* r->host afterwards, NULL: don't care */
+	unsigned tried;        /* hosts tried, 0: don't care */
+};
+
+static const struct host_row host_rows[] = {
+	{ "alice@exim.test", "127.0.0.30", CBV_MODE_HOSTONLY, CBV_PASS, "accepted", "127.0.0.30", 1 },
+	{ "nobody@exim.test", "mx.fast.test", CBV_MODE_HOSTONLY, CBV_PASS, "accepted", "mx.fast.test", 1 },
+	{ "x@nomail.test", "127.0.0.30", CBV_MODE_MXFIRST, CBV_PASS, "accepted", "127.0.0.30", 1 },
+	{ "x@no-such-domain.test", "127.0.0.30", CBV_MODE_MXFIRST, CBV_FAIL, "no_domain", NULL, 0 },
+	{ "x@nullmx.test", "127.0.0.30", CBV_MODE_HOSTFIRST, CBV_FAIL, "null_mx", NULL, 0 },
+	{ "alice@dead.test", "127.0.0.30", CBV_MODE_MXFIRST, CBV_PASS, "accepted", "127.0.0.30", 3 },
+	{ "alice@dead.test", "127.0.0.30", CBV_MODE_MXONLY, CBV_TRANSIENT, "connect_failed", "b.dead.test", 2 },
+	{ "unknown1@exim.test", "127.0.0.30", CBV_MODE_HOSTFIRST, CBV_FAIL, "mailbox_unknown", "127.0.0.30", 1 },
+	{ "alice@exim.test", "[127.0.0.10]", CBV_MODE_HOSTONLY, CBV_PASS, "accepted", "[127.0.0.10]", 1 },
+	{ "alice@exim.test", "gone.nohost.test", CBV_MODE_HOSTONLY, CBV_ERROR, "connect_failed", NULL, 0 },
+	{ "alice@exim.test", "gone.nohost.test", CBV_MODE_MXFIRST, CBV_PASS, "accepted", "mx.exim.test", 0 },
+	{ "alice@exim.test", "bad host\r\nQUIT", CBV_MODE_HOSTONLY, CBV_ERROR, "bad_syntax", NULL, 0 },
+};
+
+START_TEST(host_modes)
+{
+	const struct host_row *t = &host_rows[_i];
+	struct cbv_profile p;
+	struct cbv_request req = { .address = t->address, .host = t->host, .mode = t->mode };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, "starttls=never");
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_msg(r->verdict == t->verdict && strcmp(r->reason, t->reason) == 0,
+	              "%s via %s (%d): got %s/%s (%s), want %s/%s", t->address, t->host, t->mode,
+	              cbv_verdict_name(r->verdict), r->reason, r->message,
+	              cbv_verdict_name(t->verdict), t->reason);
+	if (t->last_host != NULL)
+		ck_assert_str_eq(r->host, t->last_host);
+	if (t->tried != 0)
+		ck_assert_uint_eq(r->hosts_tried, t->tried);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+START_TEST(hostonly_needs_host)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "alice@exim.test", .mode = CBV_MODE_HOSTONLY };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, "");
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_EINVAL);
+	ck_assert_ptr_null(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 /* Asynchronous use: several machines in one poll loop, as cbvd does. */
 START_TEST(many_at_once)
 {
@@ -318,6 +381,11 @@ static Suite *verify_suite(void)
 	tcase_add_test(tc, last_poll);
 	tcase_add_test(tc, fail_message);
 	tcase_add_test(tc, tls_verified);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("host_modes");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, host_modes, 0, (int)(sizeof(host_rows) / sizeof(host_rows[0])));
+	tcase_add_test(tc, hostonly_needs_host);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("async");
 	tcase_set_timeout(tc, 30);
