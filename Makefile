@@ -166,8 +166,9 @@ install: all
 	install -m 644 man/cbv.1 man/cbv-verify.1 man/cbv-check-config.1 $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard dlfunc/*.c),install -m 644 $(DLFUNC) $(DESTDIR)$(EXIM_MODDIR)/cbv.so)
 	install -d $(DESTDIR)$(EXIM_CONFDIR)
-	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(EXIM_CONFDIR)/conf.d/main $(DESTDIR)$(EXIM_CONFDIR)/conf.d/acl
-	install -m 644 man/cbv.so.8 $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(EXIM_CONFDIR)/conf.d/main $(DESTDIR)$(EXIM_CONFDIR)/conf.d/acl
+	install -m 644 man/cbv.so.8 man/cbvd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 755 $(CBVD) $(DESTDIR)$(SBINDIR)/cbvd
 	@# Configuration is never overwritten: a changed file gets a .dist beside it.
 	@set -e; for pair in exim-conf/cbv.conf:$(CBV_CONF) \
 	  exim-conf/cbv_mail.acl:$(EXIM_CONFDIR)/cbv_mail.acl \
