@@ -225,7 +225,7 @@ int main(int argc, char **argv)
 {
 	int n = 200;
 	int64_t *us, *bare_us, *exim_bare;
-	double m_cbv_lit, m_bare, m_exim, m_exim_bare;
+	double m_cbv_lit, m_bare, m_exim, m_exim_bare, m_exim_floor;
 
 	if (argc == 3 && strcmp(argv[1], "-n") == 0)
 		n = atoi(argv[2]);
@@ -247,6 +247,9 @@ int main(int argc, char **argv)
 	if (run_bare("bare exim, waits for 221", "127.0.0.10", 0, 1, n / 10, exim_bare) != 0)
 		return 1;
 	m_exim_bare = median_ms(exim_bare, n / 10);
+	if (run_bare("bare exim, QUIT without waiting", "127.0.0.10", 0, 0, n, bare_us) != 0)
+		return 1;
+	m_exim_floor = median_ms(bare_us, n);
 	if (run_cbv("cbv fast.test (DNS)", "alice@fast.test", "starttls=never", n, us) != 0)
 		return 1;
 	if (run_cbv("cbv alice@[127.0.0.30] (no DNS)", "alice@[127.0.0.30]", "starttls=never", n, us) != 0)
@@ -270,8 +273,9 @@ int main(int argc, char **argv)
 		printf("RESULT %s_timeout5s_worst_ms %.1f (transient; target <= 5100)\n",
 		       k == 0 ? "tarpit" : "drip", worst);
 	}
-	printf("RESULT exim_mx_median_ms %.3f (target < 5 ms; a client waiting for the 221: %.1f ms, %.0fx slower)\n",
-	       m_exim, m_exim_bare, m_exim_bare / m_exim);
+	printf("RESULT exim_mx_median_ms %.3f (target < 5 ms; bare exchange without DNS or waiting: %.3f ms;"
+	       " a client waiting for the 221: %.1f ms, %.0fx slower)\n",
+	       m_exim, m_exim_floor, m_exim_bare, m_exim_bare / m_exim);
 	printf("RESULT fast_mta_ratio %.2f (cbv %.3f ms / bare %.3f ms; target <= 1.5)\n",
 	       m_cbv_lit / m_bare, m_cbv_lit, m_bare);
 	free(us);
