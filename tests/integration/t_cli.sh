@@ -71,6 +71,32 @@ expect "no address is a usage error" 64 '^$' -- "${V[@]}"
 expect "missing explicit config" 64 '^$' -- "$CBV" verify -c "$TMP/none.conf" alice@exim.test
 expect "unknown profile" 64 '^$' -- "${V[@]}" -p nosuch alice@exim.test
 
+# Every rig server through the tool: exit status and status/reason.
+while read -r addr want_rc want; do
+	expect "rig: $addr" "$want_rc" "^$addr $want " -- "${V[@]}" -o timeout=4s "$addr"
+done <<'ROWS'
+alice@implicit.test 0 pass accepted
+alice@two.test 0 pass accepted
+alice@tls.test 0 pass accepted
+grey@grey.test 2 transient greylisted
+x@dead.test 2 transient connect_failed
+x@refused.test 2 transient connect_failed
+x@servfail.test 2 transient dns_failure
+x@nomail.test 1 fail no_mail_host
+x@drip.test 2 transient timeout
+x@multiline.test 3 error protocol_error
+x@longline.test 3 error protocol_error
+x@garbage.test 3 error protocol_error
+x@earlyclose.test 2 transient connect_failed
+x@mid421.test 2 transient temp_failure
+x@greet554.test 3 error greeting_refused
+x@nullsender.test 3 error sender_refused
+alice@fast.test 0 pass accepted
+unknown2@fast.test 1 fail mailbox_unknown
+ROWS
+expect "rig: tls.test without STARTTLS" 3 'error tls_required 530 ' -- "${V[@]}" -o starttls=never alice@tls.test
+expect "rig: tls.test STARTTLS on demand" 0 'pass accepted' -- "${V[@]}" -o starttls=ondemand alice@tls.test
+
 # JSON: one object per line with every key
 out=$("${V[@]}" --json alice@exim.test nobody@exim.test 2>/dev/null)
 if python3 - "$out" <<'PY' 2>"$TMP/err"; then ok "--json objects and keys"; else bad "--json objects and keys" "$(cat "$TMP/err")"; fi
