@@ -7,6 +7,11 @@
  *   ${dlfunc{...}{last_poll}}          every field as key="value" ...
  *   ${dlfunc{...}{callout}{ADDRESS}{SENDER}{OPTIONS}}
  *       -> success | not_found | temp_failure | failure   (mailfromd names)
+ *       through the profile's callout_url when set, else in-process
+ *   ${dlfunc{...}{callout_open}{URL}{OPTIONS}}   -> descriptor (1..16)
+ *   ${dlfunc{...}{callout_do}{FD}{ADDRESS}{REST}}
+ *       -> success | not_found | temp_failure | failure
+ *   ${dlfunc{...}{callout_close}{FD}}            -> ""
  *
  * Each call turns argv into one core call and the answer into *yield.
  * Every verification outcome returns OK with the verdict word; ERROR (which
@@ -15,9 +20,11 @@
  *
  * State kept between calls, all in malloc'd memory this file owns (Exim
  * caches the dlopen handle for the life of the process but resets its own
- * store per message): the last poll record and a few parsed config files,
+ * store per message): the last poll record, a few parsed config files,
  * each re-read when the file's identity (device, inode, size, mtime)
- * changes.  Nobody keeps a pointer to an Exim string.
+ * changes, and the callout server connections (mailfromd's descriptors:
+ * a table of CALLOUT_SLOTS, plus the one `callout` uses for callout_url).
+ * Nobody keeps a pointer to an Exim string.
  *
  * Taint: text that came from the network (greeting, replies, host names
  * from DNS...) is returned with string_copy_taint(s, GET_TAINTED), so Exim
@@ -43,6 +50,7 @@
 #include <sys/stat.h>
 
 #include "cbv.h"
+#include "cbv_callout.h"
 
 #ifndef CBV_CONF_DEFAULT
 #define CBV_CONF_DEFAULT "/etc/exim4/cbv.conf"
@@ -54,9 +62,14 @@
 EXPORT int smtp_callback_verify(uschar **yield, int argc, uschar *argv[]);
 EXPORT int last_poll(uschar **yield, int argc, uschar *argv[]);
 EXPORT int callout(uschar **yield, int argc, uschar *argv[]);
+EXPORT int callout_open(uschar **yield, int argc, uschar *argv[]);
+EXPORT int callout_do(uschar **yield, int argc, uschar *argv[]);
+EXPORT int callout_close(uschar **yield, int argc, uschar *argv[]);
 
 #define OPTIONS_MAX 8192 /* bytes of one OPTIONS argument */
 #define CONF_SLOTS 4     /* distinct config files cached per process */
+#define CALLOUT_SLOTS 16 /* callout_open descriptors open at once */
+#define CALLOUT_QUIT_MS 1000 /* wait for "OK bye" at callout_close */
 
 /* One parsed config file and the identity of the file it came from. */
 struct conf_slot {
@@ -374,34 +387,22 @@ static void run_vars_acl(const char *name)
 }
 
 /*
- * The shared body of smtp_callback_verify and callout.  On OK, *verdict is
- * the result's verdict and last holds the poll.
+ * OPTIONS -> the profile they choose (config=, profile=) with every other
+ * key applied, copied into *prof (the caller clears it with
+ * cbv_profile_clear()).  Returns OK, or ERROR through misuse() with *prof
+ * untouched.
  */
-static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[],
-                     enum cbv_verdict *verdict)
+static int options_profile(const char *fname, const char *opts, uschar **yield,
+                           struct cbv_profile *prof)
 {
 	struct opt_ctx *c;
-	struct cbv_profile prof;
 	const struct cbv_config *cfg;
 	const struct cbv_profile *base;
-	struct cbv_request req = { 0 };
-	struct cbv_result *r = NULL;
-	struct cbv_err err;
-	const char *opts = "", *sender = NULL, *why = NULL;
-	char vars_acl[CBV_NAME_MAX + 1];
+	const char *why = NULL;
 	int rc;
 
-	if (argc < 1 || argc > 3)
-		return misuse(yield, "cbv: %s: expects 1 to 3 arguments (ADDRESS [SENDER [OPTIONS]]), got %d",
-		              fname, argc);
-	if (argc >= 2 && argv[1] != NULL && argv[1][0] != '\0')
-		sender = strcmp((const char *)argv[1], "<>") == 0 ? "" : (const char *)argv[1];
-	if (argc >= 3 && argv[2] != NULL)
-		opts = (const char *)argv[2];
 	if (strlen(opts) > OPTIONS_MAX)
 		return misuse(yield, "cbv: %s: OPTIONS longer than %d bytes", fname, OPTIONS_MAX);
-	log_setup();
-
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return misuse(yield, "cbv: %s: out of memory", fname);
@@ -421,44 +422,337 @@ static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[]
 		rc = misuse(yield, "cbv: %s: no profile \"%s\" in %s", fname, c->profile, c->config);
 		goto done;
 	}
-	cbv_profile_copy(&prof, base);
-	c->p = &prof;
+	cbv_profile_copy(prof, base);
+	c->p = prof;
 	rc = options_walk(opts, opt_apply, c, c->why, sizeof(c->why));
 	if (rc != 0) {
-		cbv_profile_clear(&prof);
+		cbv_profile_clear(prof);
 		rc = misuse(yield, "cbv: %s: bad OPTIONS: %s", fname, c->why);
 		goto done;
 	}
-	if (prof.vars_acl[0] != '\0' && !acl_name_ok(prof.vars_acl)) {
-		cbv_profile_clear(&prof);
-		rc = misuse(yield, "cbv: %s: vars_acl \"%s\" is not an ACL name", fname, prof.vars_acl);
+	if (prof->vars_acl[0] != '\0' && !acl_name_ok(prof->vars_acl)) {
+		rc = misuse(yield, "cbv: %s: vars_acl \"%s\" is not an ACL name", fname, prof->vars_acl);
+		cbv_profile_clear(prof);
 		goto done;
 	}
-	snprintf(vars_acl, sizeof(vars_acl), "%s", prof.vars_acl);
-
-	req.address = argv[0] != NULL ? (const char *)argv[0] : "";
-	req.sender = sender;
-	req.default_helo = default_helo();
-	if (cbv_verify(&prof, &req, &r, &err) != CBV_OK) {
-		cbv_profile_clear(&prof);
-		rc = misuse(yield, "cbv: %s: %s", fname, err.msg);
-		goto done;
-	}
-	cbv_profile_clear(&prof);
-	cbv_result_free(last);
-	last = r;
-	*verdict = r->verdict;
-	run_vars_acl(vars_acl);
 	rc = OK;
 done:
 	free(c);
 	return rc;
 }
 
+/* Makes r the last poll (taking it) and runs the vars_acl. */
+static void set_last(struct cbv_result *r, const char *vars_acl)
+{
+	cbv_result_free(last);
+	last = r;
+	run_vars_acl(vars_acl);
+}
+
+/* ---- callout servers (mailfromd's callout_open/_do/_close) ---------------- */
+
+/*
+ * One connection to a callout server and what to tell it.  Everything a
+ * reconnection needs is kept, so a connection lost to a timeout or a
+ * restarted server is opened again, SID and SETs included, on the next
+ * verification.  malloc'd; the connection is NULL while disconnected.
+ */
+struct cslot {
+	char url[CBV_URL_MAX + 1];
+	struct cbv_callout *conn;
+	unsigned open_ms;                  /* connect + greeting (connect_timeout) */
+	unsigned cmd_ms;                   /* SID, each SET (command_timeout) */
+	unsigned verify_ms;                /* VRFY + RUN (timeout) */
+	char vars_acl[CBV_NAME_MAX + 1];
+	/* wanted session settings, and what this connection was told */
+	char starttls[16], ehlo[CBV_DOMAIN_MAX + 1], mailfrom[CBV_PATH_MAX + 3];
+	char told_starttls[16], told_ehlo[CBV_DOMAIN_MAX + 1], told_mailfrom[CBV_PATH_MAX + 3];
+};
+
+static struct cslot *cslots[CALLOUT_SLOTS]; /* descriptor n is cslots[n - 1] */
+static struct cslot *cdefault;              /* `callout` through callout_url */
+
+/* mailfromd's STARTTLS words for our policies, as `cbv verify --server` sends them. */
+static const char *starttls_word(enum cbv_starttls t)
+{
+	switch (t) {
+	case CBV_STARTTLS_NEVER: return "never";
+	case CBV_STARTTLS_OPPORTUNISTIC: return "ondemand";
+	case CBV_STARTTLS_ONDEMAND: return "ondemand";
+	case CBV_STARTTLS_REQUIRE: return "always";
+	}
+	return "ondemand";
+}
+
+/*
+ * The session settings from a profile: STARTTLS, EHLO (helo, else Exim's
+ * $primary_hostname), MAILFROM (sender if not NULL, else the profile's;
+ * "" is the null sender, sent as "<>"), and the timeouts and vars_acl.
+ */
+static void slot_settings(struct cslot *s, const struct cbv_profile *p, const char *sender)
+{
+	const char *helo = p->helo[0] != '\0' ? p->helo : default_helo();
+	const char *from = sender != NULL ? sender : p->mailfrom;
+
+	snprintf(s->starttls, sizeof(s->starttls), "%s", starttls_word(p->starttls));
+	snprintf(s->ehlo, sizeof(s->ehlo), "%s", helo != NULL ? helo : "");
+	snprintf(s->mailfrom, sizeof(s->mailfrom), "%s", from[0] != '\0' ? from : "<>");
+	s->open_ms = p->connect_timeout_ms;
+	s->cmd_ms = p->command_timeout_ms;
+	s->verify_ms = p->timeout_ms;
+	snprintf(s->vars_acl, sizeof(s->vars_acl), "%s", p->vars_acl);
+}
+
+/* Drops the connection (no QUIT: it is out of step or gone). */
+static void slot_disconnect(struct cslot *s)
+{
+	cbv_callout_free(s->conn);
+	s->conn = NULL;
+}
+
+static void slot_free(struct cslot *s)
+{
+	if (s == NULL)
+		return;
+	cbv_callout_close(s->conn, s->cmd_ms < CALLOUT_QUIT_MS ? s->cmd_ms : CALLOUT_QUIT_MS);
+	free(s);
+}
+
+/* mailfromd's session id: "CLIENT_ADDR:" or "local:". */
+static void session_id(char *sid, size_t n)
+{
+	static char expr[] = "$sender_host_address";
+	const uschar *a = expand_string((uschar *)expr);
+	size_t o = 0;
+
+	if (a != NULL)
+		for (; *a != '\0' && o + 2 < n; a++)
+			if ((*a >= '0' && *a <= '9') || (*a >= 'a' && *a <= 'f') ||
+			    (*a >= 'A' && *a <= 'F') || *a == '.' || *a == ':')
+				sid[o++] = (char)*a;
+	if (o == 0)
+		o = (size_t)snprintf(sid, n, "local");
+	snprintf(sid + o, n - o, ":");
+}
+
+/* Sends SET name="want" unless this connection was told it already. */
+static enum cbv_status slot_set(struct cslot *s, const char *name, const char *want, char *told,
+                                size_t toldlen, struct cbv_err *err)
+{
+	enum cbv_status st;
+
+	if (want[0] == '\0' || strcmp(want, told) == 0)
+		return CBV_OK;
+	st = cbv_callout_set(s->conn, name, want, s->cmd_ms, err);
+	if (st == CBV_OK)
+		snprintf(told, toldlen, "%s", want);
+	return st;
+}
+
+/*
+ * Connects if disconnected (greeting, SID), then sends the SETs whose
+ * value this connection has not been told, as callout.mfl's
+ * callout_setvars does.  Any failure but CBV_EINVAL (a value we refuse to
+ * send) leaves the slot disconnected.
+ */
+static enum cbv_status slot_sync(struct cslot *s, struct cbv_err *err)
+{
+	enum cbv_status st = CBV_OK;
+	char sid[64];
+
+	if (s->conn == NULL) {
+		s->told_starttls[0] = s->told_ehlo[0] = s->told_mailfrom[0] = '\0';
+		st = cbv_callout_open(s->url, s->open_ms, &s->conn, err);
+		if (st != CBV_OK)
+			return st;
+		session_id(sid, sizeof(sid));
+		st = cbv_callout_sid(s->conn, sid, s->cmd_ms, err);
+	}
+	if (st == CBV_OK)
+		st = slot_set(s, "STARTTLS", s->starttls, s->told_starttls, sizeof(s->told_starttls), err);
+	if (st == CBV_OK)
+		st = slot_set(s, "EHLO", s->ehlo, s->told_ehlo, sizeof(s->told_ehlo), err);
+	if (st == CBV_OK)
+		st = slot_set(s, "MAILFROM", s->mailfrom, s->told_mailfrom, sizeof(s->told_mailfrom), err);
+	if (st != CBV_OK && st != CBV_EINVAL)
+		slot_disconnect(s);
+	return st;
+}
+
+/*
+ * A result for a verification the server did not answer, shaped like the
+ * in-process ones (as `cbv verify --server` makes them): lost connection
+ * or deadline -> transient; a value refused before sending -> bad_syntax.
+ */
+static struct cbv_result *synth_result(const char *address, enum cbv_verdict v,
+                                       const char *reason, int code, const char *ecode,
+                                       const char *text)
+{
+	struct cbv_result *r = cbv_result_new();
+	char msg[400], addr[CBV_PATH_MAX + 1];
+	size_t o = 0;
+
+	if (r == NULL)
+		return NULL;
+	for (const char *p = address; *p != '\0' && o + 1 < sizeof(addr); p++)
+		addr[o++] = ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) ? '?' : *p;
+	addr[o] = '\0';
+	r->verdict = v;
+	r->reason = reason;
+	r->code = code;
+	snprintf(r->ecode, sizeof(r->ecode), "%s", ecode);
+	snprintf(msg, sizeof(msg), "%d %s %s", code, ecode, text);
+	if (cbv_result_set(&r->message, msg) < 0 || cbv_result_set(&r->address, addr) < 0) {
+		cbv_result_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/*
+ * Verifies address through slot s with mailfromd REST parameters (may be
+ * NULL): on OK, last holds the poll (from the server's progress lines),
+ * the vars_acl has run and *verdict is set.  A lost connection or a
+ * deadline is a transient verdict and the slot reconnects next time; a
+ * peer that does not speak the protocol is ERROR naming e_callout_proto.
+ */
+static int slot_verify(const char *fname, struct cslot *s, const char *address, const char *rest,
+                       uschar **yield, enum cbv_verdict *verdict)
+{
+	char canon[CBV_CALLOUT_REQ_MAX + 1];
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+	enum cbv_status st;
+	size_t alen = strlen(address);
+
+	log_setup();
+	if (cbv_callout_rest_format(rest, canon, sizeof(canon), &err) != CBV_OK)
+		return misuse(yield, "cbv: %s: bad REST: %s", fname, err.msg);
+	/* callout.mfl: an empty address (after its angle brackets) is success
+	 * at once, nothing asked. */
+	if (alen == 0 || strcmp(address, "<>") == 0) {
+		r = synth_result("", CBV_PASS, "accepted", 250, "2.1.0",
+		                 "empty address: not verified (as mailfromd's callout_do)");
+		if (r == NULL)
+			return misuse(yield, "cbv: %s: out of memory", fname);
+		*verdict = CBV_PASS;
+		set_last(r, s->vars_acl);
+		return OK;
+	}
+	st = slot_sync(s, &err);
+	if (st == CBV_EINVAL) {
+		/* EHLO or MAILFROM with a control character: nothing was sent. */
+		r = synth_result(address, CBV_ERROR, "bad_syntax", 501, "5.5.4", err.msg);
+	} else if (st == CBV_OK) {
+		st = cbv_callout_verify(s->conn, address, rest, s->verify_ms, &r, &err);
+		if (st == CBV_EINVAL) /* the address: REST was checked above */
+			r = synth_result(address, CBV_FAIL, "bad_syntax", 553, "5.1.3", err.msg);
+		else if (st != CBV_OK)
+			slot_disconnect(s);
+	}
+	switch (st) {
+	case CBV_OK:
+	case CBV_EINVAL:
+		break;
+	case CBV_ETIMEOUT:
+		r = synth_result(address, CBV_TRANSIENT, "timeout", 451, "4.4.2", err.msg);
+		break;
+	case CBV_ECONNECT:
+		r = synth_result(address, CBV_TRANSIENT, "connect_failed", 451, "4.4.1", err.msg);
+		break;
+	default: /* CBV_EPROTO: err.msg starts "e_callout_proto: "; CBV_ENOMEM */
+		return misuse(yield, "cbv: %s: %s", fname, err.msg);
+	}
+	if (r == NULL)
+		return misuse(yield, "cbv: %s: out of memory", fname);
+	cbv_log(CBV_LOG_INFO, "cbv: <%s> via %s: %s/%s host=%s%s elapsed=%lums: %s", r->address,
+	        s->url, cbv_verdict_name(r->verdict), r->reason, r->host[0] ? r->host : "-",
+	        r->cache ? " (cache)" : "", r->elapsed_ms, r->message);
+	*verdict = r->verdict;
+	set_last(r, s->vars_acl);
+	return OK;
+}
+
+/* ---- verification ------------------------------------------------------- */
+
+/*
+ * The shared body of smtp_callback_verify and callout.  With via_server,
+ * a profile whose callout_url is set verifies through that server (the
+ * connection kept in cdefault).  On OK, *verdict is the result's verdict
+ * and last holds the poll.
+ */
+static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[], int via_server,
+                     enum cbv_verdict *verdict)
+{
+	struct cbv_profile prof;
+	struct cbv_request req = { 0 };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+	const char *opts = "", *sender = NULL;
+	char vars_acl[CBV_NAME_MAX + 1];
+	int rc;
+
+	if (argc < 1 || argc > 3)
+		return misuse(yield, "cbv: %s: expects 1 to 3 arguments (ADDRESS [SENDER [OPTIONS]]), got %d",
+		              fname, argc);
+	if (argc >= 2 && argv[1] != NULL && argv[1][0] != '\0')
+		sender = strcmp((const char *)argv[1], "<>") == 0 ? "" : (const char *)argv[1];
+	if (argc >= 3 && argv[2] != NULL)
+		opts = (const char *)argv[2];
+	log_setup();
+	rc = options_profile(fname, opts, yield, &prof);
+	if (rc != OK)
+		return rc;
+	snprintf(vars_acl, sizeof(vars_acl), "%s", prof.vars_acl);
+
+	if (via_server && prof.callout_url[0] != '\0') {
+		if (cdefault != NULL && strcmp(cdefault->url, prof.callout_url) != 0) {
+			slot_free(cdefault);
+			cdefault = NULL;
+		}
+		if (cdefault == NULL) {
+			cdefault = calloc(1, sizeof(*cdefault));
+			if (cdefault == NULL) {
+				cbv_profile_clear(&prof);
+				return misuse(yield, "cbv: %s: out of memory", fname);
+			}
+			snprintf(cdefault->url, sizeof(cdefault->url), "%s", prof.callout_url);
+		}
+		if (sender != NULL && strlen(sender) > CBV_PATH_MAX) {
+			/* As in-process: a bad sender is error/bad_syntax, nothing sent
+			 * (and never a truncated MAIL FROM). */
+			cbv_profile_clear(&prof);
+			r = synth_result(argv[0] != NULL ? (const char *)argv[0] : "", CBV_ERROR,
+			                 "bad_syntax", 501, "5.1.7", "sender longer than 256 octets");
+			if (r == NULL)
+				return misuse(yield, "cbv: %s: out of memory", fname);
+			*verdict = CBV_ERROR;
+			set_last(r, vars_acl);
+			return OK;
+		}
+		slot_settings(cdefault, &prof, sender);
+		cbv_profile_clear(&prof);
+		return slot_verify(fname, cdefault, argv[0] != NULL ? (const char *)argv[0] : "", NULL,
+		                   yield, verdict);
+	}
+
+	req.address = argv[0] != NULL ? (const char *)argv[0] : "";
+	req.sender = sender;
+	req.default_helo = default_helo();
+	if (cbv_verify(&prof, &req, &r, &err) != CBV_OK) {
+		cbv_profile_clear(&prof);
+		return misuse(yield, "cbv: %s: %s", fname, err.msg);
+	}
+	cbv_profile_clear(&prof);
+	*verdict = r->verdict;
+	set_last(r, vars_acl);
+	return OK;
+}
+
 int smtp_callback_verify(uschar **yield, int argc, uschar *argv[])
 {
 	enum cbv_verdict v;
-	int rc = do_verify("smtp_callback_verify", yield, argc, argv, &v);
+	int rc = do_verify("smtp_callback_verify", yield, argc, argv, 0, &v);
 
 	if (rc == OK)
 		*yield = clean_copy(cbv_verdict_name(v));
@@ -468,11 +762,121 @@ int smtp_callback_verify(uschar **yield, int argc, uschar *argv[])
 int callout(uschar **yield, int argc, uschar *argv[])
 {
 	enum cbv_verdict v;
-	int rc = do_verify("callout", yield, argc, argv, &v);
+	int rc = do_verify("callout", yield, argc, argv, 1, &v);
 
 	if (rc == OK)
 		*yield = clean_copy(cbv_verdict_mfd_name(v));
 	return rc;
+}
+
+/* FD argument -> its open slot; NULL (and ERROR through misuse) otherwise. */
+static struct cslot *slot_get(const char *fname, const uschar *arg, uschar **yield, int *rc)
+{
+	const char *a = arg != NULL ? (const char *)arg : "";
+	unsigned n;
+	char shown[24];
+	size_t o = 0;
+
+	if (cbv_uint_parse(a, strlen(a), 1, CALLOUT_SLOTS, &n, NULL) == CBV_OK && cslots[n - 1] != NULL)
+		return cslots[n - 1];
+	for (; a[o] != '\0' && o + 1 < sizeof(shown); o++)
+		shown[o] = ((unsigned char)a[o] < 0x20 || (unsigned char)a[o] >= 0x7f) ? '?' : a[o];
+	shown[o] = '\0';
+	*rc = misuse(yield, "cbv: %s: bad descriptor \"%s\" (not one callout_open returned, "
+	             "or closed)", fname, shown);
+	return NULL;
+}
+
+int callout_open(uschar **yield, int argc, uschar *argv[])
+{
+	struct cbv_callout_url u;
+	struct cbv_profile prof;
+	struct cbv_err err;
+	struct cslot *s;
+	enum cbv_status st;
+	const char *url;
+	char num[16];
+	int i, rc;
+
+	if (argc < 1 || argc > 2 || argv[0] == NULL)
+		return misuse(yield, "cbv: callout_open: expects 1 or 2 arguments (URL [OPTIONS]), got %d",
+		              argc);
+	url = (const char *)argv[0];
+	log_setup();
+	if (cbv_callout_url_parse(url, &u, &err) != CBV_OK)
+		return misuse(yield, "cbv: callout_open: %s", err.msg);
+	for (i = 0; i < CALLOUT_SLOTS && cslots[i] != NULL; i++)
+		;
+	if (i == CALLOUT_SLOTS)
+		return misuse(yield, "cbv: callout_open: all %d descriptors are open (callout_close "
+		              "the ones not needed)", CALLOUT_SLOTS);
+	rc = options_profile("callout_open", argc >= 2 && argv[1] != NULL ? (const char *)argv[1] : "",
+	                     yield, &prof);
+	if (rc != OK)
+		return rc;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		cbv_profile_clear(&prof);
+		return misuse(yield, "cbv: callout_open: out of memory");
+	}
+	snprintf(s->url, sizeof(s->url), "%s", url);
+	slot_settings(s, &prof, NULL);
+	cbv_profile_clear(&prof);
+	st = slot_sync(s, &err);
+	switch (st) {
+	case CBV_OK:
+		break;
+	case CBV_ECONNECT:
+	case CBV_ETIMEOUT:
+		/* The server may come back: callout_do reconnects, and answers
+		 * temp_failure while it cannot. */
+		cbv_log(CBV_LOG_WARN, "cbv: callout_open: %s (callout_do will retry)", err.msg);
+		break;
+	default: /* CBV_EPROTO: "e_callout_proto: ..."; CBV_EINVAL: EHLO/MAILFROM */
+		slot_free(s);
+		return misuse(yield, "cbv: callout_open: %s", err.msg);
+	}
+	cslots[i] = s;
+	snprintf(num, sizeof(num), "%d", i + 1);
+	*yield = clean_copy(num);
+	return OK;
+}
+
+int callout_do(uschar **yield, int argc, uschar *argv[])
+{
+	struct cslot *s;
+	enum cbv_verdict v;
+	int rc = ERROR;
+
+	if (argc < 2 || argc > 3)
+		return misuse(yield, "cbv: callout_do: expects 2 or 3 arguments (FD ADDRESS [REST]), got %d",
+		              argc);
+	s = slot_get("callout_do", argv[0], yield, &rc);
+	if (s == NULL)
+		return rc;
+	rc = slot_verify("callout_do", s, argv[1] != NULL ? (const char *)argv[1] : "",
+	                 argc >= 3 && argv[2] != NULL ? (const char *)argv[2] : NULL, yield, &v);
+	if (rc == OK)
+		*yield = clean_copy(cbv_verdict_mfd_name(v));
+	return rc;
+}
+
+int callout_close(uschar **yield, int argc, uschar *argv[])
+{
+	struct cslot *s;
+	int rc = ERROR;
+
+	if (argc != 1)
+		return misuse(yield, "cbv: callout_close: expects 1 argument (FD), got %d", argc);
+	s = slot_get("callout_close", argv[0], yield, &rc);
+	if (s == NULL)
+		return rc;
+	for (int i = 0; i < CALLOUT_SLOTS; i++)
+		if (cslots[i] == s)
+			cslots[i] = NULL;
+	slot_free(s);
+	*yield = clean_copy("");
+	return OK;
 }
 
 /* ---- last_poll ---------------------------------------------------------- */

@@ -1,0 +1,374 @@
+#!/bin/bash
+# cbv.so's mailfromd-style functions inside a real Exim (exim -be, and a
+# -bs session through exim-conf/cbv_callout.acl): callout_open, callout_do,
+# callout_close, and callout{} with and without callout_url, against
+# build/cbvd (started here, on a UNIX socket and loopback TCP) and against
+# Debian's calloutd (in a private namespace, see exim/calloutd.sh).
+# Results, last_poll fields from the progress lines, taint, vars_acl,
+# reconnection after a timeout, e_callout_proto, bad descriptors.  Also
+# mailfromd's own callout.mfl against cbvd (mailfromd --run).
+set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$TOP/tests/integration/exim/lib.sh"
+. "$TOP/tests/integration/exim/calloutd.sh"
+SELF=$TOP/tests/integration/t_exim_callout.sh
+
+# be EXPANSION: one exim -be expansion (one process: descriptors live as
+# long as it does); result in $out, stderr in $err, rc 1 if it failed.
+be() {
+	out=$(printf '%s\n' "$1" | front -be 2>"$T/be.err")
+	out=${out#> }
+	out=${out%$'\n'> }
+	out=${out%$'\n'>}
+	rc=0
+	[[ $out == Failed:* ]] && rc=1
+	err=$(cat "$T/be.err")
+}
+# be_lines EXPANSION...: several expansions in one exim -be process (so
+# an expansion may fail and the next still see the descriptors); $out is
+# their results joined with "|" (a failure shows as "Failed: ...").
+be_lines() {
+	local lines=() l
+	mapfile -t lines < <(printf '%s\n' "$@" | front -be 2>"$T/be.err")
+	out=
+	for l in "${lines[@]:0:$#}"; do out+="${l#> }|"; done
+	out=${out%|}
+	err=$(cat "$T/be.err")
+}
+# expect NAME EXPANSION WANT: the expansion succeeds with exactly WANT.
+expect() {
+	be "$2"
+	if [[ $rc -eq 0 && $out == "$3" ]]; then ok "$1"; else bad "$1" "want: $3"$'\n'"rc=$rc out=$out err=$err"; fi
+}
+# expect_match NAME EXPANSION ERE: the expansion succeeds, output matches.
+expect_match() {
+	be "$2"
+	if [[ $rc -eq 0 ]] && grep -Eq -- "$3" <<<"$out"; then ok "$1"; else bad "$1" "want /$3/"$'\n'"rc=$rc out=$out err=$err"; fi
+}
+# expect_error NAME EXPANSION ERE: the expansion fails (ERROR), message matches.
+expect_error() {
+	be "$2"
+	if [[ $rc -ne 0 ]] && grep -Eq -- "$3" <<<"$out$err" && ! grep -qi 'segmentation\|signal' <<<"$err"; then
+		ok "$1"
+	else
+		bad "$1" "want ERROR /$3/"$'\n'"rc=$rc out=$out err=$err"
+	fi
+}
+
+# The expansions: OP{...} open, DO{FD}{ADDRESS}{REST}, CL{FD}, LP{FIELD}.
+set_ops() {
+	OP="\${dlfunc{$SO}{callout_open}"
+	DO="\${dlfunc{$SO}{callout_do}"
+	CL="\${dlfunc{$SO}{callout_close}"
+	CO="\${dlfunc{$SO}{callout}"
+	LP="\${dlfunc{$SO}{last_poll}"
+}
+
+# The checks both servers pass (cbv.conf in $T/cbv.conf).  calloutd caches
+# answers (a cached one has no progress lines), so every check that looks
+# at last_poll asks for an address not asked before; fast.test's MTA
+# accepts any local part.
+common_checks() { # WHO UNIX_URL INET_URL
+	local who=$1 unix=$2 inet=$3 C="config=$T/cbv.conf"
+	expect "$who: callout_open returns descriptor 1" "$OP{$unix}{$C}}" 1
+	expect "$who: open, do, close in one process" \
+		"$OP{$unix}{$C}}/$DO{1}{alice@exim.test}}/$CL{1}}/$OP{$inet}{$C}}" "1/success//1"
+	be "$OP{$unix}{$C}}|$DO{1}{bob@exim.test}}|$LP{status}}|$LP{host}}|$LP{sent}}|$LP{recv}}|$LP{greeting}}|$LP{helo}}|$LP{cache}}"
+	if [[ $rc -eq 0 && $out == "1|success|pass|mx.exim.test|RCPT TO:<bob@exim.test>|250 "* ]] &&
+		grep -q '|220 mx\.exim\.test ESMTP Exim' <<<"$out" && grep -q '|250-mx\.exim\.test Hello .*|0$' <<<"$out"; then
+		ok "$who: last_poll host, sent, recv, greeting, helo from the progress lines"
+	else
+		bad "$who: last_poll fields" "rc=$rc out=$out err=$err"
+	fi
+	expect "$who: the four words (one connection, several jobs)" \
+		"$OP{$inet}{$C}} $DO{1}{nobody@exim.test}} $DO{1}{grey@exim.test}} $DO{1}{postmaster@exim.test}} $DO{1}{w1@fast.test}{}}" \
+		"1 not_found temp_failure success success"
+	be "$OP{$unix}{$C}}|$DO{1}{nobody2@exim.test}}|$LP{reason}}|$LP{ecode}}|$LP{message}}"
+	DETAIL="out=$out err=$err"
+	check "$who: not_found: reason and ecode from the RECV line" \
+		grep -Eq '^1\|not_found\|mailbox_unknown\|5\.1\.1\|550 5\.1\.1 <nobody2@exim\.test>' <<<"$out"
+	expect "$who: REST MODE=hostonly HOST=127.0.0.30" \
+		"$OP{$unix}{$C}}|$DO{1}{h1@fast.test}{MODE=hostonly HOST=\"127.0.0.30\"}}|$LP{host}}" "1|success|127.0.0.30"
+	# Remote text is tainted, our words are not.
+	be "$OP{$unix}{$C}}$DO{1}{t1@fast.test}}\${lookup{x}lsearch{$LP{greeting}}}}"
+	DETAIL="rc=$rc out=$out err=$err"
+	check "$who: greeting is tainted (refused as a lookup file name)" grep -q 'Tainted filename' <<<"$out$err"
+	be "$OP{$unix}{$C}}$DO{1}{t2@fast.test}}\${lookup{x}lsearch{$LP{host}}}}"
+	DETAIL="rc=$rc out=$out err=$err"
+	check "$who: host is tainted" grep -q 'Tainted filename' <<<"$out$err"
+	: >"$T/success"
+	chmod 644 "$T/success"
+	be "\${lookup{x}lsearch{$T/$DO{$OP{$unix}{$C}}}{t3@fast.test}}}{y}{n}}"
+	DETAIL="rc=$rc out=$out err=$err"
+	check "$who: the result word is clean (usable in a file name)" test "$rc" -eq 0 -a "$out" = n
+	# A refused VRFY: ERROR naming e_callout_proto; the descriptor reconnects.
+	be "$OP{$unix}{$C}}|$DO{1}{y@fast.test}{MODE=mxonly}}"
+	if [[ $rc -ne 0 ]] && grep -q 'callout_do: e_callout_proto: .*mode requires host' <<<"$out$err"; then
+		ok "$who: a refused VRFY is ERROR naming e_callout_proto"
+	else
+		bad "$who: refused VRFY is ERROR naming e_callout_proto" "rc=$rc out=$out err=$err"
+	fi
+	be_lines "$OP{$unix}{$C}}" "$DO{1}{y@fast.test}{MODE=mxonly}}" "$DO{1}{r1@fast.test}}|$LP{host}}"
+	if [[ $out == "1|Failed: cbv: callout_do: e_callout_proto: "*"|success|mx.fast.test" ]]; then
+		ok "$who: after e_callout_proto the descriptor reconnects and answers"
+	else
+		bad "$who: reconnect after e_callout_proto" "out=$out err=$err"
+	fi
+	expect "$who: callout{} through callout_url" \
+		"$CO{co1@fast.test}{}{$C profile=viaserver}}|$LP{host}}|$LP{sent}}" \
+		"success|mx.fast.test|RCPT TO:<co1@fast.test>"
+	expect "$who: callout{} SENDER is sent as MAILFROM (nullsender.test refuses <>)" \
+		"$CO{x@nullsender.test}{probe@exim.test}{$C profile=viaserver}}|$CO{co2@fast.test}{}{$C profile=viaserver}}" \
+		"success|success"
+}
+
+# ---- inside the calloutd namespace ------------------------------------------
+if [[ ${1:-} == --calloutd-inner ]]; then
+	NS=$2
+	skip_if_sanitized
+	front_setup
+	set_ops
+	trap 'calloutd_stop; front_cleanup' EXIT
+	if calloutd_start "$NS"; then ok "calloutd listening"; else bad "calloutd starts"; summary; exit; fi
+	cat >>"$T/cbv.conf" <<-EOF
+	smtp_cbv "viaserver" {
+	  callout_url = "$CALLOUTD_UNIX_URL"
+	  helo = "verifier.test"
+	  timeout = 20s
+	  starttls = never
+	}
+	EOF
+	common_checks calloutd "$CALLOUTD_UNIX_URL" "$CALLOUTD_INET_URL"
+	expect "calloutd: null MX is calloutd's failure" "$OP{$CALLOUTD_UNIX_URL}{config=$T/cbv.conf}}|$DO{1}{x@nullmx.test}}" "1|failure"
+	expect "calloutd: a cached answer: no progress lines, cache = 1" \
+		"$OP{$CALLOUTD_INET_URL}{config=$T/cbv.conf}}|$DO{1}{alice@exim.test}}|$LP{cache}}|$LP{host}}" "1|success|1|"
+	expect_error "calloutd: Exim on :25 is not a callout server" "$OP{inet://127.0.0.10:25}}" \
+		'callout_open: e_callout_proto: inet://127\.0\.0\.10:25: greeting: 220 mx\.exim\.test'
+	kill -0 "$CALLOUTD_PID" 2>/dev/null && ok "calloutd still running" || bad "calloutd died" "$(tail -5 "$NS/calloutd.log")"
+	calloutd_stop
+	summary
+	exit
+fi
+
+# ---- against cbvd in the normal rig -------------------------------------------
+skip_if_sanitized
+[[ -x $B/cbvd ]] || { echo "not ok - $B/cbvd not built"; echo "0 passed, 1 failed"; exit 1; }
+nm -D "$B/cbv.so" | awk '$2 == "T" {print $3}' | sort | tr '\n' ' ' >"/tmp/cbv-nm.$$"
+exports=$(cat "/tmp/cbv-nm.$$")
+rm -f "/tmp/cbv-nm.$$"
+front_setup
+set_ops
+CBVD_PID=
+cbvd_stop() {
+	[[ -n $CBVD_PID ]] || return 0
+	kill -TERM "$CBVD_PID" 2>/dev/null
+	wait "$CBVD_PID" 2>/dev/null
+	CBVD_PID=
+}
+ECHO_PID=
+cleanup() {
+	cbvd_stop
+	[[ -n $ECHO_PID ]] && { kill "$ECHO_PID" 2>/dev/null; wait "$ECHO_PID" 2>/dev/null; }
+	front_cleanup
+}
+trap cleanup EXIT
+
+[[ $exports == "callout callout_close callout_do callout_open last_poll smtp_callback_verify " ]] &&
+	ok "cbv.so exports exactly the six dlfuncs" || bad "cbv.so exports" "$exports"
+
+# cbvd drops root to Debian-exim: its socket directory is that user's.
+mkdir -p "$T/run"
+chown Debian-exim "$T/run"
+SOCK=$T/run/cbvd.sock
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+UNIX_URL="unix://$SOCK"
+INET_URL="inet://127.0.0.1:$PORT"
+cat >"$T/cbvd.conf" <<EOF
+smtp_cbv "default" {
+  dns_servers = "$CBV_RIG_DNS"
+  port = $CBV_RIG_PORT
+  deny_networks = [ ]
+  helo = "verifier.test"
+  timeout = 10s
+  command_timeout = 5s
+}
+server {
+  listen = [ "$UNIX_URL" "$INET_URL" ]
+}
+EOF
+"$B/cbvd" -f -c "$T/cbvd.conf" 2>"$T/cbvd.log" &
+CBVD_PID=$!
+for _ in $(seq 50); do grep -q ready "$T/cbvd.log" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$T/cbvd.log" && ok "cbvd started" || { bad "cbvd starts" "$(cat "$T/cbvd.log")"; summary; exit; }
+
+# Profiles of the front's cbv.conf: through cbvd, or in-process with the
+# default deny_networks (loopback refused: error/forbidden_target).
+cat >>"$T/cbv.conf" <<EOF
+smtp_cbv "viaserver" {
+  callout_url = "$UNIX_URL"
+  vars_acl = cbv_setvars
+}
+smtp_cbv "inprocess" {
+  dns_servers = "$CBV_RIG_DNS"
+  port = $CBV_RIG_PORT
+}
+smtp_cbv "impatient" {
+  timeout = 1s
+}
+EOF
+C="config=$T/cbv.conf"
+
+common_checks cbvd "$UNIX_URL" "$INET_URL"
+
+expect "cbvd: 5.7.1 at RCPT is failure (calloutd: not_found)" "$OP{$UNIX_URL}{$C}}|$DO{1}{x@policy.test}}" "1|failure"
+expect "cbvd: REST MODE=hostfirst HOST: the host before the MX" \
+	"$OP{$UNIX_URL}{$C}}|$DO{1}{alice@exim.test}{MODE=hostfirst HOST=127.0.0.30}}|$LP{host}}" "1|success|127.0.0.30"
+expect "cbvd: REST MODE=mxfirst HOST: the host after the dead MX hosts" \
+	"$OP{$UNIX_URL}{$C}}|$DO{1}{x@dead.test}{MODE=mxfirst HOST=127.0.0.30}}|$LP{host}}" "1|success|127.0.0.30"
+expect "callout{} without callout_url verifies in-process" \
+	"$CO{alice@exim.test}{}{$C profile=inprocess}}|$LP{reason}}" "failure|forbidden_target"
+expect "callout{} with callout_url: the server's deny_networks, not ours" \
+	"$CO{alice@exim.test}{}{$C profile=inprocess callout_url=$UNIX_URL}}|$LP{reason}}" "success|accepted"
+grep -q 'cbvd: local: 0000000000 <alice@exim.test> success' "$T/cbvd.log" &&
+	ok "callout{} reached cbvd with SID local:" || bad "callout{} SID" "$(tail -5 "$T/cbvd.log")"
+expect "vars_acl runs after callout{} through the server" \
+	"$CO{nobody@exim.test}{}{$C profile=viaserver}}|\$acl_m_smtp_cbv_result|\$acl_m_last_poll_host|\$acl_m_last_poll_sent" \
+	"not_found|fail|mx.exim.test|RCPT TO:<nobody@exim.test>"
+expect "vars_acl runs after callout_do (OPTIONS of callout_open)" \
+	"$OP{$INET_URL}{$C vars_acl=cbv_setvars}}|$DO{1}{grey@exim.test}}|\$acl_m_smtp_cbv_result|\$acl_m_last_poll_reason" \
+	"1|temp_failure|transient|greylisted"
+
+# Our deadline (timeout=1s) before cbvd's: temp_failure, then the same
+# descriptor reconnects and answers.
+expect "callout_do past the deadline: temp_failure/timeout, then reconnects" \
+	"$OP{$UNIX_URL}{$C profile=impatient}}|$DO{1}{x@tarpit.test}}|$LP{reason}}|$DO{1}{alice@exim.test}}" \
+	"1|temp_failure|timeout|success"
+# Nothing listening: the descriptor is still given; callout_do says temp_failure.
+be "$OP{unix://$T/run/none.sock}{$C}}|$DO{1}{alice@exim.test}}|$LP{status}}|$LP{reason}}|$LP{message}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "server down: descriptor given, callout_do temp_failure/connect_failed" \
+	grep -Eq "^1\|temp_failure\|transient\|connect_failed\|451 4\.4\.1 unix://$T/run/none\.sock: connect: " <<<"$out"
+expect "empty address: success at once, as callout.mfl" "$OP{$UNIX_URL}{$C}}|$DO{1}{}}|$DO{1}{<>}}" "1|success|success"
+be "$OP{$UNIX_URL}{$C}}|$DO{1}{\${sg{alice#QUIT@exim.test}{#}{\\r\\n}}}}|$LP{reason}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "CR/LF in the address: not_found/bad_syntax, nothing sent" test "$out" = "1|not_found|bad_syntax"
+
+# A peer that does not speak the protocol: ERROR naming e_callout_proto.
+expect_error "Exim SMTP server is not a callout server" "$OP{inet://127.0.0.10:$CBV_RIG_PORT}}" \
+	"callout_open: e_callout_proto: inet://127\\.0\\.0\\.10:$CBV_RIG_PORT: greeting: 220 mx\\.exim\\.test"
+EPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# An echo server: greets like a callout server, then says everything back.
+python3 - "$EPORT" <<'PY' &
+import socket, sys, threading
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(8); l.settimeout(60)
+def serve(c):
+    c.sendall(b"OK echo\r\n")
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(b"OK\r\n" if line[:4] in (b"SID ", b"SET ") else line)
+while True:
+    try: c, _ = l.accept()
+    except OSError: break
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+ECHO_PID=$!
+for _ in $(seq 50); do ss -Hltn | grep -q "127.0.0.1:$EPORT " && break; sleep 0.1; done
+expect_error "echo peer: callout_do is ERROR naming e_callout_proto" \
+	"$DO{$OP{inet://127.0.0.1:$EPORT}{$C}}}{alice@exim.test}}" \
+	'callout_do: e_callout_proto: inet://127\.0\.0\.1:[0-9]+: VRFY: VRFY "alice@exim\.test"'
+
+# Misuse: ERROR with a message, never a crash.
+expect_error "callout_do on a descriptor never opened" "$DO{1}{a@exim.test}}" 'callout_do: bad descriptor "1"'
+expect_error "callout_do with a non-number" "$DO{abc}{a@exim.test}}" 'bad descriptor "abc"'
+expect_error "callout_do with 0" "$DO{0}{a@exim.test}}" 'bad descriptor "0"'
+expect_error "callout_do with 17" "$DO{17}{a@exim.test}}" 'bad descriptor "17"'
+expect_error "callout_do after callout_close" "$OP{$UNIX_URL}{$C}}$CL{1}}$DO{1}{a@exim.test}}" 'bad descriptor "1"'
+expect_error "callout_close twice" "$OP{$UNIX_URL}{$C}}$CL{1}}$CL{1}}" 'callout_close: bad descriptor "1"'
+expect_error "callout_do with 1 argument" "$DO{1}}" 'callout_do: expects 2 or 3 arguments'
+expect_error "callout_open with 3 arguments" "$OP{$UNIX_URL}{}{x}}" 'callout_open: expects 1 or 2 arguments'
+expect_error "callout_close with 0 arguments" "\${dlfunc{$SO}{callout_close}}" 'callout_close: expects 1 argument'
+expect_error "callout_open with a bad URL" "$OP{http://127.0.0.1/}}" 'callout_open: callout URL: must be'
+expect_error "callout_open with bad OPTIONS" "$OP{$UNIX_URL}{$C colour=blue}}" 'callout_open: bad OPTIONS: .*colour'
+expect_error "callout_do with a bad REST" "$OP{$UNIX_URL}{$C}}$DO{1}{a@exim.test}{TLS=never}}" 'callout_do: bad REST: .*unknown key'
+opens=()
+for i in $(seq 17); do opens+=("$OP{$UNIX_URL}{$C}}"); done
+be_lines "${opens[@]}"
+DETAIL="out=$out err=$err"
+check "a 17th open descriptor is refused" \
+	grep -q '^1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|16|Failed: cbv: callout_open: all 16 descriptors are open' <<<"$out"
+be_lines "${opens[@]:1}" "$CL{5}}" "$OP{$UNIX_URL}{$C}}|$DO{5}{alice@exim.test}}"
+DETAIL="out=$out err=$err"
+check "16 open, one closed: the next open reuses its number" test "$out" = "1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|16||5|success"
+
+# exim-conf/cbv_callout.acl in a -bs session: mailfromd's callout policy,
+# once with callout_open/callout_do (CBV_CALLOUT_URL), once with callout{}.
+for how in url profile; do
+	if [[ $how == url ]]; then defs=(-DFRONT_CALLOUT=1 "-DCBV_CALLOUT_URL=$UNIX_URL")
+	else defs=(-DFRONT_CALLOUT=1 "-DCBV_OPTIONS=config=$T/cbv.conf profile=viaserver"); fi
+	out=$(bs_session "${defs[@]}" -- 'EHLO client.test' 'MAIL FROM:<nobody@exim.test>' 'MAIL FROM:<grey@exim.test>' \
+		'MAIL FROM:<alice@exim.test>' 'RCPT TO:<x@cbv.test>' 'QUIT')
+	if grep -q '^550 5\.1\.0 Sender validity not confirmed' <<<"$out" && grep -q '^450 4\.1\.0 Try again later' <<<"$out" &&
+		grep -q '^250 OK' <<<"$out" && ! grep -q '^451' <<<"$out"; then
+		ok "cbv_callout.acl ($how): not_found 550, temp_failure 450, success accepted"
+	else
+		bad "cbv_callout.acl ($how)" "$out"
+	fi
+done
+# mailfromd's own callout.mfl (callout_open, callout_do, callout_close,
+# callout, last_poll_*) against cbvd: mailfromd --run with an MFL script.
+if command -v mailfromd >/dev/null; then
+	cat >"$T/t.mf" <<EOF
+require callout
+require status
+func main(...) returns number
+do
+  number fd callout_open("$UNIX_URL")
+  number r callout_do(fd, "alice@exim.test")
+  echo "alice=%r host=%last_poll_host sent=%last_poll_sent recv=%last_poll_recv cache=%cache_used"
+  set r callout_do(fd, "nobody@exim.test")
+  echo "nobody=%r/%e_not_found"
+  set r callout_do(fd, "grey@exim.test")
+  echo "grey=%r/%e_temp_failure"
+  set r callout_do(fd, "x@policy.test")
+  echo "policy=%r/%e_failure"
+  set r callout_do(fd, "y@nowhere.test", "MODE=hostonly HOST=127.0.0.30")
+  echo "hostonly=%r host=%last_poll_host"
+  callout_close(fd)
+  set callout_server_url "$INET_URL"
+  set r callout("bob@exim.test")
+  echo "callout=%r sent=%last_poll_sent"
+  return 0
+done
+EOF
+	out=$(timeout 60 mailfromd --no-config --run "$T/t.mf" 2>&1)
+	want="alice=0 host=mx.exim.test sent=RCPT TO:<alice@exim.test> recv=250 Accepted cache=0
+nobody=1/1
+grey=3/3
+policy=2/2
+hostonly=0 host=127.0.0.30
+callout=0 sent=RCPT TO:<bob@exim.test>"
+	[[ $out == "$want" ]] && ok "mailfromd's own callout.mfl against cbvd (mailfromd --run)" ||
+		bad "mailfromd's callout.mfl against cbvd" "$out"
+else
+	echo "ok - # SKIP mailfromd not installed"
+fi
+
+cbvd_stop
+grep -qiE 'AddressSanitizer|runtime error' "$T/cbvd.log" && bad "cbvd sanitizer report" "$(head -20 "$T/cbvd.log")"
+
+# ---- against Debian's calloutd, in its namespace ------------------------------
+if why=$(calloutd_unusable); then
+	echo "ok - # SKIP calloutd: $why"
+else
+	inner=$(calloutd_reexec "$SELF" 2>"$T/calloutd.err")
+	printf '%s\n' "$inner" | grep -Ev '^[0-9]+ passed|# SKIP' | sed 's/^/  /'
+	if [[ $inner =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+		T_PASS=$((T_PASS + BASH_REMATCH[1]))
+		T_FAIL=$((T_FAIL + BASH_REMATCH[2]))
+		[[ ${BASH_REMATCH[1]} -gt 0 ]] || bad "calloutd part ran nothing" "$inner"
+	else
+		bad "calloutd part" "$inner"$'\n'"$(tail -20 "$T/calloutd.err")"
+	fi
+fi
+summary
