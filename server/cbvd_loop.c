@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -57,6 +58,8 @@ struct job {
 	int64_t wake;
 	const char *word;          /* mailfromd verdict once done */
 	char *email;
+	char *host;                /* VRFY HOST=, NULL: none */
+	enum cbv_host_mode mode;   /* VRFY MODE= */
 	char *ehlo;                /* NULL: the connection's */
 	char *mailfrom;            /* NULL: the connection's */
 };
@@ -260,6 +263,7 @@ static void job_free(struct job *j)
 		return;
 	cbv_verify_free(j->v);
 	cbv_free(j->email);
+	cbv_free(j->host);
 	cbv_free(j->ehlo);
 	cbv_free(j->mailfrom);
 	cbv_free(j);
@@ -342,6 +346,8 @@ static void job_start(struct loop *L, struct job *j)
 	}
 	memset(&req, 0, sizeof(req));
 	req.address = j->email;
+	req.host = j->host;
+	req.mode = j->mode;
 	req.sender = j->mailfrom != NULL ? j->mailfrom : c->has_mailfrom ? c->mailfrom : NULL;
 	req.default_helo = L->lc->hostname;
 	req.trace = on_trace;
@@ -416,16 +422,72 @@ static char *dup_or_null(const char *s, int given)
 	return given ? cbv_strdup(s) : NULL;
 }
 
+/* The domain of an address: after the last '@', or "" if none. */
+static const char *email_domain(const char *email)
+{
+	const char *at = strrchr(email, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+/* Domain names equal but for case and one trailing dot. */
+static int same_domain(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la > 0 && a[la - 1] == '.')
+		la--;
+	if (lb > 0 && b[lb - 1] == '.')
+		lb--;
+	return la == lb && la > 0 && strncasecmp(a, b, la) == 0;
+}
+
+/*
+ * VRFY MODE= and HOST= -> the core's host mode, as calloutd reads them:
+ * no MODE is mxfirst; mxonly, hostonly and hostfirst need HOST ("NO mode
+ * requires host", calloutd's words; the parser checks the last two).
+ * calloutd's mxonly polls the MX hosts of HOST, not of the address's
+ * domain; the core cannot aim at another domain's MX hosts without also
+ * changing the RCPT address, so mxonly is taken only when HOST is the
+ * address's own domain and refused otherwise, rather than verifying
+ * something else.  Returns 1, or 0 with a NO sent.
+ */
+static int vrfy_mode(struct client *c, const struct cbv_cproto_req *rq, enum cbv_host_mode *mode)
+{
+	switch (rq->mode) {
+	case CBV_CPROTO_MODE_DEFAULT:
+	case CBV_CPROTO_MODE_MXFIRST:
+		*mode = CBV_MODE_MXFIRST;
+		return 1;
+	case CBV_CPROTO_MODE_MXONLY:
+		if (rq->host[0] == '\0') {
+			reply(c, "NO mode requires host");
+			return 0;
+		}
+		if (!same_domain(rq->host, email_domain(rq->email))) {
+			reply(c, "NO mode not supported: mxonly with a HOST other than the address's domain");
+			return 0;
+		}
+		*mode = CBV_MODE_MXONLY;
+		return 1;
+	case CBV_CPROTO_MODE_HOSTONLY:
+		*mode = CBV_MODE_HOSTONLY;
+		return 1;
+	case CBV_CPROTO_MODE_HOSTFIRST:
+		*mode = CBV_MODE_HOSTFIRST;
+		return 1;
+	}
+	reply(c, "NO unrecognized value for mode");
+	return 0;
+}
+
 static void do_vrfy(struct client *c, struct cbv_cproto_req *rq)
 {
 	struct job *j;
+	enum cbv_host_mode mode;
 
-	if (rq->mode == CBV_CPROTO_MODE_HOSTONLY || rq->mode == CBV_CPROTO_MODE_HOSTFIRST) {
-		/* The core has no way yet to aim at one host without changing the
-		 * RCPT address; refuse rather than verify something else. */
-		reply(c, "NO mode not supported: %s", cbv_cproto_mode_name(rq->mode));
+	if (!vrfy_mode(c, rq, &mode))
 		return;
-	}
 	if (c->nbatch >= CBVD_BATCH_MAX) {
 		reply(c, "NO too many pending requests");
 		return;
@@ -439,6 +501,7 @@ static void do_vrfy(struct client *c, struct cbv_cproto_req *rq)
 	}
 	j = cbv_calloc(1, sizeof(*j));
 	if (j == NULL || (j->email = cbv_strdup(rq->email)) == NULL ||
+	    (rq->host[0] != '\0' && (j->host = cbv_strdup(rq->host)) == NULL) ||
 	    (rq->ehlo[0] != '\0' && (j->ehlo = cbv_strdup(rq->ehlo)) == NULL) ||
 	    (rq->has_mailfrom && (j->mailfrom = dup_or_null(rq->mailfrom, 1)) == NULL)) {
 		job_free(j);
@@ -446,6 +509,7 @@ static void do_vrfy(struct client *c, struct cbv_cproto_req *rq)
 		return;
 	}
 	j->c = c;
+	j->mode = mode;
 	j->id = c->next_id++;
 	j->state = J_PENDING;
 	j->pfd_off = -1;

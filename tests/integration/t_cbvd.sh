@@ -207,15 +207,45 @@ expect_out "callout.mfl byte-exact session (bash /dev/tcp)" "$out" \
 # Malformed requests get NO and the connection survives.
 long=$(head -c 5000 /dev/zero | tr '\0' 'x')
 out=$(client "$TCP" 'BLAH' '' 'SET FOO="x"' 'SET EHLO' 'SET STARTTLS="bogus"' 'SET EHLO="bad host!"' \
-	'VRFY' 'VRFY "a@b" MODE=hostonly' 'VRFY "a@b" MODE=hostonly HOST=127.0.0.30' 'TIMEOUT 1 2' \
+	'VRFY' 'VRFY "a@b" MODE=hostonly' 'VRFY "a@b" MODE=mxonly' 'VRFY "a@b.test" MODE=mxonly HOST=c.test' 'TIMEOUT 1 2' \
 	"VRFY \"$long\"" $'@RAW:VRFY "a\\x01b@exim.test"\r\n' 'VRFY "alice@exim.test"' RUN QUIT)
 expect_out "malformed requests: NO, connection survives" "$out" \
 	'S: NO unknown command<CRLF>$' 'S: NO empty command<CRLF>$' 'S: NO bad assignment FOO=x<CRLF>$' \
 	'S: NO bad assignment EHLO<CRLF>$' 'S: NO unrecognized starttls mode: bogus<CRLF>$' \
 	'S: NO bad assignment EHLO=bad host!<CRLF>$' 'S: NO invalid arguments<CRLF>$' \
-	'S: NO mode requires host<CRLF>$' 'S: NO mode not supported: hostonly<CRLF>$' \
+	'S: NO mode requires host<CRLF>$' \
+	"S: NO mode not supported: mxonly with a HOST other than the address's domain<CRLF>\$" \
 	'S: NO line too long<CRLF>$' 'S: NO bad input<CRLF>$' \
 	'S: OK 0000000000=success<CRLF>$' 'S: OK bye<CRLF>$'
+
+n=$(grep -c 'S: NO mode requires host<CRLF>$' <<<"$out")
+[ "$n" -eq 2 ] && ok "MODE=hostonly and MODE=mxonly without HOST: NO mode requires host (as calloutd)" \
+	|| bad "MODE without HOST" "$n times: $out"
+
+# VRFY MODE= and HOST= against the rig, one RUN: the hosts tried (INIT
+# lines, in order, per job) and the words.
+out=$(client "$TCP" 'VRFY "y@nowhere.test" MODE=hostonly HOST=127.0.0.30' \
+	'VRFY "x@fast.test" MODE=hostonly HOST=mx.exim.test' \
+	'VRFY "alice@exim.test" MODE=hostfirst HOST=127.0.0.30' \
+	'VRFY "bob@exim.test" MODE=hostfirst HOST=127.0.0.50' \
+	'VRFY "x@dead.test" MODE=mxfirst HOST=127.0.0.30' \
+	'VRFY "postmaster@exim.test" HOST=127.0.0.30' \
+	'VRFY "alice@exim.test" mode=MXONLY host=EXIM.TEST.' \
+	'VRFY "a@exim.test" MODE=hostonly HOST=-bad-' RUN QUIT)
+inits() { grep -o "S: \* $1 INIT [^<]*" <<<"$out" | awk '{print $5}' | tr '\n' ' '; }
+expect_out "host modes: words" "$out" \
+	'S: OK 0000000000=success 0000000001=failure 0000000002=success 0000000003=success 0000000004=success 0000000005=success 0000000006=success 0000000007=failure<CRLF>$'
+want=("127.0.0.30 " "mx.exim.test " "127.0.0.30 " "127.0.0.50 mx.exim.test " "a.dead.test b.dead.test 127.0.0.30 "
+	"mx.exim.test " "mx.exim.test " "")
+what=("hostonly: the host only, no MX lookup (NXDOMAIN domain)" "hostonly: a host name is resolved (550 5.7.1 relaying: failure)"
+	"hostfirst: the host first" "hostfirst: a dead host, then the MX" "mxfirst: the dead MX hosts, then the host"
+	"no MODE is mxfirst: the MX answers, the host is not needed" "mxonly with HOST = the address's domain (any case, trailing dot)"
+	"hostonly with a bad host name: failure, nothing tried")
+for i in "${!want[@]}"; do
+	got=$(inits "000000000$i")
+	[ "$got" = "${want[$i]}" ] && ok "host modes: ${what[$i]}" || bad "host modes: ${what[$i]}" "INIT: '$got', want '${want[$i]}'"$'\n'"$out"
+done
+expect_out "hostonly: RECV of the named host" "$out" 'S: \* 0000000001 RECV 550 5\.7\.1 '
 
 # GET, TIMEOUT, PROFILE
 out=$(client "$UNIX" 'SET EHLO="e.test"' 'GET EHLO STARTTLS TRANSCRIPT' 'TIMEOUT 5 5 5 5 5 5 5' \
