@@ -254,18 +254,18 @@ expect_out "GET, TIMEOUT, SET PROFILE" "$out" 'S: \* EHLO=e\.test<CRLF>$' 'S: \*
 	'S: \* TRANSCRIPT=OFF<CRLF>$' 'S: OK timeouts set<CRLF>$' 'S: NO bad assignment PROFILE=nosuch<CRLF>$' \
 	'S: \* profile=short<CRLF>$'
 
-# The tarpit: bounded by the timeout (2 s), progress line at once.
+# The tarpit: ends temp_failure under a 2 s timeout, and the INIT progress
+# line comes before the verdict.  How close to 2 s it ends is measured by
+# bench/cbvd_bench.sh, not asserted here (no timing assertions in tests).
 out=$(client "$TCP" 'TIMEOUT 2 2 2 2 2 2 2' 'VRFY "x@tarpit.test"' RUN QUIT)
-t_init=$(grep -E 'S: \* 0000000000 INIT' <<<"$out" | head -1 | cut -d' ' -f1)
 t_run=$(grep -E 'C: RUN' <<<"$out" | cut -d' ' -f1)
 t_end=$(grep -E 'S: OK 0000000000=' <<<"$out" | cut -d' ' -f1)
-if [ -n "$t_end" ] && grep -q '=temp_failure' <<<"$out" &&
-	python3 -c "import sys; d=$t_end-$t_run; sys.exit(0 if 1.98 <= d <= 2.10 else 1)"; then
-	ok "tarpit bounded by the 2 s timeout ($(python3 -c "print('%.3f' % ($t_end-$t_run))") s)"
+if [ -n "$t_end" ] && grep -q 'S: OK 0000000000=temp_failure' <<<"$out"; then
+	ok "tarpit: temp_failure under the 2 s timeout (took $(python3 -c "print('%.3f' % ($t_end-$t_run))") s)"
 else
-	bad "tarpit bounded by the 2 s timeout" "$out"
+	bad "tarpit: temp_failure under the 2 s timeout" "$out"
 fi
-if [ -n "$t_init" ] && python3 -c "import sys; sys.exit(0 if $t_init-$t_run < 0.2 else 1)"; then
+if grep -nE 'S: \* 0000000000 INIT|S: OK 0000000000=' <<<"$out" | head -1 | grep -q INIT; then
 	ok "INIT streamed before the verdict"
 else
 	bad "INIT streamed before the verdict" "$out"
@@ -277,14 +277,20 @@ conns_to_tarpit() { ss -Htn state established dst "127.0.0.20" 2>/dev/null | wc 
 
 # A client leaving mid-RUN: its verification is cancelled (connection to
 # the tarpit closed), nothing leaks, others unaffected.
+# until_ok CMD...: polls CMD (bounded: 10 s) until it succeeds.
+until_ok() { local i; for ((i = 0; i < 100; i++)); do "$@" && return 0; sleep 0.1; done; return 1; }
 fd0=$(fds)
 timeout 60 python3 "$TMP/client.py" "$TCP" 'VRFY "x@tarpit.test"' 'RUN!' '@HOLD' >/dev/null 2>&1 &
 cpid=$!
-sleep 0.5
+tarpit_busy() { [ "$(conns_to_tarpit)" -ge 1 ]; }
+tarpit_idle() { [ "$(conns_to_tarpit)" -eq 0 ]; }
+fds_back() { [ "$(fds)" -le "$fd0" ]; }
+until_ok tarpit_busy
 mid=$(conns_to_tarpit)
 kill "$cpid" 2>/dev/null
 wait "$cpid" 2>/dev/null
-sleep 0.3
+until_ok tarpit_idle
+until_ok fds_back
 after=$(conns_to_tarpit)
 fd1=$(fds)
 if [ "$mid" -ge 1 ] && [ "$after" -eq 0 ] && [ "$fd1" -le "$fd0" ]; then
@@ -302,7 +308,7 @@ out1=$("$BENCH" -s "$TCP" -c 200 -n 1200 "${ADDRS[@]}" 2>&1)
 rss1=$(rss)
 out2=$("$BENCH" -s "$UNIX" -c 200 -n 1200 "${ADDRS[@]}" 2>&1)
 rss2=$(rss)
-sleep 0.3
+until_ok fds_back
 fd1=$(fds)
 for o in "$out1" "$out2"; do
 	if grep -q 'n=1200 errors=0 ' <<<"$o" &&
