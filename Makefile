@@ -173,6 +173,7 @@ install: all
 	@set -e; for pair in exim-conf/cbv.conf:$(CBV_CONF) \
 	  exim-conf/cbv_mail.acl:$(EXIM_CONFDIR)/cbv_mail.acl \
 	  exim-conf/cbv_rcpt.acl:$(EXIM_CONFDIR)/cbv_rcpt.acl \
+	  exim-conf/cbv_callout.acl:$(EXIM_CONFDIR)/cbv_callout.acl \
 	  exim-conf/conf.d/main/05_exim-cbv_macros:$(EXIM_CONFDIR)/conf.d/main/05_exim-cbv_macros \
 	  exim-conf/conf.d/acl/25_exim-cbv_acls:$(EXIM_CONFDIR)/conf.d/acl/25_exim-cbv_acls; do \
 	  src=$${pair%%:*}; dst=$(DESTDIR)$${pair#*:}; \
