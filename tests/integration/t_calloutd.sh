@@ -16,28 +16,14 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$TOP" || exit 1
 B=${B:-build}
 case $B in /*) ;; *) B=$TOP/$B ;; esac
-CALLOUTD=${CALLOUTD:-/usr/sbin/calloutd}
+. "$TOP/tests/integration/exim/calloutd.sh"
 
 skip() { echo "ok - SKIP t_calloutd: $*"; echo "0 passed, 0 failed (skipped)"; exit 0; }
 
-if [ "${1:-}" != "--inner" ]; then
-	[ -x "$CALLOUTD" ] || skip "calloutd not installed (Debian package mailfromd)"
-	command -v unshare >/dev/null || skip "unshare not found (util-linux)"
-	[ "$(id -u)" -eq 0 ] || skip "needs root (network namespace, Exim daemon)"
-	getent passwd mailfromd >/dev/null || skip "no mailfromd user (Debian package mailfromd)"
+if [ "${1:-}" != "--calloutd-inner" ]; then
+	why=$(calloutd_unusable) && skip "$why"
 	[ -x "$B/cbv" ] || { echo "not ok - $B/cbv not built"; echo "0 passed, 1 failed"; exit 1; }
-	NS=$(mktemp -d /tmp/cbv-calloutd.XXXXXX)
-	trap 'rm -rf "$NS"' EXIT
-	echo "nameserver 127.0.0.1" > "$NS/resolv.conf"
-	# The private rig: SMTP on port 25, DNS on port 53, both where
-	# calloutd looks.  Its output (rig: ...) goes to stderr.
-	unshare -mn bash -c '
-		set -e
-		ip link set lo up 2>/dev/null || ifconfig lo up
-		mount --bind "$1/resolv.conf" /etc/resolv.conf
-		export CBV_RIG_PORT=25 CBV_RIG_DNS_PORT=53 CBV_RIG_QUIET=1 B="$2"
-		exec "$3/tests/rig/rig.sh" run -- bash "$3/tests/integration/t_calloutd.sh" --inner "$1"
-	' inner "$NS" "$B" "$TOP"
+	calloutd_reexec "$TOP/tests/integration/t_calloutd.sh"
 	exit $?
 fi
 
@@ -47,50 +33,15 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
 bad() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '    %s\n' "$2"; }
 
-mkdir -p "$NS/state" "$NS/sock"
-chown mailfromd "$NS/state" "$NS/sock"
-chmod 755 "$NS"
-PORT=3535
-UNIX_URL="unix://$NS/sock/calloutd.sock"
-INET_URL="inet://127.0.0.1:$PORT"
-cat > "$NS/calloutd.conf" <<CONF
-pidfile "$NS/calloutd.pid";
-state-directory "$NS/state";
-ehlo-domain "verifier.test";
-mail-from-address "<>";
-smtp-timeout {
-  connection 3;
-  initial-response 3;
-  helo 3;
-  mail 3;
-  rcpt 3;
-  rset 3;
-  quit 1;
-};
-server inet {
-  listen "$INET_URL";
-};
-server unix {
-  listen "$UNIX_URL";
-};
-CONF
-"$CALLOUTD" --config-file="$NS/calloutd.conf" --foreground --stderr > "$NS/calloutd.log" 2>&1 &
-CPID=$!
-stop_calloutd() {
-	[ -n "${CPID:-}" ] || return 0
-	kill "$CPID" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$CPID" 2>/dev/null
-	wait "$CPID" 2>/dev/null
-	CPID=
-}
-trap stop_calloutd EXIT
-for _ in $(seq 50); do
-	[ -S "$NS/sock/calloutd.sock" ] && ss -ltn | grep -q "127.0.0.1:$PORT " && break
-	sleep 0.1
-done
-if [ -S "$NS/sock/calloutd.sock" ]; then ok "calloutd listening on $UNIX_URL and $INET_URL"
-else bad "calloutd did not start" "$(head -c 2000 "$NS/calloutd.log")"; fi
+trap calloutd_stop EXIT
+if calloutd_start "$NS" 2>"$NS/start.err"; then
+	ok "calloutd listening on $CALLOUTD_UNIX_URL and $CALLOUTD_INET_URL"
+else
+	bad "calloutd did not start" "$(cat "$NS/start.err")"
+fi
+UNIX_URL=$CALLOUTD_UNIX_URL
+INET_URL=$CALLOUTD_INET_URL
+CPID=$CALLOUTD_PID
 
 cat > "$NS/cbv.conf" <<CONF
 smtp_cbv "default" {
@@ -232,7 +183,7 @@ fi
 
 # calloutd survived all of it, and stops cleanly
 kill -0 "$CPID" 2>/dev/null && ok "calloutd still running" || bad "calloutd died" "$(tail -5 "$NS/calloutd.log")"
-stop_calloutd
+calloutd_stop
 if pgrep -f -- "--config-file=$NS/calloutd.conf" >/dev/null; then
 	bad "calloutd left running" "$(pgrep -af -- "--config-file=$NS/calloutd.conf")"
 else
