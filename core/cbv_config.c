@@ -26,6 +26,7 @@
 
 #include "cbv_addr.h"
 #include "cbv_map.h"
+#include "cbv_reply.h"
 
 /* Bytes of a token or value quoted in an error message. */
 #define SHOW_MAX 48
@@ -132,21 +133,6 @@ static const char *const skey_names[SK_COUNT] = {
 	"listen", "max_clients", "max_inflight", "user", "profile", "allow_remote",
 };
 
-/* Copies src (len bytes) to dst (size n) with non-printable bytes as '?'. */
-static void printable(char *dst, size_t n, const char *src, size_t len)
-{
-	size_t i;
-
-	if (len > n - 1)
-		len = n - 1;
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)src[i];
-
-		dst[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-	}
-	dst[i] = '\0';
-}
-
 static enum cbv_status lx_error(struct lexer *lx, unsigned line, unsigned col,
                                 const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -184,7 +170,7 @@ static const char *tok_show(const struct lexer *lx, char *buf, size_t n)
 	case TOK_EOF: return lx->set_mode ? "end of value" : "end of file";
 	case TOK_WORD:
 	case TOK_STRING:
-		printable(text, sizeof(text), lx->tok.text, lx->tok.len);
+		cbv_sanitize(lx->tok.text, lx->tok.len, text, sizeof(text));
 		snprintf(buf, n, "\"%s\"", text);
 		return buf;
 	default:
@@ -365,7 +351,7 @@ enum cbv_status cbv_uint_parse(const char *s, size_t len, unsigned min,
 	char show[SHOW_MAX + 1];
 	unsigned long long v = 0;
 
-	printable(show, sizeof(show), s, len);
+	cbv_sanitize(s, len, show, sizeof(show));
 	if (len == 0)
 		return cbv_err_set(err, CBV_EINVAL, "empty number");
 	for (size_t i = 0; i < len; i++) {
@@ -392,7 +378,7 @@ enum cbv_status cbv_duration_parse(const char *s, size_t len, unsigned *ms,
 	unsigned long long total = 0;
 	size_t i = 0;
 
-	printable(show, sizeof(show), s, len);
+	cbv_sanitize(s, len, show, sizeof(show));
 	if (len == 0)
 		return cbv_err_set(err, CBV_EINVAL, "empty duration");
 	while (i < len) {
@@ -527,7 +513,7 @@ static enum cbv_status add_dns_server(char *list, const char *s, size_t len,
 	const char *colon = memchr(s, ':', len);
 	struct cbv_err e;
 
-	printable(show, sizeof(show), s, len);
+	cbv_sanitize(s, len, show, sizeof(show));
 	if (len > 0 && s[0] == '[') {
 		const char *rb = memchr(s, ']', len);
 
@@ -960,7 +946,7 @@ enum cbv_status cbv_profile_set(struct cbv_profile *p, const char *key,
 		key = "";
 	if (value == NULL)
 		value = "";
-	printable(keyshow, sizeof(keyshow), key, strnlen(key, SHOW_MAX));
+	cbv_sanitize(key, strnlen(key, SHOW_MAX), keyshow, sizeof(keyshow));
 	k = find_key(key);
 	if (k < 0)
 		return cbv_err_set(err, CBV_ECONFIG, "%s: unknown key", keyshow);

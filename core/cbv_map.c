@@ -20,6 +20,7 @@
 
 #include "cbv_addr.h"
 #include "cbv_log.h"
+#include "cbv_reply.h"
 
 /* Longest pattern or replacement we keep (one config line). */
 #define MAP_TEXT_MAX CBV_CONFIG_LINE_MAX
@@ -56,21 +57,6 @@ static void pcre_release(void *p, void *data)
 {
 	(void)data;
 	cbv_free(p);
-}
-
-/* Copies src (len bytes) to dst (size n) with non-printable bytes as '?'. */
-static void printable(char *dst, size_t n, const char *src, size_t len)
-{
-	size_t i;
-
-	if (len > n - 1)
-		len = n - 1;
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)src[i];
-
-		dst[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-	}
-	dst[i] = '\0';
 }
 
 static void entry_clear(struct map_entry *e)
@@ -142,7 +128,7 @@ static enum cbv_status check_replacement(const char *rep, unsigned groups,
 	int refs = 0;
 	struct cbv_err e;
 
-	printable(show, sizeof(show), rep, len);
+	cbv_sanitize(rep, len, show, sizeof(show));
 	for (size_t i = 0; i < len; i++) {
 		if (rep[i] != '$') {
 			if (flen < sizeof(fixed) - 1)
@@ -200,7 +186,7 @@ static enum cbv_status compile_regex(struct cbv_map *m, struct map_entry *e,
 		}
 		if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
 			strcpy((char *)msg, "invalid regular expression");
-		printable(show, sizeof(show), e->pattern, strlen(e->pattern));
+		cbv_sanitize(e->pattern, strlen(e->pattern), show, sizeof(show));
 		st = cbv_err_set(err, CBV_EINVAL, "pattern \"%s\": %s at offset %zu", show,
 		                 (const char *)msg, (size_t)off);
 		goto done;
@@ -222,7 +208,7 @@ static enum cbv_status parse_pattern(struct cbv_map *m, struct map_entry *e,
 	size_t len = strlen(p);
 	struct cbv_err e2;
 
-	printable(show, sizeof(show), p, len);
+	cbv_sanitize(p, len, show, sizeof(show));
 	if (p[0] == '^') {
 		e->kind = ENTRY_REGEX;
 		return compile_regex(m, e, err);
@@ -385,14 +371,14 @@ static int finish(const struct map_entry *e, size_t i, const char *domain,
 	struct cbv_err err;
 
 	n = expand(e, domain, ov, npairs, tmp);
-	printable(show, sizeof(show), domain, strlen(domain));
+	cbv_sanitize(domain, strlen(domain), show, sizeof(show));
 	if (n < 0) {
 		cbv_log(CBV_LOG_WARN, "map entry %zu: result for %s longer than %d bytes, ignored",
 		        i + 1, show, CBV_DOMAIN_MAX);
 		return 0;
 	}
 	if (cbv_addr_check_domain(tmp, (size_t)n, canon, &err) != CBV_OK) {
-		printable(showres, sizeof(showres), tmp, (size_t)n);
+		cbv_sanitize(tmp, (size_t)n, showres, sizeof(showres));
 		cbv_log(CBV_LOG_WARN, "map entry %zu: result \"%s\" for %s is not a domain (%s), ignored",
 		        i + 1, showres, show, err.msg);
 		return 0;
@@ -420,7 +406,7 @@ static int match_regex(const struct cbv_map *m, const struct map_entry *e,
 	} else if (rc != PCRE2_ERROR_NOMATCH) {
 		/* Match, depth or heap limit: someone wrote a pattern that
 		 * backtracks without bound.  Bounded cost, logged, no match. */
-		printable(show, sizeof(show), domain, len);
+		cbv_sanitize(domain, len, show, sizeof(show));
 		cbv_log(CBV_LOG_WARN, "map entry %zu: regex failed on %s (PCRE2 error %d%s), no match",
 		        i + 1, show, rc,
 		        rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
