@@ -90,12 +90,18 @@ static SSL_CTX *get_ctx(int verify, const char *ca_dir, struct cbv_err *err)
 	return ctx_verify;
 }
 
-/* 1 if s is an IPv4 or IPv6 literal (no SNI for those, RFC 6066 3). */
-static int is_ip_literal(const char *s)
+/*
+ * 1 if s may go in SNI: a host name, not an address (RFC 6066 3: "Literal
+ * IPv4 and IPv6 addresses are not permitted"), nor a domain literal such
+ * as "[192.0.2.1]" (a GnuTLS server answers that with an alert).
+ */
+static int sni_ok(const char *s)
 {
 	unsigned char tmp[16];
 
-	return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
+	if (s == NULL || s[0] == '\0' || strchr(s, '[') != NULL || strchr(s, ':') != NULL)
+		return 0;
+	return inet_pton(AF_INET, s, tmp) != 1;
 }
 
 struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
@@ -119,7 +125,7 @@ struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
 		goto fail;
 	}
 	SSL_set_connect_state(t->ssl);
-	if (sni != NULL && sni[0] != '\0' && !is_ip_literal(sni)) {
+	if (sni_ok(sni)) {
 		if (SSL_set_tlsext_host_name(t->ssl, sni) != 1) {
 			ssl_err(err, "SNI");
 			goto fail;

@@ -63,6 +63,12 @@ static const struct row rows[] = {
 	  CBV_ERROR, "tls_failed", 0, 0 },
 	{ "alice@exim.test", NULL, "tls_verify=yes;ca_dir=/nonexistent-ca-dir", CBV_PASS,
 	  "accepted", 0, 0 },
+	/* address literals: no MX lookup; no SNI for them (a GnuTLS server alerts) */
+	{ "alice@[127.0.0.10]", NULL, "", CBV_FAIL, "bad_syntax", 1, 0 },
+	{ "alice@[127.0.0.30]", NULL, "", CBV_PASS, "accepted", 0, 0 },
+	/* RFC 6531: a UTF-8 local part needs SMTPUTF8 */
+	{ "j\xc3\xbcrgen@exim.test", NULL, "", CBV_FAIL, "mailbox_unknown", 1, 0 },
+	{ "j\xc3\xbcrgen@fast.test", NULL, "", CBV_ERROR, "protocol_error", 0, 0 },
 	/* guard and map */
 	{ "alice@exim.test", NULL, "deny_networks=127.0.0.0/8 ::1/128", CBV_ERROR,
 	  "forbidden_target", -1, 1 },
