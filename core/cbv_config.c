@@ -889,6 +889,36 @@ static int find_key(const char *s)
 	return find_word(key_names, K_COUNT, s);
 }
 
+/*
+ * Inside a block, at a word token: reads "KEY =" for one of names[0..n),
+ * refusing unknown and repeated keys (seen[] holds the line each key was
+ * set on).  Leaves the lexer on the '=' and *k on the key's index.
+ */
+static enum cbv_status read_key(struct lexer *lx, const char *const *names, size_t n,
+                                const char *block, unsigned *seen, int *k)
+{
+	char show[SHOW_MAX + 8];
+	enum cbv_status st;
+
+	if (lx->tok.type != TOK_WORD)
+		return lx_error(lx, lx->tok.line, lx->tok.col, "expected a key, got %s",
+		                tok_show(lx, show, sizeof(show)));
+	*k = find_word(names, n, lx->tok.text);
+	if (*k < 0)
+		return lx_error(lx, lx->tok.line, lx->tok.col, "unknown key %s in %s",
+		                tok_show(lx, show, sizeof(show)), block);
+	if (seen[*k] != 0)
+		return lx_error(lx, lx->tok.line, lx->tok.col,
+		                "duplicate key \"%s\" (first set on line %u)", names[*k], seen[*k]);
+	seen[*k] = lx->tok.line;
+	if ((st = lx_next(lx)) != CBV_OK)
+		return st;
+	if (lx->tok.type != TOK_EQUALS)
+		return lx_error(lx, lx->tok.line, lx->tok.col, "expected '=' after \"%s\", got %s",
+		                names[*k], tok_show(lx, show, sizeof(show)));
+	return CBV_OK;
+}
+
 /* ---- profiles ---- */
 
 /* Fills p with DESIGN.md's defaults: profile "default", no map. */
@@ -1178,24 +1208,8 @@ static enum cbv_status parse_smtp_cbv(struct cbv_config *c, struct lexer *lx)
 			return CBV_OK;
 		if (lx->tok.type == TOK_EOF)
 			return lx_error(lx, bline, bcol, "smtp_cbv \"%s\" not closed with '}'", name);
-		if (lx->tok.type != TOK_WORD)
-			return lx_error(lx, lx->tok.line, lx->tok.col, "expected a key, got %s",
-			                tok_show(lx, show, sizeof(show)));
-		k = find_key(lx->tok.text);
-		if (k < 0)
-			return lx_error(lx, lx->tok.line, lx->tok.col,
-			                "unknown key %s in smtp_cbv block",
-			                tok_show(lx, show, sizeof(show)));
-		if (seen[k] != 0)
-			return lx_error(lx, lx->tok.line, lx->tok.col,
-			                "duplicate key \"%s\" (first set on line %u)", key_names[k],
-			                seen[k]);
-		seen[k] = lx->tok.line;
-		if ((st = lx_next(lx)) != CBV_OK)
+		if ((st = read_key(lx, key_names, K_COUNT, "smtp_cbv block", seen, &k)) != CBV_OK)
 			return st;
-		if (lx->tok.type != TOK_EQUALS)
-			return lx_error(lx, lx->tok.line, lx->tok.col, "expected '=' after \"%s\", got %s",
-			                key_names[k], tok_show(lx, show, sizeof(show)));
 		lx->key = key_names[k];
 		st = parse_value(lx, p, (enum key_id)k);
 		lx->key = NULL;
@@ -1318,23 +1332,8 @@ static enum cbv_status parse_server(struct cbv_config *c, struct lexer *lx)
 			return CBV_OK;
 		if (lx->tok.type == TOK_EOF)
 			return lx_error(lx, bline, bcol, "server block not closed with '}'");
-		if (lx->tok.type != TOK_WORD)
-			return lx_error(lx, lx->tok.line, lx->tok.col, "expected a key, got %s",
-			                tok_show(lx, show, sizeof(show)));
-		k = find_word(skey_names, SK_COUNT, lx->tok.text);
-		if (k < 0)
-			return lx_error(lx, lx->tok.line, lx->tok.col, "unknown key %s in server block",
-			                tok_show(lx, show, sizeof(show)));
-		if (seen[k] != 0)
-			return lx_error(lx, lx->tok.line, lx->tok.col,
-			                "duplicate key \"%s\" (first set on line %u)", skey_names[k],
-			                seen[k]);
-		seen[k] = lx->tok.line;
-		if ((st = lx_next(lx)) != CBV_OK)
+		if ((st = read_key(lx, skey_names, SK_COUNT, "server block", seen, &k)) != CBV_OK)
 			return st;
-		if (lx->tok.type != TOK_EQUALS)
-			return lx_error(lx, lx->tok.line, lx->tok.col, "expected '=' after \"%s\", got %s",
-			                skey_names[k], tok_show(lx, show, sizeof(show)));
 		lx->key = skey_names[k];
 		st = parse_server_value(c, lx, (enum skey_id)k);
 		lx->key = NULL;
