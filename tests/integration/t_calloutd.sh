@@ -100,14 +100,12 @@ assert x["status"] == "transient" and x["sent"] == "MAIL FROM:<>", x
 assert x["recv"].startswith("421 4.3.2"), x
 ' -- -S "$UNIX_URL" x@mid421.test
 
-t0=$(date +%s)
+# (how long calloutd takes against the tarpit is bench/cbvd_bench.sh's to measure)
 check "tarpit is transient (calloutd timeout)" 2 '
 x = r[0]
 assert x["status"] == "transient" and x["host"] == "mx.tarpit.test", x
 assert x["greeting"] == "" and x["recv"] == "", x
 ' -- -S "$UNIX_URL" x@tarpit.test
-t=$(($(date +%s) - t0))
-[ "$t" -le 15 ] && ok "tarpit bounded by calloutd's timeouts (${t}s)" || bad "tarpit took ${t}s"
 
 check "null MX is calloutd's failure -> error" 3 '
 x = r[0]
