@@ -12,4 +12,11 @@ for b in bench/exim_bench.sh; do
 	echo "== $b"
 	bash "$b" || rc=1
 done
+# cbvd against calloutd: in a private network namespace of its own (root)
+echo "== bench/cbvd_bench.sh"
+if [ "$(id -u)" = 0 ] && command -v calloutd >/dev/null; then
+	bash bench/cbvd_bench.sh || rc=1
+else
+	echo "cbvd_bench: SKIP (needs root and calloutd, Debian package mailfromd)"
+fi
 exit "$rc"
