@@ -50,6 +50,7 @@ struct cbv_session {
 	int skip_rcpt;             /* read and drop the pipelined RCPT reply */
 	int cap_starttls, cap_pipelining, cap_utf8;
 	int peer_closed;
+	int await_reply;           /* a command (or the connection) just went out */
 
 	struct cbv_session_outcome res;
 };
@@ -416,6 +417,10 @@ static int flush_out(struct cbv_session *s)
 		}
 		s->out_off += (size_t)n;
 	}
+	/* Plain text: the reply cannot be here yet, so the next read waits for
+	 * poll() instead of costing a recv() that would say EAGAIN. */
+	if (s->out_len != 0 && s->tls == NULL)
+		s->await_reply = 1;
 	s->out_off = s->out_len = 0;
 	return 1;
 }
@@ -450,6 +455,11 @@ static int read_reply(struct cbv_session *s)
 			if (s->cur.complete)
 				return 1;
 			continue;
+		}
+		if (s->await_reply) {
+			s->await_reply = 0;
+			s->want = POLLIN;
+			return 0;
 		}
 		space = cbv_buf_space(&s->in, &avail);
 		if (s->tls != NULL)
@@ -599,7 +609,9 @@ void cbv_session_process(struct cbv_session *s, short revents)
 		return;
 	case PH_CONNECT:
 		if (revents & (POLLOUT | POLLERR | POLLHUP)) {
-			if (cbv_net_connect_result(s->fd, &err) != CBV_OK) {
+			/* Writable without error: connected, and SO_ERROR would say 0. */
+			if ((revents & (POLLERR | POLLHUP)) != 0 &&
+			    cbv_net_connect_result(s->fd, &err) != CBV_OK) {
 				s->peer_closed = 1;
 				s->res.err.sys_errno = err.sys_errno;
 				fail(s, CBV_ECONNECT, "connection to %s [%s] failed: %s", s->host,
@@ -609,14 +621,15 @@ void cbv_session_process(struct cbv_session *s, short revents)
 			s->phase = PH_SMTP;
 			s->stage = CBV_STAGE_GREETING;
 			s->want = POLLIN;
+			/* The greeting follows the connection: poll() for it first. */
 			set_deadline(s, s->o.command_timeout_ms);
-			run_smtp(s);
 		}
 		break;
 	case PH_HANDSHAKE:
 		run_handshake(s);
 		break;
 	case PH_SMTP:
+		s->await_reply = 0; /* poll() has spoken: read what there is */
 		run_smtp(s);
 		break;
 	}
