@@ -284,6 +284,13 @@ rig_stop() {
 	[[ -d $dir ]] || die "no such directory $dir"
 	stop_one "$dir/fakesmtp.pid" fakesmtp
 	stop_one "$dir/exim.pid" exim4
+	# Delivery processes re-exec Exim with our -C in a session of their own,
+	# out of the daemon's process group: end them too, or one may write its
+	# log into DIR after DIR is gone.
+	for ((i = 0; i < 50; i++)); do
+		pkill -TERM -f -- "-C $dir/exim.conf " 2>/dev/null || break
+		sleep 0.1
+	done
 	stop_one "$dir/dnsmasq.pid" dnsmasq
 	# Listening sockets close with their process; give the kernel a moment.
 	for ((i = 0; i < 20; i++)); do
