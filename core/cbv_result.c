@@ -16,28 +16,17 @@ const char *const cbv_result_fields[] = {
 struct cbv_result *cbv_result_new(void)
 {
 	struct cbv_result *r = cbv_calloc(1, sizeof(*r));
-	char **strs[9];
 
 	if (r == NULL)
 		return NULL;
-	strs[0] = &r->message;
-	strs[1] = &r->address;
-	strs[2] = &r->rcpt;
-	strs[3] = &r->sender;
-	strs[4] = &r->host;
-	strs[5] = &r->ip;
-	strs[6] = &r->greeting;
-	strs[7] = &r->helo;
-	strs[8] = &r->sent;
-	for (size_t i = 0; i < 9; i++) {
+	char **strs[] = { &r->message, &r->address, &r->rcpt, &r->sender, &r->host,
+		          &r->ip,      &r->greeting, &r->helo, &r->sent,   &r->recv };
+
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (cbv_result_set(strs[i], "") != 0) {
 			cbv_result_free(r);
 			return NULL;
 		}
-	}
-	if (cbv_result_set(&r->recv, "") != 0) {
-		cbv_result_free(r);
-		return NULL;
 	}
 	r->verdict = CBV_ERROR;
 	r->reason = "protocol_error";

@@ -48,7 +48,6 @@ struct cbv_verify {
 	struct cbv_session *sess;
 	size_t sess_host;            /* index into hosts of the current session */
 	int plain_retry;             /* current session is the no-TLS retry */
-	int dns_partial;
 	char host[CBV_DOMAIN_MAX + 1]; /* the request's host, checked; "" if none */
 	int phase_host[2];           /* lookup phases: 1 = the host, 0 = the MX hosts */
 	int nphases, phase;
@@ -374,10 +373,8 @@ static void session_done(struct cbv_verify *v)
 
 static void start_next_host(struct cbv_verify *v)
 {
+	/* next_phase() starts us only with hosts to try, so the result is set. */
 	if (v->next_host >= v->nhosts || v->tried >= v->p.max_hosts) {
-		if (v->tried == 0)
-			synth(v, CBV_ERROR, "forbidden_target", 550, "5.7.1",
-			      "no usable address for %s", v->domain);
 		finish(v);
 		return;
 	}
@@ -485,7 +482,7 @@ static void dns_done(struct cbv_verify *v)
 	const struct cbv_host *hosts = NULL;
 	const char *detail = NULL;
 	size_t n = 0;
-	enum cbv_dns_outcome out = cbv_dns_outcome(v->dns, &hosts, &n, &detail, &v->dns_partial);
+	enum cbv_dns_outcome out = cbv_dns_outcome(v->dns, &hosts, &n, &detail, NULL);
 	char what[CBV_DOMAIN_MAX + 64];
 
 	if (detail == NULL)
