@@ -74,10 +74,12 @@ struct step {
 #define RCPT E("RCPT TO:<" RCPT_ADDR ">")
 #define NEED_TLS "530 5.7.0 Must issue a STARTTLS command first\r\n"
 
+/* What the client sent: buf[off..len) is unread.  Never compacted: one
+ * conversation is far smaller than buf (a full buf fails the step). */
 struct peer_io {
 	int fd;
-	char buf[4096];
-	size_t len;
+	char buf[16384];
+	size_t off, len;
 };
 
 /* Waits up to ms for bytes; returns what recv() said, 0 on EOF, -1 on timeout/error. */
@@ -102,15 +104,15 @@ static int peer_line(struct peer_io *p, char *line, size_t n)
 	int64_t end = cbv_now_ms() + PEER_WAIT_MS;
 
 	for (;;) {
-		char *lf = memchr(p->buf, '\n', p->len);
+		char *start = p->buf + p->off;
+		char *lf = memchr(start, '\n', p->len - p->off);
 
 		if (lf != NULL) {
-			size_t len = (size_t)(lf - p->buf);
+			size_t len = (size_t)(lf - start);
 			size_t keep = len > 0 && lf[-1] == '\r' ? len - 1 : len;
 
-			snprintf(line, n, "%.*s", (int)keep, p->buf);
-			p->len -= len + 1;
-			memmove(p->buf, lf + 1, p->len);
+			snprintf(line, n, "%.*s", (int)keep, start);
+			p->off += len + 1;
 			return 0;
 		}
 		if (cbv_now_ms() >= end || peer_fill(p, (int)(end - cbv_now_ms())) <= 0)
@@ -140,7 +142,7 @@ static int peer_step(struct peer_io *p, const struct step *st, int i)
 	switch (st->op) {
 	case END:
 		while (peer_fill(p, PEER_WAIT_MS) > 0)
-			p->len = 0;
+			p->off = p->len = 0;
 		return 1;
 	case SEND:
 		return peer_send(p->fd, st->arg, strlen(st->arg)) == 0 ? 0 : -1;
@@ -162,23 +164,23 @@ static int peer_step(struct peer_io *p, const struct step *st, int i)
 		}
 		return 0;
 	case QUIET:
-		if (p->len == 0 && peer_fill(p, QUIET_MS) < 0)
+		if (p->off == p->len && peer_fill(p, QUIET_MS) < 0)
 			return 0;
 		fprintf(stderr, "peer step %d: the client spoke before the reply: \"%.*s\"\n", i,
-		        (int)p->len, p->buf);
+		        (int)(p->len - p->off), p->buf + p->off);
 		return -1;
 	case EOF_ONLY:
-		if (p->len == 0 && peer_fill(p, PEER_WAIT_MS) == 0)
+		if (p->off == p->len && peer_fill(p, PEER_WAIT_MS) == 0)
 			return 1;
-		fprintf(stderr, "peer step %d: want a close, got \"%.*s\"\n", i, (int)p->len,
-		        p->buf);
+		fprintf(stderr, "peer step %d: want a close, got \"%.*s\"\n", i,
+		        (int)(p->len - p->off), p->buf + p->off);
 		return -1;
 	case TLS_HELLO:
-		if (p->len == 0 && peer_fill(p, PEER_WAIT_MS) <= 0)
+		if (p->off == p->len && peer_fill(p, PEER_WAIT_MS) <= 0)
 			return -1;
-		if ((unsigned char)p->buf[0] != 0x16) {
+		if ((unsigned char)p->buf[p->off] != 0x16) {
 			fprintf(stderr, "peer step %d: no TLS handshake record: \"%.*s\"\n", i,
-			        (int)p->len, p->buf);
+			        (int)(p->len - p->off), p->buf + p->off);
 			return -1;
 		}
 		return 1;
@@ -190,7 +192,7 @@ static int peer_step(struct peer_io *p, const struct step *st, int i)
 static void peer_main(int lfd, const struct step *script)
 {
 	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
-	struct peer_io p = { .fd = -1 };
+	static struct peer_io p = { .fd = -1 };
 	int one = 1;
 
 	if (poll(&pfd, 1, PEER_WAIT_MS) != 1 || (p.fd = accept(lfd, NULL, NULL)) < 0)
