@@ -28,6 +28,9 @@ const char *cbv_strstatus(enum cbv_status st)
 }
 
 static void vset(struct cbv_err *err, enum cbv_status code, int sys_errno,
+                 const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void vset(struct cbv_err *err, enum cbv_status code, int sys_errno,
                  const char *fmt, va_list ap)
 {
 	if (err == NULL)

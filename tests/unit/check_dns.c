@@ -112,6 +112,9 @@ struct want_host {
 	unsigned pref;
 };
 
+/* Every field named: clang's -Wmissing-field-initializers also checks nested braces. */
+#define NO_HOSTS { { NULL, NULL, 0 } }
+
 static const struct {
 	const char *domain;
 	enum cbv_dns_outcome o;
@@ -138,19 +141,19 @@ static const struct {
 	  { { "implicit.test", "127.0.0.10", 0 } } },
 	{ "partial.test", CBV_DNS_OK, NULL, 0, 1, 1,
 	  { { "mx.partial.test", "127.0.0.10", 10 } } },
-	{ "nullmx.test", CBV_DNS_NULLMX, "null MX", 0, 0, 0, { { NULL } } },
+	{ "nullmx.test", CBV_DNS_NULLMX, "null MX", 0, 0, 0, NO_HOSTS },
 	{ "nomail.test", CBV_DNS_NOHOST, "no MX and no A/AAAA", 0, 0, 0,
-	  { { NULL } } },
+	  NO_HOSTS },
 	{ "nohost.test", CBV_DNS_NOHOST, "no MX host has an address", 0, 0, 0,
-	  { { NULL } } },
+	  NO_HOSTS },
 	{ "no-such-name.test", CBV_DNS_NXDOMAIN,
-	  "MX lookup for no-such-name.test: NXDOMAIN", 0, 0, 0, { { NULL } } },
+	  "MX lookup for no-such-name.test: NXDOMAIN", 0, 0, 0, NO_HOSTS },
 	{ "sub.no-such-name.test", CBV_DNS_NXDOMAIN, "NXDOMAIN", 0, 0, 0,
-	  { { NULL } } },
+	  NO_HOSTS },
 	{ "servfail.test", CBV_DNS_TEMP, "MX lookup for servfail.test: ", 0, 0, 0,
-	  { { NULL } } },
+	  NO_HOSTS },
 	{ "tempmx.test", CBV_DNS_TEMP, "lookup for mx.servfail.test: ", 0, 1, 0,
-	  { { NULL } } },
+	  NO_HOSTS },
 };
 
 START_TEST(test_zone)
