@@ -533,10 +533,10 @@ static int valid_servers(const char *s)
 }
 
 /*
- * Starts the MX query for domain through servers (see cbv_dns.h).  Returns
- * a new machine, free with cbv_dns_free(), or NULL with *err set.
+ * Starts the machine with the MX query, or (address_only) with A/AAAA
+ * alone.  Returns a new machine, free with cbv_dns_free(), or NULL with
+ * *err set.
  */
-/* Starts the machine: with the MX query, or (address_only) A/AAAA alone. */
 static struct cbv_dns *dns_start(const char *domain, const char *servers,
                                  int64_t deadline_ms, int address_only,
                                  struct cbv_err *err)
@@ -625,12 +625,14 @@ done:
 	return d;
 }
 
+/* Resolves domain's MX, then the exchangers (see cbv_dns.h). */
 struct cbv_dns *cbv_dns_new(const char *domain, const char *servers,
                             int64_t deadline_ms, struct cbv_err *err)
 {
 	return dns_start(domain, servers, deadline_ms, 0, err);
 }
 
+/* Resolves one named host's A/AAAA, no MX (see cbv_dns.h). */
 struct cbv_dns *cbv_dns_new_host(const char *host, const char *servers,
                                  int64_t deadline_ms, struct cbv_err *err)
 {
