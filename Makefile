@@ -44,6 +44,8 @@ BASE_CFLAGS += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-point
 LDFLAGS += -fsanitize=$(SAN)
 endif
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Icore
+# Header dependencies: each single-source compile writes a .d beside its output.
+DEPFLAGS := -MMD -MP
 
 # Sanitizer builds go to their own tree so they never mix with normal objects.
 B := build$(if $(SAN),-san)
@@ -75,9 +77,9 @@ PROGS := $(LIBCBV) $(CLI) $(FAKESMTP) $(BENCH_BIN) \
 
 all: $(PROGS)
 
-$(B)/%.o: %.c $(wildcard core/*.h)
+$(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(LIBCBV): $(CORE_OBJ)
 	@rm -f $@
@@ -93,9 +95,9 @@ $(CBVD): $(patsubst %.c,$(B)/%.o,$(wildcard server/*.c)) $(LIBCBV)
 $(DLFUNC): $(patsubst %.c,$(B)/%.o,$(wildcard dlfunc/*.c)) $(LIBCBV)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS)
 
-$(B)/dlfunc/%.o: dlfunc/%.c $(wildcard core/*.h dlfunc/*.h)
+$(B)/dlfunc/%.o: dlfunc/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -I/usr/include/exim4 -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -I/usr/include/exim4 -c -o $@ $<
 
 $(FAKESMTP): tests/fakes/fakesmtp.c
 	@mkdir -p $(dir $@)
@@ -103,16 +105,18 @@ $(FAKESMTP): tests/fakes/fakesmtp.c
 
 $(B)/bench/%: bench/%.c $(LIBCBV)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCBV) $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) $(LDFLAGS) -o $@ $< $(LIBCBV) $(PKG_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(LIBCBV) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCBV) $(PKG_LIBS) $(CHECK_LIBS)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCBV) $(PKG_LIBS) $(CHECK_LIBS)
 
 # Corpus replay: each fuzz target linked with a small driver, built with gcc.
 $(B)/replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBCBV)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LIBCBV) $(PKG_LIBS)
+
+-include $(wildcard $(B)/*/*.d)
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_RUN); do echo "== $$t"; $$t; done
