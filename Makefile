@@ -187,7 +187,7 @@ install: all
 	  else install -m 644 "$$src" "$$dst"; fi; done
 
 format:
-	clang-format -i core/*.[ch] cli/*.c dlfunc/*.c tests/unit/*.c tests/fuzz/*.c tests/fakes/*.c
+	clang-format -i core/*.[ch] cli/*.c dlfunc/*.c server/*.[ch] bench/*.c tests/unit/*.c tests/fuzz/*.c tests/fakes/*.c
 
 clean:
 	rm -rf build build-san build-fuzz
