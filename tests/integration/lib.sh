@@ -1,0 +1,152 @@
+# tests/integration/lib.sh - what the integration scripts share: result
+# lines, expectations, and the rig profile for cbv.conf.  Sourced, never run
+# (except `bash tests/integration/lib.sh --selftest`).
+#
+#   . "$TOP/tests/integration/lib.sh"
+#   need_rig                            exit unless inside tests/rig/rig.sh run
+#   need_built FILE...                  "not ok" and exit 1 unless each is executable
+#   ok NAME / bad NAME [DETAIL]         one result line (DETAIL indented below)
+#   check NAME CMD...                   ok if CMD succeeds, else bad with $DETAIL
+#   expect_run NAME RC REGEX -- CMD...  CMD exits RC and a stdout line matches REGEX
+#   expect_text NAME TEXT REGEX...      every REGEX matches TEXT (see below)
+#   rig_profile [-D] NAME [LINE...]     print an smtp_cbv block for the rig
+#   free_port                           print a free TCP port on 127.0.0.1
+#   summary [LABEL]                     "N passed, M failed"; status 1 on failures
+#
+# A REGEX is an ERE matched against each line.  A REGEX holding a newline
+# must match that many consecutive lines (grep would take each line of it as
+# an alternative and pass when any one matches).
+
+T_PASS=${T_PASS:-0} T_FAIL=${T_FAIL:-0}
+BAD_LINES=${BAD_LINES:-20} # lines of DETAIL shown under a failure
+
+ok() { T_PASS=$((T_PASS + 1)); echo "ok - $1"; }
+bad() {
+	T_FAIL=$((T_FAIL + 1))
+	echo "not ok - $1"
+	[[ -n ${2:-} ]] && printf '%s\n' "$2" | head -n "$BAD_LINES" | sed 's/^/    /'
+	return 0
+}
+check() { local n=$1; shift; if "$@"; then ok "$n"; else bad "$n" "${DETAIL:-}"; fi; }
+summary() {
+	echo "${1:+$1: }$T_PASS passed, $T_FAIL failed"
+	((T_FAIL == 0))
+}
+
+need_rig() {
+	: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}" "${CBV_RIG_PORT:?run inside tests/rig/rig.sh run}"
+}
+need_built() {
+	local f
+	for f in "$@"; do
+		[[ -x $f ]] || { echo "not ok - $f not built"; echo "0 passed, 1 failed"; exit 1; }
+	done
+}
+
+# matches REGEX TEXT: status 0 if REGEX matches a line (or, with newlines
+# in REGEX, a run of lines) of TEXT.
+matches() {
+	if [[ $1 == *$'\n'* ]]; then
+		RE=$1 perl -0777 -ne 'exit(/$ENV{RE}/m ? 0 : 1)' <<<"$2"
+	else
+		grep -Eq -- "$1" <<<"$2"
+	fi
+}
+
+expect_text() {
+	local name=$1 text=$2 re
+	shift 2
+	for re in "$@"; do
+		if ! matches "$re" "$text"; then
+			bad "$name" "nothing matches /$re/ in:"$'\n'"$text"
+			return 0
+		fi
+	done
+	ok "$name"
+}
+
+# Runs CMD with stderr in a temporary file, shown on failure.
+expect_run() {
+	local name=$1 want_rc=$2 re=$3 out rc errf
+	shift 4
+	errf=$(mktemp)
+	out=$("$@" 2>"$errf")
+	rc=$?
+	if ((rc != want_rc)); then
+		bad "$name" "exit $rc, want $want_rc; stdout: $out; stderr: $(head -c 500 "$errf")"
+	elif ! matches "$re" "$out"; then
+		bad "$name" "stdout does not match /$re/: $out"
+	else
+		ok "$name"
+	fi
+	rm -f "$errf"
+}
+
+# rig_profile [-D] NAME [LINE...]: the rig's DNS server and SMTP port with
+# loopback allowed (deny_networks = [ ]; -D keeps the default list, which
+# refuses the rig), then each LINE ("timeout = 2s") as given.
+rig_profile() {
+	local deny=1 l
+	[[ $1 == -D ]] && { deny=0; shift; }
+	printf 'smtp_cbv "%s" {\n' "$1"
+	shift
+	printf '  dns_servers = "%s"\n  port = %s\n' "$CBV_RIG_DNS" "$CBV_RIG_PORT"
+	((deny)) && printf '  deny_networks = [ ]\n'
+	for l in "$@"; do printf '  %s\n' "$l"; done
+	printf '}\n'
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# bash tests/integration/lib.sh --selftest: each helper once each way.
+if [[ ${BASH_SOURCE[0]} == "$0" && ${1:-} == --selftest ]]; then
+	out=$( (
+		T_PASS=0 T_FAIL=0
+		expect_text a $'x\ny\nz' '^y$' '^z$'
+		expect_text b $'x\ny\nz' '^x$'$'\n''^z$'
+		expect_text c $'x\ny\nz' '^y$'$'\n''^z$'
+		expect_run d 3 '^hi$' -- bash -c 'echo hi; exit 3'
+		expect_run e 0 '^hi$' -- bash -c 'echo hi; exit 3'
+		expect_run f 0 '^hi$' -- bash -c 'echo ho'
+		check g true
+		DETAIL=why check h false
+		CBV_RIG_DNS=127.0.0.1:5353 CBV_RIG_PORT=2525 rig_profile q 'timeout = 2s'
+		CBV_RIG_DNS=127.0.0.1:5353 CBV_RIG_PORT=2525 rig_profile -D r
+		summary lib
+	) )
+	want='ok - a
+not ok - b
+    nothing matches /^x$
+    ^z$/ in:
+    x
+    y
+    z
+ok - c
+ok - d
+not ok - e
+    exit 3, want 0; stdout: hi; stderr: 
+not ok - f
+    stdout does not match /^hi$/: ho
+ok - g
+not ok - h
+    why
+smtp_cbv "q" {
+  dns_servers = "127.0.0.1:5353"
+  port = 2525
+  deny_networks = [ ]
+  timeout = 2s
+}
+smtp_cbv "r" {
+  dns_servers = "127.0.0.1:5353"
+  port = 2525
+}
+lib: 4 passed, 4 failed'
+	if [[ $out == "$want" ]]; then
+		echo "lib.sh selftest: ok"
+	else
+		diff <(echo "$want") <(echo "$out")
+		exit 1
+	fi
+fi
