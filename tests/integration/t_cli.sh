@@ -136,5 +136,10 @@ out=$("${V[@]/$TMP\/cbv.conf/$TMP/bad2.conf}" alice@exim.test 2>&1)
 rc=$?
 if [ $rc -eq 64 ] && grep -q "colour" <<<"$out"; then ok "unknown key refused"; else bad "unknown key refused" "rc=$rc $out"; fi
 
+# Issue 11.1: an MX that answers 220 to STARTTLS and closes made the tool
+# die of SIGPIPE (exit 141, no output).  Run with SIGPIPE at its default.
+expect "STARTTLS 220 then close: plain retry, no SIGPIPE" 0 '^x@tlsclose\.test pass accepted 250 ' -- env --default-signal=PIPE "${V[@]}" x@tlsclose.test
+expect "STARTTLS 220 then close, TLS required: tls_failed" 3 '^x@tlsclose\.test error tls_failed ' -- env --default-signal=PIPE "${V[@]}" -p strict x@tlsclose.test
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -5,6 +5,7 @@
  * CBV_RIG_DIR.  One row per verdict case of DESIGN.md and the core issue.
  */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +224,74 @@ START_TEST(tls_verified)
 }
 END_TEST
 
+/*
+ * ca_dir alternating between profiles: each call verifies against its own
+ * directory (the TLS module keeps one context per ca_dir).
+ */
+START_TEST(tls_ca_dir_alternates)
+{
+	const char *ca = getenv("CBV_RIG_CA_DIR");
+	const char *dirs[] = { ca, "/nonexistent-ca-dir", ca, "/nonexistent-ca-dir", ca };
+
+	ck_assert_msg(ca != NULL, "CBV_RIG_CA_DIR unset");
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		struct cbv_profile p;
+		struct cbv_request req = { .address = "alice@tls.test" };
+		struct cbv_result *r = NULL;
+		struct cbv_err err;
+		int good = strcmp(dirs[i], ca) == 0;
+
+		rig_profile(&p, "starttls=require;tls_verify=yes");
+		ck_assert_int_eq(cbv_profile_set(&p, "ca_dir", dirs[i], &err), CBV_OK);
+		ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+		ck_assert_msg(good ? r->verdict == CBV_PASS : r->verdict == CBV_ERROR,
+		              "%zu %s: %s/%s %s", i, dirs[i], cbv_verdict_name(r->verdict),
+		              r->reason, r->message);
+		if (good)
+			ck_assert_msg(strstr(r->tls, ":verified") != NULL, "tls %s", r->tls);
+		else
+			ck_assert_str_eq(r->reason, "tls_failed");
+		cbv_result_free(r);
+		cbv_profile_clear(&p);
+	}
+}
+END_TEST
+
+/*
+ * An MX that answers 220 to STARTTLS and closes: OpenSSL's alert then
+ * meets a closed socket.  With SIGPIPE at its default disposition the
+ * library must still return a verdict, not kill its caller (issue 11.1).
+ * Opportunistic TLS retries in plain text; require cannot.
+ */
+static const struct row tlsclose_rows[] = {
+	{ "alice@tlsclose.test", NULL, "", CBV_PASS, "accepted", 0, 0 },
+	{ "alice@tlsclose.test", NULL, "starttls=require", CBV_ERROR, "tls_failed", 0, 0 },
+};
+
+START_TEST(sigpipe_default)
+{
+	const struct row *t = &tlsclose_rows[_i];
+	struct cbv_profile p;
+	struct cbv_request req = { .address = t->address };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	rig_profile(&p, t->opts);
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_msg(r->verdict == t->verdict && strcmp(r->reason, t->reason) == 0,
+	              "%s [%s]: got %s/%s (%s)", t->address, t->opts,
+	              cbv_verdict_name(r->verdict), r->reason, r->message);
+	ck_assert_msg(r->tls[0] == '\0', "tls %s", r->tls);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 /* A host named by the caller (mailfromd's VRFY HOST= and MODE=). */
 struct host_row {
 	const char *address;
@@ -387,6 +456,12 @@ static Suite *verify_suite(void)
 	tcase_add_test(tc, last_poll);
 	tcase_add_test(tc, fail_message);
 	tcase_add_test(tc, tls_verified);
+	tcase_add_test(tc, tls_ca_dir_alternates);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("sigpipe");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, sigpipe_default, 0,
+	                    (int)(sizeof(tlsclose_rows) / sizeof(tlsclose_rows[0])));
 	suite_add_tcase(s, tc);
 	tc = tcase_create("host_modes");
 	tcase_set_timeout(tc, 30);
