@@ -70,6 +70,23 @@ static const struct row rows[] = {
 	/* RFC 6531: a UTF-8 local part needs SMTPUTF8 */
 	{ "j\xc3\xbcrgen@exim.test", NULL, "", CBV_FAIL, "mailbox_unknown", 1, 0 },
 	{ "j\xc3\xbcrgen@fast.test", NULL, "", CBV_ERROR, "protocol_error", 0, 0 },
+	/* IDN (issue 11.2): A-labels to DNS and RCPT; SMTPUTF8 only for a UTF-8 local part */
+	{ "alice@b\xc3\xbc" "cher.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "alice@B\xc3\x9c" "CHER.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "nobody@b\xc3\xbc" "cher.test", NULL, "", CBV_FAIL, "mailbox_unknown", 1, 0 },
+	{ "j\xc3\xbcrgen@b\xc3\xbc" "cher.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "j\xc3\xbcrgen@xn--bcher-kva.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "alice@fast.test", "probe@b\xc3\xbc" "cher.test", "", CBV_PASS, "accepted", 0, 0 },
+	{ "x@nix-\xc3\xbc.test", NULL, "", CBV_FAIL, "no_domain", -1, 1 },
+	{ "x@\xe2\x98\x83.test", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "x@b\xc3\xbc\xe2\x80\xae" "cher.test", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "alice@exim.test", "x@\xe2\x98\x83.test", "", CBV_ERROR, "bad_syntax", -1, 1 },
+	{ "alice@b\xc3\xbc" "cher.example", NULL, "map=[ b\xc3\xbc" "cher.example = \"exim.test\" ]",
+	  CBV_PASS, "accepted", 1, 0 },
+	{ "alice@b\xc3\xbc" "cher.example", NULL, "map=[ xn--bcher-kva.example = \"exim.test\" ]",
+	  CBV_PASS, "accepted", 1, 0 },
+	{ "alice@mapped.test", NULL, "map=[ mapped.test = \"b\xc3\xbc" "cher.test\" ]", CBV_PASS,
+	  "accepted", 1, 0 },
 	/* guard and map */
 	{ "alice@exim.test", NULL, "deny_networks=127.0.0.0/8 ::1/128", CBV_ERROR,
 	  "forbidden_target", -1, 1 },
@@ -292,6 +309,46 @@ START_TEST(sigpipe_default)
 }
 END_TEST
 
+/* What goes on the wire and into messages for an IDN (issue 11.2). */
+struct idn_row {
+	const char *address;
+	const char *rcpt;    /* r->rcpt */
+	const char *sent;    /* r->sent, NULL: don't care */
+	const char *message; /* r->message, NULL: don't care */
+};
+
+static const struct idn_row idn_rows[] = {
+	{ "alice@b\xc3\xbc" "cher.test", "alice@xn--bcher-kva.test",
+	  "RCPT TO:<alice@xn--bcher-kva.test>", NULL },
+	/* a UTF-8 local part: SMTPUTF8, and the domain keeps its Unicode form */
+	{ "j\xc3\xbcrgen@b\xc3\xbc" "cher.test", "j\xc3\xbcrgen@b\xc3\xbc" "cher.test",
+	  "RCPT TO:<j\xc3\xbcrgen@b\xc3\xbc" "cher.test>", NULL },
+	{ "j\xc3\xbcrgen@XN--BCHER-KVA.test", "j\xc3\xbcrgen@b\xc3\xbc" "cher.test", NULL, NULL },
+	/* our own name is shown readably, with the A-labels we looked up */
+	{ "x@nix-\xc3\xbc.test", "x@xn--nix--3ra.test", NULL,
+	  "550 5.1.2 domain nix-\xc3\xbc.test (xn--nix--3ra.test) does not exist" },
+};
+
+START_TEST(idn_wire)
+{
+	const struct idn_row *t = &idn_rows[_i];
+	struct cbv_profile p;
+	struct cbv_request req = { .address = t->address };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, "");
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_str_eq(r->rcpt, t->rcpt);
+	if (t->sent != NULL)
+		ck_assert_str_eq(r->sent, t->sent);
+	if (t->message != NULL)
+		ck_assert_str_eq(r->message, t->message);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 /* A host named by the caller (mailfromd's VRFY HOST= and MODE=). */
 struct host_row {
 	const char *address;
@@ -457,6 +514,10 @@ static Suite *verify_suite(void)
 	tcase_add_test(tc, fail_message);
 	tcase_add_test(tc, tls_verified);
 	tcase_add_test(tc, tls_ca_dir_alternates);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("idn");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, idn_wire, 0, (int)(sizeof(idn_rows) / sizeof(idn_rows[0])));
 	suite_add_tcase(s, tc);
 	tc = tcase_create("sigpipe");
 	tcase_set_timeout(tc, 30);
