@@ -11,11 +11,12 @@
  * length; the first fault found is reported.
  *
  * International domain names: U-labels are converted to A-labels with
- * libidn2 (IDNA2008 with UTS #46 non-transitional mapping and the STD3
- * LDH rules), and the A-label form is what the rest of the code sees: DNS,
- * the domain map, RCPT, HELO.  A name that does not convert is a syntax
- * error: nothing may be sent for it.  A-labels given as such are left as
- * they are (ASCII names are never run through libidn2).
+ * libidn2 (IDNA2008 with UTS #46 non-transitional mapping), and the
+ * A-label form is what the rest of the code sees: DNS, the domain map,
+ * RCPT, HELO.  The result must pass the LDH host rules again, so a
+ * mapping to '_' or a space is refused, not dropped.  A name that does
+ * not convert is a syntax error: nothing may be sent for it.  A-labels
+ * given as such are left as they are (ASCII is never run through libidn2).
  */
 #include "cbv_addr.h"
 
@@ -285,8 +286,7 @@ static enum cbv_status to_ascii(char *host, struct cbv_err *err)
 
 	if (!has_8bit(host))
 		return CBV_OK;
-	rc = idn2_to_ascii_8z(host, &out,
-	                      IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL | IDN2_USE_STD3_ASCII_RULES);
+	rc = idn2_to_ascii_8z(host, &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
 	if (rc == IDN2_MALLOC) {
 		st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
 		goto done;
@@ -303,8 +303,11 @@ static enum cbv_status to_ascii(char *host, struct cbv_err *err)
 		goto done;
 	}
 	st = parse_host(out, len, tmp, err);
-	if (st == CBV_OK)
+	if (st == CBV_OK) {
+		/* Whole buffer: the struct must not keep bytes of the U-form. */
+		memset(host, 0, CBV_DOMAIN_MAX + 1);
 		memcpy(host, tmp, strlen(tmp) + 1);
+	}
 done:
 	idn2_free(out);
 	return st;

@@ -200,6 +200,8 @@ static const struct bad_row bad_rows[] = {
 	{ S("a@\xcc\x81x.com"), "invalid international domain name" },       /* leading mark */
 	{ S("a@\xe2\x80\xae" "abc.com"), "invalid international domain name" }, /* RLO */
 	{ S("a@x.\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93"), "all-numeric" }, /* fullwidth 123 */
+	{ S("a@x\xef\xbc\xbf" "y.com"), "invalid character '_' in domain" }, /* fullwidth _ */
+	{ S("I@0-rm\xcb\x99"), "invalid international domain name" },  /* U+02D9: fuzz */
 	{ S("a@b\xc3\xbc" "cher\xe3\x80\x82\xe3\x80\x82" "de"), "empty label" },
 };
 
