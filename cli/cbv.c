@@ -11,6 +11,7 @@
  * transient, else 3 (error); 64 for usage or config errors.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,12 @@ static void usage(FILE *f)
 	        CBV_CONF_DEFAULT);
 }
 
-/* Prints s with control, DEL and (if !utf8_ok) 8-bit bytes as \xHH. */
+/*
+ * Prints s with control and DEL bytes as \xHH, so one result stays on one
+ * line.  8-bit bytes go out as they are: the address is the caller's own
+ * argument, and core text is sanitized already (remote text) or UTF-8 that
+ * core validated (an IDN or a UTF-8 local part).
+ */
 static void put_escaped(FILE *f, const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
@@ -498,6 +504,9 @@ done:
 
 int main(int argc, char **argv)
 {
+	/* libcbv never raises SIGPIPE itself (MSG_NOSIGNAL, its own TLS BIO);
+	 * this also covers our stdout going to a closed pipe: we see EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc >= 2 && strcmp(argv[1], "verify") == 0)
 		return cmd_verify(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check-config") == 0)

@@ -7,13 +7,25 @@
  * into "RCPT TO:<...>" on a live SMTP connection, so every byte that could
  * end that command early (CR, LF, NUL), close the path ('>') or confuse a
  * log is refused, not cleaned.  Checks run in this order: overall length,
- * bytes (controls, UTF-8), local part, domain, path length; the first
- * fault found is reported.
+ * bytes (controls, UTF-8), local part, domain, IDNA conversion, path
+ * length; the first fault found is reported.
+ *
+ * International domain names: U-labels are converted to A-labels with
+ * libidn2 (IDNA2008 with UTS #46 non-transitional mapping), and the
+ * A-label form is what the rest of the code sees: DNS, the domain map,
+ * RCPT, HELO.  The result must pass the LDH host rules again, so a
+ * mapping to '_' or a space is refused, not dropped.  A name that does
+ * not convert is a syntax error: nothing may be sent for it.  A-labels
+ * given as such are left as they are (ASCII is never run through libidn2).
  */
 #include "cbv_addr.h"
 
 #include <arpa/inet.h>
+#include <idn2.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Longest input that could still be valid: local@domain plus a trailing dot. */
 #define INPUT_MAX (CBV_LOCALPART_MAX + 1 + CBV_DOMAIN_MAX + 1)
@@ -247,6 +259,60 @@ static enum cbv_status parse_host(const char *in, size_t len, char *out,
 	return CBV_OK;
 }
 
+/* 1 if s has a byte >= 0x80. */
+static int has_8bit(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+/*
+ * Converts host (checked by parse_host(), CBV_DOMAIN_MAX + 1 bytes) to its
+ * A-label form in place, if it has non-ASCII labels.  The result passes
+ * parse_host() again: UTS #46 mapping can turn a fullwidth digit into an
+ * ASCII one or an ideographic full stop into a dot, and the label and
+ * domain limits apply to the form that goes to DNS (RFC 1035 2.3.4).
+ * Returns CBV_OK, CBV_EINVAL (not a valid IDN) or CBV_ENOMEM.
+ */
+static enum cbv_status to_ascii(char *host, struct cbv_err *err)
+{
+	char tmp[CBV_DOMAIN_MAX + 1];
+	char *out = NULL;
+	enum cbv_status st;
+	size_t len;
+	int rc;
+
+	if (!has_8bit(host))
+		return CBV_OK;
+	rc = idn2_to_ascii_8z(host, &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+	if (rc == IDN2_MALLOC) {
+		st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		goto done;
+	}
+	if (rc != IDN2_OK) {
+		st = cbv_err_set(err, CBV_EINVAL, "invalid international domain name: %s",
+		                 idn2_strerror(rc));
+		goto done;
+	}
+	len = strlen(out);
+	if (len > CBV_DOMAIN_MAX) {
+		st = cbv_err_set(err, CBV_EINVAL, "domain longer than %d octets as A-labels",
+		                 CBV_DOMAIN_MAX);
+		goto done;
+	}
+	st = parse_host(out, len, tmp, err);
+	if (st == CBV_OK) {
+		/* Whole buffer: the struct must not keep bytes of the U-form. */
+		memset(host, 0, CBV_DOMAIN_MAX + 1);
+		memcpy(host, tmp, strlen(tmp) + 1);
+	}
+done:
+	idn2_free(out);
+	return st;
+}
+
 /*
  * Checks an address literal (RFC 5321 4.1.3: "[" IPv4 "]" or
  * "[IPv6:" IPv6 "]", validated with inet_pton) and writes it to out with
@@ -332,6 +398,8 @@ enum cbv_status cbv_addr_parse(const char *in, size_t len, struct cbv_addr *out,
 		st = parse_literal(in + at + 1, len - at - 1, a.domain, err);
 	} else {
 		st = parse_host(in + at + 1, len - at - 1, a.domain, err);
+		if (st == CBV_OK)
+			st = to_ascii(a.domain, err);
 	}
 	if (st != CBV_OK)
 		goto done;
@@ -343,7 +411,8 @@ enum cbv_status cbv_addr_parse(const char *in, size_t len, struct cbv_addr *out,
 		                 CBV_PATH_MAX - 2, CBV_PATH_MAX);
 		goto done;
 	}
-	a.utf8 = utf8;
+	/* The domain is ASCII now: only a UTF-8 local part needs SMTPUTF8. */
+	a.utf8 = utf8 && has_8bit(a.local);
 	*out = a;
 done:
 	return st;
@@ -378,10 +447,60 @@ enum cbv_status cbv_addr_check_domain(const char *in, size_t len, char *out,
 		goto done;
 	}
 	st = parse_host(in, len, out, err);
+	if (st == CBV_OK)
+		st = to_ascii(out, err);
 done:
 	if (st != CBV_OK)
 		out[0] = '\0';
 	return st;
+}
+
+/*
+ * Writes the Unicode form of the ASCII domain ascii to out (n bytes).  The
+ * A-labels are decoded, and the result must convert back to exactly ascii
+ * and be clean UTF-8 without controls: a crafted "xn--" label that decodes
+ * to a bidi override or a control character is never shown.  Returns 1 if
+ * out holds a Unicode form that differs from ascii; 0 if out is a copy of
+ * ascii (no A-label, one that does not decode or round-trip, no room).
+ */
+int cbv_addr_domain_utf8(const char *ascii, char *out, size_t n)
+{
+	char *u = NULL, *back = NULL;
+	int utf8 = 0, ret = 0;
+
+	if (n == 0)
+		return 0;
+	if (strstr(ascii, "xn--") == NULL && strstr(ascii, "XN--") == NULL)
+		goto copy;
+	if (idn2_to_unicode_8z8z(ascii, &u, 0) != IDN2_OK ||
+	    idn2_to_ascii_8z(u, &back, IDN2_NONTRANSITIONAL | IDN2_USE_STD3_ASCII_RULES) !=
+	            IDN2_OK ||
+	    strcasecmp(back, ascii) != 0 || strlen(u) >= n ||
+	    check_bytes(u, strlen(u), "domain", &utf8, NULL) != CBV_OK || !utf8)
+		goto copy;
+	memcpy(out, u, strlen(u) + 1);
+	ret = 1;
+	goto done;
+copy:
+	snprintf(out, n, "%s", ascii);
+done:
+	idn2_free(u);
+	idn2_free(back);
+	return ret;
+}
+
+/*
+ * Writes the domain as messages show it to out (n bytes): "bücher.test
+ * (xn--bcher-kva.test)" for an IDN, else the ASCII name alone.
+ */
+void cbv_addr_domain_show(const char *ascii, char *out, size_t n)
+{
+	char u[CBV_DOMAIN_MAX + 1];
+
+	if (cbv_addr_domain_utf8(ascii, u, sizeof(u)))
+		snprintf(out, n, "%s (%s)", u, ascii);
+	else
+		snprintf(out, n, "%s", ascii);
 }
 
 /*

@@ -42,6 +42,8 @@
 #define CBV_NAME_MAX 64
 #define CBV_DNS_SERVERS_MAX 512
 #define CBV_URL_MAX 512
+/* Verifying TLS contexts kept at once, one per distinct ca_dir. */
+#define CBV_TLS_CTX_MAX 4
 
 /* PCRE2 limits for map regexes: a pathological pattern costs at most this. */
 #define CBV_PCRE2_MATCH_LIMIT 100000

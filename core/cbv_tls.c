@@ -5,24 +5,42 @@
 #include "cbv_tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "cbv_limits.h"
 
 struct cbv_tls {
 	SSL *ssl;
+	int fd;
 	int verify;
+	char sni[CBV_DOMAIN_MAX + 1];
 };
 
-/* Process-wide contexts, made on first use and kept (see header). */
+/*
+ * Verifying contexts, one per CA directory, kept for the life of the
+ * process.  Profiles may name different ca_dir values; a small cache lets
+ * calls alternate between them without reloading a context each time.
+ * When it is full the least recently used one goes (an SSL still using it
+ * holds its own reference).
+ */
+struct ctx_slot {
+	SSL_CTX *ctx;
+	char ca_dir[CBV_URL_MAX + 1];
+	unsigned long used;
+};
+
 static SSL_CTX *ctx_noverify;
-static SSL_CTX *ctx_verify;
-static char ctx_verify_dir[CBV_URL_MAX + 1];
+static struct ctx_slot ctx_verify[CBV_TLS_CTX_MAX];
+static unsigned long ctx_clock;
+static BIO_METHOD *bio_method;
 
 /* Formats OpenSSL's error queue (first entry) after prefix, then clears it. */
 static void ssl_err(struct cbv_err *err, const char *what)
@@ -36,6 +54,93 @@ static void ssl_err(struct cbv_err *err, const char *what)
 		snprintf(buf, sizeof(buf), "no OpenSSL reason");
 	ERR_clear_error();
 	cbv_err_set(err, CBV_ETLS, "%s: %s", what, buf);
+}
+
+/*
+ * Our socket BIO.  OpenSSL's own writes with write(2), so a peer that
+ * closes right after "220" to STARTTLS makes the alert OpenSSL sends
+ * raise SIGPIPE, which kills any program that embeds us with the default
+ * disposition.  This one sends with MSG_NOSIGNAL and otherwise behaves as
+ * a non-blocking socket BIO: EAGAIN sets the retry flags, EOF is
+ * remembered for BIO_eof() (OpenSSL 3 tells an unexpected EOF by it).
+ */
+static int bio_write(BIO *b, const char *buf, int len)
+{
+	const struct cbv_tls *t = BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	do
+		n = send(t->fd, buf, (size_t)len, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		BIO_set_retry_write(b);
+	return n < 0 ? -1 : (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+	const struct cbv_tls *t = BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	do
+		n = recv(t->fd, buf, (size_t)len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		BIO_set_retry_read(b);
+	if (n == 0)
+		BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+	return n < 0 ? -1 : (int)n;
+}
+
+static int bio_puts(BIO *b, const char *s)
+{
+	return bio_write(b, s, (int)strlen(s));
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	const struct cbv_tls *t = BIO_get_data(b);
+
+	(void)num;
+	switch (cmd) {
+	case BIO_C_GET_FD:
+		if (ptr != NULL)
+			*(int *)ptr = t->fd;
+		return t->fd;
+	case BIO_CTRL_EOF:
+		return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+	case BIO_CTRL_FLUSH:
+	case BIO_CTRL_DUP:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The method, made once per process; NULL on ENOMEM. */
+static BIO_METHOD *get_bio_method(void)
+{
+	BIO_METHOD *m;
+
+	if (bio_method != NULL)
+		return bio_method;
+	m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+	                 "cbv socket");
+	if (m == NULL)
+		return NULL;
+	if (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
+	    BIO_meth_set_puts(m, bio_puts) != 1 || BIO_meth_set_ctrl(m, bio_ctrl) != 1) {
+		BIO_meth_free(m);
+		return NULL;
+	}
+	bio_method = m;
+	return m;
 }
 
 static SSL_CTX *make_ctx(int verify, const char *ca_dir, struct cbv_err *err)
@@ -69,25 +174,36 @@ static SSL_CTX *make_ctx(int verify, const char *ca_dir, struct cbv_err *err)
 /* Returns the shared context for this policy, making it on first use. */
 static SSL_CTX *get_ctx(int verify, const char *ca_dir, struct cbv_err *err)
 {
+	struct ctx_slot *slot = &ctx_verify[0];
+	SSL_CTX *ctx;
+
 	if (!verify) {
 		if (ctx_noverify == NULL)
 			ctx_noverify = make_ctx(0, "", err);
 		return ctx_noverify;
 	}
-	if (ctx_verify != NULL && strcmp(ctx_verify_dir, ca_dir) != 0) {
-		SSL_CTX_free(ctx_verify);
-		ctx_verify = NULL;
+	if (strlen(ca_dir) >= sizeof(slot->ca_dir)) {
+		cbv_err_set(err, CBV_ETLS, "ca_dir too long");
+		return NULL;
 	}
-	if (ctx_verify == NULL) {
-		if (strlen(ca_dir) >= sizeof(ctx_verify_dir)) {
-			cbv_err_set(err, CBV_ETLS, "ca_dir too long");
-			return NULL;
+	for (size_t i = 0; i < CBV_TLS_CTX_MAX; i++) {
+		struct ctx_slot *c = &ctx_verify[i];
+
+		if (c->ctx != NULL && strcmp(c->ca_dir, ca_dir) == 0) {
+			c->used = ++ctx_clock;
+			return c->ctx;
 		}
-		ctx_verify = make_ctx(1, ca_dir, err);
-		if (ctx_verify != NULL)
-			snprintf(ctx_verify_dir, sizeof(ctx_verify_dir), "%s", ca_dir);
+		if (c->ctx == NULL || (slot->ctx != NULL && c->used < slot->used))
+			slot = c; /* an empty slot, else the least recently used */
 	}
-	return ctx_verify;
+	ctx = make_ctx(1, ca_dir, err);
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_free(slot->ctx);
+	slot->ctx = ctx;
+	snprintf(slot->ca_dir, sizeof(slot->ca_dir), "%s", ca_dir);
+	slot->used = ++ctx_clock;
+	return ctx;
 }
 
 /*
@@ -108,6 +224,8 @@ struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
                             const char *ca_dir, struct cbv_err *err)
 {
 	struct cbv_tls *t = NULL;
+	BIO_METHOD *method;
+	BIO *bio;
 	SSL_CTX *ctx;
 
 	ctx = get_ctx(verify, ca_dir != NULL ? ca_dir : "", err);
@@ -119,14 +237,27 @@ struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
 		return NULL;
 	}
 	t->verify = verify;
+	t->fd = fd;
 	t->ssl = SSL_new(ctx);
-	if (t->ssl == NULL || SSL_set_fd(t->ssl, fd) != 1) {
+	if (t->ssl == NULL) {
 		ssl_err(err, "SSL_new");
 		goto fail;
 	}
+	method = get_bio_method();
+	bio = method != NULL ? BIO_new(method) : NULL;
+	if (bio == NULL) {
+		ssl_err(err, "BIO_new");
+		goto fail;
+	}
+	BIO_set_data(bio, t);
+	BIO_set_init(bio, 1);
+	SSL_set_bio(t->ssl, bio, bio); /* the SSL owns it now */
 	SSL_set_connect_state(t->ssl);
 	if (sni_ok(sni)) {
-		if (SSL_set_tlsext_host_name(t->ssl, sni) != 1) {
+		/* The macro casts its argument to void *: give it our own copy,
+		 * not the caller's const string (clang -Wcast-qual). */
+		snprintf(t->sni, sizeof(t->sni), "%s", sni);
+		if (SSL_set_tlsext_host_name(t->ssl, t->sni) != 1) {
 			ssl_err(err, "SNI");
 			goto fail;
 		}

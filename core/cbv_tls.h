@@ -2,8 +2,8 @@
  * cbv_tls.h - STARTTLS client through OpenSSL 3, non-blocking.
  *
  * Contexts are made lazily, on the first STARTTLS of the process, and kept
- * for its life (one without certificate checks, one that checks against
- * a CA directory).  The CA directory is read lazily by OpenSSL, one hashed
+ * for its life (one without certificate checks, and one that checks per
+ * CA directory, up to CBV_TLS_CTX_MAX directories).  The CA directory is read lazily by OpenSSL, one hashed
  * file per certificate needed: loading the whole default bundle costs
  * about 28 ms per Exim process, so we never do that.
  *
@@ -11,6 +11,11 @@
  * checked - opportunistic TLS as every MTA does it; with verify = 1 the
  * chain must verify against ca_dir (or OpenSSL's default directory) and
  * the name must match the MX host name.  SNI carries the MX host name.
+ *
+ * OpenSSL reads and writes the socket through a BIO of ours that sends
+ * with MSG_NOSIGNAL, so nothing here raises SIGPIPE, whatever the
+ * caller's signal disposition (an alert written to a peer that closed
+ * after "220" to STARTTLS used to).
  */
 #ifndef CBV_TLS_H
 #define CBV_TLS_H

@@ -33,7 +33,8 @@ struct cbv_verify {
 	struct cbv_request req;      /* trace hook only; strings copied below */
 	char helo[CBV_DOMAIN_MAX + 1];
 	struct cbv_addr addr;
-	char domain[CBV_DOMAIN_MAX + 1]; /* after the map */
+	char domain[CBV_DOMAIN_MAX + 1]; /* after the map; A-labels */
+	char shown[2 * CBV_DOMAIN_MAX + 4]; /* domain for messages: "bücher.test (xn--...)" */
 	char rcpt[CBV_PATH_MAX + 1];
 	char sender[CBV_PATH_MAX + 1];
 	int utf8;
@@ -65,6 +66,27 @@ struct verdict {
 	int definitive;              /* ends the search over hosts */
 };
 
+/*
+ * cbv_sanitize() made every 8-bit byte of text a '?' in clean (same
+ * offsets).  Puts back the UTF-8 of name, our own domain in the form
+ * cbv_addr_domain_show() made from A-labels it checked, where text has it:
+ * it is not remote text.
+ */
+static void show_own_name(char *clean, const char *text, const char *name)
+{
+	size_t n = strlen(name), len = strlen(clean);
+	const char *p = text, *q = name;
+
+	while (*q != '\0' && (unsigned char)*q < 0x80)
+		q++;
+	if (*q == '\0')
+		return; /* ASCII (or empty): cbv_sanitize left it as it was */
+	while ((p = strstr(p, name)) != NULL && (size_t)(p - text) + n <= len) {
+		memcpy(clean + (p - text), name, n);
+		p += n;
+	}
+}
+
 /* Sets the verdict and a synthesized DSN "CODE X.Y.Z text". */
 static void synth(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
                   int code, const char *ecode, const char *fmt, ...)
@@ -82,6 +104,7 @@ static void synth(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
 	va_end(ap);
 	/* Parts of the text may come from DNS or the peer: print them safely. */
 	cbv_sanitize(text, strlen(text), clean, sizeof(clean));
+	show_own_name(clean, text, v->shown);
 	snprintf(msg, sizeof(msg), "%d %s %s", code, ecode, clean);
 	v->res->verdict = vd;
 	v->res->reason = reason;
@@ -469,7 +492,7 @@ static void next_phase(struct cbv_verify *v)
 	if (v->nhosts == 0) {
 		if (v->denied > 0)
 			synth(v, CBV_ERROR, "forbidden_target", 550, "5.7.1",
-			      "every mail exchanger address of %s is in deny_networks", v->domain);
+			      "every mail exchanger address of %s is in deny_networks", v->shown);
 		finish(v);
 		return;
 	}
@@ -483,7 +506,7 @@ static void dns_done(struct cbv_verify *v)
 	const char *detail = NULL;
 	size_t n = 0;
 	enum cbv_dns_outcome out = cbv_dns_outcome(v->dns, &hosts, &n, &detail, NULL);
-	char what[CBV_DOMAIN_MAX + 64];
+	char what[sizeof(v->shown) + 64];
 
 	if (detail == NULL)
 		detail = "";
@@ -504,23 +527,23 @@ static void dns_done(struct cbv_verify *v)
 			/* Definitive whatever other hosts we were given. */
 			v->lookup_error = 0;
 			synth(v, CBV_FAIL, "no_domain", 550, "5.1.2", "domain %s does not exist",
-			      v->domain);
+			      v->shown);
 			finish(v);
 			return;
 		case CBV_DNS_NULLMX:
 			/* RFC 7505 4.2: 556 5.1.10 */
 			v->lookup_error = 0;
 			synth(v, CBV_FAIL, "null_mx", 556, "5.1.10",
-			      "domain %s accepts no mail (null MX)", v->domain);
+			      "domain %s accepts no mail (null MX)", v->shown);
 			finish(v);
 			return;
 		case CBV_DNS_NOHOST:
 			snprintf(what, sizeof(what), "domain %s has no mail exchanger and no address",
-			         v->domain);
+			         v->shown);
 			lookup_failed(v, CBV_FAIL, "no_mail_host", 550, "5.1.2", what, detail);
 			break;
 		default:
-			snprintf(what, sizeof(what), "DNS lookup for %s failed", v->domain);
+			snprintf(what, sizeof(what), "DNS lookup for %s failed", v->shown);
 			lookup_failed(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", what, detail);
 			break;
 		}
@@ -557,13 +580,36 @@ static void start_phase(struct cbv_verify *v)
 	dns_done(v); /* c-ares may answer at once */
 }
 
+/*
+ * local@domain as it goes on the wire (domain NULL: a's own).  Domains are
+ * A-labels (cbv_addr), and that is what we send unless the local part is
+ * UTF-8: it needs SMTPUTF8 anyway (RFC 6531 3.3), so the address keeps its
+ * Unicode domain too, when that fits the path limit.
+ */
+static enum cbv_status wire_address(const struct cbv_addr *a, const char *domain, char *buf,
+                                    size_t n, struct cbv_err *err)
+{
+	char u[CBV_DOMAIN_MAX + 1];
+
+	if (a->utf8 && cbv_addr_domain_utf8(domain != NULL ? domain : a->domain, u, sizeof(u)) &&
+	    cbv_addr_format(a, u, buf, n, NULL) == CBV_OK)
+		return CBV_OK;
+	return cbv_addr_format(a, domain, buf, n, err);
+}
+
 /* Parses and maps; returns 0 to go on, -1 if finished (verdict set). */
 static int prepare(struct cbv_verify *v, const char *address, const char *sender)
 {
 	struct cbv_err err;
 	struct cbv_addr s;
+	enum cbv_status st;
 
-	if (cbv_addr_parse(address, strlen(address), &v->addr, &err) != CBV_OK) {
+	st = cbv_addr_parse(address, strlen(address), &v->addr, &err);
+	if (st == CBV_ENOMEM) {
+		synth(v, CBV_TRANSIENT, "temp_failure", 451, "4.3.0", "out of memory");
+		return -1;
+	}
+	if (st != CBV_OK) {
 		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address syntax: %s", err.msg);
 		return -1;
 	}
@@ -573,7 +619,7 @@ static int prepare(struct cbv_verify *v, const char *address, const char *sender
 			      err.msg);
 			return -1;
 		}
-		if (cbv_addr_format(&s, NULL, v->sender, sizeof(v->sender), &err) != CBV_OK) {
+		if (wire_address(&s, NULL, v->sender, sizeof(v->sender), &err) != CBV_OK) {
 			synth(v, CBV_ERROR, "bad_syntax", 553, "5.1.7", "bad sender address: %s", err.msg);
 			return -1;
 		}
@@ -591,7 +637,8 @@ static int prepare(struct cbv_verify *v, const char *address, const char *sender
 		if (m > 0)
 			cbv_log(CBV_LOG_DEBUG, "cbv: map: %s -> %s", v->addr.domain, v->domain);
 	}
-	if (cbv_addr_format(&v->addr, v->domain, v->rcpt, sizeof(v->rcpt), &err) != CBV_OK) {
+	cbv_addr_domain_show(v->domain, v->shown, sizeof(v->shown));
+	if (wire_address(&v->addr, v->domain, v->rcpt, sizeof(v->rcpt), &err) != CBV_OK) {
 		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "mapped address: %s", err.msg);
 		return -1;
 	}

@@ -45,6 +45,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -387,6 +388,44 @@ static void run_vars_acl(const char *name)
 }
 
 /*
+ * 1 if s lies in Exim's tainted store (or we cannot tell), 0 if clean.
+ *
+ * Exim 4.96's own test, is_tainted(), is an inline in its private store.h
+ * that calls is_tainted_fn(), and Debian's exim4 does not export that
+ * symbol to modules.  What a module does get is store_get(size, proto):
+ * Exim allocates from the tainted twin of the current pool exactly when
+ * proto is tainted (data quoted for a lookup goes to a quoted pool,
+ * tainted too).  The pools are bump allocators, so two tainted probes
+ * give the step, and an allocation with s as its prototype lands right
+ * after them iff s is tainted, or right before a clean probe iff it is
+ * clean.  A block boundary can hide both: then once more, and if still
+ * undecided, tainted (refusing clean OPTIONS is loud and safe; the
+ * reverse is not).  The probes are released.
+ */
+static int exim_tainted(const void *s)
+{
+	/* store_mark() and store_reset() work on the clean pool and its twin
+	 * only (Exim panics otherwise). */
+	int can_reset = store_pool < POOL_TAINT_BASE;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		rmark mark = can_reset ? store_mark() : NULL;
+		uintptr_t t1 = (uintptr_t)store_get(1, GET_TAINTED);
+		uintptr_t t2 = (uintptr_t)store_get(1, GET_TAINTED);
+		uintptr_t x = (uintptr_t)store_get(1, s);
+		uintptr_t u = (uintptr_t)store_get(1, GET_UNTAINTED);
+		uintptr_t step = t2 - t1;
+		int verdict = x == t2 + step ? 1 : u == x + step ? 0 : -1;
+
+		if (mark != NULL)
+			store_reset(mark);
+		if (verdict >= 0)
+			return verdict;
+	}
+	return 1;
+}
+
+/*
  * OPTIONS -> the profile they choose (config=, profile=) with every other
  * key applied, copied into *prof (the caller clears it with
  * cbv_profile_clear()).  Returns OK, or ERROR through misuse() with *prof
@@ -403,6 +442,16 @@ static int options_profile(const char *fname, const char *opts, uschar **yield,
 
 	if (strlen(opts) > OPTIONS_MAX)
 		return misuse(yield, "cbv: %s: OPTIONS longer than %d bytes", fname, OPTIONS_MAX);
+	/*
+	 * OPTIONS built from message or connection data ("helo=$sender_...")
+	 * would hand the sender our option parser (config=, dns_servers=).
+	 * ADDRESS and SENDER may be tainted: they are checked as addresses.
+	 */
+	if (opts[0] != '\0' && exim_tainted(opts))
+		return misuse(yield,
+		              "cbv: %s: OPTIONS are tainted (built from message or connection "
+		              "data); pass the sender as the SENDER argument, never in OPTIONS",
+		              fname);
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return misuse(yield, "cbv: %s: out of memory", fname);

@@ -24,6 +24,10 @@
  *   policy      normal, RCPT -> "550 5.7.1 Client host blocked by policy"
  *   fast        instant replies; RCPT to unknown* -> 550 5.1.1; QUIT -> 221
  *               and close at once
+ *   tlsclose    normal, offers STARTTLS; STARTTLS -> "220 2.0.0 Ready to
+ *               start TLS", then close at once (no lingering): the client's
+ *               ClientHello meets a closed socket, so an alert it writes
+ *               after that gets EPIPE (SIGPIPE without MSG_NOSIGNAL)
  *
  * Input lines are bounded (LINE_MAX_IN bytes with CRLF); a longer line gets
  * a 500 and the connection is closed. Closing is "lingering": our side is
@@ -69,12 +73,14 @@ enum scenario {
 	SC_NULLSENDER,
 	SC_POLICY,
 	SC_FAST,
+	SC_TLSCLOSE,
 	SC_COUNT
 };
 
 static const char *const scenario_names[SC_COUNT] = {
 	"tarpit", "drip",     "multiline",  "longline", "garbage", "earlyclose",
 	"mid421", "greet554", "nullsender", "policy",   "fast",
+	"tlsclose",
 };
 
 static const char drip_greeting[] = "220 drip.test ESMTP slow\r\n";
@@ -86,6 +92,7 @@ enum state {
 	ST_SILENT,  /* nothing more to say, input discarded */
 	ST_CLOSING, /* flush output, then shut down our side */
 	ST_LINGER,  /* our side shut down, drain input until EOF or deadline */
+	ST_DROP,    /* flush output, then close at once (no lingering) */
 };
 
 struct listener {
@@ -385,7 +392,12 @@ static void command(struct conn *c, const char *line)
 		snprintf(buf, sizeof buf, "250-%s.test", scenario_names[c->sc]);
 		reply(c, buf);
 		reply(c, "250-PIPELINING");
+		if (c->sc == SC_TLSCLOSE)
+			reply(c, "250-STARTTLS");
 		reply(c, "250 8BITMIME");
+	} else if (c->sc == SC_TLSCLOSE && is_cmd(line, "STARTTLS")) {
+		reply(c, "220 2.0.0 Ready to start TLS");
+		c->st = ST_DROP;
 	} else if (is_cmd(line, "HELO")) {
 		snprintf(buf, sizeof buf, "250 %s.test", scenario_names[c->sc]);
 		reply(c, buf);
@@ -577,6 +589,8 @@ static int do_write(struct conn *c)
 		return -1;
 	}
 	c->outoff = c->outlen = 0;
+	if (c->st == ST_DROP)
+		return -1;
 	if (c->st == ST_CLOSING) {
 		shutdown(c->fd, SHUT_WR);
 		c->st = ST_LINGER;
@@ -838,7 +852,8 @@ int main(int argc, char **argv)
 			if (!dead)
 				dead = do_timer(c, now) < 0;
 			/* replies produced by read/timer go out without another round */
-			if (!dead && (out_pending(c) > 0 || c->st == ST_CLOSING))
+			if (!dead && (out_pending(c) > 0 || c->st == ST_CLOSING ||
+				      c->st == ST_DROP))
 				dead = do_write(c) < 0;
 			if (dead)
 				conn_free(c);

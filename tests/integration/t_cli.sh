@@ -136,5 +136,29 @@ out=$("${V[@]/$TMP\/cbv.conf/$TMP/bad2.conf}" alice@exim.test 2>&1)
 rc=$?
 if [ $rc -eq 64 ] && grep -q "colour" <<<"$out"; then ok "unknown key refused"; else bad "unknown key refused" "rc=$rc $out"; fi
 
+# Issue 11.1: an MX that answers 220 to STARTTLS and closes made the tool
+# die of SIGPIPE (exit 141, no output).  Run with SIGPIPE at its default.
+expect "STARTTLS 220 then close: plain retry, no SIGPIPE" 0 '^x@tlsclose\.test pass accepted 250 ' -- env --default-signal=PIPE "${V[@]}" x@tlsclose.test
+expect "STARTTLS 220 then close, TLS required: tls_failed" 3 '^x@tlsclose\.test error tls_failed ' -- env --default-signal=PIPE "${V[@]}" -p strict x@tlsclose.test
+
+# Issue 11.2: international domain names (A-labels to DNS and RCPT).
+expect "IDN: alice@bücher.test passes" 0 '^alice@bücher\.test pass accepted 250 ' -- "${V[@]}" alice@bücher.test
+expect "IDN: NXDOMAIN names the domain readably" 1 '^x@nix-ü\.test fail no_domain 550 5\.1\.2 domain nix-ü\.test \(xn--nix--3ra\.test\) does not exist$' -- "${V[@]}" x@nix-ü.test
+expect "IDN: disallowed code point is bad_syntax" 1 '^x@☃\.test fail bad_syntax 553 5\.1\.3 .*invalid international domain name' -- "${V[@]}" x@☃.test
+expect "IDN: UTF-8 local part via SMTPUTF8" 0 '^jürgen@bücher\.test pass accepted' -- "${V[@]}" jürgen@bücher.test
+expect "IDN: IDN sender needs no SMTPUTF8" 0 'pass accepted' -- "${V[@]}" -f probe@bücher.test alice@fast.test
+out=$("${V[@]}" -v alice@bücher.test 2>&1 >/dev/null)
+if grep -q '^>>> RCPT TO:<alice@xn--bcher-kva.test>$' <<<"$out" && ! grep -q 'SMTPUTF8$' <<<"$(grep '^>>> MAIL' <<<"$out")"; then
+	ok "IDN: RCPT carries the A-label, MAIL has no SMTPUTF8"
+else
+	bad "IDN: RCPT carries the A-label, MAIL has no SMTPUTF8" "$(grep '^>>>' <<<"$out")"
+fi
+out=$("${V[@]}" --json x@nix-ü.test 2>/dev/null)
+if python3 -c 'import json,sys; o=json.loads(sys.argv[1]); assert "nix-\u00fc.test (xn--nix--3ra.test)" in o["message"], o' "$out" 2>"$TMP/err"; then
+	ok "IDN: --json message keeps the UTF-8 name"
+else
+	bad "IDN: --json message keeps the UTF-8 name" "$(cat "$TMP/err")"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -166,4 +166,60 @@ be "$V{alice@exim.test}{}{$LIVE}}$V{alice@exim.test}{}{$LIVE}}"
 DETAIL="out=$out err=$err"
 check "unchanged config: consistent answers" test "$out" = transienttransient
 
+# ---- international domain names (issue 11.2) ----
+be "$V{alice@bücher.test}{}{$CONF}}|$LP{reason}}|$LP{sent}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "IDN: alice@bücher.test passes via its A-label domain" test "$out" = "pass|accepted|RCPT TO:<alice@xn--bcher-kva.test>"
+be "$V{jürgen@bücher.test}{}{$CONF}}|$LP{sent}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "IDN: UTF-8 local part goes out whole in UTF-8 (SMTPUTF8)" test "$out" = "pass|RCPT TO:<jürgen@bücher.test>"
+be "$V{x@nix-ü.test}{}{$CONF}}|$LP{message}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "IDN: message names the domain readably" test "$out" = "fail|550 5.1.2 domain nix-ü.test (xn--nix--3ra.test) does not exist"
+be "$V{x@☃.test}{}{$CONF}}|$LP{reason}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "IDN: disallowed code point is fail/bad_syntax" test "$out" = "fail|bad_syntax"
+
+# ---- tainted OPTIONS are refused (issue 11.13) ----
+# last_poll's remote text (here the MX name, "mx.exim.test") is tainted:
+# OPTIONS built from it stand for OPTIONS built from message data.
+TAINT_MSG='OPTIONS are tainted .*pass the sender as the SENDER argument'
+be "$V{alice@exim.test}{}{$CONF}}$V{alice@exim.test}{}{$CONF helo=$LP{host}}}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "tainted OPTIONS: ERROR saying to use the SENDER argument" \
+	eval '[[ $rc -ne 0 ]] && grep -Eq "$TAINT_MSG" <<<"$out$err"'
+be "$V{alice@exim.test}{}{$CONF}}$V{alice@exim.test}{}{$CONF helo=\${substr_0_2:$LP{host}}}.test}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "OPTIONS derived from tainted data (\${substr}) are tainted too" \
+	eval '[[ $rc -ne 0 ]] && grep -Eq "$TAINT_MSG" <<<"$out$err"'
+be "$V{alice@exim.test}{}{$CONF}}\${dlfunc{$SO}{callout_open}{unix:///nonexistent}{helo=\${substr_0_2:$LP{host}}}.test}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "tainted OPTIONS to callout_open: ERROR" \
+	eval '[[ $rc -ne 0 ]] && grep -Eq "$TAINT_MSG" <<<"$out$err"'
+be "$V{alice@exim.test}{}{$CONF}}$V{alice@exim.test}{}{$CONF \${if eq{$LP{host}}}{mx.exim.test}{helo=probe.cbv.test}{}}}}|$LP{helo}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "clean OPTIONS chosen by a condition on tainted data still work" \
+	eval '[[ $rc -eq 0 && $out == passpass\|*"Hello probe.cbv.test"* ]]'
+be "$V{alice@exim.test}{}{$CONF}}$V{\${substr_0_2:$LP{host}}}@fast.test}{x@\${substr_0_2:$LP{host}}}.test}{$CONF}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "tainted ADDRESS and SENDER are allowed (checked as addresses)" test "$rc" -eq 0 -a "$out" = passpass
+be_many=
+for i in 1 2 3 4; do be_many+="$V{alice@exim.test}{}{$CONF helo=probe$i.cbv.test}}"; done
+be "$be_many"
+DETAIL="rc=$rc out=$out err=$err"
+check "clean OPTIONS: never taken for tainted, call after call" test "$out" = passpasspasspass
+
+# The same through an SMTP session: OPTIONS from the sender's local part.
+mark_panic=$( (wc -l <"$T/log/paniclog") 2>/dev/null || echo 0)
+out=$(bs_session -DFRONT_MAIL=1 "-DCBV_SENDER_OPTIONS=helo=\$sender_address_local_part.test" -- \
+	"HELO client.test" "MAIL FROM:<alice@exim.test>" QUIT)
+panic=$(tail -n +"$((mark_panic + 1))" "$T/log/paniclog" 2>/dev/null)
+DETAIL="out=$out panic=$panic"
+check "SMTP: OPTIONS from \$sender_address_local_part: 451 and a panic-log line saying why" \
+	eval 'grep -q "^451 " <<<"$out" && grep -Eq "$TAINT_MSG" <<<"$panic"'
+out=$(bs_session -DFRONT_MAIL=1 "-DCBV_SENDER_OPTIONS=\${if eq{\$sender_address_domain}{exim.test}{timeout=9s}{}}" -- \
+	"HELO client.test" "MAIL FROM:<alice@exim.test>" QUIT)
+DETAIL="out=$out"
+check "SMTP: clean OPTIONS picked by a condition on the sender: 250" grep -q '^250 OK' <<<"$out"
+
 summary

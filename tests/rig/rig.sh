@@ -37,6 +37,7 @@ FAKES=(
 	127.0.0.23=longline 127.0.0.24=garbage 127.0.0.25=earlyclose
 	127.0.0.26=mid421 127.0.0.27=greet554 127.0.0.28=nullsender
 	127.0.0.29=policy 127.0.0.30=fast
+	127.0.0.31=tlsclose
 )
 
 say() { printf 'rig: %s\n' "$*" >&2; }

@@ -1,7 +1,8 @@
 /*
  * check_addr.c - unit tests for cbv_addr: RFC 5321 Mailbox syntax, the
- * RFC 6531 UTF-8 flag, length limits (4.5.3.1), address literals, and
- * refusal of every byte that could break out of "RCPT TO:<...>".
+ * RFC 6531 UTF-8 flag, length limits (4.5.3.1), address literals,
+ * refusal of every byte that could break out of "RCPT TO:<...>", and
+ * international domain names (U-labels -> A-labels, issue 11.2).
  */
 #include <check.h>
 #include <stdio.h>
@@ -58,7 +59,16 @@ static const struct ok_row ok_rows[] = {
 	/* UTF-8 (RFC 6531): accepted, flagged */
 	{ S("j\xc3\xbcrgen@example.com"), "j\xc3\xbcrgen", "example.com", 0, 1 },
 	{ S("\"j\xc3\xbc rgen\"@example.com"), "\"j\xc3\xbc rgen\"", "example.com", 0, 1 },
-	{ S("a@B\xc3\xbc" "cher.DE"), "a", "b\xc3\xbc" "cher.de", 0, 1 },
+	/* IDN: the domain becomes A-labels; only a UTF-8 local part needs SMTPUTF8 */
+	{ S("a@B\xc3\xbc" "cher.DE"), "a", "xn--bcher-kva.de", 0, 0 },
+	{ S("alice@b\xc3\xbc" "cher.test"), "alice", "xn--bcher-kva.test", 0, 0 },
+	{ S("j\xc3\xbcrgen@b\xc3\xbc" "cher.test"), "j\xc3\xbcrgen", "xn--bcher-kva.test", 0, 1 },
+	{ S("a@B\xc3\x9c" "CHER.de."), "a", "xn--bcher-kva.de", 0, 0 },     /* UTS #46 case map */
+	{ S("a@stra\xc3\x9f" "e.de"), "a", "xn--strae-oqa.de", 0, 0 },     /* non-transitional */
+	{ S("a@b\xc3\xbc" "cher\xe3\x80\x82" "de"), "a", "xn--bcher-kva.de", 0, 0 }, /* U+3002 */
+	{ S("a@\xef\xbd\x85\xef\xbd\x98.com"), "a", "ex.com", 0, 0 }, /* fullwidth "ex" */
+	{ S("a@u\xcc\x88" "ber.de"), "a", "xn--ber-goa.de", 0, 0 },       /* NFC: u + U+0308 */
+	{ S("a@XN--BCHER-KVA.de"), "a", "xn--bcher-kva.de", 0, 0 },         /* given as A-label */
 	{ S("\xf0\x9f\x98\x80@x.com"), "\xf0\x9f\x98\x80", "x.com", 0, 1 },
 	{ S("\xe2\x82\xac@x.com"), "\xe2\x82\xac", "x.com", 0, 1 },
 	{ S("\xc2\xa0@x.com"), "\xc2\xa0", "x.com", 0, 1 },
@@ -184,6 +194,15 @@ static const struct bad_row bad_rows[] = {
 	{ S("\xe2\x82@x.com"), "invalid UTF-8" },      /* truncated */
 	{ S("a@x.com\xe2\x82"), "invalid UTF-8" },     /* truncated at end */
 	{ S("a@b\xc3.com"), "invalid UTF-8" },
+	/* invalid IDNs: refused, nothing is sent */
+	{ S("a@\xe2\x98\x83.com"), "invalid international domain name" },   /* U+2603 */
+	{ S("a@\xf0\x9f\x98\x80.com"), "invalid international domain name" }, /* emoji */
+	{ S("a@\xcc\x81x.com"), "invalid international domain name" },       /* leading mark */
+	{ S("a@\xe2\x80\xae" "abc.com"), "invalid international domain name" }, /* RLO */
+	{ S("a@x.\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93"), "all-numeric" }, /* fullwidth 123 */
+	{ S("a@x\xef\xbc\xbf" "y.com"), "invalid character '_' in domain" }, /* fullwidth _ */
+	{ S("I@0-rm\xcb\x99"), "invalid international domain name" },  /* U+02D9: fuzz */
+	{ S("a@b\xc3\xbc" "cher\xe3\x80\x82\xe3\x80\x82" "de"), "empty label" },
 };
 
 START_TEST(test_bad)
@@ -314,7 +333,9 @@ static const struct dom_row dom_rows[] = {
 	{ "Example.COM", 0, 0, "example.com", NULL },
 	{ "example.com.", 0, 0, "example.com", NULL },
 	{ "localhost", 0, 0, "localhost", NULL },
-	{ "b\xc3\xbc" "cher.de", 0, 0, "b\xc3\xbc" "cher.de", NULL },
+	{ "b\xc3\xbc" "cher.de", 0, 0, "xn--bcher-kva.de", NULL },
+	{ "B\xc3\xbc" "cher.DE.", 0, 0, "xn--bcher-kva.de", NULL },
+	{ "\xe2\x98\x83.com", 0, 0, NULL, "invalid international domain name" },
 	{ "", 0, 0, NULL, "empty domain" },
 	{ ".", 0, 0, NULL, "empty domain" },
 	{ "example.com..", 0, 0, NULL, "empty label" },
@@ -433,6 +454,71 @@ START_TEST(test_format_path)
 }
 END_TEST
 
+/*
+ * IDN label limits apply to the A-label: 57 x U+00FC is 114 octets of
+ * UTF-8 and a 63-octet A-label; 58 of them make 64 (RFC 1035 2.3.4).
+ */
+START_TEST(test_idn_label_limit)
+{
+	struct cbv_addr a;
+	struct cbv_err err;
+	char in[200], out[CBV_DOMAIN_MAX + 1];
+	size_t n = 0;
+
+	for (int k = 0; k < 57; k++) {
+		in[n++] = '\xc3';
+		in[n++] = '\xbc';
+	}
+	memcpy(in + n, ".de", 3);
+	ck_assert_int_eq(cbv_addr_check_domain(in, n + 3, out, &err), CBV_OK);
+	ck_assert_uint_eq(strcspn(out, "."), 63);
+	memmove(in + 2, in, n + 3);
+	in[0] = 'a';
+	in[1] = '@';
+	ck_assert_int_eq(cbv_addr_parse(in, n + 5, &a, &err), CBV_OK);
+	ck_assert_uint_eq(strlen(a.domain), 66);
+	memmove(in + 4, in + 2, n + 3);
+	in[2] = '\xc3';
+	in[3] = '\xbc';
+	ck_assert_int_eq(cbv_addr_parse(in, n + 7, &a, &err), CBV_EINVAL);
+	ck_assert_msg(strstr(err.msg, "invalid international domain name") != NULL, "%s", err.msg);
+}
+END_TEST
+
+/* The Unicode form shown in messages and sent under SMTPUTF8. */
+struct show_row {
+	const char *ascii;
+	int idn;           /* cbv_addr_domain_utf8() result */
+	const char *utf8;
+	const char *show;
+};
+
+static const struct show_row show_rows[] = {
+	{ "xn--bcher-kva.test", 1, "b\xc3\xbc" "cher.test", "b\xc3\xbc" "cher.test (xn--bcher-kva.test)" },
+	{ "mx.xn--strae-oqa.de", 1, "mx.stra\xc3\x9f" "e.de", "mx.stra\xc3\x9f" "e.de (mx.xn--strae-oqa.de)" },
+	{ "example.com", 0, "example.com", "example.com" },
+	{ "[127.0.0.1]", 0, "[127.0.0.1]", "[127.0.0.1]" },
+	/* not a valid A-label (bad punycode): shown as it is */
+	{ "xn--zz-.test", 0, "xn--zz-.test", "xn--zz-.test" },
+	/* decodes to U+202E RIGHT-TO-LEFT OVERRIDE + "abc": never shown decoded */
+	{ "xn--abc-4q0a.test", 0, "xn--abc-4q0a.test", "xn--abc-4q0a.test" },
+};
+
+START_TEST(test_domain_show)
+{
+	const struct show_row *row = &show_rows[_i];
+	char out[CBV_DOMAIN_MAX + 1], show[2 * CBV_DOMAIN_MAX + 4];
+
+	ck_assert_int_eq(cbv_addr_domain_utf8(row->ascii, out, sizeof(out)), row->idn);
+	ck_assert_str_eq(out, row->utf8);
+	cbv_addr_domain_show(row->ascii, show, sizeof(show));
+	ck_assert_str_eq(show, row->show);
+	/* no room: the ASCII name, truncated, never a partial UTF-8 form */
+	ck_assert_int_eq(cbv_addr_domain_utf8(row->ascii, out, 4), 0);
+	ck_assert_uint_eq(strlen(out), 3);
+}
+END_TEST
+
 /* err may be NULL; in may be NULL when len is 0. */
 START_TEST(test_null_err)
 {
@@ -471,6 +557,10 @@ static Suite *addr_suite(void)
 	tc = tcase_create("format");
 	tcase_add_loop_test(tc, test_format, 0, NROWS(fmt_rows));
 	tcase_add_test(tc, test_format_path);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("idn");
+	tcase_add_test(tc, test_idn_label_limit);
+	tcase_add_loop_test(tc, test_domain_show, 0, NROWS(show_rows));
 	suite_add_tcase(s, tc);
 	tc = tcase_create("null_err");
 	tcase_add_test(tc, test_null_err);

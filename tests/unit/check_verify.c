@@ -5,6 +5,7 @@
  * CBV_RIG_DIR.  One row per verdict case of DESIGN.md and the core issue.
  */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,23 @@ static const struct row rows[] = {
 	/* RFC 6531: a UTF-8 local part needs SMTPUTF8 */
 	{ "j\xc3\xbcrgen@exim.test", NULL, "", CBV_FAIL, "mailbox_unknown", 1, 0 },
 	{ "j\xc3\xbcrgen@fast.test", NULL, "", CBV_ERROR, "protocol_error", 0, 0 },
+	/* IDN (issue 11.2): A-labels to DNS and RCPT; SMTPUTF8 only for a UTF-8 local part */
+	{ "alice@b\xc3\xbc" "cher.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "alice@B\xc3\x9c" "CHER.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "nobody@b\xc3\xbc" "cher.test", NULL, "", CBV_FAIL, "mailbox_unknown", 1, 0 },
+	{ "j\xc3\xbcrgen@b\xc3\xbc" "cher.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "j\xc3\xbcrgen@xn--bcher-kva.test", NULL, "", CBV_PASS, "accepted", 1, 0 },
+	{ "alice@fast.test", "probe@b\xc3\xbc" "cher.test", "", CBV_PASS, "accepted", 0, 0 },
+	{ "x@nix-\xc3\xbc.test", NULL, "", CBV_FAIL, "no_domain", -1, 1 },
+	{ "x@\xe2\x98\x83.test", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "x@b\xc3\xbc\xe2\x80\xae" "cher.test", NULL, "", CBV_FAIL, "bad_syntax", -1, 1 },
+	{ "alice@exim.test", "x@\xe2\x98\x83.test", "", CBV_ERROR, "bad_syntax", -1, 1 },
+	{ "alice@b\xc3\xbc" "cher.example", NULL, "map=[ b\xc3\xbc" "cher.example = \"exim.test\" ]",
+	  CBV_PASS, "accepted", 1, 0 },
+	{ "alice@b\xc3\xbc" "cher.example", NULL, "map=[ xn--bcher-kva.example = \"exim.test\" ]",
+	  CBV_PASS, "accepted", 1, 0 },
+	{ "alice@mapped.test", NULL, "map=[ mapped.test = \"b\xc3\xbc" "cher.test\" ]", CBV_PASS,
+	  "accepted", 1, 0 },
 	/* guard and map */
 	{ "alice@exim.test", NULL, "deny_networks=127.0.0.0/8 ::1/128", CBV_ERROR,
 	  "forbidden_target", -1, 1 },
@@ -218,6 +236,114 @@ START_TEST(tls_verified)
 	ck_assert_msg(r->verdict == CBV_PASS, "%s/%s %s", cbv_verdict_name(r->verdict), r->reason,
 	              r->message);
 	ck_assert_msg(strstr(r->tls, ":verified") != NULL, "tls %s", r->tls);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/*
+ * ca_dir alternating between profiles: each call verifies against its own
+ * directory (the TLS module keeps one context per ca_dir).
+ */
+START_TEST(tls_ca_dir_alternates)
+{
+	const char *ca = getenv("CBV_RIG_CA_DIR");
+	const char *dirs[] = { ca, "/nonexistent-ca-dir", ca, "/nonexistent-ca-dir", ca };
+
+	ck_assert_msg(ca != NULL, "CBV_RIG_CA_DIR unset");
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		struct cbv_profile p;
+		struct cbv_request req = { .address = "alice@tls.test" };
+		struct cbv_result *r = NULL;
+		struct cbv_err err;
+		int good = strcmp(dirs[i], ca) == 0;
+
+		rig_profile(&p, "starttls=require;tls_verify=yes");
+		ck_assert_int_eq(cbv_profile_set(&p, "ca_dir", dirs[i], &err), CBV_OK);
+		ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+		ck_assert_msg(good ? r->verdict == CBV_PASS : r->verdict == CBV_ERROR,
+		              "%zu %s: %s/%s %s", i, dirs[i], cbv_verdict_name(r->verdict),
+		              r->reason, r->message);
+		if (good)
+			ck_assert_msg(strstr(r->tls, ":verified") != NULL, "tls %s", r->tls);
+		else
+			ck_assert_str_eq(r->reason, "tls_failed");
+		cbv_result_free(r);
+		cbv_profile_clear(&p);
+	}
+}
+END_TEST
+
+/*
+ * An MX that answers 220 to STARTTLS and closes: OpenSSL's alert then
+ * meets a closed socket.  With SIGPIPE at its default disposition the
+ * library must still return a verdict, not kill its caller (issue 11.1).
+ * Opportunistic TLS retries in plain text; require cannot.
+ */
+static const struct row tlsclose_rows[] = {
+	{ "alice@tlsclose.test", NULL, "", CBV_PASS, "accepted", 0, 0 },
+	{ "alice@tlsclose.test", NULL, "starttls=require", CBV_ERROR, "tls_failed", 0, 0 },
+};
+
+START_TEST(sigpipe_default)
+{
+	const struct row *t = &tlsclose_rows[_i];
+	struct cbv_profile p;
+	struct cbv_request req = { .address = t->address };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	rig_profile(&p, t->opts);
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_msg(r->verdict == t->verdict && strcmp(r->reason, t->reason) == 0,
+	              "%s [%s]: got %s/%s (%s)", t->address, t->opts,
+	              cbv_verdict_name(r->verdict), r->reason, r->message);
+	ck_assert_msg(r->tls[0] == '\0', "tls %s", r->tls);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* What goes on the wire and into messages for an IDN (issue 11.2). */
+struct idn_row {
+	const char *address;
+	const char *rcpt;    /* r->rcpt */
+	const char *sent;    /* r->sent, NULL: don't care */
+	const char *message; /* r->message, NULL: don't care */
+};
+
+static const struct idn_row idn_rows[] = {
+	{ "alice@b\xc3\xbc" "cher.test", "alice@xn--bcher-kva.test",
+	  "RCPT TO:<alice@xn--bcher-kva.test>", NULL },
+	/* a UTF-8 local part: SMTPUTF8, and the domain keeps its Unicode form */
+	{ "j\xc3\xbcrgen@b\xc3\xbc" "cher.test", "j\xc3\xbcrgen@b\xc3\xbc" "cher.test",
+	  "RCPT TO:<j\xc3\xbcrgen@b\xc3\xbc" "cher.test>", NULL },
+	{ "j\xc3\xbcrgen@XN--BCHER-KVA.test", "j\xc3\xbcrgen@b\xc3\xbc" "cher.test", NULL, NULL },
+	/* our own name is shown readably, with the A-labels we looked up */
+	{ "x@nix-\xc3\xbc.test", "x@xn--nix--3ra.test", NULL,
+	  "550 5.1.2 domain nix-\xc3\xbc.test (xn--nix--3ra.test) does not exist" },
+};
+
+START_TEST(idn_wire)
+{
+	const struct idn_row *t = &idn_rows[_i];
+	struct cbv_profile p;
+	struct cbv_request req = { .address = t->address };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, "");
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_str_eq(r->rcpt, t->rcpt);
+	if (t->sent != NULL)
+		ck_assert_str_eq(r->sent, t->sent);
+	if (t->message != NULL)
+		ck_assert_str_eq(r->message, t->message);
 	cbv_result_free(r);
 	cbv_profile_clear(&p);
 }
@@ -387,6 +513,16 @@ static Suite *verify_suite(void)
 	tcase_add_test(tc, last_poll);
 	tcase_add_test(tc, fail_message);
 	tcase_add_test(tc, tls_verified);
+	tcase_add_test(tc, tls_ca_dir_alternates);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("idn");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, idn_wire, 0, (int)(sizeof(idn_rows) / sizeof(idn_rows[0])));
+	suite_add_tcase(s, tc);
+	tc = tcase_create("sigpipe");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, sigpipe_default, 0,
+	                    (int)(sizeof(tlsclose_rows) / sizeof(tlsclose_rows[0])));
 	suite_add_tcase(s, tc);
 	tc = tcase_create("host_modes");
 	tcase_set_timeout(tc, 30);
