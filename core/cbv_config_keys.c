@@ -82,8 +82,7 @@ static enum cbv_status parse_time(const char *s, size_t len, unsigned long long 
 		size_t digits = 0;
 
 		for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++)
-			if (v <= SAT_MAX)
-				v = v * 10 + (unsigned)(s[i] - '0');
+			v = v > SAT_MAX / 10 ? SAT_MAX : v * 10 + (unsigned)(s[i] - '0');
 		if (digits == 0)
 			goto bad;
 		/* A number without unit is seconds. */
@@ -143,7 +142,7 @@ static enum cbv_status time_bounds(const char *s, size_t len, unsigned long long
 	char show[SHOW_MAX + 1], lim[64];
 
 	cbv_sanitize(s, len, show, sizeof(show));
-	if (ms < min && min <= 1000)
+	if (ms < min && ms == 0)
 		return cbv_err_set(err, CBV_EINVAL, "duration \"%s\" must be more than 0", show);
 	if (ms < min) {
 		format_time(min, lim, sizeof(lim));
@@ -202,22 +201,22 @@ static enum cbv_status parse_size(const char *s, size_t len, unsigned long long 
 {
 	char show[SHOW_MAX + 1], lo[32], hi[32];
 	unsigned long long v = 0, mult = 1;
-	size_t i = 0;
+	size_t i = 0, digits;
 
 	cbv_sanitize(s, len, show, sizeof(show));
 	if (len == 0)
 		return cbv_err_set(err, CBV_EINVAL, "empty size");
 	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-		if (v <= SAT_MAX)
-			v = v * 10 + (unsigned)(s[i] - '0');
-	if (i + 1 == len) {
+		v = v > SAT_MAX / 10 ? SAT_MAX : v * 10 + (unsigned)(s[i] - '0');
+	digits = i;
+	if (digits > 0 && i + 1 == len) {
 		mult = 0;
 		for (size_t u = 0; u < sizeof(size_units) / sizeof(size_units[0]); u++)
 			if ((s[i] & ~0x20) == size_units[u].unit)
 				mult = size_units[u].mult;
 		i++;
 	}
-	if (i == 0 || i != len || mult == 0)
+	if (digits == 0 || i != len || mult == 0)
 		return cbv_err_set(err, CBV_EINVAL, "\"%s\" is not a size (such as 4096, 64K, 256M, 2G)",
 		                   show);
 	v = v > SAT_MAX / mult ? SAT_MAX : v * mult;
@@ -454,7 +453,7 @@ static const struct cbv_key profile_keys[] = {
 	{ .name = "vars_acl", .type = CBV_KEY_STRING, PF(vars_acl), .check = check_acl,
 	  .example = "acl_cbv_vars", .doc = "ACL expanded after each verification" },
 	{ .name = "callout_url", .type = CBV_KEY_STRING, PF(callout_url),
-	  .check = check_callout_url, .example = "inet://[::1]:3535",
+	  .check = check_callout_url, .example = "\"inet://[::1]:3535\"",
 	  .doc = "default callout server for `callout`" },
 	{ .name = "map", .type = CBV_KEY_MAP, .offset = offsetof(struct cbv_profile, map),
 	  .example = "[ a.example = \"b.example\" \"^(.+)\\.c\\.example$\" = \"$1.d.example\" ]",
@@ -586,10 +585,9 @@ static enum cbv_status parse_list(struct lexer *lx, const struct cbv_key *k, voi
 			st = split_items(lx->tok.text, lx->tok.len, dns_item, k, base, &e);
 		} else if (*COUNT(base, k) >= k->max) {
 			st = cbv_err_set(&e, CBV_EINVAL, "more than %llu values", k->max);
-		} else if (lx->tok.len == 0) {
-			st = cbv_err_set(&e, CBV_EINVAL, "empty URL");
 		} else {
-			st = k->check(lx->tok.text, lx->tok.len, item, k->size, &e);
+			st = k->check != NULL ? k->check(lx->tok.text, lx->tok.len, item, k->size, &e)
+			                      : put(lx->tok.text, lx->tok.len, item, k->size, &e);
 			if (st == CBV_OK)
 				memcpy(FIELD(base, k, char) + k->size * (*COUNT(base, k))++, item,
 				       strlen(item) + 1);
@@ -712,11 +710,12 @@ static enum cbv_status parse_scalar(const struct cbv_key *k, void *base, const c
 				*FIELD(base, k, unsigned) = (unsigned)v;
 			return st;
 		}
+		if ((st = time_bounds(s, len, v, k->min * 1000, k->max * 1000, e)) != CBV_OK)
+			return st;
 		if (v % 1000 != 0)
 			return cbv_err_set(e, CBV_EINVAL, "duration \"%s\": whole seconds only", show);
-		if ((st = time_bounds(s, len, v, k->min * 1000, k->max * 1000, e)) == CBV_OK)
-			*FIELD(base, k, unsigned) = (unsigned)(v / 1000);
-		return st;
+		*FIELD(base, k, unsigned) = (unsigned)(v / 1000);
+		return CBV_OK;
 	case CBV_KEY_SIZE:
 		return parse_size(s, len, k->min, k->max, FIELD(base, k, uint64_t), e);
 	case CBV_KEY_RATE:
