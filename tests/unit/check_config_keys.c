@@ -140,6 +140,36 @@ START_TEST(server_defaults)
 }
 END_TEST
 
+/* The README's key reference and the shipped cbv.conf name every key. */
+START_TEST(docs_name_every_key)
+{
+	static const char *const files[] = { "README", "exim-conf/cbv.conf" };
+	const char *dir = getenv("CBV_SRCDIR") != NULL ? getenv("CBV_SRCDIR") : ".";
+	size_t n;
+	const struct cbv_key *k = cbv_profile_keys(&n);
+	char path[4096], want[80];
+	char *text = calloc(1, 1 << 20);
+	FILE *f;
+	size_t len;
+
+	ck_assert_ptr_nonnull(text);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		f = fopen(path, "r");
+		ck_assert_msg(f != NULL, "%s", path);
+		len = fread(text, 1, (1 << 20) - 1, f);
+		text[len] = '\0';
+		fclose(f);
+		for (size_t j = 0; j < n; j++) {
+			snprintf(want, sizeof(want), i == 0 ? "| %s |" : "  %s = ", k[j].name);
+			ck_assert_msg(strstr(text, want) != NULL, "%s does not document %s", files[i],
+			              k[j].name);
+		}
+	}
+	free(text);
+}
+END_TEST
+
 /* ---- every value type, on a table of test keys ---- */
 
 struct tconf {
@@ -311,6 +341,7 @@ static Suite *keys_suite(void)
 	tcase_add_loop_test(tc, server_key_round_trip, 0, (int)ns);
 	tcase_add_test(tc, tables_unique);
 	tcase_add_test(tc, server_defaults);
+	tcase_add_test(tc, docs_name_every_key);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("types");
 	tcase_add_loop_test(tc, type_table, 0, sizeof(types) / sizeof(types[0]));
