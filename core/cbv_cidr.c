@@ -240,7 +240,7 @@ size_t cbv_cidr_nonglobal(struct cbv_cidr *out, size_t max)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < CBV_NONGLOBAL_COUNT && n < max; i++)
+	for (size_t i = 0; i < CBV_NONGLOBAL_COUNT && nonglobal[i] != NULL && n < max; i++)
 		if (cbv_cidr_parse(nonglobal[i], strlen(nonglobal[i]), &out[n], NULL) == CBV_OK)
 			n++;
 	return n;

@@ -453,7 +453,7 @@ static const struct cbv_key profile_keys[] = {
 	{ .name = "vars_acl", .type = CBV_KEY_STRING, PF(vars_acl), .check = check_acl,
 	  .example = "acl_cbv_vars", .doc = "ACL expanded after each verification" },
 	{ .name = "callout_url", .type = CBV_KEY_STRING, PF(callout_url),
-	  .check = check_callout_url, .example = "\"inet://[::1]:3535\"",
+	  .check = check_callout_url, .example = "inet://[::1]:3535",
 	  .doc = "default callout server for `callout`" },
 	{ .name = "map", .type = CBV_KEY_MAP, .offset = offsetof(struct cbv_profile, map),
 	  .example = "[ a.example = \"b.example\" \"^(.+)\\.c\\.example$\" = \"$1.d.example\" ]",

@@ -202,8 +202,14 @@ enum cbv_status cbv_lx_next(struct lexer *lx)
 		t->text[t->len++] = *lx->p;
 		lx_advance(lx);
 	} else {
+		int bracket = 0;
+
+		/* Inside a word, "[...]" belongs to it: inet://[::1]:3535 is one
+		 * word, while "b]" in "[a b]" still ends the list. */
 		t->type = TOK_WORD;
-		while (lx->p < lx->end && is_word_byte(*lx->p)) {
+		while (lx->p < lx->end &&
+		       (is_word_byte(*lx->p) || *lx->p == '[' || (*lx->p == ']' && bracket))) {
+			bracket = (bracket || *lx->p == '[') && *lx->p != ']';
 			t->text[t->len++] = *lx->p;
 			lx_advance(lx);
 		}
