@@ -26,9 +26,9 @@ struct cbv_config {
 	size_t def; /* index of the default profile */
 	struct cbv_profile *v[CBV_CONFIG_PROFILES_MAX];
 	struct cbv_server_conf server;
-	int has_server;                /* a server block was read */
-	unsigned server_profile_line;  /* where its profile was named, for */
-	unsigned server_profile_col;   /* "no such profile" after the parse */
+	int has_server;               /* a server block was read */
+	unsigned server_profile_line; /* where its profile was named, for */
+	unsigned server_profile_col;  /* "no such profile" after the parse */
 };
 
 struct block_type {
@@ -44,7 +44,6 @@ static const struct block_type block_types[] = {
 	{ "smtp_cbv", parse_smtp_cbv },
 	{ "server", parse_server },
 };
-
 
 /* A place in the text. */
 struct pos {
@@ -64,22 +63,24 @@ static enum cbv_status read_key(struct lexer *lx, const struct cbv_key *keys, si
 	size_t i;
 
 	if (lx->tok.type != TOK_WORD)
-		return cbv_lx_error(lx, lx->tok.line, lx->tok.col, "expected a key, got %s",
-		                    cbv_lx_show(lx, show, sizeof(show)));
+		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col, "expected a key, got %s",
+		                           cbv_config_lx_show(lx, show, sizeof(show)));
 	*k = cbv_key_find(keys, n, lx->tok.text);
 	if (*k == NULL)
-		return cbv_lx_error(lx, lx->tok.line, lx->tok.col, "unknown key %s in %s",
-		                    cbv_lx_show(lx, show, sizeof(show)), block);
+		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col, "unknown key %s in %s",
+		                           cbv_config_lx_show(lx, show, sizeof(show)), block);
 	i = (size_t)(*k - keys);
 	if (seen[i] != 0)
-		return cbv_lx_error(lx, lx->tok.line, lx->tok.col,
-		                    "duplicate key \"%s\" (first set on line %u)", (*k)->name, seen[i]);
+		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col,
+		                           "duplicate key \"%s\" (first set on line %u)",
+		                           (*k)->name, seen[i]);
 	seen[i] = lx->tok.line;
-	if ((st = cbv_lx_next(lx)) != CBV_OK)
+	if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 		return st;
 	if (lx->tok.type != TOK_EQUALS)
-		return cbv_lx_error(lx, lx->tok.line, lx->tok.col, "expected '=' after \"%s\", got %s",
-		                    (*k)->name, cbv_lx_show(lx, show, sizeof(show)));
+		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col,
+		                           "expected '=' after \"%s\", got %s", (*k)->name,
+		                           cbv_config_lx_show(lx, show, sizeof(show)));
 	return CBV_OK;
 }
 
@@ -97,15 +98,16 @@ static enum cbv_status parse_keys(struct lexer *lx, const struct cbv_key *keys, 
 	enum cbv_status st;
 
 	if (n > sizeof(seen) / sizeof(seen[0]))
-		return cbv_lx_error(lx, bline, bcol, "internal: key table too long");
+		return cbv_config_lx_error(lx, bline, bcol, "internal: key table too long");
 
 	for (;;) {
-		if ((st = cbv_lx_next(lx)) != CBV_OK)
+		if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 			return st;
 		if (lx->tok.type == TOK_RBRACE)
 			return CBV_OK;
 		if (lx->tok.type == TOK_EOF)
-			return cbv_lx_error(lx, bline, bcol, "%s not closed with '}'", unclosed);
+			return cbv_config_lx_error(lx, bline, bcol, "%s not closed with '}'",
+			                           unclosed);
 		if ((st = read_key(lx, keys, n, block, seen, &k)) != CBV_OK)
 			return st;
 		lx->key = k->name;
@@ -158,29 +160,32 @@ static enum cbv_status parse_smtp_cbv(struct cbv_config *c, struct lexer *lx)
 	size_t n;
 	enum cbv_status st;
 
-	if ((st = cbv_lx_next(lx)) != CBV_OK)
+	if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 		return st;
-	if (cbv_lx_is_value(lx)) {
+	if (cbv_config_lx_is_value(lx)) {
 		/* Names travel in "profile=NAME" options: a safe alphabet only. */
 		if (cbv_config_check_name(lx->tok.text, lx->tok.len) != CBV_OK)
-			return cbv_lx_error(lx, lx->tok.line, lx->tok.col,
-			                    "profile name %s: 1 to %d letters, digits, '_', '-' or '.'",
-			                    cbv_lx_show(lx, show, sizeof(show)), CBV_NAME_MAX);
+			return cbv_config_lx_error(
+				lx, lx->tok.line, lx->tok.col,
+				"profile name %s: 1 to %d letters, digits, '_', '-' or '.'",
+				cbv_config_lx_show(lx, show, sizeof(show)), CBV_NAME_MAX);
 		memcpy(name, lx->tok.text, lx->tok.len + 1);
-		if ((st = cbv_lx_next(lx)) != CBV_OK)
+		if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 			return st;
 	}
 	if (lx->tok.type != TOK_LBRACE)
-		return cbv_lx_error(lx, lx->tok.line, lx->tok.col, "expected '{', got %s",
-		                    cbv_lx_show(lx, show, sizeof(show)));
+		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col, "expected '{', got %s",
+		                           cbv_config_lx_show(lx, show, sizeof(show)));
 	for (size_t i = 0; i < c->n; i++)
 		if (strcmp(c->v[i]->name, name) == 0)
-			return cbv_lx_error(lx, bline, bcol, "duplicate profile \"%s\"", name);
+			return cbv_config_lx_error(lx, bline, bcol, "duplicate profile \"%s\"",
+			                           name);
 	if (c->n >= CBV_CONFIG_PROFILES_MAX)
-		return cbv_lx_error(lx, bline, bcol, "more than %d profiles", CBV_CONFIG_PROFILES_MAX);
+		return cbv_config_lx_error(lx, bline, bcol, "more than %d profiles",
+		                           CBV_CONFIG_PROFILES_MAX);
 	p = add_profile(c, name);
 	if (p == NULL)
-		return cbv_lx_oom(lx->err);
+		return cbv_config_lx_oom(lx->err);
 	keys = cbv_profile_keys(&n);
 	snprintf(what, sizeof(what), "smtp_cbv \"%s\"", name);
 	return parse_keys(lx, keys, n, p, "smtp_cbv block", what, bline, bcol, NULL);
@@ -199,16 +204,17 @@ static enum cbv_status parse_server(struct cbv_config *c, struct lexer *lx)
 	enum cbv_status st;
 
 	if (c->has_server)
-		return cbv_lx_error(lx, bline, bcol, "duplicate server block");
+		return cbv_config_lx_error(lx, bline, bcol, "duplicate server block");
 	c->has_server = 1;
-	if ((st = cbv_lx_next(lx)) != CBV_OK)
+	if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 		return st;
 	if (lx->tok.type != TOK_LBRACE)
-		return cbv_lx_error(lx, lx->tok.line, lx->tok.col, "expected '{' after server, got %s",
-		                    cbv_lx_show(lx, show, sizeof(show)));
+		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col,
+		                           "expected '{' after server, got %s",
+		                           cbv_config_lx_show(lx, show, sizeof(show)));
 	keys = cbv_server_keys(&n);
 	if (n > sizeof(at) / sizeof(at[0]))
-		return cbv_lx_error(lx, bline, bcol, "internal: server key table too long");
+		return cbv_config_lx_error(lx, bline, bcol, "internal: server key table too long");
 	st = parse_keys(lx, keys, n, &c->server, "server block", "server block", bline, bcol, at);
 	/* The smtp_cbv block profile names may come later in the file: keep
 	 * where it was named for the check after the parse. */
@@ -231,17 +237,19 @@ static enum cbv_status parse_blocks(struct cbv_config *c, struct lexer *lx)
 	size_t i;
 
 	for (;;) {
-		if ((st = cbv_lx_next(lx)) != CBV_OK)
+		if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 			return st;
 		if (lx->tok.type == TOK_EOF)
 			return CBV_OK;
 		for (i = 0; i < sizeof(block_types) / sizeof(block_types[0]); i++)
-			if (lx->tok.type == TOK_WORD && strcasecmp(lx->tok.text, block_types[i].name) == 0)
+			if (lx->tok.type == TOK_WORD &&
+			    strcasecmp(lx->tok.text, block_types[i].name) == 0)
 				break;
 		if (i == sizeof(block_types) / sizeof(block_types[0]))
-			return cbv_lx_error(lx, lx->tok.line, lx->tok.col,
-			                "expected a block such as smtp_cbv \"NAME\" { }, got %s",
-			                cbv_lx_show(lx, show, sizeof(show)));
+			return cbv_config_lx_error(
+				lx, lx->tok.line, lx->tok.col,
+				"expected a block such as smtp_cbv \"NAME\" { }, got %s",
+				cbv_config_lx_show(lx, show, sizeof(show)));
 		if ((st = block_types[i].parse(c, lx)) != CBV_OK)
 			return st;
 	}
@@ -251,8 +259,8 @@ static enum cbv_status parse_blocks(struct cbv_config *c, struct lexer *lx)
  * Parses len bytes of cbv.conf text (name in messages).  Returns a new
  * config (cbv_config_free()) or NULL with err: CBV_ECONFIG or CBV_ENOMEM.
  */
-struct cbv_config *cbv_config_parse(const char *text, size_t len,
-                                    const char *name, struct cbv_err *err)
+struct cbv_config *cbv_config_parse(const char *text, size_t len, const char *name,
+                                    struct cbv_err *err)
 {
 	struct cbv_config *c = NULL;
 	struct lexer *lx = NULL;
@@ -263,19 +271,20 @@ struct cbv_config *cbv_config_parse(const char *text, size_t len,
 	if (text == NULL)
 		len = 0;
 	if (len > CBV_CONFIG_FILE_MAX) {
-		cbv_err_set(err, CBV_ECONFIG, "%s: larger than %d bytes", name, CBV_CONFIG_FILE_MAX);
+		cbv_err_set(err, CBV_ECONFIG, "%s: larger than %d bytes", name,
+		            CBV_CONFIG_FILE_MAX);
 		goto fail;
 	}
 	/* The lexer holds a line-sized token: keep it off the stack. */
 	lx = cbv_malloc(sizeof(*lx));
 	c = cbv_calloc(1, sizeof(*c));
 	if (lx == NULL || c == NULL) {
-		cbv_lx_oom(err);
+		cbv_config_lx_oom(err);
 		goto fail;
 	}
 	cbv_server_conf_defaults(&c->server);
-	cbv_lx_init(lx, text == NULL ? "" : text, len, name, err);
-	if ((st = cbv_lx_prescan(lx)) != CBV_OK || (st = parse_blocks(c, lx)) != CBV_OK)
+	cbv_config_lx_init(lx, text == NULL ? "" : text, len, name, err);
+	if ((st = cbv_config_lx_prescan(lx)) != CBV_OK || (st = parse_blocks(c, lx)) != CBV_OK)
 		goto fail;
 	if (c->server.profile[0] != '\0') {
 		size_t i;
@@ -285,13 +294,13 @@ struct cbv_config *cbv_config_parse(const char *text, size_t len,
 				break;
 		if (i == c->n) {
 			lx->key = "profile";
-			cbv_lx_error(lx, c->server_profile_line, c->server_profile_col,
-			         "no smtp_cbv block named \"%s\"", c->server.profile);
+			cbv_config_lx_error(lx, c->server_profile_line, c->server_profile_col,
+			                    "no smtp_cbv block named \"%s\"", c->server.profile);
 			goto fail;
 		}
 	}
 	if (c->n == 0 && add_profile(c, "default") == NULL) {
-		cbv_lx_oom(err);
+		cbv_config_lx_oom(err);
 		goto fail;
 	}
 	c->def = 0;
@@ -350,14 +359,15 @@ struct cbv_config *cbv_config_load(const char *path, int missing_ok, int *missin
 		goto done;
 	}
 	if (sb.st_size > CBV_CONFIG_FILE_MAX) {
-		cbv_err_set(err, CBV_ECONFIG, "%s: larger than %d bytes", path, CBV_CONFIG_FILE_MAX);
+		cbv_err_set(err, CBV_ECONFIG, "%s: larger than %d bytes", path,
+		            CBV_CONFIG_FILE_MAX);
 		goto done;
 	}
 	/* One byte more than fstat said, to notice a file that grew. */
 	cap = (size_t)sb.st_size + 1;
 	buf = cbv_malloc(cap);
 	if (buf == NULL) {
-		cbv_lx_oom(err);
+		cbv_config_lx_oom(err);
 		goto done;
 	}
 	while (n < cap) {
@@ -384,8 +394,7 @@ done:
 }
 
 /* Returns the profile called name, the default one for NULL or "", else NULL. */
-const struct cbv_profile *cbv_config_profile(const struct cbv_config *c,
-                                             const char *name)
+const struct cbv_profile *cbv_config_profile(const struct cbv_config *c, const char *name)
 {
 	if (c == NULL || c->n == 0)
 		return NULL;

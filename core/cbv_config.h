@@ -35,6 +35,7 @@
 #define CBV_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cbv_cidr.h"
 #include "cbv_limits.h"

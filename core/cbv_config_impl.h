@@ -58,36 +58,36 @@ struct list {
 };
 
 /* Sets lx->err to a config error at line:col and returns CBV_ECONFIG. */
-enum cbv_status cbv_lx_error(struct lexer *lx, unsigned line, unsigned col,
-                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+enum cbv_status cbv_config_lx_error(struct lexer *lx, unsigned line, unsigned col, const char *fmt,
+                                    ...) __attribute__((format(printf, 4, 5)));
 
 /* Fills err with "out of memory" and returns CBV_ENOMEM. */
-enum cbv_status cbv_lx_oom(struct cbv_err *err);
+enum cbv_status cbv_config_lx_oom(struct cbv_err *err);
 
 /* Describes the current token for a message: '{', "word", end of file. */
-const char *cbv_lx_show(const struct lexer *lx, char *buf, size_t n);
+const char *cbv_config_lx_show(const struct lexer *lx, char *buf, size_t n);
 
 /* Starts reading text[0..len); name is used in messages. */
-void cbv_lx_init(struct lexer *lx, const char *text, size_t len, const char *name,
-                 struct cbv_err *err);
+void cbv_config_lx_init(struct lexer *lx, const char *text, size_t len, const char *name,
+                        struct cbv_err *err);
 
 /* Checks the raw text before lexing (NUL, controls, line length). */
-enum cbv_status cbv_lx_prescan(struct lexer *lx);
+enum cbv_status cbv_config_lx_prescan(struct lexer *lx);
 
 /* Reads the next token into lx->tok.  At the end it stays at TOK_EOF. */
-enum cbv_status cbv_lx_next(struct lexer *lx);
+enum cbv_status cbv_config_lx_next(struct lexer *lx);
 
 /* 1 if the current token is a word or a string. */
-int cbv_lx_is_value(const struct lexer *lx);
+int cbv_config_lx_is_value(const struct lexer *lx);
 
 /* Starts a list at the current token. */
-enum cbv_status cbv_lx_list_open(struct lexer *lx, struct list *l);
+enum cbv_status cbv_config_lx_list_open(struct lexer *lx, struct list *l);
 
 /*
  * Moves to the next list item.  Returns 1 with lx->tok on it, 0 at the end
  * of the list (the closing token is current), -1 with *st set on error.
  */
-int cbv_lx_list_item(struct lexer *lx, struct list *l, enum cbv_status *st);
+int cbv_config_lx_list_item(struct lexer *lx, struct list *l, enum cbv_status *st);
 
 /* Index of s in the NULL-terminated words (caseless), or -1. */
 int cbv_config_word(const char *const *words, const char *s);
@@ -111,7 +111,6 @@ void cbv_keys_defaults(const struct cbv_key *keys, size_t n, void *base);
  * Writes "BLOCK {" + one line per row + "}" for the struct at base into a
  * new string (cbv_free()); head is the block's first line.  NULL on ENOMEM.
  */
-char *cbv_keys_format(const struct cbv_key *keys, size_t n, const void *base,
-                      const char *head);
+char *cbv_keys_format(const struct cbv_key *keys, size_t n, const void *base, const char *head);
 
 #endif

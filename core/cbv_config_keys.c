@@ -32,8 +32,8 @@
  * Parses len bytes of decimal digits into *out if within [min, max].
  * Returns CBV_OK or CBV_EINVAL (*out untouched).
  */
-enum cbv_status cbv_uint_parse(const char *s, size_t len, unsigned min,
-                               unsigned max, unsigned *out, struct cbv_err *err)
+enum cbv_status cbv_uint_parse(const char *s, size_t len, unsigned min, unsigned max, unsigned *out,
+                               struct cbv_err *err)
 {
 	char show[SHOW_MAX + 1];
 	unsigned long long v = 0;
@@ -126,7 +126,8 @@ static void format_time(unsigned long long ms, char *buf, size_t n)
 		unsigned long long u = time_units[i].ms / 1000;
 
 		if (secs >= u) {
-			int w = snprintf(buf + used, n - used, "%llu%c", secs / u, time_units[i].unit);
+			int w = snprintf(buf + used, n - used, "%llu%c", secs / u,
+			                 time_units[i].unit);
 
 			used += w > 0 ? (size_t)w : 0;
 			secs %= u;
@@ -163,8 +164,7 @@ static enum cbv_status time_bounds(const char *s, size_t len, unsigned long long
  * Parses an Exim duration into milliseconds, 0 < *ms <= CBV_TIMEOUT_MAX_MS.
  * Returns CBV_OK or CBV_EINVAL.
  */
-enum cbv_status cbv_duration_parse(const char *s, size_t len, unsigned *ms,
-                                   struct cbv_err *err)
+enum cbv_status cbv_duration_parse(const char *s, size_t len, unsigned *ms, struct cbv_err *err)
 {
 	unsigned long long v;
 	enum cbv_status st;
@@ -196,8 +196,7 @@ static void format_size(unsigned long long v, char *buf, size_t n)
 
 /* Parses "4096", "64K", "256M", "2G" (suffix caseless) within [min, max]. */
 static enum cbv_status parse_size(const char *s, size_t len, unsigned long long min,
-                                  unsigned long long max, uint64_t *out,
-                                  struct cbv_err *err)
+                                  unsigned long long max, uint64_t *out, struct cbv_err *err)
 {
 	char show[SHOW_MAX + 1], lo[32], hi[32];
 	unsigned long long v = 0, mult = 1;
@@ -217,8 +216,8 @@ static enum cbv_status parse_size(const char *s, size_t len, unsigned long long 
 		i++;
 	}
 	if (digits == 0 || i != len || mult == 0)
-		return cbv_err_set(err, CBV_EINVAL, "\"%s\" is not a size (such as 4096, 64K, 256M, 2G)",
-		                   show);
+		return cbv_err_set(err, CBV_EINVAL,
+		                   "\"%s\" is not a size (such as 4096, 64K, 256M, 2G)", show);
 	v = v > SAT_MAX / mult ? SAT_MAX : v * mult;
 	if (v < min || v > max) {
 		format_size(min, lo, sizeof(lo));
@@ -242,8 +241,9 @@ static enum cbv_status parse_rate(const char *s, size_t len, unsigned long long 
 	cbv_sanitize(s, len, show, sizeof(show));
 	if (cbv_uint_parse(s, slash != NULL ? (size_t)(slash - s) : len, 0,
 	                   max > UINT32_MAX ? UINT32_MAX : (unsigned)max, &n, &e) != CBV_OK)
-		return cbv_err_set(err, CBV_EINVAL, "\"%s\": count %s (write N/DURATION such as 60/1m)",
-		                   show, e.msg);
+		return cbv_err_set(err, CBV_EINVAL,
+		                   "\"%s\": count %s (write N/DURATION such as 60/1m)", show,
+		                   e.msg);
 	if (n == 0) {
 		out->count = 0;
 		out->per_ms = 0;
@@ -252,8 +252,8 @@ static enum cbv_status parse_rate(const char *s, size_t len, unsigned long long 
 	if (slash == NULL)
 		return cbv_err_set(err, CBV_EINVAL, "\"%s\": write N/DURATION such as 60/1m", show);
 	if (parse_time(slash + 1, (size_t)(s + len - slash - 1), &per, &e) != CBV_OK ||
-	    time_bounds(slash + 1, (size_t)(s + len - slash - 1), per, 1,
-	                7ULL * 86400 * 1000, &e) != CBV_OK)
+	    time_bounds(slash + 1, (size_t)(s + len - slash - 1), per, 1, 7ULL * 86400 * 1000,
+	                &e) != CBV_OK)
 		return cbv_err_set(err, CBV_EINVAL, "\"%s\": %s", show, e.msg);
 	out->count = n;
 	out->per_ms = (unsigned)per;
@@ -272,8 +272,7 @@ int cbv_config_word(const char *const *words, const char *s)
 }
 
 /* Copies s[0..len) into out (n bytes); CBV_EINVAL if it does not fit. */
-static enum cbv_status put(const char *s, size_t len, char *out, size_t n,
-                           struct cbv_err *err)
+static enum cbv_status put(const char *s, size_t len, char *out, size_t n, struct cbv_err *err)
 {
 	if (len >= n)
 		return cbv_err_set(err, CBV_EINVAL, "longer than %zu bytes", n - 1);
@@ -343,8 +342,8 @@ static enum cbv_status check_acl(const char *s, size_t len, char *out, size_t n,
 	cbv_sanitize(s, len, show, sizeof(show));
 	if (len > 0 && !valid_name(s, len, "_-"))
 		return cbv_err_set(err, CBV_EINVAL,
-		                   "\"%s\": an ACL name is 1 to %d letters, digits, '_' or '-'", show,
-		                   CBV_NAME_MAX);
+		                   "\"%s\": an ACL name is 1 to %d letters, digits, '_' or '-'",
+		                   show, CBV_NAME_MAX);
 	return put(s, len, out, n, err);
 }
 
@@ -356,9 +355,10 @@ static enum cbv_status check_user(const char *s, size_t len, char *out, size_t n
 
 	cbv_sanitize(s, len, show, sizeof(show));
 	if (len > 0 && !valid_name(s, len, "_-."))
-		return cbv_err_set(err, CBV_EINVAL,
-		                   "\"%s\": a user name is 1 to %d letters, digits, '_', '-' or '.'",
-		                   show, CBV_NAME_MAX);
+		return cbv_err_set(
+			err, CBV_EINVAL,
+			"\"%s\": a user name is 1 to %d letters, digits, '_', '-' or '.'", show,
+			CBV_NAME_MAX);
 	return put(s, len, out, n, err);
 }
 
@@ -412,80 +412,174 @@ static enum cbv_status check_abs_path(const char *s, size_t len, char *out, size
 
 /* ---- the tables ---- */
 
-#define PF(f) .offset = offsetof(struct cbv_profile, f), .size = sizeof(((struct cbv_profile *)0)->f)
-#define SF(f) .offset = offsetof(struct cbv_server_conf, f), .size = sizeof(((struct cbv_server_conf *)0)->f)
+#define PF(f)                                                                                      \
+	.offset = offsetof(struct cbv_profile, f), .size = sizeof(((struct cbv_profile *)0)->f)
+#define SF(f)                                                                                      \
+	.offset = offsetof(struct cbv_server_conf, f),                                             \
+	.size = sizeof(((struct cbv_server_conf *)0)->f)
 #define STR_(x) #x
-#define STR(x) STR_(x)
+#define STR(x)  STR_(x)
 
 static const char *const starttls_words[] = { "never", "opportunistic", "ondemand", "require",
 	                                      NULL };
-static const char *const phase_words[] = { "connect", "ehlo", "mailfrom", "rcptto", "data",
-	                                   NULL };
+static const char *const phase_words[] = { "connect", "ehlo", "mailfrom", "rcptto", "data", NULL };
 
 /* The smtp_cbv keys, in DESIGN.md's order (which check-config prints). */
 static const struct cbv_key profile_keys[] = {
-	{ .name = "mailfrom", .type = CBV_KEY_STRING, PF(mailfrom), .check = check_mailfrom,
-	  .example = "probe@example.com", .doc = "MAIL FROM; \"\" = null sender <>" },
-	{ .name = "helo", .type = CBV_KEY_STRING, PF(helo), .check = check_helo,
-	  .example = "mx.example.com", .doc = "EHLO name; \"\" = Exim's $primary_hostname (CLI: FQDN)" },
-	{ .name = "port", .type = CBV_KEY_PORT, PF(port), .min = 1, .max = 65535,
-	  .def = STR(CBV_PORT_DEFAULT), .example = "2525", .doc = "SMTP port of the MX hosts" },
-	{ .name = "timeout", .type = CBV_KEY_MS, PF(timeout_ms), .min = 1,
-	  .max = CBV_TIMEOUT_MAX_MS, .def = STR(CBV_TIMEOUT_DEFAULT_MS) "ms", .example = "1m30s",
+	{ .name = "mailfrom",
+	  .type = CBV_KEY_STRING,
+	  PF(mailfrom),
+	  .check = check_mailfrom,
+	  .example = "probe@example.com",
+	  .doc = "MAIL FROM; \"\" = null sender <>" },
+	{ .name = "helo",
+	  .type = CBV_KEY_STRING,
+	  PF(helo),
+	  .check = check_helo,
+	  .example = "mx.example.com",
+	  .doc = "EHLO name; \"\" = Exim's $primary_hostname (CLI: FQDN)" },
+	{ .name = "port",
+	  .type = CBV_KEY_PORT,
+	  PF(port),
+	  .min = 1,
+	  .max = 65535,
+	  .def = STR(CBV_PORT_DEFAULT),
+	  .example = "2525",
+	  .doc = "SMTP port of the MX hosts" },
+	{ .name = "timeout",
+	  .type = CBV_KEY_MS,
+	  PF(timeout_ms),
+	  .min = 1,
+	  .max = CBV_TIMEOUT_MAX_MS,
+	  .def = STR(CBV_TIMEOUT_DEFAULT_MS) "ms",
+	  .example = "1m30s",
 	  .doc = "overall deadline, DNS and every host" },
-	{ .name = "connect_timeout", .type = CBV_KEY_MS, PF(connect_timeout_ms), .min = 1,
-	  .max = CBV_TIMEOUT_MAX_MS, .def = STR(CBV_CONNECT_TIMEOUT_DEFAULT_MS) "ms",
-	  .example = "5s", .doc = "TCP connect, per host" },
-	{ .name = "command_timeout", .type = CBV_KEY_MS, PF(command_timeout_ms), .min = 1,
-	  .max = CBV_TIMEOUT_MAX_MS, .def = STR(CBV_COMMAND_TIMEOUT_DEFAULT_MS) "ms",
-	  .example = "2500ms", .doc = "greeting and each reply" },
-	{ .name = "max_hosts", .type = CBV_KEY_UINT, PF(max_hosts), .min = 1, .max = CBV_HOSTS_MAX,
-	  .def = STR(CBV_MAX_HOSTS_DEFAULT), .example = "2", .doc = "MX addresses tried at most" },
-	{ .name = "starttls", .type = CBV_KEY_ENUM, .offset = offsetof(struct cbv_profile, starttls),
-	  .words = starttls_words, .def = "opportunistic", .example = "require",
+	{ .name = "connect_timeout",
+	  .type = CBV_KEY_MS,
+	  PF(connect_timeout_ms),
+	  .min = 1,
+	  .max = CBV_TIMEOUT_MAX_MS,
+	  .def = STR(CBV_CONNECT_TIMEOUT_DEFAULT_MS) "ms",
+	  .example = "5s",
+	  .doc = "TCP connect, per host" },
+	{ .name = "command_timeout",
+	  .type = CBV_KEY_MS,
+	  PF(command_timeout_ms),
+	  .min = 1,
+	  .max = CBV_TIMEOUT_MAX_MS,
+	  .def = STR(CBV_COMMAND_TIMEOUT_DEFAULT_MS) "ms",
+	  .example = "2500ms",
+	  .doc = "greeting and each reply" },
+	{ .name = "max_hosts",
+	  .type = CBV_KEY_UINT,
+	  PF(max_hosts),
+	  .min = 1,
+	  .max = CBV_HOSTS_MAX,
+	  .def = STR(CBV_MAX_HOSTS_DEFAULT),
+	  .example = "2",
+	  .doc = "MX addresses tried at most" },
+	{ .name = "starttls",
+	  .type = CBV_KEY_ENUM,
+	  .offset = offsetof(struct cbv_profile, starttls),
+	  .words = starttls_words,
+	  .def = "opportunistic",
+	  .example = "require",
 	  .doc = "never | opportunistic | ondemand | require" },
-	{ .name = "dns_servers", .type = CBV_KEY_DNS, PF(dns_servers), .example = "127.0.0.1:5353 ::1",
+	{ .name = "dns_servers",
+	  .type = CBV_KEY_DNS,
+	  PF(dns_servers),
+	  .example = "127.0.0.1:5353 ::1",
 	  .doc = "\"\" = system resolver; \"127.0.0.1:5353,[::1]:53\"" },
-	{ .name = "deny_networks", .type = CBV_KEY_NETS, .offset = offsetof(struct cbv_profile, deny),
-	  .count_offset = offsetof(struct cbv_profile, ndeny), .max = CBV_DENY_MAX,
-	  .def = "nonglobal", .example = "127.0.0.0/8 ::1",
+	{ .name = "deny_networks",
+	  .type = CBV_KEY_NETS,
+	  .offset = offsetof(struct cbv_profile, deny),
+	  .count_offset = offsetof(struct cbv_profile, ndeny),
+	  .max = CBV_DENY_MAX,
+	  .def = "nonglobal",
+	  .example = "127.0.0.0/8 ::1",
 	  .doc = "never connect here; nonglobal = every non-global range (IANA)" },
-	{ .name = "vars_acl", .type = CBV_KEY_STRING, PF(vars_acl), .check = check_acl,
-	  .example = "acl_cbv_vars", .doc = "ACL expanded after each verification" },
-	{ .name = "callout_url", .type = CBV_KEY_STRING, PF(callout_url),
-	  .check = check_callout_url, .example = "inet://[::1]:3535",
+	{ .name = "vars_acl",
+	  .type = CBV_KEY_STRING,
+	  PF(vars_acl),
+	  .check = check_acl,
+	  .example = "acl_cbv_vars",
+	  .doc = "ACL expanded after each verification" },
+	{ .name = "callout_url",
+	  .type = CBV_KEY_STRING,
+	  PF(callout_url),
+	  .check = check_callout_url,
+	  .example = "inet://[::1]:3535",
 	  .doc = "default callout server for `callout`" },
-	{ .name = "map", .type = CBV_KEY_MAP, .offset = offsetof(struct cbv_profile, map),
+	{ .name = "map",
+	  .type = CBV_KEY_MAP,
+	  .offset = offsetof(struct cbv_profile, map),
 	  .example = "[ a.example = \"b.example\" \"^(.+)\\.c\\.example$\" = \"$1.d.example\" ]",
 	  .doc = "domain rewrites: exact, *.wildcard or ^PCRE2" },
-	{ .name = "phase", .type = CBV_KEY_ENUM, PF(phase), .words = phase_words, .def = "mailfrom",
-	  .example = "rcptto", .doc = "accepted for Momentum configs; the ACL is the phase" },
-	{ .name = "tls_verify", .type = CBV_KEY_BOOL,
-	  .offset = offsetof(struct cbv_profile, tls_verify), .def = "no", .example = "yes",
+	{ .name = "phase",
+	  .type = CBV_KEY_ENUM,
+	  PF(phase),
+	  .words = phase_words,
+	  .def = "mailfrom",
+	  .example = "rcptto",
+	  .doc = "accepted for Momentum configs; the ACL is the phase" },
+	{ .name = "tls_verify",
+	  .type = CBV_KEY_BOOL,
+	  .offset = offsetof(struct cbv_profile, tls_verify),
+	  .def = "no",
+	  .example = "yes",
 	  .doc = "verify the MX certificate" },
-	{ .name = "ca_dir", .type = CBV_KEY_STRING, PF(ca_dir), .check = check_abs_path,
-	  .example = "/etc/ssl/certs", .doc = "\"\" = OpenSSL's default CA directory" },
+	{ .name = "ca_dir",
+	  .type = CBV_KEY_STRING,
+	  PF(ca_dir),
+	  .check = check_abs_path,
+	  .example = "/etc/ssl/certs",
+	  .doc = "\"\" = OpenSSL's default CA directory" },
 };
 
 /* The server { } block (cbvd). */
 static const struct cbv_key server_keys[] = {
-	{ .name = "listen", .type = CBV_KEY_LIST, .offset = offsetof(struct cbv_server_conf, listen),
-	  .size = CBV_URL_MAX + 1, .count_offset = offsetof(struct cbv_server_conf, nlisten),
-	  .max = CBV_LISTEN_MAX, .check = check_listen_url,
+	{ .name = "listen",
+	  .type = CBV_KEY_LIST,
+	  .offset = offsetof(struct cbv_server_conf, listen),
+	  .size = CBV_URL_MAX + 1,
+	  .count_offset = offsetof(struct cbv_server_conf, nlisten),
+	  .max = CBV_LISTEN_MAX,
+	  .check = check_listen_url,
 	  .example = "[ \"unix:///run/cbvd.sock\" \"inet6://[::1]:3535\" ]",
 	  .doc = "unix:///PATH, inet://IP:PORT or inet6://[IP6]:PORT" },
-	{ .name = "max_clients", .type = CBV_KEY_UINT, SF(max_clients), .min = 1,
-	  .max = CBV_SERVER_CLIENTS_MAX, .def = "256", .example = "10",
+	{ .name = "max_clients",
+	  .type = CBV_KEY_UINT,
+	  SF(max_clients),
+	  .min = 1,
+	  .max = CBV_SERVER_CLIENTS_MAX,
+	  .def = "256",
+	  .example = "10",
 	  .doc = "connections; more are told NO and closed" },
-	{ .name = "max_inflight", .type = CBV_KEY_UINT, SF(max_inflight), .min = 1,
-	  .max = CBV_SERVER_INFLIGHT_MAX, .def = "1024", .example = "20",
+	{ .name = "max_inflight",
+	  .type = CBV_KEY_UINT,
+	  SF(max_inflight),
+	  .min = 1,
+	  .max = CBV_SERVER_INFLIGHT_MAX,
+	  .def = "1024",
+	  .example = "20",
 	  .doc = "verifications running at once; more queue" },
-	{ .name = "user", .type = CBV_KEY_STRING, SF(user), .check = check_user,
-	  .example = "Debian-exim", .doc = "\"\" = Debian-exim if it exists, else nobody" },
-	{ .name = "profile", .type = CBV_KEY_STRING, SF(profile), .check = check_profile,
-	  .example = "default", .doc = "smtp_cbv block used for requests; \"\" = the default" },
-	{ .name = "allow_remote", .type = CBV_KEY_BOOL,
-	  .offset = offsetof(struct cbv_server_conf, allow_remote), .def = "no", .example = "yes",
+	{ .name = "user",
+	  .type = CBV_KEY_STRING,
+	  SF(user),
+	  .check = check_user,
+	  .example = "Debian-exim",
+	  .doc = "\"\" = Debian-exim if it exists, else nobody" },
+	{ .name = "profile",
+	  .type = CBV_KEY_STRING,
+	  SF(profile),
+	  .check = check_profile,
+	  .example = "default",
+	  .doc = "smtp_cbv block used for requests; \"\" = the default" },
+	{ .name = "allow_remote",
+	  .type = CBV_KEY_BOOL,
+	  .offset = offsetof(struct cbv_server_conf, allow_remote),
+	  .def = "no",
+	  .example = "yes",
 	  .doc = "yes: inet listen on non-loopback addresses" },
 };
 
@@ -515,7 +609,7 @@ const struct cbv_key *cbv_key_find(const struct cbv_key *keys, size_t n, const c
 
 /* Where a row's field lives in the struct at base. */
 #define FIELD(base, k, type) ((type *)(void *)((char *)(base) + (k)->offset))
-#define COUNT(base, k) ((size_t *)(void *)((char *)(base) + (k)->count_offset))
+#define COUNT(base, k)       ((size_t *)(void *)((char *)(base) + (k)->count_offset))
 
 /* Calls fn on each comma- or space-separated piece of s. */
 static enum cbv_status split_items(const char *s, size_t len,
@@ -540,8 +634,8 @@ static enum cbv_status split_items(const char *s, size_t len,
 }
 
 /* One deny_networks item: a prefix, or "nonglobal" for the IANA list. */
-static enum cbv_status net_item(const struct cbv_key *k, void *base, const char *s,
-                                size_t len, struct cbv_err *err)
+static enum cbv_status net_item(const struct cbv_key *k, void *base, const char *s, size_t len,
+                                struct cbv_err *err)
 {
 	struct cbv_cidr *v = FIELD(base, k, struct cbv_cidr);
 	size_t *n = COUNT(base, k);
@@ -557,8 +651,8 @@ static enum cbv_status net_item(const struct cbv_key *k, void *base, const char 
 	return cbv_cidr_parse(s, len, &v[(*n)++], err);
 }
 
-static enum cbv_status dns_item(const struct cbv_key *k, void *base, const char *s,
-                                size_t len, struct cbv_err *err)
+static enum cbv_status dns_item(const struct cbv_key *k, void *base, const char *s, size_t len,
+                                struct cbv_err *err)
 {
 	return cbv_url_dns_server_add(FIELD(base, k, char), k->size, s, len, err);
 }
@@ -576,9 +670,9 @@ static enum cbv_status parse_list(struct lexer *lx, const struct cbv_key *k, voi
 		FIELD(base, k, char)[0] = '\0';
 	else
 		*COUNT(base, k) = 0;
-	if ((st = cbv_lx_list_open(lx, &l)) != CBV_OK)
+	if ((st = cbv_config_lx_list_open(lx, &l)) != CBV_OK)
 		return st;
-	while ((r = cbv_lx_list_item(lx, &l, &st)) == 1) {
+	while ((r = cbv_config_lx_list_item(lx, &l, &st)) == 1) {
 		if (k->type == CBV_KEY_NETS) {
 			st = split_items(lx->tok.text, lx->tok.len, net_item, k, base, &e);
 		} else if (k->type == CBV_KEY_DNS) {
@@ -586,16 +680,17 @@ static enum cbv_status parse_list(struct lexer *lx, const struct cbv_key *k, voi
 		} else if (*COUNT(base, k) >= k->max) {
 			st = cbv_err_set(&e, CBV_EINVAL, "more than %llu values", k->max);
 		} else {
-			st = k->check != NULL ? k->check(lx->tok.text, lx->tok.len, item, k->size, &e)
-			                      : put(lx->tok.text, lx->tok.len, item, k->size, &e);
+			st = k->check != NULL
+			             ? k->check(lx->tok.text, lx->tok.len, item, k->size, &e)
+			             : put(lx->tok.text, lx->tok.len, item, k->size, &e);
 			if (st == CBV_OK)
 				memcpy(FIELD(base, k, char) + k->size * (*COUNT(base, k))++, item,
 				       strlen(item) + 1);
 		}
 		if (st == CBV_ENOMEM)
-			return cbv_lx_oom(lx->err);
+			return cbv_config_lx_oom(lx->err);
 		if (st != CBV_OK)
-			return cbv_lx_error(lx, lx->tok.line, lx->tok.col, "%s", e.msg);
+			return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col, "%s", e.msg);
 	}
 	return r < 0 ? st : CBV_OK;
 }
@@ -615,36 +710,36 @@ static enum cbv_status parse_map(struct lexer *lx, const struct cbv_key *k, void
 
 	m = cbv_map_new();
 	if (m == NULL)
-		return cbv_lx_oom(lx->err);
-	if ((st = cbv_lx_list_open(lx, &l)) != CBV_OK)
+		return cbv_config_lx_oom(lx->err);
+	if ((st = cbv_config_lx_list_open(lx, &l)) != CBV_OK)
 		goto done;
-	while ((r = cbv_lx_list_item(lx, &l, &st)) == 1) {
+	while ((r = cbv_config_lx_list_item(lx, &l, &st)) == 1) {
 		line = lx->tok.line;
 		col = lx->tok.col;
 		memcpy(pat, lx->tok.text, lx->tok.len + 1);
-		if ((st = cbv_lx_next(lx)) != CBV_OK)
+		if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 			goto done;
 		if (lx->tok.type != TOK_EQUALS) {
-			st = cbv_lx_error(lx, lx->tok.line, lx->tok.col,
-			                  "expected '=' after a map pattern, got %s",
-			                  cbv_lx_show(lx, show, sizeof(show)));
+			st = cbv_config_lx_error(lx, lx->tok.line, lx->tok.col,
+			                         "expected '=' after a map pattern, got %s",
+			                         cbv_config_lx_show(lx, show, sizeof(show)));
 			goto done;
 		}
-		if ((st = cbv_lx_next(lx)) != CBV_OK)
+		if ((st = cbv_config_lx_next(lx)) != CBV_OK)
 			goto done;
-		if (!cbv_lx_is_value(lx)) {
-			st = cbv_lx_error(lx, lx->tok.line, lx->tok.col,
-			                  "expected a replacement after '=', got %s",
-			                  cbv_lx_show(lx, show, sizeof(show)));
+		if (!cbv_config_lx_is_value(lx)) {
+			st = cbv_config_lx_error(lx, lx->tok.line, lx->tok.col,
+			                         "expected a replacement after '=', got %s",
+			                         cbv_config_lx_show(lx, show, sizeof(show)));
 			goto done;
 		}
 		st = cbv_map_add(m, pat, lx->tok.text, &e);
 		if (st == CBV_ENOMEM) {
-			cbv_lx_oom(lx->err);
+			cbv_config_lx_oom(lx->err);
 			goto done;
 		}
 		if (st != CBV_OK) {
-			st = cbv_lx_error(lx, line, col, "%s", e.msg);
+			st = cbv_config_lx_error(lx, line, col, "%s", e.msg);
 			goto done;
 		}
 	}
@@ -668,7 +763,10 @@ static void must_be(const char *const *words, char *buf, size_t n)
 	size_t used = (size_t)snprintf(buf, n, "must be");
 
 	for (size_t i = 0; words[i] != NULL && used < n; i++) {
-		int w = snprintf(buf + used, n - used, "%s %s", i == 0 ? "" : words[i + 1] ? "," : " or",
+		int w = snprintf(buf + used, n - used, "%s %s",
+		                 i == 0         ? ""
+		                 : words[i + 1] ? ","
+		                                : " or",
 		                 words[i]);
 
 		used += w > 0 ? (size_t)w : 0;
@@ -676,8 +774,8 @@ static void must_be(const char *const *words, char *buf, size_t n)
 }
 
 /* A scalar value s[0..len) for row k, stored into base. */
-static enum cbv_status parse_scalar(const struct cbv_key *k, void *base, const char *s,
-                                    size_t len, struct cbv_err *e)
+static enum cbv_status parse_scalar(const struct cbv_key *k, void *base, const char *s, size_t len,
+                                    struct cbv_err *e)
 {
 	static const char *const bools[] = { "no", "yes", "false", "true", "0", "1", NULL };
 	char show[SHOW_MAX + 1], words[256];
@@ -713,24 +811,23 @@ static enum cbv_status parse_scalar(const struct cbv_key *k, void *base, const c
 		if ((st = time_bounds(s, len, v, k->min * 1000, k->max * 1000, e)) != CBV_OK)
 			return st;
 		if (v % 1000 != 0)
-			return cbv_err_set(e, CBV_EINVAL, "duration \"%s\": whole seconds only", show);
+			return cbv_err_set(e, CBV_EINVAL, "duration \"%s\": whole seconds only",
+			                   show);
 		*FIELD(base, k, unsigned) = (unsigned)(v / 1000);
 		return CBV_OK;
-	case CBV_KEY_SIZE:
-		return parse_size(s, len, k->min, k->max, FIELD(base, k, uint64_t), e);
-	case CBV_KEY_RATE:
-		return parse_rate(s, len, k->max, FIELD(base, k, struct cbv_rate), e);
+	case CBV_KEY_SIZE: return parse_size(s, len, k->min, k->max, FIELD(base, k, uint64_t), e);
+	case CBV_KEY_RATE: return parse_rate(s, len, k->max, FIELD(base, k, struct cbv_rate), e);
 	case CBV_KEY_ENUM:
 		if ((i = cbv_config_word(k->words, s)) < 0) {
 			must_be(k->words, words, sizeof(words));
 			return cbv_err_set(e, CBV_EINVAL, "\"%s\": %s", show, words);
 		}
 		if (k->size > 0)
-			return put(k->words[i], strlen(k->words[i]), FIELD(base, k, char), k->size, e);
+			return put(k->words[i], strlen(k->words[i]), FIELD(base, k, char), k->size,
+			           e);
 		*FIELD(base, k, int) = i;
 		return CBV_OK;
-	default:
-		return cbv_err_set(e, CBV_EINVAL, "not a scalar key");
+	default: return cbv_err_set(e, CBV_EINVAL, "not a scalar key");
 	}
 }
 
@@ -744,7 +841,7 @@ enum cbv_status cbv_key_parse(struct lexer *lx, const struct cbv_key *k, void *b
 
 	/* dns_servers = 127.0.0.1,[::1]:53 must work bare, as with -o. */
 	lx->ipv6_words = k->type == CBV_KEY_DNS;
-	st = cbv_lx_next(lx);
+	st = cbv_config_lx_next(lx);
 	lx->ipv6_words = 0;
 	if (st != CBV_OK)
 		return st;
@@ -759,15 +856,15 @@ enum cbv_status cbv_key_parse(struct lexer *lx, const struct cbv_key *k, void *b
 	line = lx->tok.line;
 	col = lx->tok.col;
 	/* Scalars: one word or string; `-o key=` means the empty string. */
-	if (!cbv_lx_is_value(lx) && !(lx->set_mode && lx->tok.type == TOK_EOF))
-		return cbv_lx_error(lx, line, col, "expected a value, got %s",
-		                    cbv_lx_show(lx, show, sizeof(show)));
+	if (!cbv_config_lx_is_value(lx) && !(lx->set_mode && lx->tok.type == TOK_EOF))
+		return cbv_config_lx_error(lx, line, col, "expected a value, got %s",
+		                           cbv_config_lx_show(lx, show, sizeof(show)));
 	cbv_err_clear(&e);
 	st = parse_scalar(k, base, lx->tok.text, lx->tok.len, &e);
 	if (st == CBV_ENOMEM)
-		return cbv_lx_oom(lx->err);
+		return cbv_config_lx_oom(lx->err);
 	if (st != CBV_OK)
-		return cbv_lx_error(lx, line, col, "%s", e.msg);
+		return cbv_config_lx_error(lx, line, col, "%s", e.msg);
 	return CBV_OK;
 }
 
@@ -780,7 +877,7 @@ void cbv_keys_defaults(const struct cbv_key *keys, size_t n, void *base)
 	for (size_t i = 0; i < n; i++) {
 		if (keys[i].def == NULL)
 			continue;
-		cbv_lx_init(&lx, keys[i].def, strlen(keys[i].def), "default", &err);
+		cbv_config_lx_init(&lx, keys[i].def, strlen(keys[i].def), "default", &err);
 		lx.set_mode = 1;
 		lx.key = keys[i].name;
 		/* check_config's defaults_parse test proves every default parses. */
@@ -835,25 +932,13 @@ static void format_key(struct out *o, const struct cbv_key *k, const void *base)
 	tmp[0] = '\0';
 	switch (k->type) {
 	case CBV_KEY_STRING:
-	case CBV_KEY_DNS:
-		out_quoted(o, FIELD(b, k, char));
-		break;
-	case CBV_KEY_BOOL:
-		out_cstr(o, *FIELD(b, k, int) ? "yes" : "no");
-		break;
+	case CBV_KEY_DNS: out_quoted(o, FIELD(b, k, char)); break;
+	case CBV_KEY_BOOL: out_cstr(o, *FIELD(b, k, int) ? "yes" : "no"); break;
 	case CBV_KEY_UINT:
-	case CBV_KEY_PORT:
-		snprintf(tmp, sizeof(tmp), "%u", *FIELD(b, k, unsigned));
-		break;
-	case CBV_KEY_MS:
-		format_time(*FIELD(b, k, unsigned), tmp, sizeof(tmp));
-		break;
-	case CBV_KEY_SECS:
-		format_time(1000ULL * *FIELD(b, k, unsigned), tmp, sizeof(tmp));
-		break;
-	case CBV_KEY_SIZE:
-		format_size(*FIELD(b, k, uint64_t), tmp, sizeof(tmp));
-		break;
+	case CBV_KEY_PORT: snprintf(tmp, sizeof(tmp), "%u", *FIELD(b, k, unsigned)); break;
+	case CBV_KEY_MS: format_time(*FIELD(b, k, unsigned), tmp, sizeof(tmp)); break;
+	case CBV_KEY_SECS: format_time(1000ULL * *FIELD(b, k, unsigned), tmp, sizeof(tmp)); break;
+	case CBV_KEY_SIZE: format_size(*FIELD(b, k, uint64_t), tmp, sizeof(tmp)); break;
 	case CBV_KEY_RATE: {
 		const struct cbv_rate *r = FIELD(b, k, struct cbv_rate);
 		char per[64];
@@ -910,8 +995,8 @@ static void format_key(struct out *o, const struct cbv_key *k, const void *base)
 	out_cstr(o, "\n");
 }
 
-static void format_block(struct out *o, const struct cbv_key *keys, size_t n,
-                         const void *base, const char *head)
+static void format_block(struct out *o, const struct cbv_key *keys, size_t n, const void *base,
+                         const char *head)
 {
 	out_cstr(o, head);
 	out_cstr(o, " {\n");
@@ -921,8 +1006,7 @@ static void format_block(struct out *o, const struct cbv_key *keys, size_t n,
 }
 
 /* Writes a block into a new string (cbv_free()); NULL on ENOMEM. */
-char *cbv_keys_format(const struct cbv_key *keys, size_t n, const void *base,
-                      const char *head)
+char *cbv_keys_format(const struct cbv_key *keys, size_t n, const void *base, const char *head)
 {
 	struct out o = { NULL, 0 };
 
@@ -968,8 +1052,8 @@ void cbv_profile_clear(struct cbv_profile *p)
  * Sets key from value text with the file's value syntax.  Returns CBV_OK,
  * CBV_ECONFIG ("KEY: what") or CBV_ENOMEM; p is unchanged on error.
  */
-enum cbv_status cbv_profile_set(struct cbv_profile *p, const char *key,
-                                const char *value, struct cbv_err *err)
+enum cbv_status cbv_profile_set(struct cbv_profile *p, const char *key, const char *value,
+                                struct cbv_err *err)
 {
 	char keyshow[SHOW_MAX + 1];
 	char show[SHOW_MAX + 8];
@@ -991,18 +1075,19 @@ enum cbv_status cbv_profile_set(struct cbv_profile *p, const char *key,
 	if (len > CBV_CONFIG_FILE_MAX)
 		return cbv_err_set(err, CBV_ECONFIG, "%s: value too long", keyshow);
 	cbv_profile_copy(&tmp, p);
-	cbv_lx_init(&lx, value, len, keyshow, err);
+	cbv_config_lx_init(&lx, value, len, keyshow, err);
 	lx.set_mode = 1;
 	lx.key = k->name;
-	if ((st = cbv_lx_prescan(&lx)) != CBV_OK)
+	if ((st = cbv_config_lx_prescan(&lx)) != CBV_OK)
 		goto done;
 	if ((st = cbv_key_parse(&lx, k, &tmp)) != CBV_OK)
 		goto done;
-	if ((st = cbv_lx_next(&lx)) != CBV_OK)
+	if ((st = cbv_config_lx_next(&lx)) != CBV_OK)
 		goto done;
 	if (lx.tok.type != TOK_EOF)
-		st = cbv_lx_error(&lx, lx.tok.line, lx.tok.col, "unexpected %s after the value",
-		                  cbv_lx_show(&lx, show, sizeof(show)));
+		st = cbv_config_lx_error(&lx, lx.tok.line, lx.tok.col,
+		                         "unexpected %s after the value",
+		                         cbv_config_lx_show(&lx, show, sizeof(show)));
 done:
 	if (st == CBV_OK) {
 		cbv_profile_clear(p);

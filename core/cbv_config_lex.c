@@ -16,8 +16,8 @@
 #include "cbv_config_impl.h"
 #include "cbv_reply.h"
 
-enum cbv_status cbv_lx_error(struct lexer *lx, unsigned line, unsigned col,
-                                const char *fmt, ...)
+enum cbv_status cbv_config_lx_error(struct lexer *lx, unsigned line, unsigned col, const char *fmt,
+                                    ...)
 {
 	char what[sizeof(lx->err->msg)];
 	va_list ap;
@@ -34,13 +34,13 @@ enum cbv_status cbv_lx_error(struct lexer *lx, unsigned line, unsigned col,
 	return cbv_err_set(lx->err, CBV_ECONFIG, "%s:%u:%u: %s", lx->name, line, col, what);
 }
 
-enum cbv_status cbv_lx_oom(struct cbv_err *err)
+enum cbv_status cbv_config_lx_oom(struct cbv_err *err)
 {
 	return cbv_err_set(err, CBV_ENOMEM, "out of memory");
 }
 
 /* Describes the current token for a message: '{', "word", end of file. */
-const char *cbv_lx_show(const struct lexer *lx, char *buf, size_t n)
+const char *cbv_config_lx_show(const struct lexer *lx, char *buf, size_t n)
 {
 	char text[SHOW_MAX + 1];
 
@@ -51,14 +51,12 @@ const char *cbv_lx_show(const struct lexer *lx, char *buf, size_t n)
 		cbv_sanitize(lx->tok.text, lx->tok.len, text, sizeof(text));
 		snprintf(buf, n, "\"%s\"", text);
 		return buf;
-	default:
-		snprintf(buf, n, "'%c'", lx->tok.text[0]);
-		return buf;
+	default: snprintf(buf, n, "'%c'", lx->tok.text[0]); return buf;
 	}
 }
 
-void cbv_lx_init(struct lexer *lx, const char *text, size_t len,
-                    const char *name, struct cbv_err *err)
+void cbv_config_lx_init(struct lexer *lx, const char *text, size_t len, const char *name,
+                        struct cbv_err *err)
 {
 	memset(lx, 0, sizeof(*lx));
 	lx->p = text;
@@ -75,7 +73,7 @@ void cbv_lx_init(struct lexer *lx, const char *text, size_t len,
  * and hide the rest from review), no control bytes but TAB, LF and CRLF,
  * no line over CBV_CONFIG_LINE_MAX.
  */
-enum cbv_status cbv_lx_prescan(struct lexer *lx)
+enum cbv_status cbv_config_lx_prescan(struct lexer *lx)
 {
 	unsigned line = 1, col = 1;
 
@@ -88,14 +86,14 @@ enum cbv_status cbv_lx_prescan(struct lexer *lx)
 			continue;
 		}
 		if (col > CBV_CONFIG_LINE_MAX)
-			return cbv_lx_error(lx, line, col, "line longer than %d bytes",
-			                CBV_CONFIG_LINE_MAX);
+			return cbv_config_lx_error(lx, line, col, "line longer than %d bytes",
+			                           CBV_CONFIG_LINE_MAX);
 		if (ch == '\0')
-			return cbv_lx_error(lx, line, col, "NUL byte");
+			return cbv_config_lx_error(lx, line, col, "NUL byte");
 		if (ch == '\r' && (p + 1 == lx->end || p[1] != '\n'))
-			return cbv_lx_error(lx, line, col, "CR not followed by LF");
+			return cbv_config_lx_error(lx, line, col, "CR not followed by LF");
 		if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
-			return cbv_lx_error(lx, line, col, "control character 0x%02x", ch);
+			return cbv_config_lx_error(lx, line, col, "control character 0x%02x", ch);
 		col++;
 	}
 	return CBV_OK;
@@ -125,7 +123,7 @@ static enum cbv_status lx_string(struct lexer *lx)
 	lx_advance(lx);
 	for (;;) {
 		if (lx->p == lx->end || *lx->p == '\n')
-			return cbv_lx_error(lx, t->line, t->col, "unterminated string");
+			return cbv_config_lx_error(lx, t->line, t->col, "unterminated string");
 		if (*lx->p == '"') {
 			lx_advance(lx);
 			break;
@@ -159,7 +157,7 @@ static int is_ipv6_literal(const struct lexer *lx)
 }
 
 /* Reads the next token into lx->tok.  At the end it stays at TOK_EOF. */
-enum cbv_status cbv_lx_next(struct lexer *lx)
+enum cbv_status cbv_config_lx_next(struct lexer *lx)
 {
 	struct token *t = &lx->tok;
 	static const char punct[] = "{}[]()=,";
@@ -218,20 +216,20 @@ enum cbv_status cbv_lx_next(struct lexer *lx)
 	return st;
 }
 
-int cbv_lx_is_value(const struct lexer *lx)
+int cbv_config_lx_is_value(const struct lexer *lx)
 {
 	return lx->tok.type == TOK_WORD || lx->tok.type == TOK_STRING;
 }
 
 /* Starts a list at the current token. */
-enum cbv_status cbv_lx_list_open(struct lexer *lx, struct list *l)
+enum cbv_status cbv_config_lx_list_open(struct lexer *lx, struct list *l)
 {
 	memset(l, 0, sizeof(*l));
 	l->line = lx->tok.line;
 	l->col = lx->tok.col;
 	if (lx->tok.type == TOK_LBRACKET || lx->tok.type == TOK_LPAREN) {
 		l->close = lx->tok.type == TOK_LBRACKET ? TOK_RBRACKET : TOK_RPAREN;
-		return cbv_lx_next(lx);
+		return cbv_config_lx_next(lx);
 	}
 	l->close = TOK_EOF;
 	l->single = !lx->set_mode;
@@ -243,36 +241,36 @@ enum cbv_status cbv_lx_list_open(struct lexer *lx, struct list *l)
  * the list (the closing token is current), -1 with *st set on error.
  * Items may be separated by commas, and a trailing comma is accepted.
  */
-int cbv_lx_list_item(struct lexer *lx, struct list *l, enum cbv_status *st)
+int cbv_config_lx_list_item(struct lexer *lx, struct list *l, enum cbv_status *st)
 {
 	char show[SHOW_MAX + 8];
 
 	if (l->single) {
 		if (l->count++ > 0)
 			return 0;
-		if (cbv_lx_is_value(lx))
+		if (cbv_config_lx_is_value(lx))
 			return 1;
-		*st = cbv_lx_error(lx, lx->tok.line, lx->tok.col, "expected a value or a list, got %s",
-		               cbv_lx_show(lx, show, sizeof(show)));
+		*st = cbv_config_lx_error(lx, lx->tok.line, lx->tok.col,
+		                          "expected a value or a list, got %s",
+		                          cbv_config_lx_show(lx, show, sizeof(show)));
 		return -1;
 	}
 	if (l->count > 0) {
-		if ((*st = cbv_lx_next(lx)) != CBV_OK)
+		if ((*st = cbv_config_lx_next(lx)) != CBV_OK)
 			return -1;
-		if (lx->tok.type == TOK_COMMA && (*st = cbv_lx_next(lx)) != CBV_OK)
+		if (lx->tok.type == TOK_COMMA && (*st = cbv_config_lx_next(lx)) != CBV_OK)
 			return -1;
 	}
 	if (lx->tok.type == l->close)
 		return 0;
-	if (cbv_lx_is_value(lx)) {
+	if (cbv_config_lx_is_value(lx)) {
 		l->count++;
 		return 1;
 	}
 	if (lx->tok.type == TOK_EOF)
-		*st = cbv_lx_error(lx, l->line, l->col, "list not closed");
+		*st = cbv_config_lx_error(lx, l->line, l->col, "list not closed");
 	else
-		*st = cbv_lx_error(lx, lx->tok.line, lx->tok.col, "unexpected %s in list",
-		               cbv_lx_show(lx, show, sizeof(show)));
+		*st = cbv_config_lx_error(lx, lx->tok.line, lx->tok.col, "unexpected %s in list",
+		                          cbv_config_lx_show(lx, show, sizeof(show)));
 	return -1;
 }
-

@@ -41,8 +41,8 @@ static int is_name(const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		char ch = s[i];
 
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '_' || ch == '.'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
 			return 0;
 	}
 	return len > 0;
@@ -136,8 +136,8 @@ static enum cbv_status parse_inet(const char *h, size_t len, int v6only, unsigne
 }
 
 /* Parses s[0..len) as a socket URL (see cbv_url.h). */
-enum cbv_status cbv_url_parse(const char *s, size_t len, unsigned flags,
-                              struct cbv_url *u, struct cbv_err *err)
+enum cbv_status cbv_url_parse(const char *s, size_t len, unsigned flags, struct cbv_url *u,
+                              struct cbv_err *err)
 {
 	enum cbv_status st;
 
@@ -150,7 +150,8 @@ enum cbv_status cbv_url_parse(const char *s, size_t len, unsigned flags,
 	/* Space, controls and 8-bit bytes: log injection, and no URL needs them. */
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-			return cbv_err_set(err, CBV_EINVAL, "not a URL: space, control or 8-bit byte");
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "not a URL: space, control or 8-bit byte");
 	if (len >= 7 && memcmp(s, "unix://", 7) == 0)
 		st = parse_unix(s + 7, len - 7, u, err);
 	else if (len >= 6 && memcmp(s, "unix:/", 6) == 0)
@@ -225,15 +226,16 @@ static enum cbv_status dns_item_parse(const char *s, size_t len, struct dns_item
 		if (plen == 0)
 			return cbv_err_set(err, CBV_EINVAL, "\"%s\": port empty number", show);
 		if (!parse_port(port, plen, &it->port))
-			return cbv_err_set(err, CBV_EINVAL, "\"%s\": port %.*s out of range 1..65535",
-			                   show, (int)(plen > 8 ? 8 : plen), port);
+			return cbv_err_set(err, CBV_EINVAL,
+			                   "\"%s\": port %.*s out of range 1..65535", show,
+			                   (int)(plen > 8 ? 8 : plen), port);
 	}
 	return CBV_OK;
 }
 
 /* Appends one server in canonical form to the list out (n bytes). */
-enum cbv_status cbv_url_dns_server_add(char *out, size_t n, const char *s,
-                                       size_t len, struct cbv_err *err)
+enum cbv_status cbv_url_dns_server_add(char *out, size_t n, const char *s, size_t len,
+                                       struct cbv_err *err)
 {
 	struct dns_item it;
 	char item[INET6_ADDRSTRLEN + 16];
@@ -245,7 +247,8 @@ enum cbv_status cbv_url_dns_server_add(char *out, size_t n, const char *s,
 	snprintf(item, sizeof(item), it.family == AF_INET6 ? "[%s]:%u" : "%s:%u", it.addr, it.port);
 	ilen = strlen(item);
 	if (used + (used > 0) + ilen + 1 > n || used + (used > 0) + ilen > CBV_DNS_SERVERS_MAX)
-		return cbv_err_set(err, CBV_EINVAL, "list longer than %d bytes", CBV_DNS_SERVERS_MAX);
+		return cbv_err_set(err, CBV_EINVAL, "list longer than %d bytes",
+		                   CBV_DNS_SERVERS_MAX);
 	if (used > 0)
 		out[used++] = ',';
 	memcpy(out + used, item, ilen + 1);

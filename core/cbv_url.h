@@ -33,7 +33,7 @@
 #define CBV_URL_NUMERIC 1u
 
 struct cbv_url {
-	int family;                    /* AF_UNIX, AF_INET, AF_INET6; AF_UNSPEC: host is a name */
+	int family; /* AF_UNIX, AF_INET, AF_INET6; AF_UNSPEC: host is a name */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* AF_UNIX */
 	char host[CBV_DOMAIN_MAX + 1]; /* inet: as written, IPv6 without [] */
 	unsigned port;                 /* inet: 1..65535 */
@@ -47,8 +47,8 @@ struct cbv_url {
  * zeroed first.  flags: 0 or CBV_URL_NUMERIC.  Returns CBV_OK or
  * CBV_EINVAL with err->msg saying what is wrong (without the URL).
  */
-enum cbv_status cbv_url_parse(const char *s, size_t len, unsigned flags,
-                              struct cbv_url *u, struct cbv_err *err);
+enum cbv_status cbv_url_parse(const char *s, size_t len, unsigned flags, struct cbv_url *u,
+                              struct cbv_err *err);
 
 /*
  * Parses one DNS server (IPv4, IPv4:PORT, [IPv6], [IPv6]:PORT or a bare
@@ -58,8 +58,8 @@ enum cbv_status cbv_url_parse(const char *s, size_t len, unsigned flags,
  * "[ip6]:port", comma-separated; a bare "::1" would read as "::" port 1).
  * Returns CBV_OK or CBV_EINVAL (out unchanged).
  */
-enum cbv_status cbv_url_dns_server_add(char *out, size_t n, const char *s,
-                                       size_t len, struct cbv_err *err);
+enum cbv_status cbv_url_dns_server_add(char *out, size_t n, const char *s, size_t len,
+                                       struct cbv_err *err);
 
 /*
  * Checks a whole server list ("" is valid: the system resolver) as the

@@ -25,7 +25,8 @@ static void check_url(const struct cbv_url *u)
 		break;
 	case AF_INET:
 	case AF_INET6:
-		if (u->port == 0 || u->port > 65535 || u->salen == 0 || u->sa.ss_family != u->family)
+		if (u->port == 0 || u->port > 65535 || u->salen == 0 ||
+		    u->sa.ss_family != u->family)
 			__builtin_trap();
 		break;
 	case AF_UNSPEC:

@@ -162,8 +162,8 @@ START_TEST(docs_name_every_key)
 		fclose(f);
 		for (size_t j = 0; j < n; j++) {
 			snprintf(want, sizeof(want), i == 0 ? "| %s |" : "  %s = ", k[j].name);
-			ck_assert_msg(strstr(text, want) != NULL, "%s does not document %s", files[i],
-			              k[j].name);
+			ck_assert_msg(strstr(text, want) != NULL, "%s does not document %s",
+			              files[i], k[j].name);
 		}
 	}
 	free(text);
@@ -185,18 +185,40 @@ struct tconf {
 static const char *const modes[] = { "mxfirst", "mxonly", "hostonly", "hostfirst", NULL };
 
 static const struct cbv_key tkeys[] = {
-	{ .name = "ttl", .type = CBV_KEY_SECS, .offset = offsetof(struct tconf, ttl), .min = 1,
-	  .max = 365 * 86400, .def = "1d" },
-	{ .name = "map_size", .type = CBV_KEY_SIZE, .offset = offsetof(struct tconf, map_size),
-	  .min = 1 << 20, .max = 1ULL << 40, .def = "256M" },
-	{ .name = "rate", .type = CBV_KEY_RATE, .offset = offsetof(struct tconf, rate),
-	  .max = 1000000, .def = "0" },
-	{ .name = "mode", .type = CBV_KEY_ENUM, .offset = offsetof(struct tconf, mode), .words = modes,
+	{ .name = "ttl",
+	  .type = CBV_KEY_SECS,
+	  .offset = offsetof(struct tconf, ttl),
+	  .min = 1,
+	  .max = 365 * 86400,
+	  .def = "1d" },
+	{ .name = "map_size",
+	  .type = CBV_KEY_SIZE,
+	  .offset = offsetof(struct tconf, map_size),
+	  .min = 1 << 20,
+	  .max = 1ULL << 40,
+	  .def = "256M" },
+	{ .name = "rate",
+	  .type = CBV_KEY_RATE,
+	  .offset = offsetof(struct tconf, rate),
+	  .max = 1000000,
+	  .def = "0" },
+	{ .name = "mode",
+	  .type = CBV_KEY_ENUM,
+	  .offset = offsetof(struct tconf, mode),
+	  .words = modes,
 	  .def = "mxfirst" },
-	{ .name = "ms", .type = CBV_KEY_MS, .offset = offsetof(struct tconf, ms), .min = 100,
-	  .max = 60000, .def = "1s" },
-	{ .name = "names", .type = CBV_KEY_LIST, .offset = offsetof(struct tconf, names),
-	  .size = 16, .count_offset = offsetof(struct tconf, nnames), .max = 3 },
+	{ .name = "ms",
+	  .type = CBV_KEY_MS,
+	  .offset = offsetof(struct tconf, ms),
+	  .min = 100,
+	  .max = 60000,
+	  .def = "1s" },
+	{ .name = "names",
+	  .type = CBV_KEY_LIST,
+	  .offset = offsetof(struct tconf, names),
+	  .size = 16,
+	  .count_offset = offsetof(struct tconf, nnames),
+	  .max = 3 },
 };
 
 static const struct {
@@ -210,10 +232,13 @@ static const struct {
 	{ "ttl", "1w2d3h", "  ttl = 1w2d3h\n", 1 },
 	{ "ttl", "52w1d", "  ttl = 52w1d\n", 1 }, /* 365 days, the max */
 	{ "ttl", "1s", "  ttl = 1s\n", 1 },
-	{ "ttl", "-1", "t.conf:2:3: ttl: \"-1\" is not a duration (such as 30s, 2m, 1m30s, 500ms)", 0 },
-	{ "ttl", "10y", "t.conf:2:3: ttl: \"10y\" is not a duration (such as 30s, 2m, 1m30s, 500ms)", 0 },
+	{ "ttl", "-1", "t.conf:2:3: ttl: \"-1\" is not a duration (such as 30s, 2m, 1m30s, 500ms)",
+	  0 },
+	{ "ttl", "10y",
+	  "t.conf:2:3: ttl: \"10y\" is not a duration (such as 30s, 2m, 1m30s, 500ms)", 0 },
 	{ "ttl", "53w", "t.conf:2:3: ttl: duration \"53w\" longer than 52w1d", 0 },
-	{ "ttl", "99999999999999999999w", "t.conf:2:3: ttl: duration \"99999999999999999999w\" longer than 52w1d", 0 },
+	{ "ttl", "99999999999999999999w",
+	  "t.conf:2:3: ttl: duration \"99999999999999999999w\" longer than 52w1d", 0 },
 	{ "ttl", "0", "t.conf:2:3: ttl: duration \"0\" must be more than 0", 0 },
 	{ "ttl", "1500ms", "t.conf:2:3: ttl: duration \"1500ms\": whole seconds only", 0 },
 	{ "map_size", "256M", "  map_size = 256M\n", 1 },
@@ -224,8 +249,10 @@ static const struct {
 	{ "map_size", "1048577", "  map_size = 1048577\n", 1 },
 	{ "map_size", "4096", "t.conf:2:3: map_size: 4096 out of range 1M..1024G", 0 },
 	{ "map_size", "1025G", "t.conf:2:3: map_size: 1025G out of range 1M..1024G", 0 },
-	{ "map_size", "99999999999999999999G", "t.conf:2:3: map_size: 99999999999999999999G out of range", 0 },
-	{ "map_size", "1T", "t.conf:2:3: map_size: \"1T\" is not a size (such as 4096, 64K, 256M, 2G)", 0 },
+	{ "map_size", "99999999999999999999G",
+	  "t.conf:2:3: map_size: 99999999999999999999G out of range", 0 },
+	{ "map_size", "1T",
+	  "t.conf:2:3: map_size: \"1T\" is not a size (such as 4096, 64K, 256M, 2G)", 0 },
 	{ "map_size", "M", "t.conf:2:3: map_size: \"M\" is not a size", 0 },
 	{ "map_size", "-1M", "t.conf:2:3: map_size: \"-1M\" is not a size", 0 },
 	{ "map_size", "\"\"", "t.conf:2:3: map_size: empty size", 0 },
@@ -240,10 +267,12 @@ static const struct {
 	{ "rate", "10/2w", "t.conf:2:3: rate: \"10/2w\": duration \"2w\" longer than 1w", 0 },
 	{ "rate", "10/1x", "t.conf:2:3: rate: \"10/1x\": \"1x\" is not a duration", 0 },
 	{ "rate", "x/1m", "t.conf:2:3: rate: \"x/1m\": count \"x\" is not a number", 0 },
-	{ "rate", "2000000/1s", "t.conf:2:3: rate: \"2000000/1s\": count 2000000 out of range 0..1000000", 0 },
+	{ "rate", "2000000/1s",
+	  "t.conf:2:3: rate: \"2000000/1s\": count 2000000 out of range 0..1000000", 0 },
 	{ "rate", "/1m", "t.conf:2:3: rate: \"/1m\": count empty number", 0 },
 	{ "mode", "HostOnly", "  mode = hostonly\n", 1 },
-	{ "mode", "bogus", "t.conf:2:3: mode: \"bogus\": must be mxfirst, mxonly, hostonly or hostfirst", 0 },
+	{ "mode", "bogus",
+	  "t.conf:2:3: mode: \"bogus\": must be mxfirst, mxonly, hostonly or hostfirst", 0 },
 	{ "ms", "100ms", "  ms = 100ms\n", 1 },
 	{ "ms", "99ms", "t.conf:2:3: ms: duration \"99ms\" shorter than 100ms", 0 },
 	{ "ms", "61s", "t.conf:2:3: ms: duration \"61s\" longer than 60s", 0 },
@@ -255,7 +284,8 @@ static const struct {
 
 START_TEST(type_table)
 {
-	const struct cbv_key *k = cbv_key_find(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), types[_i].key);
+	const struct cbv_key *k =
+		cbv_key_find(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), types[_i].key);
 	struct tconf t;
 	struct lexer *lx = malloc(sizeof(*lx));
 	struct cbv_err err;
@@ -269,15 +299,15 @@ START_TEST(type_table)
 	cbv_keys_defaults(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), &t);
 	/* A file: the value on line 2, column 3 ("KEY =" was read before). */
 	snprintf(text, sizeof(text), "\n  %s", types[_i].value);
-	cbv_lx_init(lx, text, strlen(text), "t.conf", &err);
+	cbv_config_lx_init(lx, text, strlen(text), "t.conf", &err);
 	lx->key = k->name;
 	memset(&err, 0, sizeof(err));
 	st = cbv_key_parse(lx, k, &t);
 	if (types[_i].ok) {
 		ck_assert_msg(st == CBV_OK, "%s = %s: %s", types[_i].key, types[_i].value, err.msg);
 		s = cbv_keys_format(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), &t, "test");
-		ck_assert_msg(strstr(s, types[_i].expect) != NULL, "\"%s\" not in\n%s", types[_i].expect,
-		              s);
+		ck_assert_msg(strstr(s, types[_i].expect) != NULL, "\"%s\" not in\n%s",
+		              types[_i].expect, s);
 		cbv_free(s);
 	} else {
 		ck_assert_int_eq(st, CBV_ECONFIG);
@@ -315,7 +345,7 @@ START_TEST(type_defaults_round_trip)
 		const char *v = strstr(a, tkeys[i].name) + strlen(tkeys[i].name) + 3;
 		const char *nl = strchr(v, '\n');
 
-		cbv_lx_init(lx, v, (size_t)(nl - v), "t.conf", &err);
+		cbv_config_lx_init(lx, v, (size_t)(nl - v), "t.conf", &err);
 		lx->key = tkeys[i].name;
 		ck_assert_int_eq(cbv_key_parse(lx, &tkeys[i], &u), CBV_OK);
 	}

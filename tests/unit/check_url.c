@@ -78,8 +78,8 @@ START_TEST(url_table)
 
 	memset(&err, 0, sizeof(err));
 	st = cbv_url_parse(urls[_i].in, strlen(urls[_i].in), urls[_i].flags, &u, &err);
-	ck_assert_msg(st == urls[_i].st, "%s: status %d, want %d (%s)", urls[_i].in, st, urls[_i].st,
-	              err.msg);
+	ck_assert_msg(st == urls[_i].st, "%s: status %d, want %d (%s)", urls[_i].in, st,
+	              urls[_i].st, err.msg);
 	if (st != CBV_OK) {
 		ck_assert_msg(strstr(err.msg, urls[_i].where) != NULL, "%s: \"%s\" not in \"%s\"",
 		              urls[_i].in, urls[_i].where, err.msg);
@@ -162,7 +162,8 @@ START_TEST(dns_server_table)
 	enum cbv_status st;
 
 	memset(&err, 0, sizeof(err));
-	st = cbv_url_dns_server_add(list, sizeof(list), servers[_i].in, strlen(servers[_i].in), &err);
+	st = cbv_url_dns_server_add(list, sizeof(list), servers[_i].in, strlen(servers[_i].in),
+	                            &err);
 	if (servers[_i].canon != NULL) {
 		ck_assert_msg(st == CBV_OK, "%s: %s", servers[_i].in, err.msg);
 		ck_assert_str_eq(list, servers[_i].canon);
