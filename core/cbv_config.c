@@ -1,11 +1,13 @@
 /*
  * cbv_config.c - cbv.conf reader: Momentum-style blocks -> cbv_profile.
  *
- * The module is three files:
- *   cbv_config_lex.c   prescan, lexer and lists (bounded, with line:col);
- *   cbv_config_keys.c  the key tables and the walkers that read, default
- *                      and format every key (cbv_profile_set() too);
- *   cbv_config.c       this file: top-level blocks, files, lookups.
+ * The module is four files:
+ *   cbv_config_lex.c    prescan, lexer and lists (bounded, with line:col);
+ *   cbv_config_value.c  value types and the walkers that read, default and
+ *                       format every key of a table;
+ *   cbv_config_keys.c   the key tables (one row per key), their string
+ *                       checks, and the cbv_profile_* functions;
+ *   cbv_config.c        this file: top-level blocks, files, lookups.
  * Any error refuses the whole config: nothing half-parsed is returned.
  */
 #include "cbv_config.h"
@@ -65,7 +67,7 @@ static enum cbv_status read_key(struct lexer *lx, const struct cbv_key *keys, si
 	if (lx->tok.type != TOK_WORD)
 		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col, "expected a key, got %s",
 		                           cbv_config_lx_show(lx, show, sizeof(show)));
-	*k = cbv_key_find(keys, n, lx->tok.text);
+	*k = cbv_config_key_find(keys, n, lx->tok.text);
 	if (*k == NULL)
 		return cbv_config_lx_error(lx, lx->tok.line, lx->tok.col, "unknown key %s in %s",
 		                           cbv_config_lx_show(lx, show, sizeof(show)), block);
@@ -111,7 +113,7 @@ static enum cbv_status parse_keys(struct lexer *lx, const struct cbv_key *keys, 
 		if ((st = read_key(lx, keys, n, block, seen, &k)) != CBV_OK)
 			return st;
 		lx->key = k->name;
-		st = cbv_key_parse(lx, k, base);
+		st = cbv_config_key_parse(lx, k, base);
 		lx->key = NULL;
 		if (st != CBV_OK)
 			return st;
@@ -218,8 +220,8 @@ static enum cbv_status parse_server(struct cbv_config *c, struct lexer *lx)
 	st = parse_keys(lx, keys, n, &c->server, "server block", "server block", bline, bcol, at);
 	/* The smtp_cbv block profile names may come later in the file: keep
 	 * where it was named for the check after the parse. */
-	c->server_profile_line = at[cbv_key_find(keys, n, "profile") - keys].line;
-	c->server_profile_col = at[cbv_key_find(keys, n, "profile") - keys].col;
+	c->server_profile_line = at[cbv_config_key_find(keys, n, "profile") - keys].line;
+	c->server_profile_col = at[cbv_config_key_find(keys, n, "profile") - keys].col;
 	return st;
 }
 

@@ -1,7 +1,8 @@
 /*
  * cbv_config_impl.h - private to the config module (cbv_config*.c): the
- * lexer, list reading and the key-table walkers shared by the block parser
- * (cbv_config.c) and the key table (cbv_config_keys.c).  Nothing outside
+ * lexer (cbv_config_lex.c) and the key-table walkers (cbv_config_value.c)
+ * shared by the block parser (cbv_config.c) and the key tables
+ * (cbv_config_keys.c).  Nothing outside
  * core/cbv_config*.c includes this.
  */
 #ifndef CBV_CONFIG_IMPL_H
@@ -89,6 +90,9 @@ enum cbv_status cbv_config_lx_list_open(struct lexer *lx, struct list *l);
  */
 int cbv_config_lx_list_item(struct lexer *lx, struct list *l, enum cbv_status *st);
 
+/* Copies s[0..len) into out (n bytes); CBV_EINVAL if it does not fit. */
+enum cbv_status cbv_config_put(const char *s, size_t len, char *out, size_t n, struct cbv_err *err);
+
 /* Index of s in the NULL-terminated words (caseless), or -1. */
 int cbv_config_word(const char *const *words, const char *s);
 
@@ -96,21 +100,22 @@ int cbv_config_word(const char *const *words, const char *s);
 enum cbv_status cbv_config_check_name(const char *s, size_t len);
 
 /* Row called name (caseless) in keys[0..n), or NULL. */
-const struct cbv_key *cbv_key_find(const struct cbv_key *keys, size_t n, const char *name);
+const struct cbv_key *cbv_config_key_find(const struct cbv_key *keys, size_t n, const char *name);
 
 /*
  * Reads the value of row k starting at the next token into the struct at
  * base.  On return the last token of the value is current.
  */
-enum cbv_status cbv_key_parse(struct lexer *lx, const struct cbv_key *k, void *base);
+enum cbv_status cbv_config_key_parse(struct lexer *lx, const struct cbv_key *k, void *base);
 
 /* Sets every row of keys[0..n) in base to its default. */
-void cbv_keys_defaults(const struct cbv_key *keys, size_t n, void *base);
+void cbv_config_keys_defaults(const struct cbv_key *keys, size_t n, void *base);
 
 /*
  * Writes "BLOCK {" + one line per row + "}" for the struct at base into a
  * new string (cbv_free()); head is the block's first line.  NULL on ENOMEM.
  */
-char *cbv_keys_format(const struct cbv_key *keys, size_t n, const void *base, const char *head);
+char *cbv_config_keys_format(const struct cbv_key *keys, size_t n, const void *base,
+                             const char *head);
 
 #endif

@@ -285,7 +285,7 @@ static const struct {
 START_TEST(type_table)
 {
 	const struct cbv_key *k =
-		cbv_key_find(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), types[_i].key);
+		cbv_config_key_find(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), types[_i].key);
 	struct tconf t;
 	struct lexer *lx = malloc(sizeof(*lx));
 	struct cbv_err err;
@@ -296,16 +296,16 @@ START_TEST(type_table)
 	ck_assert_ptr_nonnull(k);
 	ck_assert_ptr_nonnull(lx);
 	memset(&t, 0, sizeof(t));
-	cbv_keys_defaults(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), &t);
+	cbv_config_keys_defaults(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), &t);
 	/* A file: the value on line 2, column 3 ("KEY =" was read before). */
 	snprintf(text, sizeof(text), "\n  %s", types[_i].value);
 	cbv_config_lx_init(lx, text, strlen(text), "t.conf", &err);
 	lx->key = k->name;
 	memset(&err, 0, sizeof(err));
-	st = cbv_key_parse(lx, k, &t);
+	st = cbv_config_key_parse(lx, k, &t);
 	if (types[_i].ok) {
 		ck_assert_msg(st == CBV_OK, "%s = %s: %s", types[_i].key, types[_i].value, err.msg);
-		s = cbv_keys_format(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), &t, "test");
+		s = cbv_config_keys_format(tkeys, sizeof(tkeys) / sizeof(tkeys[0]), &t, "test");
 		ck_assert_msg(strstr(s, types[_i].expect) != NULL, "\"%s\" not in\n%s",
 		              types[_i].expect, s);
 		cbv_free(s);
@@ -329,14 +329,14 @@ START_TEST(type_defaults_round_trip)
 	char *a, *b;
 
 	memset(&t, 0, sizeof(t));
-	cbv_keys_defaults(tkeys, n, &t);
+	cbv_config_keys_defaults(tkeys, n, &t);
 	ck_assert_uint_eq(t.ttl, 86400);
 	ck_assert_uint_eq(t.map_size, 256ULL << 20);
 	ck_assert_uint_eq(t.rate.count, 0);
 	ck_assert_int_eq(t.mode, 0);
 	ck_assert_uint_eq(t.ms, 1000);
 	ck_assert_uint_eq(t.nnames, 0);
-	a = cbv_keys_format(tkeys, n, &t, "test");
+	a = cbv_config_keys_format(tkeys, n, &t, "test");
 	ck_assert_str_eq(a, "test {\n  ttl = 1d\n  map_size = 256M\n  rate = 0\n  mode = mxfirst\n"
 	                    "  ms = 1s\n  names = [ ]\n}\n");
 	/* Every line's value, read back into a zeroed struct, gives it again. */
@@ -347,9 +347,9 @@ START_TEST(type_defaults_round_trip)
 
 		cbv_config_lx_init(lx, v, (size_t)(nl - v), "t.conf", &err);
 		lx->key = tkeys[i].name;
-		ck_assert_int_eq(cbv_key_parse(lx, &tkeys[i], &u), CBV_OK);
+		ck_assert_int_eq(cbv_config_key_parse(lx, &tkeys[i], &u), CBV_OK);
 	}
-	b = cbv_keys_format(tkeys, n, &u, "test");
+	b = cbv_config_keys_format(tkeys, n, &u, "test");
 	ck_assert_str_eq(a, b);
 	cbv_free(a);
 	cbv_free(b);
