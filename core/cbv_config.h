@@ -64,7 +64,7 @@ struct cbv_profile {
 	int tls_verify;                    /* 1: verify the MX certificate (default 0: opportunistic) */
 	char ca_dir[CBV_URL_MAX + 1];      /* "" = OpenSSL's default CA directory */
 	char dns_servers[CBV_DNS_SERVERS_MAX + 1]; /* "" = system; "127.0.0.1:5353,[::1]:53" */
-	struct cbv_cidr deny[CBV_DENY_MAX];
+	struct cbv_cidr deny[CBV_DENY_MAX]; /* default: cbv_cidr_nonglobal() ("nonglobal") */
 	size_t ndeny;
 	char vars_acl[CBV_NAME_MAX + 1];
 	char callout_url[CBV_URL_MAX + 1];
