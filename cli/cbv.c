@@ -176,16 +176,11 @@ static void log_stderr(enum cbv_log_level level, const char *line, void *arg)
 static struct cbv_config *load_config(const char *path, int explicit_path)
 {
 	struct cbv_err err;
-	int missing = 0;
-	struct cbv_config *c = cbv_config_load(path, &missing, &err);
+	/* Only the default path may be missing: -c names a file that must exist. */
+	struct cbv_config *c = cbv_config_load(path, !explicit_path, NULL, &err);
 
 	if (c == NULL) {
 		fprintf(stderr, "cbv: %s\n", err.msg);
-		return NULL;
-	}
-	if (missing && explicit_path) {
-		fprintf(stderr, "cbv: %s: no such file\n", path);
-		cbv_config_free(c);
 		return NULL;
 	}
 	return c;

@@ -22,6 +22,7 @@
 #include "cbv_log.h"
 #include "cbv_net.h"
 #include "cbv_reply.h"
+#include "cbv_url.h"
 
 #define PROTO "e_callout_proto: "
 
@@ -58,86 +59,21 @@ static int ascii_ieq(const char *a, size_t alen, const char *b)
 	return 1;
 }
 
+/* The grammar is cbv_url's; this keeps the callout client's view of it. */
 enum cbv_status cbv_callout_url_parse(const char *url, struct cbv_callout_url *u,
                                       struct cbv_err *err)
 {
-	size_t len;
+	struct cbv_url p;
+	struct cbv_err e;
 
 	memset(u, 0, sizeof(*u));
-	if (url == NULL)
-		return cbv_err_set(err, CBV_EINVAL, "callout URL: missing");
-	len = strnlen(url, CBV_URL_MAX + 1);
-	if (len > CBV_URL_MAX)
-		return cbv_err_set(err, CBV_EINVAL, "callout URL: longer than %d bytes", CBV_URL_MAX);
-	for (size_t i = 0; i < len; i++)
-		if (is_ctl((unsigned char)url[i]) || url[i] == ' ' || (unsigned char)url[i] >= 0x80)
-			return cbv_err_set(err, CBV_EINVAL, "callout URL: control, space or 8-bit character");
-	if (strncmp(url, "unix://", 7) == 0) {
-		const char *p = url + 7;
-		size_t plen = len - 7;
-
-		if (plen < 2 || p[0] != '/')
-			return cbv_err_set(err, CBV_EINVAL, "callout URL: unix:// needs an absolute path");
-		if (plen >= sizeof(u->path))
-			return cbv_err_set(err, CBV_EINVAL, "callout URL: socket path longer than %zu bytes",
-			                   sizeof(u->path) - 1);
-		if (strpbrk(p, "?#") != NULL)
-			return cbv_err_set(err, CBV_EINVAL, "callout URL: no query or fragment allowed");
-		u->unix_socket = 1;
-		memcpy(u->path, p, plen + 1);
-		return CBV_OK;
-	}
-	if (strncmp(url, "inet://", 7) == 0) {
-		const char *h = url + 7, *end, *colon;
-		size_t hlen;
-		unsigned long port = 0;
-
-		if (*h == '[') {
-			end = strchr(h, ']');
-			if (end == NULL || end[1] != ':')
-				return cbv_err_set(err, CBV_EINVAL, "callout URL: expected inet://[IPv6]:PORT");
-			h++;
-			hlen = (size_t)(end - h);
-			colon = end + 1;
-			if (hlen == 0 || hlen >= INET6_ADDRSTRLEN)
-				return cbv_err_set(err, CBV_EINVAL, "callout URL: bad IPv6 address");
-			memcpy(u->host, h, hlen);
-			u->host[hlen] = '\0';
-			{
-				struct in6_addr a6;
-
-				if (inet_pton(AF_INET6, u->host, &a6) != 1)
-					return cbv_err_set(err, CBV_EINVAL, "callout URL: bad IPv6 address");
-			}
-		} else {
-			colon = strrchr(h, ':');
-			if (colon == NULL)
-				return cbv_err_set(err, CBV_EINVAL, "callout URL: expected inet://HOST:PORT");
-			hlen = (size_t)(colon - h);
-			if (hlen == 0 || hlen > CBV_DOMAIN_MAX)
-				return cbv_err_set(err, CBV_EINVAL, "callout URL: bad host");
-			for (size_t i = 0; i < hlen; i++) {
-				char ch = h[i];
-
-				if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-				      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
-					return cbv_err_set(err, CBV_EINVAL, "callout URL: bad host");
-			}
-			memcpy(u->host, h, hlen);
-			u->host[hlen] = '\0';
-		}
-		/* PORT: 1-5 digits, 1..65535, nothing after it ("/path" included). */
-		const char *p = colon + 1;
-		size_t nd = 0;
-
-		while (p[nd] >= '0' && p[nd] <= '9' && nd < 6)
-			port = port * 10 + (unsigned long)(p[nd++] - '0');
-		if (nd == 0 || nd > 5 || p[nd] != '\0' || port == 0 || port > 65535)
-			return cbv_err_set(err, CBV_EINVAL, "callout URL: bad port");
-		u->port = (unsigned)port;
-		return CBV_OK;
-	}
-	return cbv_err_set(err, CBV_EINVAL, "callout URL: must be unix:///PATH or inet://HOST:PORT");
+	if (cbv_url_parse(url, url == NULL ? 0 : strnlen(url, CBV_URL_MAX + 1), 0, &p, &e) != CBV_OK)
+		return cbv_err_set(err, CBV_EINVAL, "callout URL: %s", e.msg);
+	u->unix_socket = p.family == AF_UNIX;
+	memcpy(u->path, p.path, sizeof(u->path));
+	memcpy(u->host, p.host, sizeof(u->host));
+	u->port = p.port;
+	return CBV_OK;
 }
 
 static const char *const rest_keys[] = { "MODE", "HOST", "EHLO", "MAILFROM", NULL };

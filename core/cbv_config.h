@@ -10,12 +10,13 @@
  *   }
  *   smtp_cbv { ... }       # unnamed block: named "default"
  *
- * Keys: mailfrom helo port timeout connect_timeout command_timeout
- * max_hosts starttls dns_servers deny_networks vars_acl callout_url map
- * phase tls_verify ca_dir.  Durations take Exim's form (30s, 2m, 1h,
- * 1m30s, a bare number is seconds).  Unknown keys, duplicate blocks and any
- * malformed value are errors; a config with any error is refused whole.
- * Errors read "FILE:LINE:COL: what".
+ * The keys, their types, limits, defaults and docs are the rows of one
+ * table, cbv_profile_keys() (the server block's: cbv_server_keys()); the
+ * parser, the defaults, cbv_profile_format() and cbv_profile_set() all
+ * walk it, so a new key is one row plus its field.  Durations take Exim's
+ * form (30s, 2m, 1h, 1m30s, a bare number is seconds).  Unknown keys,
+ * duplicate blocks and any malformed value are errors; a config with any
+ * error is refused whole.  Errors read "FILE:LINE:COL: what".
  *
  * The profile named "default", else the first block, is the default.
  *
@@ -34,6 +35,7 @@
 #define CBV_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cbv_cidr.h"
 #include "cbv_limits.h"
@@ -62,7 +64,7 @@ struct cbv_profile {
 	int tls_verify;                    /* 1: verify the MX certificate (default 0: opportunistic) */
 	char ca_dir[CBV_URL_MAX + 1];      /* "" = OpenSSL's default CA directory */
 	char dns_servers[CBV_DNS_SERVERS_MAX + 1]; /* "" = system; "127.0.0.1:5353,[::1]:53" */
-	struct cbv_cidr deny[CBV_DENY_MAX];
+	struct cbv_cidr deny[CBV_DENY_MAX]; /* default: cbv_cidr_nonglobal() ("nonglobal") */
 	size_t ndeny;
 	char vars_acl[CBV_NAME_MAX + 1];
 	char callout_url[CBV_URL_MAX + 1];
@@ -88,6 +90,64 @@ struct cbv_server_conf {
 };
 
 struct cbv_config;
+
+/*
+ * Value types of a key row.  The C type of the field each one writes is
+ * given; the row's min and max bound the value in the unit shown.
+ */
+enum cbv_key_type {
+	CBV_KEY_STRING, /* char[size]; row.check validates and canonicalizes */
+	CBV_KEY_BOOL,   /* int 0/1: yes no true false 1 0 (caseless) */
+	CBV_KEY_UINT,   /* unsigned, [min, max] */
+	CBV_KEY_PORT,   /* unsigned, 1..65535 */
+	CBV_KEY_MS,     /* unsigned milliseconds: 30s, 1m30s, 500ms; [min, max] ms */
+	CBV_KEY_SECS,   /* unsigned seconds: 24h, 7d, 2w (no ms); [min, max] s */
+	CBV_KEY_SIZE,   /* uint64_t bytes: 4096, 64K, 256M, 2G (1024-based); [min, max] */
+	CBV_KEY_RATE,   /* struct cbv_rate: N/DURATION (60/1m), 0 = unlimited; N <= max */
+	CBV_KEY_ENUM,   /* row.words: int index when size is 0, else the word in char[size] */
+	CBV_KEY_NETS,   /* struct cbv_cidr[max] + size_t count at count_offset */
+	CBV_KEY_DNS,    /* char[size]: DNS servers, canonical "ip:port,[ip6]:port" */
+	CBV_KEY_LIST,   /* char[max][size] + size_t count; each item through row.check */
+	CBV_KEY_MAP     /* struct cbv_map * (owned reference) */
+};
+
+/* A rate limit: count events per per_ms milliseconds; count 0 = unlimited. */
+struct cbv_rate {
+	unsigned count;
+	unsigned per_ms;
+};
+
+/*
+ * Checks a string value s[0..len) and writes its canonical form into out
+ * (n bytes).  CBV_OK, or CBV_EINVAL with err->msg (without the key name).
+ */
+typedef enum cbv_status cbv_key_check_fn(const char *s, size_t len, char *out, size_t n,
+                                         struct cbv_err *err);
+
+/*
+ * One config key: a row of cbv_profile_keys() or cbv_server_keys().  def
+ * and example are written as in cbv.conf and parsed by the same code as
+ * the file, so a default can never be a value the parser would refuse.
+ */
+struct cbv_key {
+	const char *name;
+	enum cbv_key_type type;
+	size_t offset;           /* offsetof() the field in its struct */
+	size_t size;             /* sizeof the field (STRING, ENUM word, DNS); LIST item */
+	size_t count_offset;     /* NETS, LIST: offsetof() the size_t count */
+	unsigned long long min, max; /* numbers (unit of the type); NETS, LIST: max items */
+	const char *const *words;    /* ENUM: NULL-terminated */
+	cbv_key_check_fn *check;     /* STRING, LIST items; NULL = any printable text */
+	const char *def;             /* default value; NULL = empty / zero */
+	const char *example;         /* a valid value other than def (tests, docs) */
+	const char *doc;             /* one line for check-config and the docs */
+};
+
+/* The smtp_cbv keys, in cbv_profile_format() order; *n gets the count. */
+const struct cbv_key *cbv_profile_keys(size_t *n);
+
+/* The server block's keys; *n gets the count. */
+const struct cbv_key *cbv_server_keys(size_t *n);
 
 /* Fills p with the built-in defaults (DESIGN.md), name "default", no map. */
 void cbv_profile_defaults(struct cbv_profile *p);
@@ -117,11 +177,15 @@ char *cbv_profile_format(const struct cbv_profile *p);
 
 /*
  * Reads and parses a file.  A missing file (ENOENT) gives a config with
- * just the default profile and *missing = 1 (missing may be NULL).
- * Returns a new config (free with cbv_config_free()) or NULL with err
- * filled: CBV_ECONFIG "FILE:LINE:COL: what" or CBV_ENOMEM.
+ * just the default profile and *missing = 1 (missing may be NULL), but
+ * only when missing_ok is set: a file the admin named explicitly (cbv.so
+ * OPTIONS config=, cbv -c, cbvd -c) must exist, and ENOENT is then
+ * CBV_ECONFIG "PATH: No such file or directory".  Only the built-in
+ * default path is loaded with missing_ok.  Returns a new config (free
+ * with cbv_config_free()) or NULL with err filled: CBV_ECONFIG
+ * "FILE:LINE:COL: what" or CBV_ENOMEM.
  */
-struct cbv_config *cbv_config_load(const char *path, int *missing,
+struct cbv_config *cbv_config_load(const char *path, int missing_ok, int *missing,
                                    struct cbv_err *err);
 
 /* Parses len bytes of text; name is used in error messages. */
@@ -147,6 +211,9 @@ const struct cbv_server_conf *cbv_config_server(const struct cbv_config *c);
 /* Fills s with the server block's defaults. */
 void cbv_server_conf_defaults(struct cbv_server_conf *s);
 
+/* Writes s as a server { } block into a new string (cbv_free()); NULL on ENOMEM. */
+char *cbv_server_conf_format(const struct cbv_server_conf *s);
+
 /* Number of profiles and the i-th, for check-config. */
 size_t cbv_config_count(const struct cbv_config *c);
 const struct cbv_profile *cbv_config_at(const struct cbv_config *c, size_t i);
@@ -154,7 +221,8 @@ const struct cbv_profile *cbv_config_at(const struct cbv_config *c, size_t i);
 /*
  * Parses an Exim-style duration ("30s", "2m", "1h30m", "500ms", bare
  * number = seconds) into milliseconds, 0 < result <= CBV_TIMEOUT_MAX_MS.
- * Returns CBV_OK or CBV_EINVAL.
+ * Returns CBV_OK or CBV_EINVAL.  (CBV_KEY_MS with min 1, max
+ * CBV_TIMEOUT_MAX_MS.)
  */
 enum cbv_status cbv_duration_parse(const char *s, size_t len, unsigned *ms,
                                    struct cbv_err *err);

@@ -5,6 +5,8 @@
  */
 #include "cbv_cproto.h"
 
+#include "cbv_url.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -332,92 +334,20 @@ void cbv_cproto_unbracket(char *addr)
 	}
 }
 
-/* Parses a decimal port 1-65535 ending the string. */
-static int parse_port(const char *s, unsigned *port)
-{
-	unsigned long v = 0;
-	size_t k;
-
-	for (k = 0; s[k] >= '0' && s[k] <= '9' && k < 6; k++)
-		v = v * 10 + (unsigned long)(s[k] - '0');
-	if (k == 0 || s[k] != '\0' || v == 0 || v > 65535)
-		return 0;
-	*port = (unsigned)v;
-	return 1;
-}
-
+/* The grammar is cbv_url's (numeric hosts: we bind, never resolve). */
 enum cbv_status cbv_cproto_url_parse(const char *url, struct cbv_cproto_url *u,
                                      struct cbv_err *err)
 {
-	char host[64];
-	const char *rest, *colon;
-	unsigned port;
-	size_t hlen;
+	struct cbv_url p;
+	struct cbv_err e;
 
 	memset(u, 0, sizeof(*u));
-	if (strncmp(url, "unix://", 7) == 0 || strncmp(url, "unix:/", 6) == 0) {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&u->sa;
-		const char *path = url + (url[5] == '/' && url[6] == '/' ? 7 : 5);
-
-		if (path[0] != '/')
-			return cbv_err_set(err, CBV_EINVAL, "%s: path must be absolute", url);
-		if (strlen(path) >= sizeof(sun->sun_path))
-			return cbv_err_set(err, CBV_EINVAL, "%s: path too long", url);
-		sun->sun_family = AF_UNIX;
-		memcpy(sun->sun_path, path, strlen(path) + 1);
-		memcpy(u->path, path, strlen(path) + 1);
-		u->family = AF_UNIX;
-		u->salen = (socklen_t)sizeof(*sun);
-		u->loopback = 1;
-		return CBV_OK;
-	}
-	if (strncmp(url, "inet://", 7) == 0)
-		rest = url + 7;
-	else if (strncmp(url, "inet6://", 8) == 0)
-		rest = url + 8;
-	else
-		return cbv_err_set(err, CBV_EINVAL, "%s: not unix://, inet:// or inet6://", url);
-	if (rest[0] == '[') {
-		const char *end = strchr(rest, ']');
-
-		if (end == NULL || end[1] != ':')
-			return cbv_err_set(err, CBV_EINVAL, "%s: expected [IPV6]:PORT", url);
-		hlen = (size_t)(end - rest - 1);
-		rest++;
-		colon = end + 1;
-	} else {
-		colon = strrchr(rest, ':');
-		if (colon == NULL)
-			return cbv_err_set(err, CBV_EINVAL, "%s: no port", url);
-		hlen = (size_t)(colon - rest);
-	}
-	if (hlen == 0 || hlen >= sizeof(host))
-		return cbv_err_set(err, CBV_EINVAL, "%s: bad address", url);
-	memcpy(host, rest, hlen);
-	host[hlen] = '\0';
-	if (!parse_port(colon + 1, &port))
-		return cbv_err_set(err, CBV_EINVAL, "%s: bad port", url);
-	if (strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
-	{
-		struct sockaddr_in *sin = (struct sockaddr_in *)&u->sa;
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&u->sa;
-
-		if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-			sin->sin_family = AF_INET;
-			sin->sin_port = htons((unsigned short)port);
-			u->family = AF_INET;
-			u->salen = (socklen_t)sizeof(*sin);
-			u->loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-		} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-			sin6->sin6_family = AF_INET6;
-			sin6->sin6_port = htons((unsigned short)port);
-			u->family = AF_INET6;
-			u->salen = (socklen_t)sizeof(*sin6);
-			u->loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
-		} else {
-			return cbv_err_set(err, CBV_EINVAL, "%s: not a numeric address", url);
-		}
-	}
+	if (cbv_url_parse(url, strnlen(url, CBV_URL_MAX + 1), CBV_URL_NUMERIC, &p, &e) != CBV_OK)
+		return cbv_err_set(err, CBV_EINVAL, "%.200s: %s", url, e.msg);
+	u->family = p.family;
+	u->sa = p.sa;
+	u->salen = p.salen;
+	memcpy(u->path, p.path, sizeof(u->path));
+	u->loopback = p.loopback;
 	return CBV_OK;
 }

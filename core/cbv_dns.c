@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cbv_clock.h"
+#include "cbv_url.h"
 
 /* RFC 1035 3.2.2 and 3.2.4, RFC 3596 2.1. */
 enum { QCLASS_IN = 1, QTYPE_A = 1, QTYPE_MX = 15, QTYPE_AAAA = 28 };
@@ -469,70 +470,6 @@ static void mx_done(void *arg, int status, int timeouts, unsigned char *abuf,
 }
 
 /*
- * Checks a server list before c-ares sees it: 1.18.1 accepts
- * "127.0.0.1:99999" and "1.2.3.4.5".  Items are IPv4[:port],
- * [IPv6]:port or a bare IPv6 address, separated by commas.
- */
-static int valid_servers(const char *s)
-{
-	char item[80];
-
-	if (strlen(s) > CBV_DNS_SERVERS_MAX)
-		return 0;
-	while (*s != '\0') {
-		size_t len = strcspn(s, ",");
-		const char *port = NULL;
-		unsigned char bin[sizeof(struct in6_addr)];
-		char *host = item;
-		char *p;
-
-		if (len == 0 || len >= sizeof(item))
-			return 0;
-		memcpy(item, s, len);
-		item[len] = '\0';
-		s += len;
-		if (*s == ',' && *++s == '\0')
-			return 0;
-		if (item[0] == '[') {
-			/* c-ares wants the port after a bracketed address. */
-			p = strchr(item, ']');
-			if (p == NULL || p[1] != ':')
-				return 0;
-			*p = '\0';
-			host = item + 1;
-			port = p + 2;
-			if (inet_pton(AF_INET6, host, bin) != 1)
-				return 0;
-		} else if (inet_pton(AF_INET6, item, bin) == 1) {
-			continue;
-		} else {
-			p = strchr(item, ':');
-			if (p != NULL) {
-				*p = '\0';
-				port = p + 1;
-			}
-			if (inet_pton(AF_INET, host, bin) != 1)
-				return 0;
-		}
-		if (port != NULL) {
-			unsigned long v = 0;
-			const char *c;
-
-			if (*port == '\0' || strlen(port) > 5)
-				return 0;
-			for (c = port; *c != '\0'; c++) {
-				if (*c < '0' || *c > '9')
-					return 0;
-				v = v * 10 + (unsigned long)(*c - '0');
-			}
-			if (v == 0 || v > 65535)
-				return 0;
-		}
-	}
-	return 1;
-}
-
-/*
  * Starts the machine with the MX query, or (address_only) with A/AAAA
  * alone.  Returns a new machine, free with cbv_dns_free(), or NULL with
  * *err set.
@@ -555,7 +492,8 @@ static struct cbv_dns *dns_start(const char *domain, const char *servers,
 		st = cbv_err_set(err, CBV_EINVAL, "bad domain for DNS lookup");
 		goto done;
 	}
-	if (servers[0] != '\0' && !valid_servers(servers)) {
+	/* c-ares 1.18.1 accepts "127.0.0.1:99999" and "1.2.3.4.5": check first. */
+	if (!cbv_url_dns_servers_valid(servers)) {
 		st = cbv_err_set(err, CBV_ECONFIG, "bad DNS servers \"%.200s\"",
 		                 servers);
 		goto done;

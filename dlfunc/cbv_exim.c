@@ -191,7 +191,7 @@ static char *xstrdup(const char *s)
  * changed.  NULL with *why set (a message in slot or static storage, valid
  * until the next call) when the file is unreadable or broken.
  */
-static const struct cbv_config *config_get(const char *path, const char **why)
+static const struct cbv_config *config_get(const char *path, int named, const char **why)
 {
 	static char msg[1200];
 	struct conf_slot *s = NULL, *victim = &slots[0];
@@ -201,6 +201,12 @@ static const struct cbv_config *config_get(const char *path, const char **why)
 
 	if (stat(path, &st) != 0) {
 		if (errno != ENOENT) {
+			snprintf(msg, sizeof(msg), "%s: %s", path, strerror(errno));
+			*why = msg;
+			return NULL;
+		}
+		/* config= named a file: it must exist (only the default may not). */
+		if (named) {
 			snprintf(msg, sizeof(msg), "%s: %s", path, strerror(errno));
 			*why = msg;
 			return NULL;
@@ -234,7 +240,7 @@ static const struct cbv_config *config_get(const char *path, const char **why)
 	s->size = st.st_size;
 	s->mtime = st.st_mtim;
 	s->used = ++slot_clock;
-	s->cfg = cbv_config_load(path, &missing, &err);
+	s->cfg = cbv_config_load(path, !named, &missing, &err);
 	s->missing = missing;
 	if (s->cfg == NULL) {
 		s->error = xstrdup(err.msg);
@@ -312,6 +318,7 @@ static int options_walk(const char *opts, option_fn *fn, void *arg, char *why, s
 
 struct opt_ctx {
 	char config[1024];
+	int config_named;          /* config= given: the file must exist */
 	char profile[CBV_NAME_MAX + 1];
 	struct cbv_profile *p;
 	char why[512];
@@ -328,6 +335,7 @@ static int opt_select(const char *key, const char *value, void *arg)
 			return -1;
 		}
 		snprintf(c->config, sizeof(c->config), "%s", value);
+		c->config_named = 1;
 	} else if (strcmp(key, "profile") == 0) {
 		if (strlen(value) >= sizeof(c->profile)) {
 			snprintf(c->why, sizeof(c->why), "profile=%.40s...: name too long", value);
@@ -461,7 +469,7 @@ static int options_profile(const char *fname, const char *opts, uschar **yield,
 		rc = misuse(yield, "cbv: %s: bad OPTIONS: %s", fname, c->why);
 		goto done;
 	}
-	cfg = config_get(c->config, &why);
+	cfg = config_get(c->config, c->config_named, &why);
 	if (cfg == NULL) {
 		rc = misuse(yield, "cbv: %s: config %s", fname, why != NULL ? why : "unusable");
 		goto done;

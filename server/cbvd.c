@@ -219,11 +219,9 @@ int main(int argc, char **argv)
 		openlog("cbvd", LOG_PID | LOG_NDELAY, LOG_MAIL);
 	cbv_log_set(log_sink, NULL, debug ? CBV_LOG_DEBUG : CBV_LOG_INFO);
 
-	cfg = cbv_config_load(conf, &missing, &err);
+	cfg = cbv_config_load(conf, !conf_given, &missing, &err);
 	if (cfg == NULL)
 		die(EX_CONFIG, "%s", err.msg);
-	if (missing && conf_given)
-		die(EX_CONFIG, "%s: no such file", conf);
 	sc = cbv_config_server(cfg);
 	prof = cbv_config_profile(cfg, sc->profile);
 	if (prof == NULL)

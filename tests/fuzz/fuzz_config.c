@@ -3,7 +3,7 @@
  *
  * Parses the input; when it is accepted, every profile is formatted and
  * the result must parse again and format to the same text (the round trip
- * cbv check-config relies on).  The first line of the input is also tried
+ * cbv check-config relies on); the server block too.  The first line of the input is also tried
  * as "key=value" through cbv_profile_set(), the `-o` path.
  */
 #include <stdint.h>
@@ -23,8 +23,9 @@ static char *format_all(const struct cbv_config *c)
 	if (all == NULL)
 		return NULL;
 	all[0] = '\0';
-	for (size_t i = 0; i < cbv_config_count(c); i++) {
-		char *s = cbv_profile_format(cbv_config_at(c, i));
+	for (size_t i = 0; i <= cbv_config_count(c); i++) {
+		char *s = i < cbv_config_count(c) ? cbv_profile_format(cbv_config_at(c, i))
+		                                  : cbv_server_conf_format(cbv_config_server(c));
 		char *grown;
 
 		if (s == NULL)

@@ -69,6 +69,10 @@ expect "unknown -o key is a usage error" 64 '^$' -- "${V[@]}" -o nosuchkey=1 ali
 expect "-o without = is a usage error" 64 '^$' -- "${V[@]}" -o timeout alice@exim.test
 expect "no address is a usage error" 64 '^$' -- "${V[@]}"
 expect "missing explicit config" 64 '^$' -- "$CBV" verify -c "$TMP/none.conf" alice@exim.test
+expect "-c /nonexistent fails, nothing verified" 64 '^$' -- "$CBV" verify -c /nonexistent/cbv.conf alice@exim.test
+grep -q '^cbv: /nonexistent/cbv.conf: No such file or directory$' "$TMP/err" && ok "-c /nonexistent: stderr names the path" ||
+	bad "-c /nonexistent: stderr names the path" "$(head -c 300 "$TMP/err")"
+expect "check-config -c /nonexistent fails" 64 '^$' -- "$CBV" check-config -c /nonexistent/cbv.conf
 expect "unknown profile" 64 '^$' -- "${V[@]}" -p nosuch alice@exim.test
 
 # Every rig server through the tool: exit status and status/reason.

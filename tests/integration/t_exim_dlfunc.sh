@@ -43,10 +43,12 @@ expect_verdict "error: null sender refused" x@nullsender.test error sender_refus
 expect_verdict "transient: tarpit bounded by timeout=1s" x@tarpit.test transient "" "$CONF timeout=1s"
 expect_verdict "pass: second MX after a dead first" bob@two.test pass accepted
 
+# A config= file must exist (issue 11.3): ERROR naming it, not the built-in
+# defaults.  Only the default path may be missing.
 be "$V{alice@[127.0.0.10]}{}{config=$T/none.conf}}/$LP{reason}}"
 DETAIL="rc=$rc out=$out err=$err"
-check "missing config file means built-in defaults (loopback denied)" \
-	test "$rc" -eq 0 -a "$out" = error/forbidden_target
+check "missing config= file: ERROR naming the path" \
+	eval '[[ $rc -ne 0 ]] && grep -q "$T/none.conf: No such file or directory" <<<"$out$err"'
 
 # ---- last_poll ----
 be "$V{nobody@exim.test}{}{$CONF}}|$LP{message}}|$LP{host}}|$LP{ip}}|$LP{sent}}|$LP{ecode}}|$LP{cache}}"
@@ -122,6 +124,11 @@ DETAIL="out=$out err=$err"
 check "sender with CR/LF: error/bad_syntax" test "$out" = error/bad_syntax
 DETAIL=$(cat "$T/evil.log")
 check "CR/LF: no connection made, no bytes sent" test ! -s "$T/evil.log"
+# With the built-in defaults plus these options the call would reach evilsmtp.
+be "$V{alice@[$EVIL_IP]}{}{config=/nonexistent/cbv.conf deny_networks= port=$CBV_RIG_PORT}}"
+DETAIL="rc=$rc out=$out err=$err log=$(cat "$T/evil.log")"
+check "config=/nonexistent/cbv.conf: ERROR naming the path, nothing sent" \
+	eval '[[ $rc -ne 0 ]] && grep -q "/nonexistent/cbv.conf: No such file or directory" <<<"$out$err" && [[ ! -s $T/evil.log ]]'
 be "$V{alice@[$EVIL_IP]}{}{$CONF}}"
 DETAIL="out=$out log=$(cat "$T/evil.log")"
 check "control: address literal reaches the scripted server" grep -q '^C: RCPT TO:<alice@\[127.0.0.62\]>' "$T/evil.log"

@@ -1,6 +1,7 @@
 /*
  * check_cidr.c - network prefixes: parsing, canonical form, matching
- * (including IPv4-mapped IPv6 against IPv4 prefixes).
+ * (including IPv4-mapped, NAT64 and 6to4 IPv6 against IPv4 prefixes), and
+ * the default deny list of every non-global range.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -226,6 +227,115 @@ START_TEST(match_edges)
 }
 END_TEST
 
+/* ---- the default list: every non-global range (IANA registries) ---- */
+
+static const struct {
+	const char *addr;
+	int denied;
+} nonglobal[] = {
+	/* one address in each IPv4 range, and its first and last neighbours */
+	{ "0.0.0.0", 1 },         { "0.255.255.255", 1 },   { "1.0.0.0", 0 },
+	{ "10.0.0.1", 1 },        { "10.255.255.255", 1 },  { "11.0.0.0", 0 },  { "9.255.255.255", 0 },
+	{ "100.64.0.1", 1 },      { "100.127.255.255", 1 }, { "100.63.255.255", 0 }, { "100.128.0.0", 0 },
+	{ "127.0.0.1", 1 },       { "127.255.255.254", 1 },
+	{ "169.254.169.254", 1 }, /* cloud metadata service */
+	{ "172.16.0.1", 1 },      { "172.31.255.255", 1 },  { "172.15.255.255", 0 }, { "172.32.0.0", 0 },
+	{ "192.0.0.1", 1 },       { "192.0.0.170", 1 },     { "192.0.1.0", 0 },
+	{ "192.0.2.1", 1 },       { "192.88.99.1", 1 },
+	{ "192.168.1.1", 1 },     { "192.167.255.255", 0 }, { "192.169.0.0", 0 },
+	{ "198.18.0.1", 1 },      { "198.19.255.255", 1 },  { "198.17.255.255", 0 }, { "198.20.0.0", 0 },
+	{ "198.51.100.7", 1 },    { "203.0.113.9", 1 },
+	{ "224.0.0.1", 1 },       { "239.255.255.255", 1 }, { "240.0.0.1", 1 },
+	{ "255.255.255.255", 1 },
+	/* globally reachable: never denied */
+	{ "8.8.8.8", 0 },         { "192.31.196.1", 0 },    { "192.52.193.1", 0 },
+	{ "192.175.48.1", 0 },    { "223.255.255.255", 0 },
+	/* IPv6 ranges */
+	{ "::", 1 },              { "::1", 1 },             { "::2", 0 },
+	{ "64:ff9b:1::1", 1 },    { "100::1", 1 },          { "100:0:0:1::1", 1 },
+	{ "2001::1", 1 },         { "2001:0:ffff::1", 1 },  { "2001:2::1", 1 },
+	{ "2001:10::1", 1 },      { "2001:1f::1", 1 },      { "2001:db8::25", 1 },
+	{ "3fff::1", 1 },         { "3fff:fff::1", 1 },     { "5f00::1", 1 },
+	{ "fc00::1", 1 },         { "fd12:3456::1", 1 },    { "fe80::1", 1 },
+	{ "fec0::1", 1 },         { "ff02::1", 1 },
+	{ "2a00:1450:4001::1b", 0 }, { "2001:4860::8888", 0 }, { "2001:1::1", 0 },
+	{ "2001:4:112::1", 0 },   { "2001:20::1", 0 },      { "2620:4f:8000::1", 0 },
+	{ "4000::1", 0 },
+	/* IPv4-mapped: judged by the IPv4 entries */
+	{ "::ffff:10.0.0.1", 1 }, { "::ffff:100.64.0.1", 1 }, { "::ffff:127.0.0.1", 1 },
+	{ "::ffff:169.254.169.254", 1 }, { "::ffff:172.16.0.1", 1 }, { "::ffff:192.0.0.1", 1 },
+	{ "::ffff:192.168.0.1", 1 }, { "::ffff:198.18.0.1", 1 }, { "::ffff:203.0.113.1", 1 },
+	{ "::ffff:224.0.0.1", 1 }, { "::ffff:255.255.255.255", 1 }, { "::ffff:0.0.0.0", 1 },
+	{ "::ffff:8.8.8.8", 0 },
+	/* NAT64 well-known prefix (RFC 6052) and 6to4 (RFC 3056): the same */
+	{ "64:ff9b::10.0.0.1", 1 }, { "64:ff9b::127.0.0.1", 1 }, { "64:ff9b::192.168.1.1", 1 },
+	{ "64:ff9b::8.8.8.8", 0 },
+	{ "2002:a00:1::1", 1 },   { "2002:7f00:1::", 1 },   { "2002:c0a8:101::1", 1 },
+	{ "2002:808:808::1", 0 },
+};
+
+/* Fills a sockaddr for text; returns it. */
+static const struct sockaddr *to_sa(const char *text, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (strchr(text, ':') != NULL) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		ck_assert_int_eq(inet_pton(AF_INET6, text, &sin6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		ck_assert_int_eq(inet_pton(AF_INET, text, &sin->sin_addr), 1);
+	}
+	return (const struct sockaddr *)ss;
+}
+
+START_TEST(nonglobal_table)
+{
+	struct cbv_cidr def[CBV_NONGLOBAL_COUNT];
+	struct sockaddr_storage ss;
+	size_t n = cbv_cidr_nonglobal(def, CBV_NONGLOBAL_COUNT);
+
+	ck_assert_uint_eq(n, CBV_NONGLOBAL_COUNT);
+	ck_assert_msg(cbv_cidr_match(def, n, to_sa(nonglobal[_i].addr, &ss)) == nonglobal[_i].denied,
+	              "%s: expected %s", nonglobal[_i].addr,
+	              nonglobal[_i].denied ? "denied" : "allowed");
+}
+END_TEST
+
+START_TEST(nonglobal_bounds)
+{
+	struct cbv_cidr def[CBV_NONGLOBAL_COUNT + 1];
+	char buf[64];
+
+	memset(def, 0, sizeof(def));
+	ck_assert_uint_eq(cbv_cidr_nonglobal(def, 3), 3); /* never past max */
+	ck_assert_int_eq(def[3].family, 0);
+	ck_assert_uint_eq(cbv_cidr_nonglobal(def, CBV_NONGLOBAL_COUNT + 1), CBV_NONGLOBAL_COUNT);
+	cbv_cidr_format(&def[0], buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0.0.0.0/8");
+	cbv_cidr_format(&def[CBV_NONGLOBAL_COUNT - 1], buf, sizeof(buf));
+	ck_assert_str_eq(buf, "ff00::/8");
+}
+END_TEST
+
+/* The embedded-IPv4 rule applies to any list, not only the default. */
+START_TEST(embedded_v4_own_list)
+{
+	struct cbv_cidr lo;
+	struct sockaddr_storage ss;
+
+	ck_assert_int_eq(cbv_cidr_parse("127.0.0.0/8", 11, &lo, NULL), CBV_OK);
+	ck_assert_int_eq(cbv_cidr_match(&lo, 1, to_sa("::ffff:127.0.0.1", &ss)), 1);
+	ck_assert_int_eq(cbv_cidr_match(&lo, 1, to_sa("64:ff9b::7f00:1", &ss)), 1);
+	ck_assert_int_eq(cbv_cidr_match(&lo, 1, to_sa("2002:7f00:1::", &ss)), 1);
+	ck_assert_int_eq(cbv_cidr_match(&lo, 1, to_sa("64:ff9b:0:0:1::7f00:1", &ss)), 0);
+	ck_assert_int_eq(cbv_cidr_match(&lo, 1, to_sa("2003:7f00:1::", &ss)), 0);
+}
+END_TEST
+
 static Suite *cidr_suite(void)
 {
 	Suite *s = suite_create("cidr");
@@ -248,6 +358,12 @@ static Suite *cidr_suite(void)
 	tcase_add_checked_fixture(tc, setup_list, NULL);
 	tcase_add_loop_test(tc, match_table, 0, sizeof(matches) / sizeof(matches[0]));
 	tcase_add_test(tc, match_edges);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("nonglobal");
+	tcase_add_loop_test(tc, nonglobal_table, 0, sizeof(nonglobal) / sizeof(nonglobal[0]));
+	tcase_add_test(tc, nonglobal_bounds);
+	tcase_add_test(tc, embedded_v4_own_list);
 	suite_add_tcase(s, tc);
 	return s;
 }

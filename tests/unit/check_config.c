@@ -3,6 +3,7 @@
  * positions, profile selection, cbv_profile_set(), format -> parse round
  * trips, the file loader, durations and numbers, and OOM.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,9 +40,16 @@ static char *format_first(const char *text)
 
 START_TEST(defaults_values)
 {
+	/* Every non-global range of the IANA special-purpose registries. */
 	static const char *const deny[] = {
-		"0.0.0.0/8",   "127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
-		"224.0.0.0/4", "ff00::/8",    "::/128",  "240.0.0.0/4",
+		"0.0.0.0/8",      "10.0.0.0/8",     "100.64.0.0/10",  "127.0.0.0/8",
+		"169.254.0.0/16", "172.16.0.0/12",  "192.0.0.0/24",   "192.0.2.0/24",
+		"192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",  "198.51.100.0/24",
+		"203.0.113.0/24", "224.0.0.0/4",    "240.0.0.0/4",    "::/128",
+		"::1/128",        "64:ff9b:1::/48", "100::/64",       "100:0:0:1::/64",
+		"2001::/32",      "2001:2::/48",    "2001:10::/28",   "2001:db8::/32",
+		"3fff::/20",      "5f00::/16",      "fc00::/7",       "fe80::/10",
+		"fec0::/10",      "ff00::/8",
 	};
 	struct cbv_profile p;
 	char net[64];
@@ -161,6 +169,9 @@ static const struct {
 	{ "deny_networks = 127.0.0.0/8", "  deny_networks = [ 127.0.0.0/8 ]\n" },
 	{ "deny_networks = [ \"10.0.0.0/8 192.168.0.0/16\" ]", "  deny_networks = [ 10.0.0.0/8 192.168.0.0/16 ]\n" },
 	{ "deny_networks = [\n 10.0.0.0/8 # private\n ::1\n]", "  deny_networks = [ 10.0.0.0/8 ::1/128 ]\n" },
+	{ "deny_networks = [ nonglobal ]", "  deny_networks = [ 0.0.0.0/8 10.0.0.0/8 100.64.0.0/10 " },
+	{ "deny_networks = nonglobal", " 2001:db8::/32 3fff::/20 5f00::/16 fc00::/7 fe80::/10 fec0::/10 ff00::/8 ]\n" },
+	{ "deny_networks = [ 198.51.100.0/24 NonGlobal ]", "  deny_networks = [ 198.51.100.0/24 0.0.0.0/8 10.0.0.0/8 " },
 	{ "vars_acl = \"acl_cbv_vars\"", "  vars_acl = \"acl_cbv_vars\"\n" },
 	{ "vars_acl = cbv-vars", "  vars_acl = \"cbv-vars\"\n" },
 	{ "vars_acl = \"\"", "  vars_acl = \"\"\n" },
@@ -168,6 +179,10 @@ static const struct {
 	{ "callout_url = \"inet://127.0.0.1:3535\"", "  callout_url = \"inet://127.0.0.1:3535\"\n" },
 	{ "callout_url = \"inet://[::1]:3535\"", "  callout_url = \"inet://[::1]:3535\"\n" },
 	{ "callout_url = \"inet://cbvd.example:3535\"", "  callout_url = \"inet://cbvd.example:3535\"\n" },
+	{ "callout_url = \"inet6://[2001:db8::1]:3535\"", "  callout_url = \"inet6://[2001:db8::1]:3535\"\n" },
+	{ "callout_url = \"unix:/run/cbvd.sock\"", "  callout_url = \"unix:/run/cbvd.sock\"\n" },
+	{ "callout_url = inet6://[::1]:3535", "  callout_url = \"inet6://[::1]:3535\"\n" },
+	{ "deny_networks = [10.0.0.0/8 ::1]", "  deny_networks = [ 10.0.0.0/8 ::1/128 ]\n" },
 	{ "callout_url = \"\"", "  callout_url = \"\"\n" },
 	{ "phase = connect", "  phase = \"connect\"\n" },
 	{ "phase = \"ehlo\"", "  phase = \"ehlo\"\n" },
@@ -300,6 +315,12 @@ static const struct {
 	{ "smtp_cbv { callout_url = \"inet://::1:25\" }", 0, "[ADDRESS]" },
 	{ "smtp_cbv { callout_url = \"inet://h:0\" }", 0, "callout_url: port" },
 	{ "smtp_cbv { callout_url = \"inet://h 1:25\" }", 0, "callout_url: not a URL" },
+	{ "smtp_cbv { callout_url = \"inet://[::1]\" }", 0, "t.conf:1:26: callout_url: expected [IPV6]:PORT" },
+	{ "smtp_cbv { callout_url = \"inet6://127.0.0.1:25\" }", 0, "callout_url: write an IPv6 host as [ADDRESS]" },
+	{ "smtp_cbv { callout_url = \"unix:///x?y\" }", 0, "callout_url: no query or fragment" },
+	{ "smtp_cbv { deny_networks = [ nonglobal nonglobal nonglobal ] }", 0,
+	  "t.conf:1:50: deny_networks: more than 64 networks" },
+	{ "smtp_cbv { deny_networks = [ nonglobal/8 ] }", 0, "t.conf:1:30: deny_networks: \"nonglobal\": not an IP address" },
 	{ "smtp_cbv { ca_dir = relative/dir }", 0, "ca_dir: must be an absolute path" },
 	{ "smtp_cbv {\n\0}", 13, "t.conf:2:1: NUL byte" },
 	{ "smtp_cbv { helo = \"a\x01\" }", 0, "t.conf:1:21: control character 0x01" },
@@ -462,6 +483,8 @@ static const struct {
 	{ "deny_networks", "10.0.0.0/8,192.168.0.0/16", "  deny_networks = [ 10.0.0.0/8 192.168.0.0/16 ]\n", 1 },
 	{ "deny_networks", "10.0.0.0/8 ::1", "  deny_networks = [ 10.0.0.0/8 ::1/128 ]\n", 1 },
 	{ "deny_networks", "[ 10.0.0.0/8 ]", "  deny_networks = [ 10.0.0.0/8 ]\n", 1 },
+	{ "deny_networks", "nonglobal", "  deny_networks = [ 0.0.0.0/8 10.0.0.0/8 ", 1 },
+	{ "deny_networks", "nonglobal,nonglobal,nonglobal", "deny_networks: more than 64 networks", 0 },
 	{ "dns_servers", "127.0.0.1:5353", "  dns_servers = \"127.0.0.1:5353\"\n", 1 },
 	{ "dns_servers", "127.0.0.1:5353,[::1]:53", "  dns_servers = \"127.0.0.1:5353,[::1]:53\"\n", 1 },
 	{ "dns_servers", "", "  dns_servers = \"\"\n", 1 },
@@ -471,6 +494,8 @@ static const struct {
 	{ "phase", "data", "  phase = \"data\"\n", 1 },
 	{ "vars_acl", "acl_cbv", "  vars_acl = \"acl_cbv\"\n", 1 },
 	{ "callout_url", "unix:///run/cbvd.sock", "  callout_url = \"unix:///run/cbvd.sock\"\n", 1 },
+	{ "callout_url", "inet://[::1]:3535", "  callout_url = \"inet://[::1]:3535\"\n", 1 },
+	{ "map", "[a.test=b.test]", "    \"a.test\" = \"b.test\"\n", 1 },
 	{ "ca_dir", "/etc/ssl/certs", "  ca_dir = \"/etc/ssl/certs\"\n", 1 },
 	{ "max_hosts", "3", "  max_hosts = 3\n", 1 },
 	{ "connect_timeout", "2s", "  connect_timeout = 2s\n", 1 },
@@ -687,7 +712,7 @@ START_TEST(load_shipped_example)
 	int missing = -1;
 
 	snprintf(path, sizeof(path), "%s/exim-conf/cbv.conf", srcdir());
-	c = cbv_config_load(path, &missing, &err);
+	c = cbv_config_load(path, 1, &missing, &err);
 	ck_assert_msg(c != NULL, "%s", err.msg);
 	ck_assert_int_eq(missing, 0);
 	/* It documents the defaults: its default block is exactly them. */
@@ -727,9 +752,24 @@ START_TEST(load_shipped_commented)
 	fclose(f);
 	c = parse(text, &err);
 	ck_assert_msg(c != NULL, "%s\n%s", err.msg, text);
-	ck_assert_uint_eq(cbv_config_count(c), 2);
+	ck_assert_uint_eq(cbv_config_count(c), 3);
 	ck_assert_int_eq(cbv_config_profile(c, "strict")->starttls, CBV_STARTTLS_REQUIRE);
 	ck_assert_str_eq(cbv_config_profile(c, "rig")->dns_servers, "127.0.0.1:5353");
+	{
+		/* The internal-host example lets 10/8 through and nothing else. */
+		const struct cbv_profile *p = cbv_config_profile(c, "internal");
+		struct sockaddr_in sin;
+
+		ck_assert_ptr_nonnull(p);
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		ck_assert_int_eq(inet_pton(AF_INET, "10.1.2.3", &sin.sin_addr), 1);
+		ck_assert_int_eq(cbv_cidr_match(p->deny, p->ndeny, (struct sockaddr *)&sin), 0);
+		ck_assert_int_eq(inet_pton(AF_INET, "192.168.1.1", &sin.sin_addr), 1);
+		ck_assert_int_eq(cbv_cidr_match(p->deny, p->ndeny, (struct sockaddr *)&sin), 1);
+		ck_assert_int_eq(inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr), 1);
+		ck_assert_int_eq(cbv_cidr_match(p->deny, p->ndeny, (struct sockaddr *)&sin), 1);
+	}
 	cbv_config_free(c);
 	free(text);
 }
@@ -771,20 +811,30 @@ START_TEST(load_files)
 
 	/* Missing: the defaults and *missing = 1. */
 	snprintf(path, sizeof(path), "%s/none.conf", tmpdir);
-	c = cbv_config_load(path, &missing, &err);
+	c = cbv_config_load(path, 1, &missing, &err);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_int_eq(missing, 1);
 	ck_assert_uint_eq(cbv_config_count(c), 1);
 	ck_assert_uint_eq(cbv_config_profile(c, NULL)->port, 25);
 	cbv_config_free(c);
-	c = cbv_config_load(path, NULL, &err); /* missing may be NULL */
+	c = cbv_config_load(path, 1, NULL, &err); /* missing may be NULL */
 	ck_assert_ptr_nonnull(c);
 	cbv_config_free(c);
+	/* Named explicitly (missing_ok = 0): an error naming the path. */
+	missing = -1;
+	memset(&err, 0, sizeof(err));
+	ck_assert_ptr_null(cbv_config_load(path, 0, &missing, &err));
+	ck_assert_int_eq(err.code, CBV_ECONFIG);
+	ck_assert_int_eq(err.sys_errno, ENOENT);
+	ck_assert_int_eq(missing, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/none.conf: No such file or directory"));
+	ck_assert_ptr_null(cbv_config_load("/nonexistent/cbv.conf", 0, NULL, &err));
+	ck_assert_str_eq(err.msg, "/nonexistent/cbv.conf: No such file or directory");
 
 	/* A good file. */
 	snprintf(path, sizeof(path), "%s/good.conf", tmpdir);
 	write_file(path, "smtp_cbv { port = 2525 }\n", 25);
-	c = cbv_config_load(path, &missing, &err);
+	c = cbv_config_load(path, 1, &missing, &err);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_int_eq(missing, 0);
 	ck_assert_uint_eq(cbv_config_profile(c, NULL)->port, 2525);
@@ -793,16 +843,16 @@ START_TEST(load_files)
 	/* Errors name the file. */
 	snprintf(path, sizeof(path), "%s/bad.conf", tmpdir);
 	write_file(path, "smtp_cbv {\n\0}\n", 14);
-	ck_assert_ptr_null(cbv_config_load(path, &missing, &err));
+	ck_assert_ptr_null(cbv_config_load(path, 1, &missing, &err));
 	ck_assert_int_eq(err.code, CBV_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(err.msg, "/bad.conf:2:1: NUL byte"));
 
 	/* A directory, a FIFO: not regular files (and no hang on the FIFO). */
-	ck_assert_ptr_null(cbv_config_load(tmpdir, &missing, &err));
+	ck_assert_ptr_null(cbv_config_load(tmpdir, 1, &missing, &err));
 	ck_assert_ptr_nonnull(strstr(err.msg, "not a regular file"));
 	snprintf(path, sizeof(path), "%s/fifo", tmpdir);
 	ck_assert_int_eq(mkfifo(path, 0600), 0);
-	ck_assert_ptr_null(cbv_config_load(path, &missing, &err));
+	ck_assert_ptr_null(cbv_config_load(path, 1, &missing, &err));
 	ck_assert_ptr_nonnull(strstr(err.msg, "not a regular file"));
 
 	/* Too big. */
@@ -810,17 +860,17 @@ START_TEST(load_files)
 	memset(big, '\n', CBV_CONFIG_FILE_MAX + 1);
 	snprintf(path, sizeof(path), "%s/big.conf", tmpdir);
 	write_file(path, big, CBV_CONFIG_FILE_MAX + 1);
-	ck_assert_ptr_null(cbv_config_load(path, &missing, &err));
+	ck_assert_ptr_null(cbv_config_load(path, 1, &missing, &err));
 	ck_assert_ptr_nonnull(strstr(err.msg, "larger than"));
 	write_file(path, big, CBV_CONFIG_FILE_MAX); /* at the limit: fine */
-	c = cbv_config_load(path, &missing, &err);
+	c = cbv_config_load(path, 1, &missing, &err);
 	ck_assert_msg(c != NULL, "%s", err.msg);
 	cbv_config_free(c);
 	free(big);
 
 	/* Unreadable (unless we are root) or a path through a file. */
 	snprintf(path, sizeof(path), "%s/good.conf/x", tmpdir);
-	ck_assert_ptr_null(cbv_config_load(path, &missing, &err));
+	ck_assert_ptr_null(cbv_config_load(path, 1, &missing, &err));
 	ck_assert_int_eq(err.sys_errno, ENOTDIR);
 	ck_assert_int_eq(missing, 0);
 }
@@ -961,7 +1011,7 @@ START_TEST(oom_load)
 		struct cbv_config *c;
 
 		cbv_alloc_fail_after(n);
-		c = cbv_config_load(path, NULL, &err);
+		c = cbv_config_load(path, 1, NULL, &err);
 		cbv_alloc_fail_after(-1);
 		if (c == NULL) {
 			ck_assert_int_eq(err.code, CBV_ENOMEM);
@@ -974,7 +1024,7 @@ START_TEST(oom_load)
 	/* A missing file allocates too. */
 	snprintf(path, sizeof(path), "%s/none.conf", tmpdir);
 	cbv_alloc_fail_after(0);
-	ck_assert_ptr_null(cbv_config_load(path, NULL, &err));
+	ck_assert_ptr_null(cbv_config_load(path, 1, NULL, &err));
 	cbv_alloc_fail_after(-1);
 	ck_assert_int_eq(err.code, CBV_ENOMEM);
 }

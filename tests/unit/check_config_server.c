@@ -66,6 +66,20 @@ START_TEST(full_block)
 }
 END_TEST
 
+/* Every form cbvd documents and accepts, the config accepts too. */
+START_TEST(listen_forms)
+{
+	struct cbv_err err;
+	struct cbv_config *c = parse("server { listen = [ \"inet6://[::1]:3535\" \"inet://[::1]:3536\"\n"
+	                             "  \"unix:/run/cbvd.sock\" \"inet://localhost:3537\" ] }\n", &err);
+
+	ck_assert_msg(c != NULL, "%s", err.msg);
+	ck_assert_uint_eq(cbv_config_server(c)->nlisten, 4);
+	ck_assert_str_eq(cbv_config_server(c)->listen[0], "inet6://[::1]:3535");
+	cbv_config_free(c);
+}
+END_TEST
+
 START_TEST(single_listen_and_order)
 {
 	struct cbv_err err;
@@ -91,6 +105,10 @@ static const struct {
 	{ "server { allow_remote = maybe }", "t.conf:1:25: allow_remote: " },
 	{ "server { listen = [ \"http://x\" ] }", "t.conf:1:21: listen: " },
 	{ "server { listen = [ \"\" ] }", "t.conf:1:21: listen: empty URL" },
+	/* cbvd binds, never resolves: a name is refused here, not at start */
+	{ "server { listen = [ \"inet://mail.example:3535\" ] }",
+	  "t.conf:1:21: listen: host must be an IP address here, not a name" },
+	{ "server { listen = \"inet://[::1]\" }", "t.conf:1:19: listen: expected [IPV6]:PORT" },
 	{ "server { profile = \"nope\" }\nsmtp_cbv { }",
 	  "t.conf:1:20: profile: no smtp_cbv block named \"nope\"" },
 	{ "server { }\nserver { }", "t.conf:2:1: duplicate server block" },
@@ -158,6 +176,7 @@ static Suite *server_suite(void)
 	tcase_add_test(tc, defaults_without_block);
 	tcase_add_test(tc, full_block);
 	tcase_add_test(tc, single_listen_and_order);
+	tcase_add_test(tc, listen_forms);
 	tcase_add_loop_test(tc, error_table, 0, sizeof(errors) / sizeof(errors[0]));
 	tcase_add_test(tc, too_many_listen);
 	tcase_add_test(tc, oom);
