@@ -33,7 +33,7 @@
 /* A store we could not open is tried again after this long (cbvd lives long). */
 #define REOPEN_MS 60000
 /* Deletions per write transaction when purging or evicting. */
-#define BATCH 1000
+#define BATCH 256
 /* Reclaim before a store when live pages pass this share of the map (%). */
 #define FILL_PCT 80
 /* What a write op returns when it decided without writing (not an LMDB code). */
@@ -1174,16 +1174,18 @@ typedef int scan_fn(struct cbv_cache *c, const MDB_val *k, const MDB_val *v, voi
 
 /*
  * Walks keys from prefix (all keys if plen 0) in write transactions of at
- * most BATCH deletions, deleting what fn says.  Returns the count deleted
- * or -1 on an LMDB error (logged).
+ * most BATCH deletions, deleting what fn says.  Deleting needs free pages
+ * too (copy on write): when a full map refuses a batch, it is retried at
+ * half the size, down to one deletion a transaction.  Returns the count
+ * deleted or -1 on an LMDB error (logged).
  */
 static long scan_delete(struct cbv_cache *c, const unsigned char *prefix, size_t plen,
                         scan_fn *fn, void *arg)
 {
-	unsigned char resume[512];
-	size_t rlen = plen;
+	unsigned char resume[CBV_CACHE_KEY_MAX], next[CBV_CACHE_KEY_MAX];
+	size_t rlen = plen, nlen = 0;
 	long deleted = 0;
-	int more = 1, rc = 0;
+	int more = 1, rc = 0, limit = BATCH;
 
 	if (plen > 0)
 		memcpy(resume, prefix, plen);
@@ -1191,9 +1193,8 @@ static long scan_delete(struct cbv_cache *c, const unsigned char *prefix, size_t
 		MDB_txn *t = NULL;
 		MDB_cursor *cur = NULL;
 		MDB_val k = { rlen, resume }, v;
-		int batch = 0;
+		int batch = 0, next_more = 0;
 
-		more = 0;
 		if ((rc = wbegin(c, &t)) != 0)
 			break;
 		if ((rc = mdb_cursor_open(t, c->dbi, &cur)) != 0) {
@@ -1205,38 +1206,48 @@ static long scan_delete(struct cbv_cache *c, const unsigned char *prefix, size_t
 		while (rc == 0) {
 			if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
 				break;
-			if (batch == BATCH) {
-				/* resume at this key in the next transaction */
-				rlen = k.mv_size < sizeof(resume) ? k.mv_size : sizeof(resume);
-				memcpy(resume, k.mv_data, rlen);
-				more = 1;
+			if (k.mv_size > sizeof(next)) { /* not one of ours: step over */
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+				continue;
+			}
+			if (batch == limit) {
+				/* the next transaction resumes at this key */
+				nlen = k.mv_size;
+				memcpy(next, k.mv_data, nlen);
+				next_more = 1;
 				break;
 			}
 			if (fn(c, &k, &v, arg)) {
-				unsigned char gone[512];
-				size_t glen = k.mv_size < sizeof(gone) ? k.mv_size : sizeof(gone);
-
-				/* keys are at most 1 + 255 + 1 + 32 bytes: glen is the whole key */
-				memcpy(gone, k.mv_data, glen);
+				/* the key's bytes live in the page the delete changes */
+				nlen = k.mv_size;
+				memcpy(next, k.mv_data, nlen);
 				if ((rc = mdb_cursor_del(cur, 0)) != 0)
 					break;
 				batch++;
-				k.mv_size = glen;
-				k.mv_data = gone;
+				k.mv_size = nlen;
+				k.mv_data = next;
 				rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 				continue;
 			}
 			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 		}
 		mdb_cursor_close(cur);
-		if (rc != 0 && rc != MDB_NOTFOUND) {
+		if (rc != 0 && rc != MDB_NOTFOUND)
 			mdb_txn_abort(t);
-			break;
+		else
+			rc = mdb_txn_commit(t);
+		if (rc == MDB_MAP_FULL && limit > 1) {
+			limit /= 2; /* the same keys again, fewer at a time */
+			continue;
 		}
-		rc = mdb_txn_commit(t);
 		if (rc != 0)
 			break;
 		deleted += batch;
+		more = next_more;
+		if (more) {
+			rlen = nlen;
+			memcpy(resume, next, nlen);
+		}
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		fail_once(c, F_WRITE, "cannot write it", mdb_strerror(rc));
@@ -1349,6 +1360,26 @@ static long evict_oldest(struct cbv_cache *c)
 	return scan_delete(c, NULL, 0, older_than, &cut);
 }
 
+/*
+ * Commits one write that changes nothing (the format record again).  LMDB
+ * reuses a page freed by transaction N only from transaction N + 2 on, so
+ * after the deletions of a reclaim this makes their pages usable by the
+ * very next write.
+ */
+static void bump_txnid(struct cbv_cache *c)
+{
+	unsigned char fmt[4] = { CBV_CACHE_FORMAT, 0, 0, 0 };
+	MDB_val k = { sizeof(META_KEY) - 1, (void *)(uintptr_t)META_KEY }, v = { 4, fmt };
+	MDB_txn *t = NULL;
+
+	if (wbegin(c, &t) != 0)
+		return;
+	if (mdb_put(t, c->dbi, &k, &v, 0) == 0)
+		mdb_txn_commit(t);
+	else
+		mdb_txn_abort(t);
+}
+
 /* Frees space when the map is (nearly) full: expired first, then the oldest. */
 static long reclaim(struct cbv_cache *c)
 {
@@ -1362,6 +1393,7 @@ static long reclaim(struct cbv_cache *c)
 	}
 	if (n <= 0 || pct >= FILL_PCT)
 		m = evict_oldest(c);
+	bump_txnid(c);
 	cbv_log(CBV_LOG_INFO, "cache %s: map %u%% full: %ld expired and %ld oldest records removed",
 	        c->path, pct, n < 0 ? 0 : n, m < 0 ? 0 : m);
 	return (n < 0 ? 0 : n) + (m < 0 ? 0 : m);

@@ -311,3 +311,9 @@ enum cbv_cache_rec_status cbv_cache_bucket_decode(const void *data, size_t len,
 	b->last_ms = (int64_t)get64(p + 12);
 	return CBV_REC_OK;
 }
+
+void cbv_cache_rec_reseal(unsigned char *value, size_t len)
+{
+	if (len >= SUM_LEN)
+		put32(value + len - SUM_LEN, fnv1a(value, len - SUM_LEN));
+}

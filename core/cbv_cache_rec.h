@@ -132,4 +132,11 @@ size_t cbv_cache_bucket_encode(const struct cbv_cache_bucket *b,
 enum cbv_cache_rec_status cbv_cache_bucket_decode(const void *data, size_t len,
                                                   struct cbv_cache_bucket *b);
 
+/*
+ * Rewrites the sum at the end of a len-byte value (len >= 4) to match its
+ * other bytes, so tests and the fuzz target can forge values that get past
+ * the sum to the checks behind it.
+ */
+void cbv_cache_rec_reseal(unsigned char *value, size_t len);
+
 #endif

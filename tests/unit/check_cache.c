@@ -36,6 +36,8 @@ static int64_t fake_now; /* 0: the real clock */
 static void capture(enum cbv_log_level level, const char *line, void *arg)
 {
 	(void)arg;
+	if (getenv("CACHE_DEBUG"))
+		fprintf(stderr, "[%d] %s\n", (int)getpid(), line);
 	if (level == CBV_LOG_ERR) {
 		errs++;
 		snprintf(last_err, sizeof(last_err), "%s", line);
@@ -266,22 +268,9 @@ START_TEST(rec_damage)
 }
 END_TEST
 
-/* FNV-1a, to forge values with a valid sum in tests. */
-static uint32_t fnv(const unsigned char *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
-}
-
 static void reseal(unsigned char *buf, size_t n)
 {
-	uint32_t h = fnv(buf, n - 4);
-
-	for (int i = 0; i < 4; i++)
-		buf[n - 4 + i] = (unsigned char)(h >> (8 * i));
+	cbv_cache_rec_reseal(buf, n);
 }
 
 START_TEST(rec_bounds)
@@ -523,6 +512,42 @@ START_TEST(eviction)
 	ck_assert_int_eq(errs, 0);
 	free(msg);
 	cbv_result_free(r);
+	cbv_cache_free(c);
+}
+END_TEST
+
+/* A record that cannot fit even in an empty map: uncached, once logged. */
+START_TEST(map_full)
+{
+	struct cbv_cache *c = open_cache(CBV_CACHE_MAP_MIN);
+	struct cbv_result *big = full_result(CBV_PASS, "accepted", 250), *got;
+	struct cbv_result *small = full_result(CBV_FAIL, "mailbox_unknown", 550);
+	struct cbv_cache_key k = key_of("example.test", "big"), k2 = key_of("example.test", "small");
+	char *text = malloc(CBV_REPLY_KEEP_MAX + 1);
+	uint64_t ticket;
+
+	memset(text, 't', CBV_REPLY_KEEP_MAX);
+	text[CBV_REPLY_KEEP_MAX] = '\0';
+	cbv_result_set(&big->greeting, text);
+	cbv_result_set(&big->helo, text);
+	cbv_result_set(&big->recv, text);
+	cbv_result_set(&big->sent, text);
+	ck_assert_int_eq(cbv_cache_store(c, &k2, small, &ttl, 0), CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_flight_begin(c, &k, 10, &ticket, NULL), CBV_CACHE_OWN);
+	ck_assert_int_eq(cbv_cache_store(c, &k, big, &ttl, ticket), CBV_CACHE_OFF);
+	ck_assert_int_eq(errs, 1);
+	ck_assert_ptr_nonnull(strstr(last_err, "map full"));
+	ck_assert_int_eq(cbv_cache_store(c, &k, big, &ttl, 0), CBV_CACHE_OFF);
+	ck_assert_int_eq(errs, 1);
+	/* the flight was ended anyway, and the store still works */
+	ck_assert_int_eq(cbv_cache_flight_begin(c, &k, 10, &ticket, NULL), CBV_CACHE_OWN);
+	ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_MISS);
+	ck_assert_int_eq(cbv_cache_store(c, &k2, small, &ttl, 0), CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_lookup(c, &k2, &got, NULL), CBV_CACHE_HIT);
+	cbv_result_free(got);
+	free(text);
+	cbv_result_free(big);
+	cbv_result_free(small);
 	cbv_cache_free(c);
 }
 END_TEST
@@ -1151,7 +1176,7 @@ END_TEST
 /* Writers in children while the parent purges everything, repeatedly. */
 static int writer_child(int i)
 {
-	struct cbv_cache *c = cbv_cache_new(path, 4 * 1024 * 1024);
+	struct cbv_cache *c = cbv_cache_new(path, 0);
 	struct cbv_result *r = full_result(CBV_PASS, "accepted", 250), *got;
 	char local[32];
 	int bad = 0;
@@ -1174,7 +1199,7 @@ static int writer_child(int i)
 
 START_TEST(purge_during_writes)
 {
-	struct cbv_cache *c = open_cache(4 * 1024 * 1024);
+	struct cbv_cache *c = open_cache(0);
 	struct cbv_cache_stats st;
 	pid_t pids[4];
 	long purged = 0, n;
@@ -1341,6 +1366,7 @@ static Suite *cache_suite(void)
 	tcase_add_loop_test(tc, ttl_expiry, 0, sizeof(ttl_rows) / sizeof(ttl_rows[0]));
 	tcase_add_loop_test(tc, domain_facts, 0, sizeof(fact_rows) / sizeof(fact_rows[0]));
 	tcase_add_test(tc, eviction);
+	tcase_add_test(tc, map_full);
 	tcase_add_test(tc, maintenance);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
