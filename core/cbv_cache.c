@@ -1204,7 +1204,7 @@ static long scan_delete(struct cbv_cache *c, const unsigned char *prefix, size_t
 		rc = rlen > 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
 		              : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 		while (rc == 0) {
-			if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			if (plen > 0 && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
 				break;
 			if (k.mv_size > sizeof(next)) { /* not one of ours: step over */
 				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
