@@ -32,8 +32,10 @@
 #define MAXREADERS 1024
 /* A store we could not open is tried again after this long (cbvd lives long). */
 #define REOPEN_MS 60000
-/* Deletions per write transaction when purging or evicting. */
+/* Deletions and keys looked at per write transaction when purging or
+ * evicting: the writer lock is never held long (4096 keys: ~5 ms). */
 #define BATCH 256
+#define VISITS 4096
 /* Reclaim before a store when live pages pass this share of the map (%). */
 #define FILL_PCT 80
 /* What a write op returns when it decided without writing (not an LMDB code). */
@@ -274,7 +276,7 @@ static size_t name_key(char kind, const char *name, unsigned char *out)
 /* ---- opening ---- */
 
 /* Creates path with mode 0660 and the directory's owner if it is missing. */
-static int create_file(struct cbv_cache *c, const char *path, const struct stat *dir)
+static int create_file(const char *path, const struct stat *dir)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0660);
 	int rc = 0;
@@ -293,7 +295,6 @@ static int create_file(struct cbv_cache *c, const char *path, const struct stat 
 		errno = e;
 	}
 	close(fd);
-	(void)c;
 	return rc;
 }
 
@@ -325,7 +326,7 @@ static int create_files(struct cbv_cache *c, const char **what)
 	}
 	snprintf(lock, sizeof(lock), "%s-lock", c->path);
 	*what = "cannot create it";
-	if (create_file(c, c->path, &st) != 0 || create_file(c, lock, &st) != 0)
+	if (create_file(c->path, &st) != 0 || create_file(lock, &st) != 0)
 		return -1;
 	return 0;
 }
@@ -888,8 +889,10 @@ static int flight_op(struct cbv_cache *c, MDB_txn *t, void *arg)
 		return NO_WRITE;
 	}
 	key.mv_size = cbv_cache_key_derive(a->k, 'A', kb, sizeof(kb));
-	if (key.mv_size == 0)
-		return EINVAL;
+	if (key.mv_size == 0) {
+		a->st = CBV_CACHE_OFF; /* a key out of bounds is never cached */
+		return NO_WRITE;
+	}
 	kb[0] = 'F';
 	rc = mdb_get(t, c->dbi, &key, &v);
 	if (rc == 0 && cbv_cache_leases_decode(v.mv_data, v.mv_size, l, &n) == CBV_REC_OK &&
@@ -1174,7 +1177,7 @@ typedef int scan_fn(struct cbv_cache *c, const MDB_val *k, const MDB_val *v, voi
 
 /*
  * Walks keys from prefix (all keys if plen 0) in write transactions of at
- * most BATCH deletions, deleting what fn says.  Deleting needs free pages
+ * most BATCH deletions and VISITS keys, deleting what fn says.  Deleting needs free pages
  * too (copy on write): when a full map refuses a batch, it is retried at
  * half the size, down to one deletion a transaction.  Returns the count
  * deleted or -1 on an LMDB error (logged).
@@ -1193,7 +1196,7 @@ static long scan_delete(struct cbv_cache *c, const unsigned char *prefix, size_t
 		MDB_txn *t = NULL;
 		MDB_cursor *cur = NULL;
 		MDB_val k = { rlen, resume }, v;
-		int batch = 0, next_more = 0;
+		int batch = 0, next_more = 0, seen = 0;
 
 		if ((rc = wbegin(c, &t)) != 0)
 			break;
@@ -1210,7 +1213,7 @@ static long scan_delete(struct cbv_cache *c, const unsigned char *prefix, size_t
 				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 				continue;
 			}
-			if (batch == limit) {
+			if (batch == limit || ++seen > VISITS) {
 				/* the next transaction resumes at this key */
 				nlen = k.mv_size;
 				memcpy(next, k.mv_data, nlen);
