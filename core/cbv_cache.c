@@ -605,6 +605,14 @@ static int decode_rec(struct cbv_cache *c, const MDB_val *v, struct cbv_cache_re
 	return st == CBV_REC_OK ? 0 : -1;
 }
 
+/* 1 if k can be cached at all (every field within its bounds). */
+static int key_ok(const struct cbv_cache_key *k)
+{
+	unsigned char kb[CBV_CACHE_KEY_MAX];
+
+	return k != NULL && cbv_cache_key_derive(k, 'A', kb, sizeof(kb)) > 0;
+}
+
 /* ---- lookup ---- */
 
 /* Builds a new result from rec (cache = 1); NULL on ENOMEM or a bad reason. */
@@ -683,7 +691,7 @@ enum cbv_cache_status cbv_cache_lookup(struct cbv_cache *c,
 	*out = NULL;
 	if (age_s != NULL)
 		*age_s = 0;
-	if (c == NULL || !ensure_open(c) || rbegin(c) != 0)
+	if (c == NULL || !key_ok(k) || !ensure_open(c) || rbegin(c) != 0)
 		return CBV_CACHE_OFF;
 	now = now_ms(c);
 	if (find_answer(c, c->rtxn, k, &rec)) {
@@ -831,7 +839,7 @@ enum cbv_cache_status cbv_cache_store(struct cbv_cache *c,
 	struct store_arg a = { k, r, 0, 0, 0, ticket };
 	unsigned pct = 0;
 
-	if (c == NULL || !ensure_open(c))
+	if (c == NULL || !key_ok(k) || !ensure_open(c))
 		return CBV_CACHE_OFF;
 	switch (r->verdict) {
 	case CBV_PASS: a.addr_ttl = ttl->pass; break;
@@ -924,7 +932,7 @@ enum cbv_cache_status cbv_cache_flight_begin(struct cbv_cache *c,
 	*ticket = 0;
 	if (wake_ms != NULL)
 		*wake_ms = 0;
-	if (c == NULL || !ensure_open(c))
+	if (c == NULL || !key_ok(k) || !ensure_open(c))
 		return CBV_CACHE_OFF;
 	st = write_op(c, flight_op, &a) == 0 ? a.st : CBV_CACHE_OFF;
 	if (st == CBV_CACHE_OWN)

@@ -70,7 +70,12 @@ enum cbv_cache_status {
 	CBV_CACHE_LIMITED  /* a cap is reached; *which says which */
 };
 
-/* What identifies one answer: everything that can change it. */
+/*
+ * What identifies one answer: everything that can change it.  A key with
+ * a field out of bounds (no domain or local part, domain over 255 bytes,
+ * local part or sender over 256, port over 65535, fingerprint over
+ * CBV_CACHE_FP_MAX, sender NULL) is never cached: calls with it say OFF.
+ */
 struct cbv_cache_key {
 	const char *domain;  /* after the map; compared case-insensitively */
 	const char *local;   /* local part as sent in RCPT TO */

@@ -354,6 +354,28 @@ END_TEST
 
 /* ---- the store ---- */
 
+/* A key out of bounds is never cached, and says so without a log line. */
+START_TEST(bad_key)
+{
+	struct cbv_cache *c = open_cache(0);
+	struct cbv_cache_key k = key_of("", "bob");
+	struct cbv_result *r = full_result(CBV_PASS, "accepted", 250), *got;
+	uint64_t ticket;
+
+	ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_OFF);
+	ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OFF);
+	ck_assert_int_eq(cbv_cache_flight_begin(c, &k, 5, &ticket, NULL), CBV_CACHE_OFF);
+	k = key_of("example.test", "bob");
+	k.sender = NULL;
+	ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OFF);
+	k.sender = "";
+	ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OK);
+	ck_assert_int_eq(errs, 0);
+	cbv_result_free(r);
+	cbv_cache_free(c);
+}
+END_TEST
+
 START_TEST(roundtrip)
 {
 	struct cbv_cache *c = open_cache(0);
@@ -1363,6 +1385,7 @@ static Suite *cache_suite(void)
 	tc = tcase_create("store");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, roundtrip);
+	tcase_add_test(tc, bad_key);
 	tcase_add_loop_test(tc, ttl_expiry, 0, sizeof(ttl_rows) / sizeof(ttl_rows[0]));
 	tcase_add_loop_test(tc, domain_facts, 0, sizeof(fact_rows) / sizeof(fact_rows[0]));
 	tcase_add_test(tc, eviction);
