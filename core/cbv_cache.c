@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -283,8 +284,12 @@ static int create_file(const char *path, const struct stat *dir)
 
 	if (fd < 0)
 		return errno == EEXIST ? 0 : -1;
+	struct stat st;
+
 	/* root must not leave files Exim's user cannot open */
-	if (geteuid() == 0 && fchown(fd, dir->st_uid, dir->st_gid) != 0)
+	if (geteuid() == 0 && fstat(fd, &st) == 0 &&
+	    (st.st_uid != dir->st_uid || st.st_gid != dir->st_gid) &&
+	    fchown(fd, dir->st_uid, dir->st_gid) != 0)
 		rc = -1;
 	if (rc == 0 && fchmod(fd, 0660) != 0) /* the umask may have cut group write */
 		rc = -1;
@@ -298,33 +303,40 @@ static int create_file(const char *path, const struct stat *dir)
 	return rc;
 }
 
-/* Makes the data and lock files if missing; -1 with errno and *what. */
-static int create_files(struct cbv_cache *c, const char **what)
+/* The directory of path into dir (size n); -1 if too long. */
+static int dir_of(const char *path, char *dir, size_t n)
 {
-	char dir[4096], lock[4096 + 8];
-	struct stat st;
-	const char *slash = strrchr(c->path, '/');
-	size_t dl = slash == NULL ? 1 : (size_t)(slash - c->path);
+	const char *slash = strrchr(path, '/');
+	size_t dl = slash == NULL ? 1 : (size_t)(slash - path);
 
+	if (slash == NULL)
+		return snprintf(dir, n, ".") < 0 ? -1 : 0;
 	if (dl == 0)
 		dl = 1; /* "/file" */
-	if (dl >= sizeof(dir) || strlen(c->path) >= sizeof(dir)) {
-		*what = "path too long";
+	if (dl >= n)
+		return -1;
+	memcpy(dir, path, dl);
+	dir[dl] = '\0';
+	return 0;
+}
+
+/* Makes the data and lock files if missing; -1 with errno and *what. */
+static int create_files(struct cbv_cache *c, const char *lock, const char **what)
+{
+	char dir[4096];
+	struct stat st;
+
+	*what = "its directory is missing";
+	if (dir_of(c->path, dir, sizeof(dir)) != 0) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)dl, c->path);
-	*what = "its directory is missing";
 	if (stat(dir, &st) != 0)
 		return -1;
 	if (!S_ISDIR(st.st_mode)) {
 		errno = ENOTDIR;
 		return -1;
 	}
-	snprintf(lock, sizeof(lock), "%s-lock", c->path);
 	*what = "cannot create it";
 	if (create_file(c->path, &st) != 0 || create_file(lock, &st) != 0)
 		return -1;
@@ -417,31 +429,82 @@ lmdb_error:
 	return -1;
 }
 
+/* 0 if path is missing or a regular file, else -1 (a symlink, a device...). */
+static int regular_or_missing(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : -1;
+	if (S_ISREG(st.st_mode))
+		return 0;
+	errno = S_ISLNK(st.st_mode) ? ELOOP : EINVAL;
+	return -1;
+}
+
+/*
+ * Creates (if missing) and opens the files.  LMDB opens them by name and
+ * follows symlinks, and it writes the lock file: a symlink planted in the
+ * Exim-owned directory could make root overwrite any file.  So symlinks
+ * are refused, and root opens with the directory owner's file-system
+ * identity (setfsuid, Linux): files it creates belong to that owner, and a
+ * link swapped in after the check reaches only what that owner can.
+ */
+static int open_files(struct cbv_cache *c, const char **what, char *detail, size_t n)
+{
+	char lock[4096 + 8], dir[4096];
+	struct stat st;
+	int as_owner = 0, rc = 0;
+	uid_t old_uid = 0;
+	gid_t old_gid = 0;
+
+	snprintf(lock, sizeof(lock), "%s-lock", c->path);
+	if (geteuid() == 0 && dir_of(c->path, dir, sizeof(dir)) == 0 && stat(dir, &st) == 0 &&
+	    st.st_uid != 0) {
+		old_gid = (gid_t)setfsgid(st.st_gid);
+		old_uid = (uid_t)setfsuid(st.st_uid);
+		as_owner = 1;
+	}
+	if (regular_or_missing(c->path) != 0 || regular_or_missing(lock) != 0) {
+		*what = "not a regular file";
+		rc = errno;
+	} else if ((access(c->path, F_OK) != 0 || access(lock, F_OK) != 0) && errno == ENOENT &&
+	           create_files(c, lock, what) != 0) {
+		rc = errno;
+	} else {
+		rc = mdb_env_open(c->env, c->path,
+		                  MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC | MDB_NORDAHEAD, 0660);
+		if (rc != 0)
+			*what = rc == MDB_INVALID ? "not an LMDB file" : "cannot open it";
+	}
+	if (as_owner) {
+		setfsuid(old_uid);
+		setfsgid(old_gid);
+	}
+	/* LMDB's codes and errno values both read well through mdb_strerror() */
+	snprintf(detail, n, "%s", mdb_strerror(rc));
+	return rc == 0 ? 0 : -1;
+}
+
 /* Opens the store in this process; 1 if usable, 0 if OFF. */
 static int do_open(struct cbv_cache *c)
 {
-	struct stat st;
 	const char *what = "cannot open it";
-	char lock[4096 + 8];
+	char detail[128];
 	int rc, dead;
 
-	snprintf(lock, sizeof(lock), "%s-lock", c->path);
-	if ((stat(c->path, &st) != 0 || stat(lock, &st) != 0) && errno == ENOENT &&
-	    create_files(c, &what) != 0) {
-		fail_once(c, F_OPEN, what, strerror(errno));
-		goto off;
-	}
 	rc = mdb_env_create(&c->env);
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(c->env, c->map_size);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(c->env, MAXREADERS);
-	if (rc == 0)
-		rc = mdb_env_open(c->env, c->path,
-		                  MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC | MDB_NORDAHEAD, 0660);
 	if (rc != 0) {
-		fail_once(c, F_OPEN, rc == MDB_INVALID ? "not an LMDB file" : "cannot open it",
-		          mdb_strerror(rc));
+		fail_once(c, F_OPEN, what, mdb_strerror(rc));
+		close_env(c);
+		goto off;
+	}
+	if (open_files(c, &what, detail, sizeof(detail)) != 0) {
+		fail_once(c, F_OPEN, what, detail);
 		close_env(c);
 		goto off;
 	}

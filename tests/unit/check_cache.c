@@ -764,6 +764,36 @@ START_TEST(missing_dir)
 }
 END_TEST
 
+/* A symlink planted where the files go is refused; its target untouched. */
+START_TEST(symlink_refused)
+{
+	char lock[160], victim[160], back[16] = "";
+	struct cbv_cache *c;
+	int fd;
+
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	write_file(victim, "precious", 8, 0);
+	for (int which = 0; which < 2; which++) {
+		snprintf(lock, sizeof(lock), "%s%s", path, which == 0 ? "" : "-lock");
+		ck_assert_int_eq(symlink(victim, lock), 0);
+		c = open_cache(0);
+		all_off(c);
+		ck_assert_ptr_nonnull(strstr(last_err, "not a regular file"));
+		cbv_cache_free(c);
+		ck_assert_int_eq(unlink(lock), 0);
+	}
+	ck_assert_int_eq(errs, 2);
+	fd = open(victim, O_RDONLY);
+	ck_assert_int_eq(read(fd, back, sizeof(back)), 8);
+	close(fd);
+	ck_assert_str_eq(back, "precious");
+	/* and with the links gone the store is made and works */
+	c = open_cache(0);
+	ck_assert(cbv_cache_usable(c));
+	cbv_cache_free(c);
+}
+END_TEST
+
 /* Runs fn in a child as nobody; returns its exit status. */
 static int as_nobody(void (*fn)(void))
 {
@@ -1402,6 +1432,7 @@ static Suite *cache_suite(void)
 	tcase_add_test(tc, corrupt_file);
 	tcase_add_test(tc, missing_dir);
 	tcase_add_test(tc, unwritable_dir);
+	tcase_add_test(tc, symlink_refused);
 	tcase_add_test(tc, ownership);
 	tcase_add_test(tc, oom);
 	suite_add_tcase(s, tc);
