@@ -21,8 +21,11 @@
  * environment must not cross fork(); the parent's is left alone, not
  * closed, in the child).  A missing store is created when its directory
  * exists: the files are made with O_EXCL|O_NOFOLLOW, mode 0660, and, when
- * running as root, chowned to the directory's owner and group before LMDB
+ * running as root, owned by the directory's owner and group before LMDB
  * sees them, so `cbv` run as root never leaves a cache Exim cannot open.
+ * Root also opens them with that owner's file-system identity (setfsuid)
+ * and symlinks are refused, so a link planted in the Exim-owned directory
+ * cannot make root write elsewhere.
  * 0660 rather than 0640: every process that opens an LMDB store writes its
  * lock file (reader table) and the cache is written by each user of it,
  * so cbvd or an administrator's `cbv` running as another member of the
