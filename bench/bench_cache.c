@@ -1,0 +1,243 @@
+/*
+ * bench_cache - what the verification cache costs: a lookup that hits
+ * (the library call cbv.so makes before DNS), a store, a single-flight
+ * lease and a domain cap, on a small store and on one holding N records
+ * (default 1 million), with the file size.  Prints numbers; asserts
+ * nothing.  Needs no rig: it works in a mkdtemp directory under TMPDIR.
+ *
+ *   bench_cache [-n RECORDS] [-m MAP_MB] [-l LOOKUPS]
+ *
+ * Records look like real ones: a two-line RCPT reply, an EHLO reply of
+ * eight lines, a greeting, a TLS description (about 600 bytes of text).
+ */
+#define _GNU_SOURCE /* nftw's FTW_DEPTH|FTW_PHYS */
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cbv_cache.h"
+#include "cbv_log.h"
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void report(const char *name, int64_t *ns, long n)
+{
+	qsort(ns, (size_t)n, sizeof(*ns), cmp_i64);
+	printf("%-44s n=%-8ld median %8.2f us  p99 %8.2f us  max %9.2f us\n", name, n,
+	       ns[n / 2] / 1000.0, ns[(n * 99) / 100] / 1000.0, ns[n - 1] / 1000.0);
+}
+
+static void sink(enum cbv_log_level level, const char *line, void *arg)
+{
+	(void)arg;
+	if (level <= CBV_LOG_WARN)
+		fprintf(stderr, "bench_cache: %s\n", line);
+}
+
+static struct cbv_result *sample(void)
+{
+	struct cbv_result *r = cbv_result_new();
+
+	if (r == NULL)
+		exit(1);
+	r->verdict = CBV_PASS;
+	r->reason = "accepted";
+	r->code = 250;
+	snprintf(r->ecode, sizeof(r->ecode), "2.1.5");
+	cbv_result_set(&r->message, "250 2.1.5 <someone@example.test>... Recipient ok");
+	cbv_result_set(&r->rcpt, "someone@example.test");
+	cbv_result_set(&r->address, "someone@example.test");
+	cbv_result_set(&r->host, "mx1.mail.example.test");
+	cbv_result_set(&r->ip, "192.0.2.25:25");
+	cbv_result_set(&r->greeting, "220 mx1.mail.example.test ESMTP Exim 4.96 Tue, 01 Dec 2026 "
+	                             "12:00:00 +0000");
+	cbv_result_set(&r->helo, "250-mx1.mail.example.test Hello verifier.example.org [198.51.100.7]\n"
+	                         "250-SIZE 52428800\n250-8BITMIME\n250-PIPELINING\n"
+	                         "250-PIPE_CONNECT\n250-CHUNKING\n250-STARTTLS\n250-SMTPUTF8\n"
+	                         "250 HELP");
+	cbv_result_set(&r->sent, "RCPT TO:<someone@example.test>");
+	cbv_result_set(&r->recv, "250 2.1.5 <someone@example.test>... Recipient ok");
+	snprintf(r->tls, sizeof(r->tls), "TLSv1.3:TLS_AES_256_GCM_SHA384:unverified");
+	r->elapsed_ms = 5;
+	r->hosts_tried = 1;
+	return r;
+}
+
+static char dir[256];
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st, (void)flag, (void)f;
+	return remove(p);
+}
+
+static void key_for(long i, char *local, size_t n, struct cbv_cache_key *k, char *domain,
+                    size_t dn)
+{
+	snprintf(local, n, "user%ld", i);
+	snprintf(domain, dn, "d%ld.example.test", i % 5000);
+	k->domain = domain;
+	k->local = local;
+	k->sender = "";
+	k->port = 25;
+	k->fp = "starttls=1 mode=0 host= helo= max_hosts=5";
+	k->fp_len = strlen(k->fp);
+}
+
+int main(int argc, char **argv)
+{
+	long records = 1000000, lookups = 200000;
+	size_t map_mb = 2048;
+	const char *tmp = getenv("TMPDIR");
+	char path[300], local[64], domain[64];
+	struct cbv_cache_key k;
+	struct cbv_cache_ttl ttl;
+	struct cbv_cache_caps caps;
+	struct cbv_cache_stats st;
+	struct cbv_result *r = sample(), *got;
+	struct cbv_cache *c;
+	int64_t *ns, t0, fill0;
+	uint64_t ticket;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "n:m:l:")) != -1) {
+		if (opt == 'n')
+			records = atol(optarg);
+		else if (opt == 'm')
+			map_mb = (size_t)atol(optarg);
+		else if (opt == 'l')
+			lookups = atol(optarg);
+		else {
+			fprintf(stderr, "usage: bench_cache [-n RECORDS] [-m MAP_MB] [-l LOOKUPS]\n");
+			return 2;
+		}
+	}
+	if (records < 1000)
+		records = 1000;
+	if (lookups < 100)
+		lookups = 100;
+	snprintf(dir, sizeof(dir), "%s/bench_cache.XXXXXX", tmp != NULL ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		perror(dir);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/cbv", dir);
+	cbv_log_set(sink, NULL, CBV_LOG_WARN);
+	cbv_cache_ttl_defaults(&ttl);
+	cbv_cache_caps_defaults(&caps);
+	caps.rate_count = 0;
+	c = cbv_cache_new(path, map_mb * 1024 * 1024);
+	ns = malloc(sizeof(*ns) * (size_t)(lookups > records ? lookups : records));
+	if (c == NULL || ns == NULL || !cbv_cache_usable(c)) {
+		fprintf(stderr, "bench_cache: cannot open %s\n", path);
+		return 1;
+	}
+	printf("store %s, map %zu MB, MDB_NOSYNC\n", path, map_mb);
+
+	/* a small store: 1000 records */
+	for (long i = 0; i < 1000; i++) {
+		key_for(i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		cbv_cache_store(c, &k, r, &ttl, 0);
+		ns[i] = now_ns() - t0;
+	}
+	report("store (1000 records)", ns, 1000);
+	for (long i = 0; i < lookups; i++) {
+		key_for(i % 1000, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		if (cbv_cache_lookup(c, &k, &got, NULL) != CBV_CACHE_HIT)
+			return 1;
+		ns[i] = now_ns() - t0;
+		cbv_result_free(got);
+	}
+	report("lookup, hit, result built (1000 records)", ns, lookups);
+	for (long i = 0; i < lookups; i++) {
+		key_for(1000 + i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		cbv_cache_lookup(c, &k, &got, NULL);
+		ns[i] = now_ns() - t0;
+	}
+	report("lookup, miss (1000 records)", ns, lookups);
+	for (long i = 0; i < 10000; i++) {
+		key_for(100000 + i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		cbv_cache_flight_begin(c, &k, 60, &ticket, NULL);
+		cbv_cache_store(c, &k, r, &ttl, ticket);
+		ns[i] = now_ns() - t0;
+	}
+	report("flight_begin + store (ends the flight)", ns, 10000);
+	for (long i = 0; i < 10000; i++) {
+		key_for(i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		if (cbv_cache_domain_acquire(c, domain, &caps, &ticket, NULL, NULL) == CBV_CACHE_OK)
+			cbv_cache_domain_release(c, domain, ticket);
+		ns[i] = now_ns() - t0;
+	}
+	report("domain_acquire + release", ns, 10000);
+
+	/* the big store */
+	fill0 = now_ns();
+	for (long i = 0; i < records; i++) {
+		key_for(i, local, sizeof(local), &k, domain, sizeof(domain));
+		cbv_cache_store(c, &k, r, &ttl, 0);
+	}
+	printf("%-44s %ld records in %.1f s (%.1f us each)\n", "fill", records,
+	       (now_ns() - fill0) / 1e9, (now_ns() - fill0) / 1e3 / (double)records);
+	srand(7);
+	for (long i = 0; i < lookups; i++) {
+		long j = ((long)rand() * 65536L + rand()) % records;
+
+		key_for(j, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		if (cbv_cache_lookup(c, &k, &got, NULL) != CBV_CACHE_HIT) {
+			fprintf(stderr, "bench_cache: record %ld missing (evicted: map too small?)\n", j);
+			break;
+		}
+		ns[i] = now_ns() - t0;
+		cbv_result_free(got);
+		if (i == lookups - 1) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "lookup, hit, random of %ld", records);
+			report(name, ns, lookups);
+		}
+	}
+	if (cbv_cache_stats(c, &st) == 0)
+		printf("%-44s %lu address records, file %.1f MB, in use %.1f MB of a %.0f MB map "
+		       "(%.0f bytes a record)\n",
+		       "size", st.by_kind[CBV_CACHE_ADDRESS], st.file_bytes / 1048576.0,
+		       st.used_bytes / 1048576.0, st.map_bytes / 1048576.0,
+		       st.by_kind[CBV_CACHE_ADDRESS] ? (double)st.used_bytes /
+		                                         (double)st.by_kind[CBV_CACHE_ADDRESS]
+		                                   : 0.0);
+	{
+		long purged;
+
+		t0 = now_ns();
+		purged = cbv_cache_purge(c);
+		printf("%-44s %ld expired (none due): %.1f ms for a full scan\n", "purge", purged,
+		       (now_ns() - t0) / 1e6);
+	}
+	cbv_cache_free(c);
+	cbv_result_free(r);
+	free(ns);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
