@@ -120,7 +120,7 @@ static void print_json(const char *address, const struct cbv_result *r)
 static void print_line(const char *address, const struct cbv_result *r)
 {
 	put_escaped(stdout, address);
-	printf(" %s %s ", cbv_verdict_name(r->verdict), r->reason);
+	printf(" %s %s ", cbv_verdict_name(r->verdict), cbv_reason_name(r->reason));
 	put_escaped(stdout, r->message);
 	putchar('\n');
 }
@@ -192,35 +192,17 @@ static struct cbv_config *load_config(const char *path, int explicit_path)
  */
 static struct cbv_result *synth_result(const char *address, const struct cbv_err *err)
 {
-	struct cbv_result *r = cbv_result_new();
-	char msg[400];
-
-	if (r == NULL)
-		return NULL;
 	switch (err->code) {
 	case CBV_EINVAL:
-		r->verdict = CBV_FAIL, r->reason = "bad_syntax", r->code = 553;
-		snprintf(r->ecode, sizeof(r->ecode), "5.1.3");
-		break;
+		return cbv_result_synth(address, CBV_FAIL, CBV_R_BAD_SYNTAX, 553, "5.1.3", err->msg);
 	case CBV_ETIMEOUT:
-		r->verdict = CBV_TRANSIENT, r->reason = "timeout", r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.4.2");
-		break;
+		return cbv_result_synth(address, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.2", err->msg);
 	case CBV_ECONNECT:
-		r->verdict = CBV_TRANSIENT, r->reason = "connect_failed", r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.4.1");
-		break;
+		return cbv_result_synth(address, CBV_TRANSIENT, CBV_R_CONNECT_FAILED, 451, "4.4.1",
+		                        err->msg);
 	default:
-		r->verdict = CBV_ERROR, r->reason = "protocol_error", r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.5.0");
-		break;
+		return cbv_result_synth(address, CBV_ERROR, CBV_R_PROTOCOL_ERROR, 451, "4.5.0", err->msg);
 	}
-	snprintf(msg, sizeof(msg), "%d %s %s", r->code, r->ecode, err->msg);
-	if (cbv_result_set(&r->message, msg) < 0 || cbv_result_set(&r->address, address) < 0) {
-		cbv_result_free(r);
-		return NULL;
-	}
-	return r;
 }
 
 /* --server: connect, SID, and the SET lines callout.mfl sends. */

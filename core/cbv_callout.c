@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -699,102 +700,64 @@ static int set_init(struct cbv_result *r, const char *s, size_t len)
 	return cbv_result_set(&r->host, tmp);
 }
 
-/* Fills code and ecode from "550 5.1.1 text"; 0 if s holds no reply code. */
-static int reply_code(const char *s, char *ecode, size_t n)
+/*
+ * The stage a calloutd transcript stopped at, from its last SENT line
+ * ("" or "nothing": the greeting).  calloutd reports only the last
+ * command, so this is all the mapping can know.
+ */
+static enum cbv_stage sent_stage(const char *sent)
 {
-	int code;
-	size_t i = 4, dots = 0;
+	static const struct {
+		const char *prefix;
+		enum cbv_stage stage;
+	} cmds[] = {
+		{ "EHLO", CBV_STAGE_EHLO },         { "HELO", CBV_STAGE_HELO },
+		{ "STARTTLS", CBV_STAGE_STARTTLS }, { "RSET", CBV_STAGE_RSET },
+		{ "MAIL FROM", CBV_STAGE_MAIL },    { "RCPT TO", CBV_STAGE_RCPT },
+	};
 
-	ecode[0] = '\0';
-	if (strlen(s) < 3 || s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
-	    s[2] < '0' || s[2] > '9' || (s[3] != '\0' && s[3] != ' ' && s[3] != '-'))
-		return 0;
-	code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-	if (s[3] == '\0' || s[4] != s[0])
-		return code;
-	while (s[i] != '\0' && s[i] != ' ' && i < 4 + 11) {
-		if (s[i] == '.')
-			dots++;
-		else if (s[i] < '0' || s[i] > '9')
-			return code;
-		i++;
-	}
-	if (dots == 2 && i - 4 < n && s[i - 1] != '.') {
-		memcpy(ecode, s + 4, i - 4);
-		ecode[i - 4] = '\0';
-	}
-	return code;
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strncasecmp(sent, cmds[i].prefix, strlen(cmds[i].prefix)) == 0)
+			return cmds[i].stage;
+	return CBV_STAGE_GREETING;
 }
 
-/* reason word from the verdict and the deciding reply (DESIGN.md names). */
-static const char *pick_reason(const struct cbv_result *r, const char *word, int saw_init)
-{
-	const char *e = r->ecode;
-
-	switch (r->verdict) {
-	case CBV_PASS:
-		return "accepted";
-	case CBV_FAIL:
-		if (r->code == 0)
-			return "no_mail_host";
-		if (strcmp(e, "5.2.1") == 0)
-			return "mailbox_disabled";
-		if (strcmp(e, "5.2.2") == 0)
-			return "mailbox_full";
-		if (strcmp(e, "5.1.3") == 0)
-			return "bad_syntax";
-		if (strncmp(e, "5.7.", 4) == 0)
-			return "policy_refused";
-		if (r->code / 100 == 5 && r->sent[0] == '\0')
-			return "greeting_refused";
-		return "mailbox_unknown";
-	case CBV_TRANSIENT:
-		if (strcmp(word, "timeout") == 0)
-			return "timeout";
-		if (r->code == 0)
-			return saw_init ? "connect_failed" : "dns_failure";
-		if (strcmp(e, "4.7.1") == 0 || strcmp(e, "4.7.0") == 0)
-			return "greylisted";
-		return "temp_failure";
-	case CBV_ERROR:
-		if (r->code == 0)
-			return "no_mail_host";
-		if (strncmp(e, "5.7.", 4) == 0)
-			return "policy_refused";
-		return "protocol_error";
-	}
-	return "protocol_error";
-}
-
+/*
+ * Verdict from the server's word; reason, code, ecode and message from
+ * what calloutd's progress lines say, through the one mapping
+ * (cbv_reason_for): the RECV reply at the stage of the last SENT.
+ * Without a reply, the reason says what the word can: no host answered.
+ */
 static int finish_result(struct cbv_result *r, const char *word, int saw_init)
 {
-	char msg[256];
+	char text[256];
+	size_t rlen = strcspn(r->recv, "\n");
 
-	r->code = reply_code(r->recv, r->ecode, sizeof(r->ecode));
-	r->reason = pick_reason(r, word, saw_init);
-	if (r->recv[0] != '\0' && r->code != 0)
+	r->code = cbv_reply_code_parse(r->recv, rlen, r->ecode);
+	if (r->code != 0) {
+		struct cbv_judgement j = cbv_reason_for(sent_stage(r->sent), r->code, r->ecode);
+
+		/* Through a callout server the server's word is the verdict. */
+		r->reason = j.reason;
 		return cbv_result_set(&r->message, r->recv);
+	}
+	snprintf(text, sizeof(text), "callout server: %s%s%s", word, r->host[0] ? " " : "",
+	         r->host);
 	switch (r->verdict) {
 	case CBV_PASS:
-		r->code = 250;
-		snprintf(r->ecode, sizeof(r->ecode), "2.1.5");
-		break;
+		return cbv_result_set_synth(r, r->verdict, CBV_R_ACCEPTED, 250, "2.1.5", text);
 	case CBV_FAIL:
-		r->code = 550;
-		snprintf(r->ecode, sizeof(r->ecode), "5.1.2");
-		break;
+		return cbv_result_set_synth(r, r->verdict, CBV_R_NO_MAIL_HOST, 550, "5.1.2", text);
 	case CBV_TRANSIENT:
-		r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.4.%c", strcmp(word, "timeout") == 0 ? '2' : '0');
-		break;
+		if (strcmp(word, "timeout") == 0)
+			return cbv_result_set_synth(r, r->verdict, CBV_R_TIMEOUT, 451, "4.4.2", text);
+		return cbv_result_set_synth(r, r->verdict,
+		                            saw_init ? CBV_R_CONNECT_FAILED : CBV_R_DNS_FAILURE, 451,
+		                            "4.4.0", text);
 	case CBV_ERROR:
-		r->code = 550;
-		snprintf(r->ecode, sizeof(r->ecode), "5.4.4");
 		break;
 	}
-	snprintf(msg, sizeof(msg), "%d %s callout server: %s%s%s", r->code, r->ecode, word,
-	         r->host[0] ? " " : "", r->host);
-	return cbv_result_set(&r->message, msg);
+	return cbv_result_set_synth(r, r->verdict, CBV_R_NO_MAIL_HOST, 550, "5.4.4", text);
 }
 
 enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,

@@ -140,6 +140,18 @@ done:
 	return st;
 }
 
+int cbv_reply_code_parse(const char *line, size_t len, char ecode[16])
+{
+	ecode[0] = '\0';
+	if (len < 3 || line[0] < '2' || line[0] > '5' || !is_digit(line[1]) || !is_digit(line[2]))
+		return 0;
+	if (len > 3 && line[3] != ' ' && line[3] != '-')
+		return 0;
+	if (len > 4)
+		read_ecode(line + 4, len - 4, line[0], ecode);
+	return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+}
+
 /*
  * Parses one whole reply from buf (lines end in CR LF or LF).  On CBV_OK
  * r->complete is 1 and *used counts the bytes consumed, so the caller can

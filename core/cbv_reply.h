@@ -52,6 +52,16 @@ enum cbv_status cbv_reply_parse(const char *buf, size_t len,
                                 struct cbv_err *err);
 
 /*
+ * Reads the code and RFC 3463 enhanced code of one reply line ("550
+ * 5.1.1 text", "250-x", "421"), with the rules cbv_reply_feed() uses:
+ * code 2xx-5xx followed by ' ', '-' or the end; ecode class equal to the
+ * code's first digit, subject and detail 1-3 digits, then ' ' or the end.
+ * Returns the code and fills ecode (16 bytes, "" if none), or 0 if the
+ * line is not a reply line.  For text from a callout server's RECV line.
+ */
+int cbv_reply_code_parse(const char *line, size_t len, char ecode[16]);
+
+/*
  * Copies at most n-1 bytes of s (len bytes) to out, replacing every byte
  * < 0x20, 0x7f or >= 0x80 with '?'; NUL-terminates.  Returns bytes written.
  */

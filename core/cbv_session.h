@@ -32,20 +32,10 @@
 #include "cbv_config.h"
 #include "cbv_limits.h"
 #include "cbv_reply.h"
+#include "cbv_result.h"
 #include "cbv_status.h"
 
-enum cbv_stage {
-	CBV_STAGE_CONNECT,
-	CBV_STAGE_GREETING,
-	CBV_STAGE_EHLO,
-	CBV_STAGE_HELO,
-	CBV_STAGE_STARTTLS,
-	CBV_STAGE_TLS,     /* the handshake itself */
-	CBV_STAGE_RSET,
-	CBV_STAGE_MAIL,
-	CBV_STAGE_RCPT,
-	CBV_STAGE_DONE
-};
+/* enum cbv_stage is in cbv_result.h (the verdict mapping needs it). */
 
 /* Returns "connect", "greeting", "EHLO", ... for messages. */
 const char *cbv_stage_name(enum cbv_stage s);

@@ -580,36 +580,6 @@ static enum cbv_status slot_sync(struct cslot *s, struct cbv_err *err)
 }
 
 /*
- * A result for a verification the server did not answer, shaped like the
- * in-process ones (as `cbv verify --server` makes them): lost connection
- * or deadline -> transient; a value refused before sending -> bad_syntax.
- */
-static struct cbv_result *synth_result(const char *address, enum cbv_verdict v,
-                                       const char *reason, int code, const char *ecode,
-                                       const char *text)
-{
-	struct cbv_result *r = cbv_result_new();
-	char msg[400], addr[CBV_PATH_MAX + 1];
-	size_t o = 0;
-
-	if (r == NULL)
-		return NULL;
-	for (const char *p = address; *p != '\0' && o + 1 < sizeof(addr); p++)
-		addr[o++] = ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) ? '?' : *p;
-	addr[o] = '\0';
-	r->verdict = v;
-	r->reason = reason;
-	r->code = code;
-	snprintf(r->ecode, sizeof(r->ecode), "%s", ecode);
-	snprintf(msg, sizeof(msg), "%d %s %s", code, ecode, text);
-	if (cbv_result_set(&r->message, msg) < 0 || cbv_result_set(&r->address, addr) < 0) {
-		cbv_result_free(r);
-		return NULL;
-	}
-	return r;
-}
-
-/*
  * Verifies address through slot s with mailfromd REST parameters (may be
  * NULL): on OK, last holds the poll (from the server's progress lines),
  * the vars_acl has run and *verdict is set.  A lost connection or a
@@ -631,7 +601,7 @@ static int slot_verify(const char *fname, struct cslot *s, const char *address, 
 	/* callout.mfl: an empty address (after its angle brackets) is success
 	 * at once, nothing asked. */
 	if (alen == 0 || strcmp(address, "<>") == 0) {
-		r = synth_result("", CBV_PASS, "accepted", 250, "2.1.0",
+		r = cbv_result_synth("", CBV_PASS, CBV_R_ACCEPTED, 250, "2.1.0",
 		                 "empty address: not verified (as mailfromd's callout_do)");
 		if (r == NULL)
 			return misuse(yield, "cbv: %s: out of memory", fname);
@@ -642,11 +612,11 @@ static int slot_verify(const char *fname, struct cslot *s, const char *address, 
 	st = slot_sync(s, &err);
 	if (st == CBV_EINVAL) {
 		/* EHLO or MAILFROM with a control character: nothing was sent. */
-		r = synth_result(address, CBV_ERROR, "bad_syntax", 501, "5.5.4", err.msg);
+		r = cbv_result_synth(address, CBV_ERROR, CBV_R_BAD_SYNTAX, 501, "5.5.4", err.msg);
 	} else if (st == CBV_OK) {
 		st = cbv_callout_verify(s->conn, address, rest, s->verify_ms, &r, &err);
 		if (st == CBV_EINVAL) /* the address: REST was checked above */
-			r = synth_result(address, CBV_FAIL, "bad_syntax", 553, "5.1.3", err.msg);
+			r = cbv_result_synth(address, CBV_FAIL, CBV_R_BAD_SYNTAX, 553, "5.1.3", err.msg);
 		else if (st != CBV_OK)
 			slot_disconnect(s);
 	}
@@ -655,10 +625,10 @@ static int slot_verify(const char *fname, struct cslot *s, const char *address, 
 	case CBV_EINVAL:
 		break;
 	case CBV_ETIMEOUT:
-		r = synth_result(address, CBV_TRANSIENT, "timeout", 451, "4.4.2", err.msg);
+		r = cbv_result_synth(address, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.2", err.msg);
 		break;
 	case CBV_ECONNECT:
-		r = synth_result(address, CBV_TRANSIENT, "connect_failed", 451, "4.4.1", err.msg);
+		r = cbv_result_synth(address, CBV_TRANSIENT, CBV_R_CONNECT_FAILED, 451, "4.4.1", err.msg);
 		break;
 	default: /* CBV_EPROTO: err.msg starts "e_callout_proto: "; CBV_ENOMEM */
 		return misuse(yield, "cbv: %s: %s", fname, err.msg);
@@ -666,7 +636,7 @@ static int slot_verify(const char *fname, struct cslot *s, const char *address, 
 	if (r == NULL)
 		return misuse(yield, "cbv: %s: out of memory", fname);
 	cbv_log(CBV_LOG_INFO, "cbv: <%s> via %s: %s/%s host=%s%s elapsed=%lums: %s", r->address,
-	        s->url, cbv_verdict_name(r->verdict), r->reason, r->host[0] ? r->host : "-",
+	        s->url, cbv_verdict_name(r->verdict), cbv_reason_name(r->reason), r->host[0] ? r->host : "-",
 	        r->cache ? " (cache)" : "", r->elapsed_ms, r->message);
 	*verdict = r->verdict;
 	set_last(r, s->vars_acl);
@@ -722,8 +692,8 @@ static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[]
 			/* As in-process: a bad sender is error/bad_syntax, nothing sent
 			 * (and never a truncated MAIL FROM). */
 			cbv_profile_clear(&prof);
-			r = synth_result(argv[0] != NULL ? (const char *)argv[0] : "", CBV_ERROR,
-			                 "bad_syntax", 501, "5.1.7", "sender longer than 256 octets");
+			r = cbv_result_synth(argv[0] != NULL ? (const char *)argv[0] : "", CBV_ERROR,
+			                 CBV_R_BAD_SYNTAX, 501, "5.1.7", "sender longer than 256 octets");
 			if (r == NULL)
 				return misuse(yield, "cbv: %s: out of memory", fname);
 			*verdict = CBV_ERROR;

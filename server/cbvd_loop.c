@@ -302,7 +302,7 @@ static void job_done(struct loop *L, struct job *j, const struct cbv_result *r)
 	j->word = r != NULL ? cbv_verdict_mfd_name(r->verdict) : "temp_failure";
 	if (r != NULL)
 		cbv_log(CBV_LOG_INFO, "cbvd: %s %010u <%s> %s %s/%s %s", c->sid[0] ? c->sid : "-",
-		        j->id, r->address, j->word, cbv_verdict_name(r->verdict), r->reason,
+		        j->id, r->address, j->word, cbv_verdict_name(r->verdict), cbv_reason_name(r->reason),
 		        r->message);
 	cbv_verify_free(j->v);
 	j->v = NULL;
