@@ -8,7 +8,8 @@
  * "class.subject.detail", class 2, 4 or 5 matching the reply's first
  * digit) is read from the first line if present.  The text kept is made
  * printable (controls and 8-bit bytes become '?'), lines joined by '\n',
- * at most CBV_REPLY_KEEP_MAX - 1 bytes (then cut, truncated = 1).
+ * at most CBV_REPLY_KEEP_MAX - 1 bytes: a longer reply is CBV_EPROTO
+ * "reply longer than ..." (DESIGN.md: beyond that is protocol_error).
  * No I/O.
  */
 #ifndef CBV_REPLY_H
@@ -24,7 +25,6 @@ struct cbv_reply {
 	char ecode[16];    /* "5.1.1" or "" */
 	unsigned nlines;
 	int complete;      /* the final line (code + ' ' or code alone) was seen */
-	int truncated;     /* text was cut at CBV_REPLY_KEEP_MAX */
 	size_t len;        /* strlen(text) */
 	char text[CBV_REPLY_KEEP_MAX]; /* full reply, lines joined by '\n', NUL-terminated */
 };
@@ -35,7 +35,7 @@ void cbv_reply_init(struct cbv_reply *r);
 /*
  * Adds one line.  Returns CBV_OK (check r->complete) or CBV_EPROTO with
  * err->msg naming the fault ("bad reply code", "code changed inside a
- * multi-line reply", "more than 64 lines in a reply", "reply line too
+ * multi-line reply", "more than 64 lines in a reply", "reply longer than 16383 bytes", "reply line too
  * long").  Feeding after completion is CBV_EINVAL.
  */
 enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
