@@ -75,7 +75,8 @@ struct cbv_session_outcome {
 	struct cbv_reply reply;    /* last complete reply (deciding one if OK) */
 	struct cbv_reply greeting; /* the greeting, if received */
 	struct cbv_reply ehlo;     /* last EHLO/HELO reply, if received */
-	char sent[CBV_CMD_MAX];    /* last command sent, sanitized, no CRLF */
+	char sent[CBV_CMD_MAX];    /* the command `reply` answers ("" for the greeting or
+	                            * none): with reply, a true pair; no CRLF */
 	char tls[128];             /* cbv_tls_describe() or "" */
 	int tls_offered;           /* STARTTLS was in the EHLO reply */
 	int tls_not_offered;       /* policy required TLS, none offered */

@@ -613,11 +613,14 @@ enum cbv_status cbv_verify(const struct cbv_profile *p,
 {
 	struct pollfd fds[CBV_VERIFY_POLLFDS_MAX];
 	struct cbv_verify *v;
+	struct cbv_err local;
 
 	*out = NULL;
+	if (err == NULL)
+		err = &local; /* the status says why, even without a message */
 	v = cbv_verify_new(p, req, err);
 	if (v == NULL)
-		return err != NULL ? err->code : CBV_ENOMEM;
+		return err->code;
 	while (!cbv_verify_done(v)) {
 		int64_t wake = 0, wait;
 		int n = cbv_verify_pollfds(v, fds, CBV_VERIFY_POLLFDS_MAX, &wake);
