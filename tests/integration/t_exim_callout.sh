@@ -75,7 +75,8 @@ common_checks() { # WHO UNIX_URL INET_URL
 		"$OP{$unix}{$C}}/$DO{1}{alice@exim.test}}/$CL{1}}/$OP{$inet}{$C}}" "1/success//1"
 	be "$OP{$unix}{$C}}|$DO{1}{bob@exim.test}}|$LP{status}}|$LP{host}}|$LP{sent}}|$LP{recv}}|$LP{greeting}}|$LP{helo}}|$LP{cache}}"
 	if [[ $rc -eq 0 && $out == "1|success|pass|mx.exim.test|RCPT TO:<bob@exim.test>|250 "* ]] &&
-		grep -q '|220 mx\.exim\.test ESMTP Exim' <<<"$out" && grep -q '|250-mx\.exim\.test Hello .*|0$' <<<"$out"; then
+		grep -q '|220 mx\.exim\.test ESMTP Exim' <<<"$out" && grep -q '|250-mx\.exim\.test Hello ' <<<"$out" &&
+		[[ $out == *"|0" ]]; then
 		ok "$who: last_poll host, sent, recv, greeting, helo from the progress lines"
 	else
 		bad "$who: last_poll fields" "rc=$rc out=$out err=$err"
@@ -341,7 +342,7 @@ do
   return 0
 done
 EOF
-	out=$(timeout 60 mailfromd --no-config --run "$T/t.mf" 2>&1)
+	out=$(timeout 60 mailfromd --no-config --run "$T/t.mf" 2>&1 | grep -v 'stack segment expanded')
 	want="alice=0 host=mx.exim.test sent=RCPT TO:<alice@exim.test> recv=250 Accepted cache=0
 nobody=1/1
 grey=3/3
