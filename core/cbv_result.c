@@ -356,6 +356,31 @@ const char *cbv_result_text(const struct cbv_result *r, const char *name)
 	return NULL;
 }
 
+const char *cbv_result_mfd_field(const struct cbv_result *r, const char *name, char *buf,
+                                 size_t n)
+{
+	static const char *const names[] = { "last_poll_host", "last_poll_greeting",
+		                             "last_poll_helo", "last_poll_sent", "last_poll_recv" };
+	const char *v = NULL;
+	int known = 0;
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0) {
+			known = 1;
+			v = cbv_result_text(r, name + 10); /* "last_poll_" */
+		}
+	if (!known || n == 0)
+		return NULL;
+	if (v == NULL)
+		v = "";
+	len = strcspn(v, "\n");
+	if (len == 0 && (strcmp(name, "last_poll_sent") == 0 || strcmp(name, "last_poll_recv") == 0))
+		v = "nothing", len = 7;
+	snprintf(buf, n, "%.*s", (int)len, v);
+	return buf;
+}
+
 const char *cbv_result_field(const struct cbv_result *r, const char *name,
                              char *buf, size_t n)
 {

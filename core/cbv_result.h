@@ -161,6 +161,17 @@ const char *cbv_result_field(const struct cbv_result *r, const char *name,
                              char *buf, size_t n);
 
 /*
+ * mailfromd's view of the last poll (its last_poll_host, _greeting,
+ * _helo, _sent, _recv variables, as callout.mfl fills them from
+ * calloutd's lines): name is one of "last_poll_host", "last_poll_greeting",
+ * "last_poll_helo", "last_poll_sent", "last_poll_recv"; the value is the
+ * first line only, and "nothing" for an empty sent or recv.  Writes it
+ * into buf (size n, truncated) and returns buf, or NULL for another name.
+ */
+const char *cbv_result_mfd_field(const struct cbv_result *r, const char *name, char *buf,
+                                 size_t n);
+
+/*
  * Returns a pointer to r's string for a text field (no copy; valid while r
  * lives), or NULL for a numeric/unknown field.
  */

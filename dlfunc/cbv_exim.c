@@ -12,6 +12,7 @@
  *   ${dlfunc{...}{callout_do}{FD}{ADDRESS}{REST}}
  *       -> success | not_found | temp_failure | failure
  *   ${dlfunc{...}{callout_close}{FD}}            -> ""
+ *   ${dlfunc{...}{default_callout_server_url}{OPTIONS}} -> the profile's callout_url
  *
  * Each call turns argv into one core call and the answer into *yield.
  * Every verification outcome returns OK with the verdict word; ERROR (which
@@ -65,6 +66,7 @@ EXPORT int callout(uschar **yield, int argc, uschar *argv[]);
 EXPORT int callout_open(uschar **yield, int argc, uschar *argv[]);
 EXPORT int callout_do(uschar **yield, int argc, uschar *argv[]);
 EXPORT int callout_close(uschar **yield, int argc, uschar *argv[]);
+EXPORT int default_callout_server_url(uschar **yield, int argc, uschar *argv[]);
 
 #define OPTIONS_MAX 8192 /* bytes of one OPTIONS argument */
 #define CONF_SLOTS 4     /* distinct config files cached per process */
@@ -760,6 +762,26 @@ int callout_close(uschar **yield, int argc, uschar *argv[])
 	return OK;
 }
 
+/* mailfromd's default_callout_server_url(): the profile's callout_url
+ * ("" when unset); OPTIONS (optional) choose config= and profile=. */
+int default_callout_server_url(uschar **yield, int argc, uschar *argv[])
+{
+	struct cbv_profile prof;
+	int rc;
+
+	if (argc > 1)
+		return misuse(yield, "cbv: default_callout_server_url: expects 0 or 1 argument "
+		              "(OPTIONS), got %d", argc);
+	log_setup();
+	rc = options_profile("default_callout_server_url",
+	                     argc == 1 && argv[0] != NULL ? (const char *)argv[0] : "", yield, &prof);
+	if (rc != OK)
+		return rc;
+	*yield = clean_copy(prof.callout_url);
+	cbv_profile_clear(&prof);
+	return OK;
+}
+
 /* ---- last_poll ---------------------------------------------------------- */
 
 /* Fields that are our own words or numbers, not remote data. */
@@ -779,15 +801,20 @@ static const char *field_value(const char *name, char *num, size_t n)
 	t = cbv_result_text(last, name);
 	if (t == NULL)
 		t = cbv_result_field(last, name, num, n);
+	if (t == NULL) /* mailfromd's last_poll_* view: first line, "nothing" */
+		t = cbv_result_mfd_field(last, name, num, n);
 	return t != NULL ? t : "";
 }
 
 static int field_known(const char *name)
 {
+	static const struct cbv_result empty;
+	char tmp[2];
+
 	for (size_t i = 0; cbv_result_fields[i] != NULL; i++)
 		if (strcmp(cbv_result_fields[i], name) == 0)
 			return 1;
-	return 0;
+	return cbv_result_mfd_field(&empty, name, tmp, sizeof(tmp)) != NULL;
 }
 
 /* Writes v quoted for ${extract}: \ and " escaped, controls as \xHH.
@@ -854,7 +881,7 @@ static size_t all_fields(char *out)
 
 int last_poll(uschar **yield, int argc, uschar *argv[])
 {
-	char num[32];
+	char num[CBV_REPLY_LINE_MAX + 1];
 	const char *name;
 
 	if (argc == 0) {
@@ -873,7 +900,8 @@ int last_poll(uschar **yield, int argc, uschar *argv[])
 	name = (const char *)argv[0];
 	if (!field_known(name))
 		return misuse(yield, "cbv: last_poll: unknown field \"%.64s\" (status reason message "
-		              "host ip greeting helo sent recv ecode tls elapsed cache)", name);
+		              "host ip greeting helo sent recv ecode tls elapsed cache, or mailfromd's "
+		              "last_poll_host _greeting _helo _sent _recv)", name);
 	if (field_is_local(name))
 		*yield = clean_copy(field_value(name, num, sizeof(num)));
 	else

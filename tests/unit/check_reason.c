@@ -144,6 +144,47 @@ START_TEST(test_code_parse)
 }
 END_TEST
 
+/* mailfromd's last_poll_* view: first line, "nothing" (issue 11.10). */
+START_TEST(test_mfd_view)
+{
+	struct cbv_result *r = cbv_result_new();
+	char buf[64];
+
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(cbv_result_mfd_field(r, "last_poll_sent", buf, sizeof(buf)), "nothing");
+	ck_assert_str_eq(cbv_result_mfd_field(r, "last_poll_recv", buf, sizeof(buf)), "nothing");
+	ck_assert_str_eq(cbv_result_mfd_field(r, "last_poll_greeting", buf, sizeof(buf)), "");
+	ck_assert_int_eq(cbv_result_set(&r->helo, "250-mx.test Hello\n250 HELP"), 0);
+	ck_assert_int_eq(cbv_result_set(&r->recv, "550-5.1.1 a\n550 5.1.1 b"), 0);
+	ck_assert_int_eq(cbv_result_set(&r->sent, "RCPT TO:<a@b.test>"), 0);
+	ck_assert_str_eq(cbv_result_mfd_field(r, "last_poll_helo", buf, sizeof(buf)),
+	                 "250-mx.test Hello");
+	ck_assert_str_eq(cbv_result_mfd_field(r, "last_poll_recv", buf, sizeof(buf)), "550-5.1.1 a");
+	ck_assert_str_eq(cbv_result_mfd_field(r, "last_poll_sent", buf, sizeof(buf)),
+	                 "RCPT TO:<a@b.test>");
+	ck_assert_str_eq(cbv_result_text(r, "recv"), "550-5.1.1 a\n550 5.1.1 b");
+	ck_assert_ptr_null(cbv_result_mfd_field(r, "recv", buf, sizeof(buf)));
+	ck_assert_ptr_null(cbv_result_mfd_field(r, "last_poll_ip", buf, sizeof(buf)));
+	cbv_result_free(r);
+}
+END_TEST
+
+/* cbv_result_synth: the one synthesized shape. */
+START_TEST(test_synth)
+{
+	struct cbv_result *r = cbv_result_synth("a\r\nb@x.test", CBV_TRANSIENT, CBV_R_TIMEOUT,
+	                                        451, "4.4.2", "timed out\r\nQUIT");
+
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->message, "451 4.4.2 timed out??QUIT");
+	ck_assert_str_eq(r->address, "a??b@x.test");
+	ck_assert_str_eq(cbv_reason_name(r->reason), "timeout");
+	ck_assert_int_eq(r->code, 451);
+	ck_assert_str_eq(r->ecode, "4.4.2");
+	cbv_result_free(r);
+}
+END_TEST
+
 /* ---- documentation ---- */
 
 static char *slurp(const char *rel)
@@ -323,6 +364,8 @@ static Suite *reason_suite(void)
 	tcase_add_loop_test(tc, test_status_rows, 0, NROWS(srows));
 	tcase_add_test(tc, test_names);
 	tcase_add_loop_test(tc, test_code_parse, 0, NROWS(crows));
+	tcase_add_test(tc, test_mfd_view);
+	tcase_add_test(tc, test_synth);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("docs");
 	tcase_add_test(tc, test_doc_table);
