@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cbv_callout.h"
 #include "cbv_clock.h"
 #include "cbv_cproto.h"
 #include "cbvd.h"
@@ -672,13 +673,10 @@ static const char *get_value(const struct client *c, enum cbv_cproto_var v)
 	case CBV_CPROTO_VAR_STARTTLS:
 		if (c->starttls[0])
 			return c->starttls;
-		switch (c->profile->starttls) {
-		case CBV_STARTTLS_NEVER: return "never";
-		case CBV_STARTTLS_OPPORTUNISTIC: return "always";
-		case CBV_STARTTLS_ONDEMAND: return "ondemand";
-		case CBV_STARTTLS_REQUIRE: return "require";
-		}
-		return "";
+		/* calloutd's words; require has none: shown as ours */
+		return cbv_callout_starttls_word(c->profile->starttls, 0) != NULL
+		               ? cbv_callout_starttls_word(c->profile->starttls, 0)
+		               : "require";
 	case CBV_CPROTO_VAR_TRANSCRIPT: return c->transcript ? "ON" : "OFF";
 	case CBV_CPROTO_VAR_PROFILE: return c->profile->name;
 	default: return "";

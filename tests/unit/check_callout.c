@@ -931,6 +931,55 @@ START_TEST(test_slot_require)
 }
 END_TEST
 
+/* OOM through the kept connection and the XCBV lines: ENOMEM, no leak. */
+START_TEST(test_oom_slot)
+{
+	static const struct script sc = {
+		"oom-slot", XGREET,
+		{ { "SET STARTTLS", "OK\r\n" },
+		  { "SET EHLO", "OK\r\n" },
+		  { "SET MAILFROM", "OK\r\n" },
+		  { "VRFY", "OK 1\r\n" },
+		  { "RUN", "* 1 INIT mx\r\n* 1 SENT RCPT\r\n* 1 RECV 250 ok\r\n"
+		           "* 1 XCBV status pass\r\n* 1 XCBV reason accepted\r\n"
+		           "* 1 XCBV message 250-ok\r\n* 1 XCBV message 250 ok\r\n"
+		           "* 1 XCBV recv 250 ok\r\nOK 1=success\r\n" },
+		  { NULL, NULL } }
+	};
+	struct cbv_profile p;
+	int ok = 0;
+
+	cbv_profile_defaults(&p);
+	for (long n = 0; n < 96 && !ok; n++) {
+		struct cbv_callout_slot *s;
+		struct cbv_result *r = NULL;
+		struct cbv_err err;
+		enum cbv_status st = CBV_ENOMEM;
+
+		start_server(&sc);
+		cbv_alloc_fail_after(n);
+		s = cbv_callout_slot_new(url, NULL, &err);
+		if (s != NULL) {
+			cbv_callout_slot_configure(s, &p, NULL, "h.test", 0);
+			st = cbv_callout_slot_verify(s, "a@b.test", NULL, &r, &err);
+		}
+		cbv_alloc_fail_after(-1);
+		ck_assert_msg(st == CBV_OK || st == CBV_ENOMEM, "n=%ld: %d %s", n, st, err.msg);
+		if (st == CBV_OK) {
+			ck_assert_str_eq(r->message, "250-ok\n250 ok");
+			ok = 1;
+		} else {
+			ck_assert_ptr_null(r);
+		}
+		cbv_result_free(r);
+		cbv_callout_slot_free(s, 0);
+		stop_server();
+	}
+	ck_assert(ok);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 /* A server that is gone: a synthesized transient result, elapsed set. */
 START_TEST(test_slot_gone)
 {
@@ -986,6 +1035,7 @@ static Suite *callout_suite(void)
 	tcase_add_test(tc, test_starttls_words);
 	tcase_add_test(tc, test_slot_require);
 	tcase_add_test(tc, test_slot_gone);
+	tcase_add_test(tc, test_oom_slot);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("calloutd");
 	tcase_set_timeout(tc, 120);
