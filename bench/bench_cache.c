@@ -58,7 +58,7 @@ static struct cbv_result *sample(void)
 	if (r == NULL)
 		exit(1);
 	r->verdict = CBV_PASS;
-	r->reason = "accepted";
+	r->reason = CBV_R_ACCEPTED;
 	r->code = 250;
 	snprintf(r->ecode, sizeof(r->ecode), "2.1.5");
 	cbv_result_set(&r->message, "250 2.1.5 <someone@example.test>... Recipient ok");

@@ -158,7 +158,7 @@ static int run_cbv(const char *name, const char *addr, const char *opts, int n, 
 		us[i] = cbv_now_us() - t0;
 		if (r->verdict != CBV_PASS) {
 			fprintf(stderr, "bench_core: %s: %s %s %s\n", name, cbv_verdict_name(r->verdict),
-			        r->reason, r->message);
+			        cbv_reason_name(r->reason), r->message);
 			cbv_result_free(r);
 			return -1;
 		}
@@ -196,7 +196,7 @@ static int64_t time_one(const char *addr, const char *opt)
 		return -1;
 	t = cbv_now_us() - t0;
 	if (r->verdict != CBV_TRANSIENT) {
-		fprintf(stderr, "bench_core: %s: %s/%s\n", addr, cbv_verdict_name(r->verdict), r->reason);
+		fprintf(stderr, "bench_core: %s: %s/%s\n", addr, cbv_verdict_name(r->verdict), cbv_reason_name(r->reason));
 		t = -1;
 	}
 	cbv_result_free(r);

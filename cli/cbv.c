@@ -126,7 +126,7 @@ static void print_json(const char *address, const struct cbv_result *r)
 static void print_line(const char *address, const struct cbv_result *r)
 {
 	put_escaped(stdout, address);
-	printf(" %s %s ", cbv_verdict_name(r->verdict), r->reason);
+	printf(" %s %s ", cbv_verdict_name(r->verdict), cbv_reason_name(r->reason));
 	put_escaped(stdout, r->message);
 	putchar('\n');
 }
@@ -193,61 +193,13 @@ static struct cbv_config *load_config(const char *path, int explicit_path)
  */
 static struct cbv_result *synth_result(const char *address, const struct cbv_err *err)
 {
-	struct cbv_result *r = cbv_result_new();
-	char msg[400];
-
-	if (r == NULL)
-		return NULL;
+	/* A lost server or a deadline came back as a result already. */
 	switch (err->code) {
-	case CBV_EINVAL:
-		r->verdict = CBV_FAIL, r->reason = "bad_syntax", r->code = 553;
-		snprintf(r->ecode, sizeof(r->ecode), "5.1.3");
-		break;
-	case CBV_ETIMEOUT:
-		r->verdict = CBV_TRANSIENT, r->reason = "timeout", r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.4.2");
-		break;
-	case CBV_ECONNECT:
-		r->verdict = CBV_TRANSIENT, r->reason = "connect_failed", r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.4.1");
-		break;
+	case CBV_EINVAL: /* the REST string */
+		return cbv_result_synth(address, CBV_FAIL, CBV_R_BAD_SYNTAX, 553, "5.1.3", err->msg);
 	default:
-		r->verdict = CBV_ERROR, r->reason = "protocol_error", r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.5.0");
-		break;
+		return cbv_result_synth(address, CBV_ERROR, CBV_R_PROTOCOL_ERROR, 451, "4.5.0", err->msg);
 	}
-	snprintf(msg, sizeof(msg), "%d %s %s", r->code, r->ecode, err->msg);
-	if (cbv_result_set(&r->message, msg) < 0 || cbv_result_set(&r->address, address) < 0) {
-		cbv_result_free(r);
-		return NULL;
-	}
-	return r;
-}
-
-/* --server: connect, SID, and the SET lines callout.mfl sends. */
-static struct cbv_callout *server_open(const char *url, const struct cbv_profile *p,
-                                       const char *sender, const char *helo, int verbose,
-                                       struct cbv_err *err)
-{
-	static const char *const tls[] = { "never", "ondemand", "ondemand", "always" };
-	unsigned t = p->command_timeout_ms;
-	struct cbv_callout *c = NULL;
-	char sid[64];
-
-	if (cbv_callout_open(url, p->connect_timeout_ms, &c, err) != CBV_OK)
-		return NULL;
-	if (verbose)
-		fprintf(stderr, "*** callout server %s: OK %s\n", url, cbv_callout_greeting(c));
-	snprintf(sid, sizeof(sid), "cbv:%ld", (long)getpid());
-	if (cbv_callout_sid(c, sid, t, err) != CBV_OK ||
-	    (verbose && cbv_callout_set(c, "TRANSCRIPT", "ON", t, err) != CBV_OK) ||
-	    cbv_callout_set(c, "STARTTLS", tls[p->starttls], t, err) != CBV_OK ||
-	    (helo[0] != '\0' && cbv_callout_set(c, "EHLO", helo, t, err) != CBV_OK) ||
-	    (sender != NULL && cbv_callout_set(c, "MAILFROM", sender[0] ? sender : "<>", t, err) != CBV_OK)) {
-		cbv_callout_free(c);
-		return NULL;
-	}
-	return c;
 }
 
 /* -v with --server: the last poll record the server reported. */
@@ -279,7 +231,7 @@ static int cmd_verify(int argc, char **argv)
 	};
 	const char *path = CBV_CONF_DEFAULT, *profile = NULL, *sender = NULL;
 	const char *server = NULL, *rest = NULL;
-	struct cbv_callout *conn = NULL;
+	struct cbv_callout_slot *slot = NULL;
 	char **opts = NULL;
 	int nopts = 0, json = 0, verbose = 0, explicit_path = 0, c;
 	int any_fail = 0, any_temp = 0, any_error = 0, rc = EX_USAGE_CBV;
@@ -389,20 +341,30 @@ static int cmd_verify(int argc, char **argv)
 
 		if (server != NULL) {
 			enum cbv_status st = CBV_OK;
+			char sid[64];
 
-			if (conn == NULL && (conn = server_open(server, &p, sender, p.helo[0] ? p.helo : hostname,
-			                                        verbose, &err)) == NULL)
-				st = err.code;
-			if (st == CBV_OK)
-				st = cbv_callout_verify(conn, argv[i], rest, p.timeout_ms, &r, &err);
+			if (slot == NULL) {
+				snprintf(sid, sizeof(sid), "cbv:%ld", (long)getpid());
+				slot = cbv_callout_slot_new(server, sid, &err);
+				if (slot == NULL) {
+					fprintf(stderr, "cbv: --server: %s\n", err.msg);
+					goto done;
+				}
+				cbv_callout_slot_configure(slot, &p, sender, hostname, verbose);
+			}
+			st = cbv_callout_slot_verify(slot, argv[i], rest, &r, &err);
+			if (verbose && cbv_callout_slot_greeting(slot)[0] != '\0')
+				fprintf(stderr, "*** callout server %s: OK %s\n", server,
+				        cbv_callout_slot_greeting(slot));
+			if (st == CBV_ECONFIG) {
+				/* starttls = require against calloutd: never weakened */
+				fprintf(stderr, "cbv: %s\n", err.msg);
+				any_error = 1;
+				break;
+			}
 			if (st != CBV_OK) {
 				if (verbose)
 					fprintf(stderr, "cbv: %s: %s\n", argv[i], err.msg);
-				/* Out of step with the server: reconnect for the next address. */
-				if (st != CBV_EINVAL) {
-					cbv_callout_free(conn);
-					conn = NULL;
-				}
 				r = synth_result(argv[i], &err);
 				if (r == NULL) {
 					fprintf(stderr, "cbv: %s: out of memory\n", argv[i]);
@@ -433,7 +395,7 @@ static int cmd_verify(int argc, char **argv)
 	}
 	rc = any_fail ? 1 : any_temp ? 2 : any_error ? 3 : 0;
 done:
-	cbv_callout_close(conn, 1000);
+	cbv_callout_slot_free(slot, 1000);
 	if (have_profile)
 		cbv_profile_clear(&p);
 	cbv_config_free(conf);

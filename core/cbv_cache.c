@@ -77,43 +77,33 @@ struct cbv_cache {
 /* ---- the one dependency on how struct cbv_result holds its reason ---- */
 
 /*
- * Stored records hold the reason as its word.  Today r->reason is a static
- * word; once it becomes an enum these become cbv_reason_name() and
- * cbv_reason_from_name().  Decoded words are interned in a fixed table so
- * the result can keep pointing at them; an unknown word beyond its room
- * makes the record a miss.
+ * Stored records hold the reason as its word (cbv_reason_name()), so a
+ * renumbered enum never changes what an old record means; a word this
+ * build does not know makes the record a miss.
  */
 static const char *result_reason_word(const struct cbv_result *r)
 {
-	return r->reason != NULL ? r->reason : "";
+	return cbv_reason_name(r->reason);
 }
 
 static int result_set_reason(struct cbv_result *r, const char *word)
 {
-	static char words[48][33];
-	size_t i;
+	int n = cbv_reason_parse(word);
 
-	for (i = 0; i < sizeof(words) / sizeof(words[0]) && words[i][0] != '\0'; i++)
-		if (strcmp(words[i], word) == 0)
-			break;
-	if (i == sizeof(words) / sizeof(words[0]) || strlen(word) >= sizeof(words[0]))
+	if (n < 0)
 		return -1;
-	if (words[i][0] == '\0')
-		snprintf(words[i], sizeof(words[i]), "%s", word);
-	r->reason = words[i];
+	r->reason = (enum cbv_reason)n;
 	return 0;
 }
 
 /* Which domain fact a result establishes (0: none). */
 static enum cbv_cache_kind domain_fact(const struct cbv_result *r)
 {
-	const char *w = result_reason_word(r);
-
-	if (strcmp(w, "catch_all") == 0)
+	if (r->reason == CBV_R_CATCH_ALL)
 		return CBV_CACHE_CATCH_ALL;
-	if (r->verdict == CBV_ERROR && strcmp(w, "sender_refused") == 0)
+	if (r->verdict == CBV_ERROR && r->reason == CBV_R_SENDER_REFUSED)
 		return CBV_CACHE_SENDER_REFUSED;
-	if (r->verdict == CBV_TRANSIENT && strcmp(w, "connect_failed") == 0)
+	if (r->verdict == CBV_TRANSIENT && r->reason == CBV_R_CONNECT_FAILED)
 		return CBV_CACHE_UNREACHABLE;
 	return 0;
 }

@@ -10,9 +10,11 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -635,102 +637,199 @@ static int set_init(struct cbv_result *r, const char *s, size_t len)
 	return cbv_result_set(&r->host, tmp);
 }
 
-/* Fills code and ecode from "550 5.1.1 text"; 0 if s holds no reply code. */
-static int reply_code(const char *s, char *ecode, size_t n)
+/*
+ * The stage a calloutd transcript stopped at, from its last SENT line
+ * ("" or "nothing": the greeting).  calloutd reports only the last
+ * command, so this is all the mapping can know.
+ */
+static enum cbv_stage sent_stage(const char *sent)
 {
-	int code;
-	size_t i = 4, dots = 0;
+	static const struct {
+		const char *prefix;
+		enum cbv_stage stage;
+	} cmds[] = {
+		{ "EHLO", CBV_STAGE_EHLO },         { "HELO", CBV_STAGE_HELO },
+		{ "STARTTLS", CBV_STAGE_STARTTLS }, { "RSET", CBV_STAGE_RSET },
+		{ "MAIL FROM", CBV_STAGE_MAIL },    { "RCPT TO", CBV_STAGE_RCPT },
+	};
 
-	ecode[0] = '\0';
-	if (strlen(s) < 3 || s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
-	    s[2] < '0' || s[2] > '9' || (s[3] != '\0' && s[3] != ' ' && s[3] != '-'))
-		return 0;
-	code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-	if (s[3] == '\0' || s[4] != s[0])
-		return code;
-	while (s[i] != '\0' && s[i] != ' ' && i < 4 + 11) {
-		if (s[i] == '.')
-			dots++;
-		else if (s[i] < '0' || s[i] > '9')
-			return code;
-		i++;
-	}
-	if (dots == 2 && i - 4 < n && s[i - 1] != '.') {
-		memcpy(ecode, s + 4, i - 4);
-		ecode[i - 4] = '\0';
-	}
-	return code;
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strncasecmp(sent, cmds[i].prefix, strlen(cmds[i].prefix)) == 0)
+			return cmds[i].stage;
+	return CBV_STAGE_GREETING;
 }
 
-/* reason word from the verdict and the deciding reply (DESIGN.md names). */
-static const char *pick_reason(const struct cbv_result *r, const char *word, int saw_init)
-{
-	const char *e = r->ecode;
-
-	switch (r->verdict) {
-	case CBV_PASS:
-		return "accepted";
-	case CBV_FAIL:
-		if (r->code == 0)
-			return "no_mail_host";
-		if (strcmp(e, "5.2.1") == 0)
-			return "mailbox_disabled";
-		if (strcmp(e, "5.2.2") == 0)
-			return "mailbox_full";
-		if (strcmp(e, "5.1.3") == 0)
-			return "bad_syntax";
-		if (strncmp(e, "5.7.", 4) == 0)
-			return "policy_refused";
-		if (r->code / 100 == 5 && r->sent[0] == '\0')
-			return "greeting_refused";
-		return "mailbox_unknown";
-	case CBV_TRANSIENT:
-		if (strcmp(word, "timeout") == 0)
-			return "timeout";
-		if (r->code == 0)
-			return saw_init ? "connect_failed" : "dns_failure";
-		if (strcmp(e, "4.7.1") == 0 || strcmp(e, "4.7.0") == 0)
-			return "greylisted";
-		return "temp_failure";
-	case CBV_ERROR:
-		if (r->code == 0)
-			return "no_mail_host";
-		if (strncmp(e, "5.7.", 4) == 0)
-			return "policy_refused";
-		return "protocol_error";
-	}
-	return "protocol_error";
-}
-
+/*
+ * Verdict from the server's word; reason, code, ecode and message from
+ * what calloutd's progress lines say, through the one mapping
+ * (cbv_reason_for): the RECV reply at the stage of the last SENT.
+ * Without a reply, the reason says what the word can: no host answered.
+ */
 static int finish_result(struct cbv_result *r, const char *word, int saw_init)
 {
-	char msg[256];
+	char text[256];
+	size_t rlen = strcspn(r->recv, "\n");
 
-	r->code = reply_code(r->recv, r->ecode, sizeof(r->ecode));
-	r->reason = pick_reason(r, word, saw_init);
-	if (r->recv[0] != '\0' && r->code != 0)
+	r->code = cbv_reply_code_parse(r->recv, rlen, r->ecode);
+	if (r->code != 0) {
+		struct cbv_judgement j = cbv_reason_for(sent_stage(r->sent), r->code, r->ecode);
+
+		/* Through a callout server the server's word is the verdict. */
+		r->reason = j.reason;
 		return cbv_result_set(&r->message, r->recv);
+	}
+	snprintf(text, sizeof(text), "callout server: %s%s%s", word, r->host[0] ? " " : "",
+	         r->host);
 	switch (r->verdict) {
 	case CBV_PASS:
-		r->code = 250;
-		snprintf(r->ecode, sizeof(r->ecode), "2.1.5");
-		break;
+		return cbv_result_set_synth(r, r->verdict, CBV_R_ACCEPTED, 250, "2.1.5", text);
 	case CBV_FAIL:
-		r->code = 550;
-		snprintf(r->ecode, sizeof(r->ecode), "5.1.2");
-		break;
+		return cbv_result_set_synth(r, r->verdict, CBV_R_NO_MAIL_HOST, 550, "5.1.2", text);
 	case CBV_TRANSIENT:
-		r->code = 451;
-		snprintf(r->ecode, sizeof(r->ecode), "4.4.%c", strcmp(word, "timeout") == 0 ? '2' : '0');
-		break;
+		if (strcmp(word, "timeout") == 0)
+			return cbv_result_set_synth(r, r->verdict, CBV_R_TIMEOUT, 451, "4.4.2", text);
+		return cbv_result_set_synth(r, r->verdict,
+		                            saw_init ? CBV_R_CONNECT_FAILED : CBV_R_DNS_FAILURE, 451,
+		                            "4.4.0", text);
 	case CBV_ERROR:
-		r->code = 550;
-		snprintf(r->ecode, sizeof(r->ecode), "5.4.4");
 		break;
 	}
-	snprintf(msg, sizeof(msg), "%d %s callout server: %s%s%s", r->code, r->ecode, word,
-	         r->host[0] ? " " : "", r->host);
-	return cbv_result_set(&r->message, msg);
+	return cbv_result_set_synth(r, r->verdict, CBV_R_NO_MAIL_HOST, 550, "5.4.4", text);
+}
+
+/* Appends "\n" and a sanitized line to *field ("" stays without "\n"). */
+static int append_text(char **field, const char *s, size_t len)
+{
+	size_t old = strlen(*field);
+	char *buf = cbv_malloc(old + 1 + len + 1);
+	int rc;
+
+	if (buf == NULL)
+		return -1;
+	memcpy(buf, *field, old);
+	if (old > 0)
+		buf[old++] = '\n';
+	cbv_sanitize(s, len, buf + old, len + 1);
+	rc = cbv_result_set(field, buf);
+	cbv_free(buf);
+	return rc;
+}
+
+/* A decimal number of at most 9 digits; -1 if s is not one. */
+static long small_number(const char *s, size_t len)
+{
+	long n = 0;
+
+	if (len == 0 || len > 9)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		n = n * 10 + (s[i] - '0');
+	}
+	return n;
+}
+
+/*
+ * One cbvd extension line "* ID XCBV key text" into x (the server's own
+ * result, docs/callout-protocol.md "cbvd extensions").  Text fields
+ * repeat for multi-line values.  Returns 0, -1 on ENOMEM, 1 if malformed.
+ */
+static int ext_line(struct cbv_result *x, const char *s, size_t len)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} texts[] = {
+		{ "message", offsetof(struct cbv_result, message) },
+		{ "host", offsetof(struct cbv_result, host) },
+		{ "ip", offsetof(struct cbv_result, ip) },
+		{ "greeting", offsetof(struct cbv_result, greeting) },
+		{ "helo", offsetof(struct cbv_result, helo) },
+		{ "sent", offsetof(struct cbv_result, sent) },
+		{ "recv", offsetof(struct cbv_result, recv) },
+	};
+	size_t klen = 0, vlen;
+	const char *v;
+	char word[32];
+	long n;
+
+	while (klen < len && s[klen] != ' ')
+		klen++;
+	v = klen < len ? s + klen + 1 : s + len;
+	vlen = (size_t)(s + len - v);
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		if (klen == strlen(texts[i].key) && memcmp(s, texts[i].key, klen) == 0)
+			return append_text((char **)(void *)((char *)x + texts[i].off), v, vlen);
+	if (klen == 3 && memcmp(s, "tls", 3) == 0) {
+		cbv_sanitize(v, vlen, x->tls, sizeof(x->tls));
+		return 0;
+	}
+	if (vlen >= sizeof(word))
+		vlen = sizeof(word) - 1; /* too long for any known key's value */
+	memcpy(word, v, vlen);
+	word[vlen] = '\0';
+	if (klen == 6 && memcmp(s, "status", 6) == 0) {
+		static const char *const names[] = { "pass", "fail", "transient", "error" };
+
+		for (int i = 0; i < 4; i++)
+			if (strcmp(word, names[i]) == 0) {
+				x->verdict = (enum cbv_verdict)i;
+				return 0;
+			}
+		return 1;
+	}
+	if (klen == 6 && memcmp(s, "reason", 6) == 0) {
+		int r = cbv_reason_parse(word);
+
+		if (r < 0)
+			return 1;
+		x->reason = (enum cbv_reason)r;
+		return 0;
+	}
+	if (klen == 5 && memcmp(s, "ecode", 5) == 0) {
+		char tmp[40], e[16];
+
+		snprintf(tmp, sizeof(tmp), "500 %s", word);
+		tmp[0] = word[0]; /* the class must match: "X00 X.Y.Z" */
+		if (cbv_reply_code_parse(tmp, strlen(tmp), e) == 0 || strcmp(e, word) != 0)
+			return 1;
+		snprintf(x->ecode, sizeof(x->ecode), "%s", e);
+		return 0;
+	}
+	n = small_number(v, vlen);
+	if (klen == 4 && memcmp(s, "code", 4) == 0) {
+		if (n != 0 && (n < 200 || n > 599))
+			return 1;
+		x->code = (int)n;
+	} else if (klen == 7 && memcmp(s, "elapsed", 7) == 0) {
+		if (n < 0)
+			return 1;
+		x->elapsed_ms = (unsigned long)n;
+	} else if (klen == 5 && memcmp(s, "tried", 5) == 0) {
+		if (n < 0)
+			return 1;
+		x->hosts_tried = (unsigned)n;
+	}
+	return 0; /* a key this client does not know: ignored (newer cbvd) */
+}
+
+/* Takes the server's own result x (cbvd) into r, keeping r's address. */
+static int take_ext(struct cbv_result *r, const struct cbv_result *x)
+{
+	r->verdict = x->verdict;
+	r->reason = x->reason;
+	r->code = x->code;
+	snprintf(r->ecode, sizeof(r->ecode), "%s", x->ecode);
+	snprintf(r->tls, sizeof(r->tls), "%s", x->tls);
+	r->elapsed_ms = x->elapsed_ms;
+	r->hosts_tried = x->hosts_tried;
+	if (cbv_result_set(&r->message, x->message) < 0 || cbv_result_set(&r->host, x->host) < 0 ||
+	    cbv_result_set(&r->ip, x->ip) < 0 || cbv_result_set(&r->greeting, x->greeting) < 0 ||
+	    cbv_result_set(&r->helo, x->helo) < 0 || cbv_result_set(&r->sent, x->sent) < 0 ||
+	    cbv_result_set(&r->recv, x->recv) < 0)
+		return -1;
+	return 0;
 }
 
 enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
@@ -741,10 +840,10 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 	char id[CBV_CALLOUT_ID_MAX + 1], tmp[200];
 	int64_t start = cbv_now_us(), deadline = cbv_now_ms() + timeout_ms;
 	size_t pos = 0, alen;
-	struct cbv_result *r = NULL;
+	struct cbv_result *r = NULL, *x = NULL;
 	struct cbv_callout_line pl;
 	const char *word = NULL;
-	int nprogress = 0, saw_init = 0;
+	int nprogress = 0, saw_init = 0, ext_bad = 0;
 	enum cbv_status st;
 
 	*out = NULL;
@@ -820,6 +919,11 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 				rc = set_text(&r->sent, pl.text, pl.text_len);
 			} else if (strcmp(pl.tag, "RECV") == 0) {
 				rc = set_text(&r->recv, pl.text, pl.text_len);
+			} else if (strcmp(pl.tag, "XCBV") == 0 && !ext_bad) {
+				if (x == NULL && (x = cbv_result_new()) == NULL)
+					rc = -1;
+				else if ((rc = ext_line(x, pl.text, pl.text_len)) > 0)
+					ext_bad = 1, rc = 0;
 			}
 			if (rc < 0) {
 				st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
@@ -843,9 +947,21 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 	}
 	r->verdict = cbv_callout_word_verdict(word);
 	r->cache = nprogress == 0;
-	if (finish_result(r, word, saw_init) < 0) {
-		st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
-		goto done;
+	/* cbvd's own result when it sent one that agrees with its word;
+	 * else what calloutd's lines say, through the one mapping. */
+	if (x != NULL && !ext_bad && x->verdict == r->verdict) {
+		if (take_ext(r, x) < 0) {
+			st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
+			goto done;
+		}
+	} else {
+		if (x != NULL)
+			cbv_log(CBV_LOG_WARN, "callout %s: job %s: ignoring a malformed or contradicting "
+			        "XCBV report", c->peer, id);
+		if (finish_result(r, word, saw_init) < 0) {
+			st = cbv_err_set(err, CBV_ENOMEM, "out of memory");
+			goto done;
+		}
 	}
 	/* calloutd keeps failed jobs queued and runs them again on every RUN:
 	 * drop ours.  Either answer will do (cbvd may not know DROP). */
@@ -864,11 +980,13 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 		if (st != CBV_OK)
 			goto done;
 	}
-	r->elapsed_ms = (unsigned long)((cbv_now_us() - start) / 1000);
+	if (r->elapsed_ms == 0)
+		r->elapsed_ms = (unsigned long)((cbv_now_us() - start + 500) / 1000);
 	*out = r;
 	r = NULL;
 done:
 	cbv_result_free(r);
+	cbv_result_free(x);
 	return st;
 }
 
@@ -895,4 +1013,210 @@ void cbv_callout_free(struct cbv_callout *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	cbv_free(c);
+}
+
+/* ---- extensions, STARTTLS words, the kept connection ------------------ */
+
+int cbv_callout_extended(const struct cbv_callout *c)
+{
+	return strstr(c->greeting, "XCBV") != NULL;
+}
+
+const char *cbv_callout_starttls_word(enum cbv_starttls t, int extended)
+{
+	switch (t) {
+	case CBV_STARTTLS_NEVER: return "never";
+	case CBV_STARTTLS_OPPORTUNISTIC: return extended ? "opportunistic" : "always";
+	case CBV_STARTTLS_ONDEMAND: return "ondemand";
+	case CBV_STARTTLS_REQUIRE: return extended ? "require" : NULL;
+	}
+	return NULL;
+}
+
+struct cbv_callout_slot {
+	char url[CBV_URL_MAX + 1];
+	char sid[CBV_NAME_MAX + 1];
+	struct cbv_callout *conn;
+	unsigned open_ms, cmd_ms, verify_ms;
+	enum cbv_starttls starttls;
+	int transcript;
+	/* wanted session settings, and what this connection was told */
+	char ehlo[CBV_DOMAIN_MAX + 1], mailfrom[CBV_PATH_MAX + 3];
+	char told_starttls[16], told_ehlo[CBV_DOMAIN_MAX + 1], told_mailfrom[CBV_PATH_MAX + 3];
+	int told_transcript;
+};
+
+struct cbv_callout_slot *cbv_callout_slot_new(const char *url, const char *sid,
+                                              struct cbv_err *err)
+{
+	struct cbv_callout_url u;
+	struct cbv_callout_slot *s;
+
+	if (cbv_callout_url_parse(url, &u, err) != CBV_OK)
+		return NULL;
+	s = cbv_calloc(1, sizeof(*s));
+	if (s == NULL) {
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	snprintf(s->url, sizeof(s->url), "%s", url);
+	snprintf(s->sid, sizeof(s->sid), "%s", sid != NULL ? sid : "");
+	s->open_ms = s->cmd_ms = s->verify_ms = 10000;
+	s->starttls = CBV_STARTTLS_NEVER;
+	return s;
+}
+
+void cbv_callout_slot_sid(struct cbv_callout_slot *s, const char *sid)
+{
+	snprintf(s->sid, sizeof(s->sid), "%s", sid != NULL ? sid : "");
+}
+
+const char *cbv_callout_slot_url(const struct cbv_callout_slot *s)
+{
+	return s->url;
+}
+
+const char *cbv_callout_slot_greeting(const struct cbv_callout_slot *s)
+{
+	return s->conn != NULL ? s->conn->greeting : "";
+}
+
+void cbv_callout_slot_configure(struct cbv_callout_slot *s, const struct cbv_profile *p,
+                                const char *sender, const char *default_helo, int transcript)
+{
+	const char *helo = p->helo[0] != '\0' ? p->helo : default_helo;
+	const char *from = sender != NULL ? sender : p->mailfrom;
+
+	s->starttls = p->starttls;
+	snprintf(s->ehlo, sizeof(s->ehlo), "%s", helo != NULL ? helo : "");
+	snprintf(s->mailfrom, sizeof(s->mailfrom), "%s", from[0] != '\0' ? from : "<>");
+	s->open_ms = p->connect_timeout_ms;
+	s->cmd_ms = p->command_timeout_ms;
+	s->verify_ms = p->timeout_ms;
+	s->transcript = transcript;
+}
+
+static void slot_disconnect(struct cbv_callout_slot *s)
+{
+	cbv_callout_free(s->conn);
+	s->conn = NULL;
+}
+
+/* Sends SET name="want" unless this connection was told it already. */
+static enum cbv_status slot_set(struct cbv_callout_slot *s, const char *name, const char *want,
+                                char *told, size_t toldlen, struct cbv_err *err)
+{
+	enum cbv_status st;
+
+	if (want[0] == '\0' || strcmp(want, told) == 0)
+		return CBV_OK;
+	st = cbv_callout_set(s->conn, name, want, s->cmd_ms, err);
+	if (st == CBV_OK)
+		snprintf(told, toldlen, "%s", want);
+	return st;
+}
+
+/*
+ * Connects if disconnected (greeting, SID), then sends the SETs this
+ * connection has not been told.  Any failure but CBV_EINVAL (a value we
+ * refuse to send) and CBV_ECONFIG leaves the slot disconnected.
+ */
+static enum cbv_status slot_sync(struct cbv_callout_slot *s, struct cbv_err *err)
+{
+	enum cbv_status st = CBV_OK;
+	const char *tls;
+
+	if (s->conn == NULL) {
+		s->told_starttls[0] = s->told_ehlo[0] = s->told_mailfrom[0] = '\0';
+		s->told_transcript = 0;
+		st = cbv_callout_open(s->url, s->open_ms, &s->conn, err);
+		if (st != CBV_OK)
+			return st;
+		if (s->sid[0] != '\0')
+			st = cbv_callout_sid(s->conn, s->sid, s->cmd_ms, err);
+	}
+	if (st == CBV_OK && s->transcript && !s->told_transcript) {
+		st = cbv_callout_set(s->conn, "TRANSCRIPT", "ON", s->cmd_ms, err);
+		s->told_transcript = st == CBV_OK;
+	}
+	if (st == CBV_OK) {
+		/* Never weaken a requirement: calloutd cannot be told "require". */
+		tls = cbv_callout_starttls_word(s->starttls, cbv_callout_extended(s->conn));
+		if (tls == NULL)
+			return cbv_err_set(err, CBV_ECONFIG,
+			                   "%s: starttls = require cannot be honoured by this callout "
+			                   "server (calloutd has no such mode; use cbvd, or "
+			                   "starttls = ondemand)", s->url);
+		st = slot_set(s, "STARTTLS", tls, s->told_starttls, sizeof(s->told_starttls), err);
+	}
+	if (st == CBV_OK)
+		st = slot_set(s, "EHLO", s->ehlo, s->told_ehlo, sizeof(s->told_ehlo), err);
+	if (st == CBV_OK)
+		st = slot_set(s, "MAILFROM", s->mailfrom, s->told_mailfrom, sizeof(s->told_mailfrom),
+		              err);
+	if (st != CBV_OK && st != CBV_EINVAL)
+		slot_disconnect(s);
+	return st;
+}
+
+enum cbv_status cbv_callout_slot_connect(struct cbv_callout_slot *s, struct cbv_err *err)
+{
+	return slot_sync(s, err);
+}
+
+enum cbv_status cbv_callout_slot_verify(struct cbv_callout_slot *s, const char *address,
+                                        const char *rest, struct cbv_result **out,
+                                        struct cbv_err *err)
+{
+	char canon[CBV_CALLOUT_REQ_MAX + 1];
+	struct cbv_result *r = NULL;
+	struct cbv_err e;
+	int64_t start = cbv_now_us();
+	enum cbv_status st;
+
+	*out = NULL;
+	if (err == NULL)
+		err = &e;
+	st = cbv_callout_rest_format(rest, canon, sizeof(canon), err);
+	if (st != CBV_OK)
+		return st;
+	st = slot_sync(s, err);
+	if (st == CBV_EINVAL) {
+		/* EHLO or MAILFROM with a control character: nothing was sent. */
+		r = cbv_result_synth(address, CBV_ERROR, CBV_R_BAD_SYNTAX, 501, "5.5.4", err->msg);
+	} else if (st == CBV_OK) {
+		st = cbv_callout_verify(s->conn, address, rest, s->verify_ms, &r, err);
+		if (st == CBV_EINVAL) /* the address: REST was checked above */
+			r = cbv_result_synth(address, CBV_FAIL, CBV_R_BAD_SYNTAX, 553, "5.1.3", err->msg);
+		else if (st != CBV_OK)
+			slot_disconnect(s);
+	}
+	switch (st) {
+	case CBV_OK:
+	case CBV_EINVAL:
+		break;
+	case CBV_ETIMEOUT:
+		r = cbv_result_synth(address, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.2", err->msg);
+		break;
+	case CBV_ECONNECT:
+		r = cbv_result_synth(address, CBV_TRANSIENT, CBV_R_CONNECT_FAILED, 451, "4.4.1",
+		                     err->msg);
+		break;
+	default: /* CBV_EPROTO, CBV_ECONFIG, CBV_ENOMEM */
+		return st;
+	}
+	if (r == NULL)
+		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	if (r->elapsed_ms == 0)
+		r->elapsed_ms = (unsigned long)((cbv_now_us() - start + 500) / 1000);
+	*out = r;
+	return CBV_OK;
+}
+
+void cbv_callout_slot_free(struct cbv_callout_slot *s, unsigned quit_ms)
+{
+	if (s == NULL)
+		return;
+	cbv_callout_close(s->conn, quit_ms);
+	cbv_free(s);
 }

@@ -67,7 +67,6 @@ void cbv_reply_init(struct cbv_reply *r)
 	r->ecode[0] = '\0';
 	r->nlines = 0;
 	r->complete = 0;
-	r->truncated = 0;
 	r->len = 0;
 	r->text[0] = '\0';
 }
@@ -116,6 +115,16 @@ enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
 		goto done;
 	}
 
+	/* At most CBV_REPLY_KEEP_MAX - 1 bytes of text, then the NUL.  A longer
+	 * reply is a protocol violation (DESIGN.md): cutting it would lose its
+	 * final line and keep a verdict drawn from half a reply. */
+	room = CBV_REPLY_KEEP_MAX - 1 - r->len;
+	need = len + (r->nlines > 0 ? 1 : 0);
+	if (need > room) {
+		st = cbv_err_set(err, CBV_EPROTO, "reply longer than %d bytes",
+		                 CBV_REPLY_KEEP_MAX - 1);
+		goto done;
+	}
 	if (r->nlines == 0) {
 		r->code = code;
 		if (len > 4)
@@ -123,21 +132,25 @@ enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
 	}
 	r->nlines++;
 	r->complete = len == 3 || line[3] == ' ';
-
-	/* Keep at most CBV_REPLY_KEEP_MAX - 1 bytes of text, then the NUL. */
-	room = CBV_REPLY_KEEP_MAX - 1 - r->len;
-	need = len + (r->nlines > 1 ? 1 : 0);
-	if (need > room)
-		r->truncated = 1;
-	if (r->nlines > 1 && room > 0) {
+	if (r->nlines > 1)
 		r->text[r->len++] = '\n';
-		room--;
-	}
-	n = len < room ? len : room;
+	n = len;
 	r->len += cbv_sanitize(line, n, r->text + r->len, n + 1);
 	r->text[r->len] = '\0';
 done:
 	return st;
+}
+
+int cbv_reply_code_parse(const char *line, size_t len, char ecode[16])
+{
+	ecode[0] = '\0';
+	if (len < 3 || line[0] < '2' || line[0] > '5' || !is_digit(line[1]) || !is_digit(line[2]))
+		return 0;
+	if (len > 3 && line[3] != ' ' && line[3] != '-')
+		return 0;
+	if (len > 4)
+		read_ecode(line + 4, len - 4, line[0], ecode);
+	return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 }
 
 /*

@@ -8,7 +8,8 @@
  * "class.subject.detail", class 2, 4 or 5 matching the reply's first
  * digit) is read from the first line if present.  The text kept is made
  * printable (controls and 8-bit bytes become '?'), lines joined by '\n',
- * at most CBV_REPLY_KEEP_MAX - 1 bytes (then cut, truncated = 1).
+ * at most CBV_REPLY_KEEP_MAX - 1 bytes: a longer reply is CBV_EPROTO
+ * "reply longer than ..." (DESIGN.md: beyond that is protocol_error).
  * No I/O.
  */
 #ifndef CBV_REPLY_H
@@ -24,7 +25,6 @@ struct cbv_reply {
 	char ecode[16];    /* "5.1.1" or "" */
 	unsigned nlines;
 	int complete;      /* the final line (code + ' ' or code alone) was seen */
-	int truncated;     /* text was cut at CBV_REPLY_KEEP_MAX */
 	size_t len;        /* strlen(text) */
 	char text[CBV_REPLY_KEEP_MAX]; /* full reply, lines joined by '\n', NUL-terminated */
 };
@@ -35,7 +35,7 @@ void cbv_reply_init(struct cbv_reply *r);
 /*
  * Adds one line.  Returns CBV_OK (check r->complete) or CBV_EPROTO with
  * err->msg naming the fault ("bad reply code", "code changed inside a
- * multi-line reply", "more than 64 lines in a reply", "reply line too
+ * multi-line reply", "more than 64 lines in a reply", "reply longer than 16383 bytes", "reply line too
  * long").  Feeding after completion is CBV_EINVAL.
  */
 enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
@@ -50,6 +50,16 @@ enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
 enum cbv_status cbv_reply_parse(const char *buf, size_t len,
                                 struct cbv_reply *r, size_t *used,
                                 struct cbv_err *err);
+
+/*
+ * Reads the code and RFC 3463 enhanced code of one reply line ("550
+ * 5.1.1 text", "250-x", "421"), with the rules cbv_reply_feed() uses:
+ * code 2xx-5xx followed by ' ', '-' or the end; ecode class equal to the
+ * code's first digit, subject and detail 1-3 digits, then ' ' or the end.
+ * Returns the code and fills ecode (16 bytes, "" if none), or 0 if the
+ * line is not a reply line.  For text from a callout server's RECV line.
+ */
+int cbv_reply_code_parse(const char *line, size_t len, char ecode[16]);
 
 /*
  * Copies at most n-1 bytes of s (len bytes) to out, replacing every byte

@@ -17,9 +17,89 @@ enum cbv_verdict {
 	CBV_ERROR      /* the check itself was refused or impossible */
 };
 
+/*
+ * Reason words (DESIGN.md "Verdicts"): one enum, one name table
+ * (cbv_reason_name()).  README, the man pages and docs/verdicts.md list
+ * them; tests/unit/check_reason.c checks those lists against the table.
+ */
+enum cbv_reason {
+	CBV_R_ACCEPTED,
+	CBV_R_MAILBOX_UNKNOWN,
+	CBV_R_MAILBOX_DISABLED,
+	CBV_R_MAILBOX_FULL,
+	CBV_R_BAD_SYNTAX,
+	CBV_R_NO_DOMAIN,
+	CBV_R_NULL_MX,
+	CBV_R_NO_MAIL_HOST,
+	CBV_R_POLICY_REFUSED,
+	CBV_R_SENDER_REFUSED,
+	CBV_R_GREETING_REFUSED,
+	CBV_R_TLS_REQUIRED,
+	CBV_R_TLS_FAILED,
+	CBV_R_GREYLISTED,
+	CBV_R_TEMP_FAILURE,
+	CBV_R_TIMEOUT,
+	CBV_R_CONNECT_FAILED,
+	CBV_R_DNS_FAILURE,
+	CBV_R_FORBIDDEN_TARGET,
+	CBV_R_PROTOCOL_ERROR,
+	CBV_R_CATCH_ALL,      /* pass: the domain accepts any local part (cache issue) */
+	CBV_R_RATE_LIMITED,   /* transient: over a per-domain or per-host cap, nothing sent */
+	CBV_R_COUNT
+};
+
+/* The word for r ("accepted", ...); "protocol_error" for a bad value. */
+const char *cbv_reason_name(enum cbv_reason r);
+
+/* The reason named word, or -1 if there is none. */
+int cbv_reason_parse(const char *word);
+
+/*
+ * Where an SMTP conversation stopped: the command whose reply decided
+ * (CBV_STAGE_GREETING: the greeting itself).  Kept here, not in the
+ * session, because the reply -> verdict mapping below needs it and the
+ * callout client has no session.
+ */
+enum cbv_stage {
+	CBV_STAGE_CONNECT,
+	CBV_STAGE_GREETING,
+	CBV_STAGE_EHLO,
+	CBV_STAGE_HELO,
+	CBV_STAGE_STARTTLS,
+	CBV_STAGE_TLS,     /* the handshake itself */
+	CBV_STAGE_RSET,
+	CBV_STAGE_MAIL,
+	CBV_STAGE_RCPT,
+	CBV_STAGE_DONE
+};
+
+/* What one reply (or one local outcome) means. */
+struct cbv_judgement {
+	enum cbv_verdict verdict;
+	enum cbv_reason reason;
+	int definitive;            /* ends the search over hosts */
+};
+
+/*
+ * The one mapping from an SMTP reply to a verdict and reason (DESIGN.md
+ * "Verdicts", docs/verdicts.md): stage is where the reply came, code its
+ * three digits, ecode its RFC 3463 enhanced code ("" or NULL if none; as
+ * cbv_reply parsed it).  Never looks at reply text.  Used by cbv_verify
+ * (in process, hence cbvd) and by the callout client (calloutd's lines).
+ */
+struct cbv_judgement cbv_reason_for(enum cbv_stage stage, int code, const char *ecode);
+
+/*
+ * The same for an outcome without a deciding reply: how the conversation
+ * ended (a cbv_status: CBV_ETIMEOUT, CBV_ECONNECT, CBV_ETLS, CBV_EPROTO...)
+ * at a stage.  tls_not_offered: TLS was required and not offered.
+ */
+struct cbv_judgement cbv_reason_for_status(enum cbv_stage stage, int status,
+                                           int tls_not_offered);
+
 struct cbv_result {
 	enum cbv_verdict verdict;
-	const char *reason;  /* static word: "accepted", "mailbox_unknown", ... */
+	enum cbv_reason reason; /* cbv_reason_name(): "accepted", "mailbox_unknown", ... */
 	char *message;       /* full DSN: remote reply or synthesized, never NULL */
 	int code;            /* deciding SMTP code (remote or synthesized) */
 	char ecode[16];      /* RFC 3463 enhanced code or "" */
@@ -48,6 +128,32 @@ void cbv_result_free(struct cbv_result *r);
 /* Replaces one of r's strings (*field) with a copy of s.  CBV-style: 0 or -1 (ENOMEM). */
 int cbv_result_set(char **field, const char *s);
 
+/*
+ * Returns a new result for an outcome nothing remote decided (bad input,
+ * a callout server lost, ...): verdict, reason, code, ecode as given,
+ * message "CODE ECODE text" (text sanitized), address (sanitized; NULL =
+ * "").  Free with cbv_result_free(); NULL on ENOMEM.
+ */
+struct cbv_result *cbv_result_synth(const char *address, enum cbv_verdict v,
+                                    enum cbv_reason reason, int code, const char *ecode,
+                                    const char *text);
+
+/*
+ * Sets r's verdict, reason, code, ecode and message ("CODE ECODE text",
+ * text sanitized) in place.  0, or -1 on ENOMEM (message then "").
+ */
+int cbv_result_set_synth(struct cbv_result *r, enum cbv_verdict v, enum cbv_reason reason,
+                         int code, const char *ecode, const char *text);
+
+/*
+ * The same for text the caller has already made printable with
+ * cbv_sanitize(), and where it may have put back UTF-8 it validated
+ * itself (our own IDN domain name, never remote text).
+ */
+int cbv_result_set_synth_clean(struct cbv_result *r, enum cbv_verdict v,
+                               enum cbv_reason reason, int code, const char *ecode,
+                               const char *clean);
+
 /* "pass" "fail" "transient" "error". */
 const char *cbv_verdict_name(enum cbv_verdict v);
 
@@ -64,6 +170,17 @@ extern const char *const cbv_result_fields[];
  */
 const char *cbv_result_field(const struct cbv_result *r, const char *name,
                              char *buf, size_t n);
+
+/*
+ * mailfromd's view of the last poll (its last_poll_host, _greeting,
+ * _helo, _sent, _recv variables, as callout.mfl fills them from
+ * calloutd's lines): name is one of "last_poll_host", "last_poll_greeting",
+ * "last_poll_helo", "last_poll_sent", "last_poll_recv"; the value is the
+ * first line only, and "nothing" for an empty sent or recv.  Writes it
+ * into buf (size n, truncated) and returns buf, or NULL for another name.
+ */
+const char *cbv_result_mfd_field(const struct cbv_result *r, const char *name, char *buf,
+                                 size_t n);
 
 /*
  * Returns a pointer to r's string for a text field (no copy; valid while r

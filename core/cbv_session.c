@@ -45,6 +45,12 @@ struct cbv_session {
 	struct cbv_buf in;
 	struct cbv_reply cur;      /* reply being read */
 
+	/* Commands sent whose reply is not read yet, oldest first (MAIL and
+	 * RCPT when pipelined): res.sent becomes one only when its reply is
+	 * in, so sent and reply are always a true pair. */
+	char pending[2][CBV_CMD_MAX];
+	int npending;
+
 	int pipelined;             /* an RCPT reply follows the MAIL reply */
 	int ondemand;              /* a 530 asked for TLS (starttls=ondemand) */
 	int skip_rcpt;             /* read and drop the pipelined RCPT reply */
@@ -142,23 +148,16 @@ static void finish(struct cbv_session *s, enum cbv_status st)
 	close_conn(s, st == CBV_OK && s->res.reply.code != 421);
 }
 
-static void fail(struct cbv_session *s, enum cbv_status st, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void fail(struct cbv_session *s, enum cbv_status st, const char *fmt, ...)
+/* Ends the session with the error already set in s->res.err. */
+static void failed(struct cbv_session *s)
 {
-	va_list ap;
-
-	s->res.err.code = st;
-	s->res.err.sys_errno = 0;
-	va_start(ap, fmt);
-	if (vsnprintf(s->res.err.msg, sizeof(s->res.err.msg), fmt, ap) < 0)
-		s->res.err.msg[0] = '\0';
-	va_end(ap);
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] %s: %s", s->host, s->peer,
 	        cbv_stage_name(s->stage), s->res.err.msg);
-	finish(s, st);
+	finish(s, s->res.err.code);
 }
+
+/* Sets the error (cbv_err_set's arguments after the session) and ends. */
+#define fail(s, ...) (cbv_err_set(&(s)->res.err, __VA_ARGS__), failed(s))
 
 /* Queues one command line and starts the wait for its reply. */
 static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt, ...)
@@ -181,7 +180,8 @@ static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt
 	}
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] >>> %s", s->host, s->peer, line);
 	trace(s, CBV_TRACE_SENT, line);
-	snprintf(s->res.sent, sizeof(s->res.sent), "%s", line);
+	if (s->npending < 2)
+		snprintf(s->pending[s->npending++], sizeof(s->pending[0]), "%s", line);
 	memcpy(s->out + s->out_len, line, (size_t)n);
 	memcpy(s->out + s->out_len + n, "\r\n", 2);
 	s->out_len += (size_t)n + 2;
@@ -297,6 +297,12 @@ static void on_reply(struct cbv_session *s)
 	int ok = r->code >= 200 && r->code < 300;
 
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] <<< %s", s->host, s->peer, r->text);
+	/* The command this reply answers (none for the greeting). */
+	if (s->npending > 0) {
+		snprintf(s->res.sent, sizeof(s->res.sent), "%s", s->pending[0]);
+		memmove(s->pending[0], s->pending[1], sizeof(s->pending[0]));
+		s->npending--;
+	}
 	if (s->skip_rcpt && s->stage == CBV_STAGE_RCPT) {
 		/* The pipelined RCPT after a 530 to MAIL: drop it, go to TLS. */
 		trace(s, CBV_TRACE_RECV, r->text);
@@ -613,9 +619,10 @@ void cbv_session_process(struct cbv_session *s, short revents)
 			if ((revents & (POLLERR | POLLHUP)) != 0 &&
 			    cbv_net_connect_result(s->fd, &err) != CBV_OK) {
 				s->peer_closed = 1;
-				s->res.err.sys_errno = err.sys_errno;
-				fail(s, CBV_ECONNECT, "connection to %s [%s] failed: %s", s->host,
-				     s->peer, err.msg);
+				cbv_err_set_errno(&s->res.err, CBV_ECONNECT, err.sys_errno,
+				                  "connection to %s [%s] failed: %s", s->host, s->peer,
+				                  err.msg);
+				failed(s);
 				return;
 			}
 			s->phase = PH_SMTP;

@@ -32,20 +32,10 @@
 #include "cbv_config.h"
 #include "cbv_limits.h"
 #include "cbv_reply.h"
+#include "cbv_result.h"
 #include "cbv_status.h"
 
-enum cbv_stage {
-	CBV_STAGE_CONNECT,
-	CBV_STAGE_GREETING,
-	CBV_STAGE_EHLO,
-	CBV_STAGE_HELO,
-	CBV_STAGE_STARTTLS,
-	CBV_STAGE_TLS,     /* the handshake itself */
-	CBV_STAGE_RSET,
-	CBV_STAGE_MAIL,
-	CBV_STAGE_RCPT,
-	CBV_STAGE_DONE
-};
+/* enum cbv_stage is in cbv_result.h (the verdict mapping needs it). */
 
 /* Returns "connect", "greeting", "EHLO", ... for messages. */
 const char *cbv_stage_name(enum cbv_stage s);
@@ -85,7 +75,8 @@ struct cbv_session_outcome {
 	struct cbv_reply reply;    /* last complete reply (deciding one if OK) */
 	struct cbv_reply greeting; /* the greeting, if received */
 	struct cbv_reply ehlo;     /* last EHLO/HELO reply, if received */
-	char sent[CBV_CMD_MAX];    /* last command sent, sanitized, no CRLF */
+	char sent[CBV_CMD_MAX];    /* the command `reply` answers ("" for the greeting or
+	                            * none): with reply, a true pair; no CRLF */
 	char tls[128];             /* cbv_tls_describe() or "" */
 	int tls_offered;           /* STARTTLS was in the EHLO reply */
 	int tls_not_offered;       /* policy required TLS, none offered */

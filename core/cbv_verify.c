@@ -59,13 +59,6 @@ struct cbv_verify {
 	int res_taken;
 };
 
-/* Outcome of one host, before we know whether it is the last. */
-struct verdict {
-	enum cbv_verdict v;
-	const char *reason;
-	int definitive;              /* ends the search over hosts */
-};
-
 /*
  * cbv_sanitize() made every 8-bit byte of text a '?' in clean (same
  * offsets).  Puts back the UTF-8 of name, our own domain in the form
@@ -88,14 +81,14 @@ static void show_own_name(char *clean, const char *text, const char *name)
 }
 
 /* Sets the verdict and a synthesized DSN "CODE X.Y.Z text". */
-static void synth(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
+static void synth(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
                   int code, const char *ecode, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 
-static void synth(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
+static void synth(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
                   int code, const char *ecode, const char *fmt, ...)
 {
-	char text[1024], clean[1024], msg[1200];
+	char text[1024], clean[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -105,13 +98,7 @@ static void synth(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
 	/* Parts of the text may come from DNS or the peer: print them safely. */
 	cbv_sanitize(text, strlen(text), clean, sizeof(clean));
 	show_own_name(clean, text, v->shown);
-	snprintf(msg, sizeof(msg), "%d %s %s", code, ecode, clean);
-	v->res->verdict = vd;
-	v->res->reason = reason;
-	v->res->code = code;
-	snprintf(v->res->ecode, sizeof(v->res->ecode), "%s", ecode);
-	if (cbv_result_set(&v->res->message, msg) != 0)
-		v->res->message[0] = '\0'; /* the old string stays valid */
+	(void)cbv_result_set_synth_clean(v->res, vd, reason, code, ecode, clean);
 }
 
 static void finish(struct cbv_verify *v)
@@ -127,151 +114,17 @@ static void finish(struct cbv_verify *v)
 	r->hosts_tried = (unsigned)v->tried;
 	v->state = VS_DONE;
 	cbv_log(CBV_LOG_INFO, "cbv: <%s> sender=<%s> %s/%s host=%s [%s] elapsed=%lums: %s",
-	        r->address, r->sender, cbv_verdict_name(r->verdict), r->reason,
+	        r->address, r->sender, cbv_verdict_name(r->verdict), cbv_reason_name(r->reason),
 	        r->host[0] ? r->host : "-", r->ip[0] ? r->ip : "-", r->elapsed_ms,
 	        r->message);
 }
 
-/* Splits "X.Y.Z" into class, subject, detail; 0 if there is no code. */
-static int ecode_parts(const char *e, int *cls, int *subj, int *det)
+/* What one host's session means (DESIGN.md "Verdicts"): the one mapping. */
+static struct cbv_judgement judge(const struct cbv_session_outcome *o)
 {
-	return e[0] != '\0' && sscanf(e, "%d.%d.%d", cls, subj, det) == 3;
-}
-
-/* A 4xx at MAIL or RCPT: greylisted (x.7.x), mailbox_full (4.2.2) or other. */
-static const char *temp_reason(const struct cbv_reply *r)
-{
-	int c, s, d;
-
-	if (ecode_parts(r->ecode, &c, &s, &d)) {
-		if (s == 7)
-			return "greylisted";
-		if (s == 2 && d == 2)
-			return "mailbox_full";
-	}
-	return "temp_failure";
-}
-
-/* A 5xx to RCPT TO. */
-static struct verdict rcpt_5xx(const struct cbv_reply *r)
-{
-	struct verdict out = { CBV_FAIL, "mailbox_unknown", 1 };
-	int c, s, d;
-
-	if (ecode_parts(r->ecode, &c, &s, &d)) {
-		switch (s) {
-		case 7: /* security or policy status: about us, not the address */
-			out.v = CBV_ERROR;
-			out.reason = r->code == 530 ? "tls_required" : "policy_refused";
-			return out;
-		case 1:
-			if (d == 2)
-				out.reason = "no_domain";
-			else if (d == 3)
-				out.reason = "bad_syntax";
-			else if (d == 10)
-				out.reason = "null_mx";
-			return out;
-		case 2:
-			out.reason = d == 2 ? "mailbox_full" : "mailbox_disabled";
-			return out;
-		case 3:
-		case 5:
-		case 6:
-			/* mail system, protocol or content trouble: not about the address */
-			out.v = CBV_ERROR;
-			out.reason = "protocol_error";
-			return out;
-		default:
-			return out;
-		}
-	}
-	switch (r->code) {
-	case 530:
-		out.v = CBV_ERROR;
-		out.reason = "tls_required";
-		break;
-	case 501:
-		out.reason = "bad_syntax";
-		break;
-	case 500:
-	case 502:
-	case 503:
-	case 504:
-		out.v = CBV_ERROR;
-		out.reason = "protocol_error";
-		break;
-	case 552:
-		out.reason = "mailbox_full";
-		break;
-	default:
-		break;
-	}
-	return out;
-}
-
-/* What one host's session means (DESIGN.md "Verdicts"). */
-static struct verdict judge(const struct cbv_session_outcome *o)
-{
-	struct verdict out = { CBV_TRANSIENT, "temp_failure", 0 };
-	const struct cbv_reply *r = &o->reply;
-	int cls = r->code / 100;
-
-	switch (o->status) {
-	case CBV_OK:
-		break;
-	case CBV_ETIMEOUT:
-		out.reason = "timeout";
-		return out;
-	case CBV_ECONNECT:
-		out.reason = "connect_failed";
-		return out;
-	case CBV_ETLS:
-		out.v = CBV_ERROR;
-		out.reason = o->tls_not_offered ? "tls_required" : "tls_failed";
-		return out;
-	default:
-		out.v = CBV_ERROR;
-		out.reason = "protocol_error";
-		return out;
-	}
-	if (r->code == 421 || cls == 4) {
-		if (o->stage == CBV_STAGE_MAIL || o->stage == CBV_STAGE_RCPT)
-			out.reason = temp_reason(r);
-		return out;
-	}
-	switch (o->stage) {
-	case CBV_STAGE_GREETING:
-	case CBV_STAGE_EHLO:
-	case CBV_STAGE_HELO:
-		out.v = CBV_ERROR;
-		out.reason = "greeting_refused";
-		return out;
-	case CBV_STAGE_STARTTLS:
-		out.v = CBV_ERROR;
-		out.reason = "tls_failed";
-		return out;
-	case CBV_STAGE_MAIL:
-		out.v = CBV_ERROR;
-		out.reason = r->code == 530 ? "tls_required" : "sender_refused";
-		out.definitive = r->code != 530;
-		return out;
-	case CBV_STAGE_RCPT:
-		if (cls == 2) {
-			out.v = CBV_PASS;
-			out.reason = "accepted";
-			out.definitive = 1;
-			return out;
-		}
-		if (cls == 5)
-			return rcpt_5xx(r);
-		break;
-	default:
-		break;
-	}
-	out.v = CBV_ERROR;
-	out.reason = "protocol_error";
-	return out;
+	if (o->status != CBV_OK)
+		return cbv_reason_for_status(o->stage, o->status, o->tls_not_offered);
+	return cbv_reason_for(o->stage, o->reply.code, o->reply.ecode);
 }
 
 /* Copies one host's conversation into the last-poll record. */
@@ -293,14 +146,11 @@ static void record_poll(struct cbv_verify *v, const struct cbv_host *h,
 
 /* Sets the result from one host's outcome. */
 static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
-                          const struct cbv_session_outcome *o, struct verdict vd)
+                          const struct cbv_session_outcome *o, struct cbv_judgement vd)
 {
-	char ip[80];
-
 	record_poll(v, h, o);
-	cbv_net_format((const struct sockaddr *)&h->addr, ip, sizeof(ip));
 	if (o->status == CBV_OK) {
-		v->res->verdict = vd.v;
+		v->res->verdict = vd.verdict;
 		v->res->reason = vd.reason;
 		v->res->code = o->reply.code;
 		snprintf(v->res->ecode, sizeof(v->res->ecode), "%s", o->reply.ecode);
@@ -312,20 +162,20 @@ static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
 	case CBV_ETIMEOUT:
 	case CBV_ECONNECT:
 		/* RFC 3463: 4.4.1 no answer from host, 4.4.2 bad connection */
-		synth(v, vd.v, vd.reason, 451, o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2",
+		synth(v, vd.verdict, vd.reason, 451, o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2",
 		      "%s", o->err.msg);
 		break;
 	case CBV_ETLS:
 		if (o->tls_not_offered)
-			synth(v, vd.v, vd.reason, 530, "5.7.10", "%s", o->err.msg);
+			synth(v, vd.verdict, vd.reason, 530, "5.7.10", "%s", o->err.msg);
 		else
-			synth(v, vd.v, vd.reason, 454, "4.7.5", "%s", o->err.msg);
+			synth(v, vd.verdict, vd.reason, 454, "4.7.5", "%s", o->err.msg);
 		break;
 	default:
 		if (o->smtputf8_missing)
-			synth(v, vd.v, vd.reason, 553, "5.6.7", "%s", o->err.msg);
+			synth(v, vd.verdict, vd.reason, 553, "5.6.7", "%s", o->err.msg);
 		else
-			synth(v, vd.v, vd.reason, 451, "4.5.0", "%s", o->err.msg);
+			synth(v, vd.verdict, vd.reason, 451, "4.5.0", "%s", o->err.msg);
 		break;
 	}
 }
@@ -359,7 +209,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	v->plain_retry = plain;
 	v->tried++;
 	if (v->sess == NULL) {
-		synth(v, CBV_ERROR, "protocol_error", 451, "4.3.0", "cannot start a session: %s",
+		synth(v, CBV_ERROR, CBV_R_PROTOCOL_ERROR, 451, "4.3.0", "cannot start a session: %s",
 		      err.msg);
 		finish(v);
 		return;
@@ -371,7 +221,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 static void session_done(struct cbv_verify *v)
 {
 	const struct cbv_session_outcome *o = cbv_session_outcome(v->sess);
-	struct verdict vd = judge(o);
+	struct cbv_judgement vd = judge(o);
 	const struct cbv_host *h = &v->hosts[v->sess_host];
 
 	conclude_host(v, h, o, vd);
@@ -404,7 +254,7 @@ static void start_next_host(struct cbv_verify *v)
 	if (v->tried > 0 && cbv_now_ms() >= v->deadline_ms) {
 		/* Keep the last host's outcome, but say why we stopped. */
 		if (v->res->verdict != CBV_TRANSIENT)
-			synth(v, CBV_TRANSIENT, "timeout", 451, "4.4.7",
+			synth(v, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.7",
 			      "overall deadline reached after %zu host(s)", v->tried);
 		finish(v);
 		return;
@@ -469,7 +319,7 @@ static int ip_host(const char *s, struct cbv_host *h)
 }
 
 /* Records the first lookup failure as the verdict, in case no host is found. */
-static void lookup_failed(struct cbv_verify *v, enum cbv_verdict vd, const char *reason,
+static void lookup_failed(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
                           int code, const char *ecode, const char *what, const char *detail)
 {
 	if (v->lookup_error)
@@ -491,7 +341,7 @@ static void next_phase(struct cbv_verify *v)
 	}
 	if (v->nhosts == 0) {
 		if (v->denied > 0)
-			synth(v, CBV_ERROR, "forbidden_target", 550, "5.7.1",
+			synth(v, CBV_ERROR, CBV_R_FORBIDDEN_TARGET, 550, "5.7.1",
 			      "every mail exchanger address of %s is in deny_networks", v->shown);
 		finish(v);
 		return;
@@ -518,33 +368,33 @@ static void dns_done(struct cbv_verify *v)
 		/* The host the caller named: not a fact about the address. */
 		snprintf(what, sizeof(what), "host %s has no usable address", v->host);
 		if (out == CBV_DNS_TEMP)
-			lookup_failed(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", what, detail);
+			lookup_failed(v, CBV_TRANSIENT, CBV_R_DNS_FAILURE, 451, "4.4.3", what, detail);
 		else
-			lookup_failed(v, CBV_ERROR, "connect_failed", 550, "5.4.4", what, detail);
+			lookup_failed(v, CBV_ERROR, CBV_R_CONNECT_FAILED, 550, "5.4.4", what, detail);
 	} else {
 		switch (out) {
 		case CBV_DNS_NXDOMAIN:
 			/* Definitive whatever other hosts we were given. */
 			v->lookup_error = 0;
-			synth(v, CBV_FAIL, "no_domain", 550, "5.1.2", "domain %s does not exist",
+			synth(v, CBV_FAIL, CBV_R_NO_DOMAIN, 550, "5.1.2", "domain %s does not exist",
 			      v->shown);
 			finish(v);
 			return;
 		case CBV_DNS_NULLMX:
 			/* RFC 7505 4.2: 556 5.1.10 */
 			v->lookup_error = 0;
-			synth(v, CBV_FAIL, "null_mx", 556, "5.1.10",
+			synth(v, CBV_FAIL, CBV_R_NULL_MX, 556, "5.1.10",
 			      "domain %s accepts no mail (null MX)", v->shown);
 			finish(v);
 			return;
 		case CBV_DNS_NOHOST:
 			snprintf(what, sizeof(what), "domain %s has no mail exchanger and no address",
 			         v->shown);
-			lookup_failed(v, CBV_FAIL, "no_mail_host", 550, "5.1.2", what, detail);
+			lookup_failed(v, CBV_FAIL, CBV_R_NO_MAIL_HOST, 550, "5.1.2", what, detail);
 			break;
 		default:
 			snprintf(what, sizeof(what), "DNS lookup for %s failed", v->shown);
-			lookup_failed(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", what, detail);
+			lookup_failed(v, CBV_TRANSIENT, CBV_R_DNS_FAILURE, 451, "4.4.3", what, detail);
 			break;
 		}
 	}
@@ -561,7 +411,7 @@ static void start_phase(struct cbv_verify *v)
 
 	if (is_host ? ip_host(v->host, &h) == 0 : v->addr.literal) {
 		if (!is_host && ip_host(v->domain, &h) != 0) {
-			synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address literal");
+			synth(v, CBV_FAIL, CBV_R_BAD_SYNTAX, 553, "5.1.3", "bad address literal");
 			finish(v);
 			return;
 		}
@@ -573,7 +423,7 @@ static void start_phase(struct cbv_verify *v)
 	v->dns = is_host ? cbv_dns_new_host(name, v->p.dns_servers, v->deadline_ms, &err)
 	                 : cbv_dns_new(name, v->p.dns_servers, v->deadline_ms, &err);
 	if (v->dns == NULL) {
-		lookup_failed(v, CBV_TRANSIENT, "dns_failure", 451, "4.4.3", "DNS", err.msg);
+		lookup_failed(v, CBV_TRANSIENT, CBV_R_DNS_FAILURE, 451, "4.4.3", "DNS", err.msg);
 		next_phase(v);
 		return;
 	}
@@ -606,21 +456,21 @@ static int prepare(struct cbv_verify *v, const char *address, const char *sender
 
 	st = cbv_addr_parse(address, strlen(address), &v->addr, &err);
 	if (st == CBV_ENOMEM) {
-		synth(v, CBV_TRANSIENT, "temp_failure", 451, "4.3.0", "out of memory");
+		synth(v, CBV_TRANSIENT, CBV_R_TEMP_FAILURE, 451, "4.3.0", "out of memory");
 		return -1;
 	}
 	if (st != CBV_OK) {
-		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "bad address syntax: %s", err.msg);
+		synth(v, CBV_FAIL, CBV_R_BAD_SYNTAX, 553, "5.1.3", "bad address syntax: %s", err.msg);
 		return -1;
 	}
 	if (sender[0] != '\0') {
 		if (cbv_addr_parse(sender, strlen(sender), &s, &err) != CBV_OK) {
-			synth(v, CBV_ERROR, "bad_syntax", 553, "5.1.7", "bad sender address syntax: %s",
+			synth(v, CBV_ERROR, CBV_R_BAD_SYNTAX, 553, "5.1.7", "bad sender address syntax: %s",
 			      err.msg);
 			return -1;
 		}
 		if (wire_address(&s, NULL, v->sender, sizeof(v->sender), &err) != CBV_OK) {
-			synth(v, CBV_ERROR, "bad_syntax", 553, "5.1.7", "bad sender address: %s", err.msg);
+			synth(v, CBV_ERROR, CBV_R_BAD_SYNTAX, 553, "5.1.7", "bad sender address: %s", err.msg);
 			return -1;
 		}
 		v->utf8 |= s.utf8;
@@ -631,7 +481,7 @@ static int prepare(struct cbv_verify *v, const char *address, const char *sender
 		int m = cbv_map_lookup(v->p.map, v->addr.domain, v->domain);
 
 		if (m < 0) {
-			synth(v, CBV_TRANSIENT, "temp_failure", 451, "4.3.0", "out of memory in the map");
+			synth(v, CBV_TRANSIENT, CBV_R_TEMP_FAILURE, 451, "4.3.0", "out of memory in the map");
 			return -1;
 		}
 		if (m > 0)
@@ -639,12 +489,12 @@ static int prepare(struct cbv_verify *v, const char *address, const char *sender
 	}
 	cbv_addr_domain_show(v->domain, v->shown, sizeof(v->shown));
 	if (wire_address(&v->addr, v->domain, v->rcpt, sizeof(v->rcpt), &err) != CBV_OK) {
-		synth(v, CBV_FAIL, "bad_syntax", 553, "5.1.3", "mapped address: %s", err.msg);
+		synth(v, CBV_FAIL, CBV_R_BAD_SYNTAX, 553, "5.1.3", "mapped address: %s", err.msg);
 		return -1;
 	}
 	if (cbv_result_set(&v->res->rcpt, v->rcpt) != 0 ||
 	    cbv_result_set(&v->res->sender, v->sender) != 0) {
-		synth(v, CBV_TRANSIENT, "temp_failure", 451, "4.3.0", "out of memory");
+		synth(v, CBV_TRANSIENT, CBV_R_TEMP_FAILURE, 451, "4.3.0", "out of memory");
 		return -1;
 	}
 	return 0;
@@ -662,7 +512,7 @@ static int plan(struct cbv_verify *v, const struct cbv_request *req)
 		if (ip_host(req->host, &h) == 0)
 			snprintf(v->host, sizeof(v->host), "%s", req->host);
 		else if (cbv_addr_check_domain(req->host, strlen(req->host), v->host, &err) != CBV_OK) {
-			synth(v, CBV_ERROR, "bad_syntax", 501, "5.5.4", "bad host: %s", err.msg);
+			synth(v, CBV_ERROR, CBV_R_BAD_SYNTAX, 501, "5.5.4", "bad host: %s", err.msg);
 			return -1;
 		}
 	}
@@ -773,7 +623,7 @@ void cbv_verify_process(struct cbv_verify *v, const struct pollfd *fds, int n)
 	}
 	/* Sessions and DNS keep the overall deadline themselves; this is the backstop. */
 	if (v->state != VS_DONE && cbv_now_ms() >= v->deadline_ms + 1000) {
-		synth(v, CBV_TRANSIENT, "timeout", 451, "4.4.7", "overall deadline reached");
+		synth(v, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.7", "overall deadline reached");
 		finish(v);
 	}
 }
@@ -812,11 +662,14 @@ enum cbv_status cbv_verify(const struct cbv_profile *p,
 {
 	struct pollfd fds[CBV_VERIFY_POLLFDS_MAX];
 	struct cbv_verify *v;
+	struct cbv_err local;
 
 	*out = NULL;
+	if (err == NULL)
+		err = &local; /* the status says why, even without a message */
 	v = cbv_verify_new(p, req, err);
 	if (v == NULL)
-		return err != NULL ? err->code : CBV_ENOMEM;
+		return err->code;
 	while (!cbv_verify_done(v)) {
 		int64_t wake = 0, wait;
 		int n = cbv_verify_pollfds(v, fds, CBV_VERIFY_POLLFDS_MAX, &wake);

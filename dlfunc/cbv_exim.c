@@ -12,6 +12,7 @@
  *   ${dlfunc{...}{callout_do}{FD}{ADDRESS}{REST}}
  *       -> success | not_found | temp_failure | failure
  *   ${dlfunc{...}{callout_close}{FD}}            -> ""
+ *   ${dlfunc{...}{default_callout_server_url}{OPTIONS}} -> the profile's callout_url
  *
  * Each call turns argv into one core call and the answer into *yield.
  * Every verification outcome returns OK with the verdict word; ERROR (which
@@ -66,6 +67,7 @@ EXPORT int callout(uschar **yield, int argc, uschar *argv[]);
 EXPORT int callout_open(uschar **yield, int argc, uschar *argv[]);
 EXPORT int callout_do(uschar **yield, int argc, uschar *argv[]);
 EXPORT int callout_close(uschar **yield, int argc, uschar *argv[]);
+EXPORT int default_callout_server_url(uschar **yield, int argc, uschar *argv[]);
 
 #define OPTIONS_MAX 8192 /* bytes of one OPTIONS argument */
 #define CONF_SLOTS 4     /* distinct config files cached per process */
@@ -509,70 +511,50 @@ static void set_last(struct cbv_result *r, const char *vars_acl)
 /* ---- callout servers (mailfromd's callout_open/_do/_close) ---------------- */
 
 /*
- * One connection to a callout server and what to tell it.  Everything a
- * reconnection needs is kept, so a connection lost to a timeout or a
- * restarted server is opened again, SID and SETs included, on the next
- * verification.  malloc'd; the connection is NULL while disconnected.
+ * Connections to callout servers: core's cbv_callout_slot (reconnection,
+ * SID and SETs, the STARTTLS words), malloc'd and kept for the life of the
+ * Exim process, each with the vars_acl of the profile it was opened with.
  */
 struct cslot {
-	char url[CBV_URL_MAX + 1];
-	struct cbv_callout *conn;
-	unsigned open_ms;                  /* connect + greeting (connect_timeout) */
-	unsigned cmd_ms;                   /* SID, each SET (command_timeout) */
-	unsigned verify_ms;                /* VRFY + RUN (timeout) */
+	struct cbv_callout_slot *slot;
 	char vars_acl[CBV_NAME_MAX + 1];
-	/* wanted session settings, and what this connection was told */
-	char starttls[16], ehlo[CBV_DOMAIN_MAX + 1], mailfrom[CBV_PATH_MAX + 3];
-	char told_starttls[16], told_ehlo[CBV_DOMAIN_MAX + 1], told_mailfrom[CBV_PATH_MAX + 3];
 };
 
 static struct cslot *cslots[CALLOUT_SLOTS]; /* descriptor n is cslots[n - 1] */
 static struct cslot *cdefault;              /* `callout` through callout_url */
 
-/* mailfromd's STARTTLS words for our policies, as `cbv verify --server` sends them. */
-static const char *starttls_word(enum cbv_starttls t)
-{
-	switch (t) {
-	case CBV_STARTTLS_NEVER: return "never";
-	case CBV_STARTTLS_OPPORTUNISTIC: return "ondemand";
-	case CBV_STARTTLS_ONDEMAND: return "ondemand";
-	case CBV_STARTTLS_REQUIRE: return "always";
-	}
-	return "ondemand";
-}
-
-/*
- * The session settings from a profile: STARTTLS, EHLO (helo, else Exim's
- * $primary_hostname), MAILFROM (sender if not NULL, else the profile's;
- * "" is the null sender, sent as "<>"), and the timeouts and vars_acl.
- */
-static void slot_settings(struct cslot *s, const struct cbv_profile *p, const char *sender)
-{
-	const char *helo = p->helo[0] != '\0' ? p->helo : default_helo();
-	const char *from = sender != NULL ? sender : p->mailfrom;
-
-	snprintf(s->starttls, sizeof(s->starttls), "%s", starttls_word(p->starttls));
-	snprintf(s->ehlo, sizeof(s->ehlo), "%s", helo != NULL ? helo : "");
-	snprintf(s->mailfrom, sizeof(s->mailfrom), "%s", from[0] != '\0' ? from : "<>");
-	s->open_ms = p->connect_timeout_ms;
-	s->cmd_ms = p->command_timeout_ms;
-	s->verify_ms = p->timeout_ms;
-	snprintf(s->vars_acl, sizeof(s->vars_acl), "%s", p->vars_acl);
-}
-
-/* Drops the connection (no QUIT: it is out of step or gone). */
-static void slot_disconnect(struct cslot *s)
-{
-	cbv_callout_free(s->conn);
-	s->conn = NULL;
-}
-
 static void slot_free(struct cslot *s)
 {
 	if (s == NULL)
 		return;
-	cbv_callout_close(s->conn, s->cmd_ms < CALLOUT_QUIT_MS ? s->cmd_ms : CALLOUT_QUIT_MS);
+	cbv_callout_slot_free(s->slot, CALLOUT_QUIT_MS);
 	free(s);
+}
+
+/* Returns a new slot for url (ERROR through misuse, *rc, on NULL). */
+static struct cslot *slot_new(const char *fname, const char *url, uschar **yield, int *rc)
+{
+	struct cslot *s = calloc(1, sizeof(*s));
+	struct cbv_err err;
+
+	if (s == NULL) {
+		*rc = misuse(yield, "cbv: %s: out of memory", fname);
+		return NULL;
+	}
+	s->slot = cbv_callout_slot_new(url, NULL, &err);
+	if (s->slot == NULL) {
+		free(s);
+		*rc = misuse(yield, "cbv: %s: %s", fname, err.msg);
+		return NULL;
+	}
+	return s;
+}
+
+/* The profile's settings for the server (sender NULL: the profile's). */
+static void slot_settings(struct cslot *s, const struct cbv_profile *p, const char *sender)
+{
+	cbv_callout_slot_configure(s->slot, p, sender, default_helo(), 0);
+	snprintf(s->vars_acl, sizeof(s->vars_acl), "%s", p->vars_acl);
 }
 
 /* mailfromd's session id: "CLIENT_ADDR:" or "local:". */
@@ -592,138 +574,42 @@ static void session_id(char *sid, size_t n)
 	snprintf(sid + o, n - o, ":");
 }
 
-/* Sends SET name="want" unless this connection was told it already. */
-static enum cbv_status slot_set(struct cslot *s, const char *name, const char *want, char *told,
-                                size_t toldlen, struct cbv_err *err)
-{
-	enum cbv_status st;
-
-	if (want[0] == '\0' || strcmp(want, told) == 0)
-		return CBV_OK;
-	st = cbv_callout_set(s->conn, name, want, s->cmd_ms, err);
-	if (st == CBV_OK)
-		snprintf(told, toldlen, "%s", want);
-	return st;
-}
-
-/*
- * Connects if disconnected (greeting, SID), then sends the SETs whose
- * value this connection has not been told, as callout.mfl's
- * callout_setvars does.  Any failure but CBV_EINVAL (a value we refuse to
- * send) leaves the slot disconnected.
- */
-static enum cbv_status slot_sync(struct cslot *s, struct cbv_err *err)
-{
-	enum cbv_status st = CBV_OK;
-	char sid[64];
-
-	if (s->conn == NULL) {
-		s->told_starttls[0] = s->told_ehlo[0] = s->told_mailfrom[0] = '\0';
-		st = cbv_callout_open(s->url, s->open_ms, &s->conn, err);
-		if (st != CBV_OK)
-			return st;
-		session_id(sid, sizeof(sid));
-		st = cbv_callout_sid(s->conn, sid, s->cmd_ms, err);
-	}
-	if (st == CBV_OK)
-		st = slot_set(s, "STARTTLS", s->starttls, s->told_starttls, sizeof(s->told_starttls), err);
-	if (st == CBV_OK)
-		st = slot_set(s, "EHLO", s->ehlo, s->told_ehlo, sizeof(s->told_ehlo), err);
-	if (st == CBV_OK)
-		st = slot_set(s, "MAILFROM", s->mailfrom, s->told_mailfrom, sizeof(s->told_mailfrom), err);
-	if (st != CBV_OK && st != CBV_EINVAL)
-		slot_disconnect(s);
-	return st;
-}
-
-/*
- * A result for a verification the server did not answer, shaped like the
- * in-process ones (as `cbv verify --server` makes them): lost connection
- * or deadline -> transient; a value refused before sending -> bad_syntax.
- */
-static struct cbv_result *synth_result(const char *address, enum cbv_verdict v,
-                                       const char *reason, int code, const char *ecode,
-                                       const char *text)
-{
-	struct cbv_result *r = cbv_result_new();
-	char msg[400], addr[CBV_PATH_MAX + 1];
-	size_t o = 0;
-
-	if (r == NULL)
-		return NULL;
-	for (const char *p = address; *p != '\0' && o + 1 < sizeof(addr); p++)
-		addr[o++] = ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) ? '?' : *p;
-	addr[o] = '\0';
-	r->verdict = v;
-	r->reason = reason;
-	r->code = code;
-	snprintf(r->ecode, sizeof(r->ecode), "%s", ecode);
-	snprintf(msg, sizeof(msg), "%d %s %s", code, ecode, text);
-	if (cbv_result_set(&r->message, msg) < 0 || cbv_result_set(&r->address, addr) < 0) {
-		cbv_result_free(r);
-		return NULL;
-	}
-	return r;
-}
-
 /*
  * Verifies address through slot s with mailfromd REST parameters (may be
- * NULL): on OK, last holds the poll (from the server's progress lines),
- * the vars_acl has run and *verdict is set.  A lost connection or a
- * deadline is a transient verdict and the slot reconnects next time; a
- * peer that does not speak the protocol is ERROR naming e_callout_proto.
+ * NULL): on OK, last holds the poll, the vars_acl has run and *verdict is
+ * set.  A lost connection or a deadline is a transient verdict and the
+ * slot reconnects next time; a peer that does not speak the protocol is
+ * ERROR naming e_callout_proto, and so is starttls = require against
+ * calloutd (it cannot honour it: refused, never weakened).
  */
 static int slot_verify(const char *fname, struct cslot *s, const char *address, const char *rest,
                        uschar **yield, enum cbv_verdict *verdict)
 {
-	char canon[CBV_CALLOUT_REQ_MAX + 1];
+	char canon[CBV_CALLOUT_REQ_MAX + 1], sid[64];
 	struct cbv_result *r = NULL;
 	struct cbv_err err;
-	enum cbv_status st;
-	size_t alen = strlen(address);
 
 	log_setup();
 	if (cbv_callout_rest_format(rest, canon, sizeof(canon), &err) != CBV_OK)
 		return misuse(yield, "cbv: %s: bad REST: %s", fname, err.msg);
 	/* callout.mfl: an empty address (after its angle brackets) is success
 	 * at once, nothing asked. */
-	if (alen == 0 || strcmp(address, "<>") == 0) {
-		r = synth_result("", CBV_PASS, "accepted", 250, "2.1.0",
-		                 "empty address: not verified (as mailfromd's callout_do)");
+	if (address[0] == '\0' || strcmp(address, "<>") == 0) {
+		r = cbv_result_synth("", CBV_PASS, CBV_R_ACCEPTED, 250, "2.1.0",
+		                     "empty address: not verified (as mailfromd's callout_do)");
 		if (r == NULL)
 			return misuse(yield, "cbv: %s: out of memory", fname);
 		*verdict = CBV_PASS;
 		set_last(r, s->vars_acl);
 		return OK;
 	}
-	st = slot_sync(s, &err);
-	if (st == CBV_EINVAL) {
-		/* EHLO or MAILFROM with a control character: nothing was sent. */
-		r = synth_result(address, CBV_ERROR, "bad_syntax", 501, "5.5.4", err.msg);
-	} else if (st == CBV_OK) {
-		st = cbv_callout_verify(s->conn, address, rest, s->verify_ms, &r, &err);
-		if (st == CBV_EINVAL) /* the address: REST was checked above */
-			r = synth_result(address, CBV_FAIL, "bad_syntax", 553, "5.1.3", err.msg);
-		else if (st != CBV_OK)
-			slot_disconnect(s);
-	}
-	switch (st) {
-	case CBV_OK:
-	case CBV_EINVAL:
-		break;
-	case CBV_ETIMEOUT:
-		r = synth_result(address, CBV_TRANSIENT, "timeout", 451, "4.4.2", err.msg);
-		break;
-	case CBV_ECONNECT:
-		r = synth_result(address, CBV_TRANSIENT, "connect_failed", 451, "4.4.1", err.msg);
-		break;
-	default: /* CBV_EPROTO: err.msg starts "e_callout_proto: "; CBV_ENOMEM */
+	session_id(sid, sizeof(sid));
+	cbv_callout_slot_sid(s->slot, sid);
+	if (cbv_callout_slot_verify(s->slot, address, rest, &r, &err) != CBV_OK)
 		return misuse(yield, "cbv: %s: %s", fname, err.msg);
-	}
-	if (r == NULL)
-		return misuse(yield, "cbv: %s: out of memory", fname);
 	cbv_log(CBV_LOG_INFO, "cbv: <%s> via %s: %s/%s host=%s%s elapsed=%lums: %s", r->address,
-	        s->url, cbv_verdict_name(r->verdict), r->reason, r->host[0] ? r->host : "-",
+	        cbv_callout_slot_url(s->slot), cbv_verdict_name(r->verdict),
+	        cbv_reason_name(r->reason), r->host[0] ? r->host : "-",
 	        r->cache ? " (cache)" : "", r->elapsed_ms, r->message);
 	*verdict = r->verdict;
 	set_last(r, s->vars_acl);
@@ -763,24 +649,22 @@ static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[]
 	snprintf(vars_acl, sizeof(vars_acl), "%s", prof.vars_acl);
 
 	if (via_server && prof.callout_url[0] != '\0') {
-		if (cdefault != NULL && strcmp(cdefault->url, prof.callout_url) != 0) {
+		if (cdefault != NULL &&
+		    strcmp(cbv_callout_slot_url(cdefault->slot), prof.callout_url) != 0) {
 			slot_free(cdefault);
 			cdefault = NULL;
 		}
-		if (cdefault == NULL) {
-			cdefault = calloc(1, sizeof(*cdefault));
-			if (cdefault == NULL) {
-				cbv_profile_clear(&prof);
-				return misuse(yield, "cbv: %s: out of memory", fname);
-			}
-			snprintf(cdefault->url, sizeof(cdefault->url), "%s", prof.callout_url);
+		if (cdefault == NULL &&
+		    (cdefault = slot_new(fname, prof.callout_url, yield, &rc)) == NULL) {
+			cbv_profile_clear(&prof);
+			return rc;
 		}
 		if (sender != NULL && strlen(sender) > CBV_PATH_MAX) {
 			/* As in-process: a bad sender is error/bad_syntax, nothing sent
 			 * (and never a truncated MAIL FROM). */
 			cbv_profile_clear(&prof);
-			r = synth_result(argv[0] != NULL ? (const char *)argv[0] : "", CBV_ERROR,
-			                 "bad_syntax", 501, "5.1.7", "sender longer than 256 octets");
+			r = cbv_result_synth(argv[0] != NULL ? (const char *)argv[0] : "", CBV_ERROR,
+			                 CBV_R_BAD_SYNTAX, 501, "5.1.7", "sender longer than 256 octets");
 			if (r == NULL)
 				return misuse(yield, "cbv: %s: out of memory", fname);
 			*verdict = CBV_ERROR;
@@ -846,22 +730,19 @@ static struct cslot *slot_get(const char *fname, const uschar *arg, uschar **yie
 
 int callout_open(uschar **yield, int argc, uschar *argv[])
 {
-	struct cbv_callout_url u;
 	struct cbv_profile prof;
 	struct cbv_err err;
 	struct cslot *s;
 	enum cbv_status st;
 	const char *url;
-	char num[16];
-	int i, rc;
+	char num[16], sid[64];
+	int i, rc = ERROR;
 
 	if (argc < 1 || argc > 2 || argv[0] == NULL)
 		return misuse(yield, "cbv: callout_open: expects 1 or 2 arguments (URL [OPTIONS]), got %d",
 		              argc);
 	url = (const char *)argv[0];
 	log_setup();
-	if (cbv_callout_url_parse(url, &u, &err) != CBV_OK)
-		return misuse(yield, "cbv: callout_open: %s", err.msg);
 	for (i = 0; i < CALLOUT_SLOTS && cslots[i] != NULL; i++)
 		;
 	if (i == CALLOUT_SLOTS)
@@ -871,15 +752,16 @@ int callout_open(uschar **yield, int argc, uschar *argv[])
 	                     yield, &prof);
 	if (rc != OK)
 		return rc;
-	s = calloc(1, sizeof(*s));
+	s = slot_new("callout_open", url, yield, &rc);
 	if (s == NULL) {
 		cbv_profile_clear(&prof);
-		return misuse(yield, "cbv: callout_open: out of memory");
+		return rc;
 	}
-	snprintf(s->url, sizeof(s->url), "%s", url);
 	slot_settings(s, &prof, NULL);
 	cbv_profile_clear(&prof);
-	st = slot_sync(s, &err);
+	session_id(sid, sizeof(sid));
+	cbv_callout_slot_sid(s->slot, sid);
+	st = cbv_callout_slot_connect(s->slot, &err);
 	switch (st) {
 	case CBV_OK:
 		break;
@@ -889,7 +771,8 @@ int callout_open(uschar **yield, int argc, uschar *argv[])
 		 * temp_failure while it cannot. */
 		cbv_log(CBV_LOG_WARN, "cbv: callout_open: %s (callout_do will retry)", err.msg);
 		break;
-	default: /* CBV_EPROTO: "e_callout_proto: ..."; CBV_EINVAL: EHLO/MAILFROM */
+	default: /* CBV_EPROTO: "e_callout_proto: ..."; CBV_EINVAL: EHLO/MAILFROM;
+	          * CBV_ECONFIG: starttls = require against calloutd */
 		slot_free(s);
 		return misuse(yield, "cbv: callout_open: %s", err.msg);
 	}
@@ -936,6 +819,26 @@ int callout_close(uschar **yield, int argc, uschar *argv[])
 	return OK;
 }
 
+/* mailfromd's default_callout_server_url(): the profile's callout_url
+ * ("" when unset); OPTIONS (optional) choose config= and profile=. */
+int default_callout_server_url(uschar **yield, int argc, uschar *argv[])
+{
+	struct cbv_profile prof;
+	int rc;
+
+	if (argc > 1)
+		return misuse(yield, "cbv: default_callout_server_url: expects 0 or 1 argument "
+		              "(OPTIONS), got %d", argc);
+	log_setup();
+	rc = options_profile("default_callout_server_url",
+	                     argc == 1 && argv[0] != NULL ? (const char *)argv[0] : "", yield, &prof);
+	if (rc != OK)
+		return rc;
+	*yield = clean_copy(prof.callout_url);
+	cbv_profile_clear(&prof);
+	return OK;
+}
+
 /* ---- last_poll ---------------------------------------------------------- */
 
 /* Fields that are our own words or numbers, not remote data. */
@@ -955,15 +858,20 @@ static const char *field_value(const char *name, char *num, size_t n)
 	t = cbv_result_text(last, name);
 	if (t == NULL)
 		t = cbv_result_field(last, name, num, n);
+	if (t == NULL) /* mailfromd's last_poll_* view: first line, "nothing" */
+		t = cbv_result_mfd_field(last, name, num, n);
 	return t != NULL ? t : "";
 }
 
 static int field_known(const char *name)
 {
+	static const struct cbv_result empty;
+	char tmp[2];
+
 	for (size_t i = 0; cbv_result_fields[i] != NULL; i++)
 		if (strcmp(cbv_result_fields[i], name) == 0)
 			return 1;
-	return 0;
+	return cbv_result_mfd_field(&empty, name, tmp, sizeof(tmp)) != NULL;
 }
 
 /* Writes v quoted for ${extract}: \ and " escaped, controls as \xHH.
@@ -1030,7 +938,7 @@ static size_t all_fields(char *out)
 
 int last_poll(uschar **yield, int argc, uschar *argv[])
 {
-	char num[32];
+	char num[CBV_REPLY_LINE_MAX + 1];
 	const char *name;
 
 	if (argc == 0) {
@@ -1049,7 +957,8 @@ int last_poll(uschar **yield, int argc, uschar *argv[])
 	name = (const char *)argv[0];
 	if (!field_known(name))
 		return misuse(yield, "cbv: last_poll: unknown field \"%.64s\" (status reason message "
-		              "host ip greeting helo sent recv ecode tls elapsed cache)", name);
+		              "host ip greeting helo sent recv ecode tls elapsed cache, or mailfromd's "
+		              "last_poll_host _greeting _helo _sent _recv)", name);
 	if (field_is_local(name))
 		*yield = clean_copy(field_value(name, num, sizeof(num)));
 	else

@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cbv_callout.h"
 #include "cbv_clock.h"
 #include "cbv_cproto.h"
 #include "cbvd.h"
@@ -62,6 +63,11 @@ struct job {
 	enum cbv_host_mode mode;   /* VRFY MODE= */
 	char *ehlo;                /* NULL: the connection's */
 	char *mailfrom;            /* NULL: the connection's */
+	/* SENT lines held until their reply is in, so that a client keeping
+	 * the last SENT and RECV (mailfromd's last_poll_*) sees a true pair */
+	char sent_held[2][CBV_CMD_MAX];
+	int nheld;
+	int sent_any, recv_any;    /* a SENT / RECV line went out */
 };
 
 struct jlist {
@@ -89,6 +95,7 @@ struct client {
 	char mailfrom[CBV_CPROTO_VALUE_MAX + 1];
 	int has_mailfrom;
 	char starttls[16];         /* "" = the profile's */
+	int warned_tls;            /* a weaker STARTTLS than the profile's was logged */
 	int transcript;
 	unsigned timeouts[CBV_CPROTO_TIMEOUTS];
 	int has_timeouts;
@@ -225,35 +232,115 @@ static void reply(struct client *c, const char *fmt, ...)
 
 static const char *const trace_kind[] = { "INIT", "GRTNG", "HELO", "SENT", "RECV" };
 
+/* Writes "* ID KIND text", text cut at its first line end. */
+static void progress(struct job *j, const char *kind, const char *text, size_t len)
+{
+	struct client *c = j->c;
+
+	if (len > CBV_REPLY_LINE_MAX)
+		len = CBV_REPLY_LINE_MAX;
+	reply(c, "* %010u %s %.*s", j->id, kind, (int)len, text);
+	if (c->transcript)
+		cbv_log(CBV_LOG_INFO, "cbvd: %s %010u %s %.*s", c->sid[0] ? c->sid : "-", j->id,
+		        kind, (int)len, text);
+}
+
 /*
- * The core's trace hook: one "* ID KIND text" line, sent at once.  As
- * calloutd does, INIT names the host only and a reply shows its first
- * line; the QUIT we send after the verdict is not reported, so a client
- * keeping the last SENT (mailfromd's last_poll_sent) sees the RCPT.
+ * The core's trace hook: one "* ID KIND text" line.  As calloutd does,
+ * INIT names the host only and a reply shows its first line; the QUIT we
+ * send after the verdict is not reported.  A SENT line is held until the
+ * reply to it is in (HELO or RECV), then both go out at once: with
+ * pipelining, MAIL and RCPT are written together, and a client keeping
+ * the last SENT and RECV must never pair the RCPT with the MAIL reply.
  */
 static void on_trace(void *arg, enum cbv_trace kind, const char *text)
 {
 	struct job *j = arg;
-	struct client *c = j->c;
-	size_t len;
 
 	if ((unsigned)kind >= sizeof(trace_kind) / sizeof(trace_kind[0]))
 		return;
-	if (kind == CBV_TRACE_SENT && strcmp(text, "QUIT") == 0)
+	switch (kind) {
+	case CBV_TRACE_SENT:
+		if (strcmp(text, "QUIT") == 0)
+			return;
+		if (j->nheld < 2)
+			snprintf(j->sent_held[j->nheld++], sizeof(j->sent_held[0]), "%s", text);
 		return;
-	if (kind == CBV_TRACE_INIT) {
+	case CBV_TRACE_INIT: {
 		const char *sp = strstr(text, " [");
 
-		len = sp != NULL ? (size_t)(sp - text) : strlen(text);
-	} else {
-		len = strcspn(text, "\r\n");
+		j->nheld = 0; /* a new host: nothing is outstanding */
+		progress(j, "INIT", text, sp != NULL ? (size_t)(sp - text) : strlen(text));
+		return;
 	}
-	if (len > CBV_REPLY_LINE_MAX)
-		len = CBV_REPLY_LINE_MAX;
-	reply(c, "* %010u %s %.*s", j->id, trace_kind[kind], (int)len, text);
-	if (c->transcript)
-		cbv_log(CBV_LOG_INFO, "cbvd: %s %010u %s %.*s", c->sid[0] ? c->sid : "-", j->id,
-		        trace_kind[kind], (int)len, text);
+	case CBV_TRACE_HELO:
+	case CBV_TRACE_RECV:
+		if (j->nheld > 0) {
+			progress(j, "SENT", j->sent_held[0], strcspn(j->sent_held[0], "\r\n"));
+			memmove(j->sent_held[0], j->sent_held[1], sizeof(j->sent_held[0]));
+			j->nheld--;
+			j->sent_any = 1;
+		}
+		j->recv_any |= kind == CBV_TRACE_RECV;
+		break;
+	default:
+		break;
+	}
+	progress(j, trace_kind[kind], text, strcspn(text, "\r\n"));
+}
+
+/* Sends a multi-line field as "* ID XCBV key line" lines; nothing if "". */
+static void ext_field(struct job *j, const char *key, const char *value)
+{
+	while (*value != '\0') {
+		size_t len = strcspn(value, "\n");
+
+		if (len > CBV_REPLY_LINE_MAX)
+			len = CBV_REPLY_LINE_MAX;
+		reply(j->c, "* %010u XCBV %s %.*s", j->id, key, (int)len, value);
+		value += len;
+		value += strspn(value, "\n");
+	}
+}
+
+/*
+ * The end of a job's progress.  As calloutd: "SENT nothing" when no
+ * command got a reply, and "RECV" the deciding reply (the greeting when
+ * it refused us) or "nothing".  Then the XCBV extension lines (the
+ * verdict, reason, code, message and full last poll as decided here, so
+ * that our own client shows what an in-process verification shows);
+ * mailfromd's callout.mfl matches them as "* ID WORD text" and ignores an
+ * unknown word, calloutd is never a client.  docs/callout-protocol.md.
+ */
+static void job_report(struct job *j, const struct cbv_result *r)
+{
+	char num[32];
+
+	if (!j->sent_any)
+		progress(j, "SENT", "nothing", 7);
+	if (!j->recv_any) {
+		if (r->recv[0] != '\0')
+			progress(j, "RECV", r->recv, strcspn(r->recv, "\n"));
+		else
+			progress(j, "RECV", "nothing", 7);
+	}
+	ext_field(j, "status", cbv_verdict_name(r->verdict));
+	ext_field(j, "reason", cbv_reason_name(r->reason));
+	snprintf(num, sizeof(num), "%d", r->code);
+	ext_field(j, "code", num);
+	ext_field(j, "ecode", r->ecode);
+	snprintf(num, sizeof(num), "%lu", r->elapsed_ms);
+	ext_field(j, "elapsed", num);
+	snprintf(num, sizeof(num), "%u", r->hosts_tried);
+	ext_field(j, "tried", num);
+	ext_field(j, "host", r->host);
+	ext_field(j, "ip", r->ip);
+	ext_field(j, "tls", r->tls);
+	ext_field(j, "message", r->message);
+	ext_field(j, "greeting", r->greeting);
+	ext_field(j, "helo", r->helo);
+	ext_field(j, "sent", r->sent);
+	ext_field(j, "recv", r->recv);
 }
 
 /* Frees a job that is on no global list. */
@@ -301,8 +388,10 @@ static void job_done(struct loop *L, struct job *j, const struct cbv_result *r)
 	j->state = J_DONE;
 	j->word = r != NULL ? cbv_verdict_mfd_name(r->verdict) : "temp_failure";
 	if (r != NULL)
+		job_report(j, r);
+	if (r != NULL)
 		cbv_log(CBV_LOG_INFO, "cbvd: %s %010u <%s> %s %s/%s %s", c->sid[0] ? c->sid : "-",
-		        j->id, r->address, j->word, cbv_verdict_name(r->verdict), r->reason,
+		        j->id, r->address, j->word, cbv_verdict_name(r->verdict), cbv_reason_name(r->reason),
 		        r->message);
 	cbv_verify_free(j->v);
 	j->v = NULL;
@@ -330,7 +419,17 @@ static void job_start(struct loop *L, struct job *j)
 		/* mailfromd's "always" is "use it when offered". */
 		const char *pol = strcmp(c->starttls, "always") == 0 ? "opportunistic" : c->starttls;
 
-		cbv_profile_set(&p, "starttls", pol, NULL);
+		/* A client may strengthen our STARTTLS policy, never weaken a
+		 * profile's require (issue 11.7). */
+		if (p.starttls == CBV_STARTTLS_REQUIRE && strcmp(pol, "require") != 0) {
+			if (!c->warned_tls)
+				cbv_log(CBV_LOG_WARN, "cbvd: %s: SET STARTTLS=\"%s\" ignored: profile %s "
+				        "requires STARTTLS", c->sid[0] ? c->sid : "-", c->starttls,
+				        p.name);
+			c->warned_tls = 1;
+		} else {
+			cbv_profile_set(&p, "starttls", pol, NULL);
+		}
 	}
 	if (c->has_timeouts) {
 		unsigned cmd = 0;
@@ -574,13 +673,10 @@ static const char *get_value(const struct client *c, enum cbv_cproto_var v)
 	case CBV_CPROTO_VAR_STARTTLS:
 		if (c->starttls[0])
 			return c->starttls;
-		switch (c->profile->starttls) {
-		case CBV_STARTTLS_NEVER: return "never";
-		case CBV_STARTTLS_OPPORTUNISTIC: return "always";
-		case CBV_STARTTLS_ONDEMAND: return "ondemand";
-		case CBV_STARTTLS_REQUIRE: return "require";
-		}
-		return "";
+		/* calloutd's words; require has none: shown as ours */
+		return cbv_callout_starttls_word(c->profile->starttls, 0) != NULL
+		               ? cbv_callout_starttls_word(c->profile->starttls, 0)
+		               : "require";
 	case CBV_CPROTO_VAR_TRANSCRIPT: return c->transcript ? "ON" : "OFF";
 	case CBV_CPROTO_VAR_PROFILE: return c->profile->name;
 	default: return "";
@@ -772,7 +868,9 @@ static void accept_clients(struct loop *L, size_t i)
 			L->clients->prev = c;
 		L->clients = c;
 		L->nclients++;
-		reply(c, "OK mailfromd callout server ready");
+		/* "XCBV": cbvd's extensions (docs/callout-protocol.md); callout.mfl
+		 * only matches "OK.*". */
+		reply(c, "OK mailfromd callout server ready (cbvd XCBV)");
 	}
 }
 

@@ -28,6 +28,15 @@
  *               start TLS", then close at once (no lingering): the client's
  *               ClientHello meets a closed socket, so an alert it writes
  *               after that gets EPIPE (SIGPIPE without MSG_NOSIGNAL)
+ *   sender518   normal, RCPT -> "550 5.1.8 ... Sender address rejected" (Postfix
+ *               smtpd_delay_reject: the sender refused at RCPT time)
+ *   mail530     normal (no STARTTLS offered), MAIL -> "530 5.7.0 Must issue a
+ *               STARTTLS command first"
+ *   bigreply    normal, RCPT -> a 550 of 9 lines x 2000 bytes (over 16 KiB)
+ *   greet421    "421 4.3.2 Too busy, try later", close
+ *   mixgreet    "220-mixgreet.test" then "554 5.3.2 changed its mind"
+ *   chatty      greeting and an unsolicited "250 chatty" line right after it
+ *   rcptmix     normal, RCPT -> "250-OK" then "550 5.1.1 no" (mixed codes)
  *
  * Input lines are bounded (LINE_MAX_IN bytes with CRLF); a longer line gets
  * a 500 and the connection is closed. Closing is "lingering": our side is
@@ -74,6 +83,13 @@ enum scenario {
 	SC_POLICY,
 	SC_FAST,
 	SC_TLSCLOSE,
+	SC_SENDER518,
+	SC_MAIL530,
+	SC_BIGREPLY,
+	SC_GREET421,
+	SC_MIXGREET,
+	SC_CHATTY,
+	SC_RCPTMIX,
 	SC_COUNT
 };
 
@@ -81,6 +97,7 @@ static const char *const scenario_names[SC_COUNT] = {
 	"tarpit", "drip",     "multiline",  "longline", "garbage", "earlyclose",
 	"mid421", "greet554", "nullsender", "policy",   "fast",
 	"tlsclose",
+	"sender518", "mail530", "bigreply", "greet421", "mixgreet", "chatty", "rcptmix",
 };
 
 static const char drip_greeting[] = "220 drip.test ESMTP slow\r\n";
@@ -316,6 +333,20 @@ static void greet(struct conn *c)
 	case SC_TARPIT:
 		c->st = ST_SILENT;
 		break;
+	case SC_GREET421:
+		reply(c, "421 4.3.2 Too busy, try later");
+		start_close(c);
+		break;
+	case SC_MIXGREET:
+		reply(c, "220-mixgreet.test");
+		reply(c, "554 5.3.2 changed its mind");
+		c->st = ST_CMD;
+		break;
+	case SC_CHATTY:
+		reply(c, "220 chatty.test ESMTP fakesmtp");
+		reply(c, "250 chatty");
+		c->st = ST_CMD;
+		break;
 	case SC_DRIP:
 		c->st = ST_DRIP;
 		c->drip_pos = 0;
@@ -336,6 +367,26 @@ static void do_rcpt(struct conn *c, const char *line)
 
 	if (c->sc == SC_POLICY) {
 		reply(c, "550 5.7.1 Client host blocked by policy");
+		return;
+	}
+	if (c->sc == SC_SENDER518) {
+		reply(c, "550 5.1.8 <>: Sender address rejected: Domain not found");
+		return;
+	}
+	if (c->sc == SC_RCPTMIX) {
+		reply(c, "250-OK");
+		reply(c, "550 5.1.1 no");
+		return;
+	}
+	if (c->sc == SC_BIGREPLY) {
+		static char big[2001];
+
+		for (int i = 0; i < 9; i++) {
+			memset(big, 'x', sizeof big - 1);
+			memcpy(big, i < 8 ? "550-5.1.1 " : "550 5.1.1 ", 10);
+			big[sizeof big - 1] = '\0';
+			reply(c, big);
+		}
 		return;
 	}
 	if (p == NULL) {
@@ -363,7 +414,9 @@ static void do_mail(struct conn *c, const char *line)
 		reply(c, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
-	if (c->sc == SC_NULLSENDER && strncmp(p, "<>", 2) == 0)
+	if (c->sc == SC_MAIL530)
+		reply(c, "530 5.7.0 Must issue a STARTTLS command first");
+	else if (c->sc == SC_NULLSENDER && strncmp(p, "<>", 2) == 0)
 		reply(c, "550 5.7.1 Null sender refused");
 	else
 		reply(c, "250 2.1.0 Sender OK");

@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(whole_st == CBV_OK);
 			check(line_by_line.code == whole.code);
 			check(line_by_line.nlines == whole.nlines);
-			check(line_by_line.truncated == whole.truncated);
+			check(line_by_line.len == whole.len);
 			check(strcmp(line_by_line.ecode, whole.ecode) == 0);
 			check(strcmp(line_by_line.text, whole.text) == 0);
 			check(off - cbv_buf_pending(&buf) == used);

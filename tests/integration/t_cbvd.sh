@@ -44,6 +44,13 @@ smtp_cbv "default" {
   helo = "verifier.test"
   timeout = 10s
 }
+smtp_cbv "strict" {
+  dns_servers = "$CBV_RIG_DNS"
+  port = $CBV_RIG_PORT
+  deny_networks = [ ]
+  starttls = require
+  timeout = 5s
+}
 smtp_cbv "short" {
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
@@ -142,7 +149,7 @@ for url in "$TCP" "$UNIX"; do
 	kind=${url%%:*}
 	out=$(client "$url" 'SID local:' 'SET TRANSCRIPT="OFF"' 'SET STARTTLS="ondemand"' \
 		'VRFY "alice@exim.test"' RUN QUIT)
-	expect_out "$kind: greeting" "$out" '^0\.[0-9]+ S: OK mailfromd callout server ready<CRLF>$'
+	expect_out "$kind: greeting" "$out" '^0\.[0-9]+ S: OK mailfromd callout server ready \(cbvd XCBV\)<CRLF>$'
 	expect_out "$kind: SID and SET answered OK" "$out" 'C: SID local:' 'S: OK<CRLF>$'
 	expect_out "$kind: VRFY gets an id" "$out" 'S: OK 0000000000<CRLF>$'
 	expect_out "$kind: progress lines as calloutd writes them" "$out" \
@@ -158,6 +165,39 @@ for url in "$TCP" "$UNIX"; do
 	[ "$last_sent" = 'SENT RCPT TO:<alice@exim.test><CRLF>' ] && ok "$kind: last SENT is the RCPT (last_poll_sent)" \
 		|| bad "$kind: last SENT is the RCPT" "$last_sent"
 done
+
+# mailfromd's last_poll values (issue 11.10): "SENT nothing" / "RECV nothing"
+# as calloutd writes them, the refusing greeting as RECV, and SENT/RECV a
+# true pair (issue 11.8) even when MAIL and RCPT were pipelined.
+out=$(client "$TCP" 'SET PROFILE="short"' 'VRFY "x@tarpit.test"' RUN QUIT)
+expect_out "tarpit: SENT nothing, RECV nothing" "$out" \
+	'S: \* 0000000000 SENT nothing<CRLF>$' 'S: \* 0000000000 RECV nothing<CRLF>$' \
+	'S: OK 0000000000=temp_failure<CRLF>$'
+out=$(client "$TCP" 'VRFY "x@greet554.test"' RUN QUIT)
+expect_out "554 greeting: SENT nothing, RECV the greeting" "$out" \
+	'S: \* 0000000000 SENT nothing<CRLF>$' 'S: \* 0000000000 RECV 554 5\.3\.2 No service here<CRLF>$'
+last=$(grep -Eo '(SENT|RECV) .*<CRLF>' <<<"$out" | tail -2 | tr '\n' '|')
+[ "$last" = 'SENT nothing<CRLF>|RECV 554 5.3.2 No service here<CRLF>|' ] && ok "554 greeting: last pair" \
+	|| bad "554 greeting: last pair" "$last"
+out=$(client "$TCP" 'VRFY "x@nullsender.test"' RUN QUIT)
+last=$(grep -Eo '(SENT|RECV) .*<CRLF>' <<<"$out" | tail -2 | tr '\n' '|')
+[ "$last" = 'SENT MAIL FROM:<><CRLF>|RECV 550 5.7.1 Null sender refused<CRLF>|' ] \
+	&& ok "pipelined MAIL 550: last SENT is the MAIL, not the RCPT" \
+	|| bad "pipelined MAIL 550: last SENT is the MAIL" "$last"
+if grep -q 'SENT RCPT' <<<"$out"; then bad "pipelined MAIL 550: unanswered RCPT not reported"; else
+	ok "pipelined MAIL 550: unanswered RCPT not reported"; fi
+# The XCBV extension (docs/callout-protocol.md): our verdict, reason, code.
+expect_out "XCBV lines carry cbv's verdict" "$out" \
+	'S: \* 0000000000 XCBV status error<CRLF>$' 'S: \* 0000000000 XCBV reason sender_refused<CRLF>$' \
+	'S: \* 0000000000 XCBV code 550<CRLF>$' 'S: \* 0000000000 XCBV ecode 5\.7\.1<CRLF>$' \
+	'S: \* 0000000000 XCBV message 550 5\.7\.1 Null sender refused<CRLF>$'
+# A client cannot weaken a profile's starttls = require (issue 11.7).
+out=$(client "$TCP" 'SET PROFILE="strict"' 'SET STARTTLS="always"' 'VRFY "x@fast.test"' RUN QUIT)
+expect_out "profile require survives SET STARTTLS=always" "$out" \
+	'S: \* 0000000000 XCBV reason tls_required<CRLF>$' 'S: OK 0000000000=failure<CRLF>$'
+out=$(client "$TCP" 'SET STARTTLS="require"' 'VRFY "x@fast.test"' RUN QUIT)
+expect_out "SET STARTTLS=require is honoured" "$out" \
+	'S: \* 0000000000 XCBV reason tls_required<CRLF>$' 'S: OK 0000000000=failure<CRLF>$'
 
 # Verdicts, one RUN for several VRFYs (ids in order, one final line).
 out=$(client "$TCP" 'SID 127.0.0.1:q1' 'VRFY "nobody@exim.test"' 'VRFY "grey@exim.test"' \

@@ -75,7 +75,8 @@ common_checks() { # WHO UNIX_URL INET_URL
 		"$OP{$unix}{$C}}/$DO{1}{alice@exim.test}}/$CL{1}}/$OP{$inet}{$C}}" "1/success//1"
 	be "$OP{$unix}{$C}}|$DO{1}{bob@exim.test}}|$LP{status}}|$LP{host}}|$LP{sent}}|$LP{recv}}|$LP{greeting}}|$LP{helo}}|$LP{cache}}"
 	if [[ $rc -eq 0 && $out == "1|success|pass|mx.exim.test|RCPT TO:<bob@exim.test>|250 "* ]] &&
-		grep -q '|220 mx\.exim\.test ESMTP Exim' <<<"$out" && grep -q '|250-mx\.exim\.test Hello .*|0$' <<<"$out"; then
+		grep -q '|220 mx\.exim\.test ESMTP Exim' <<<"$out" && grep -q '|250-mx\.exim\.test Hello ' <<<"$out" &&
+		[[ $out == *"|0" ]]; then
 		ok "$who: last_poll host, sent, recv, greeting, helo from the progress lines"
 	else
 		bad "$who: last_poll fields" "rc=$rc out=$out err=$err"
@@ -142,6 +143,13 @@ if [[ ${1:-} == --calloutd-inner ]]; then
 	expect "calloutd: null MX is calloutd's failure" "$OP{$CALLOUTD_UNIX_URL}{config=$T/cbv.conf}}|$DO{1}{x@nullmx.test}}" "1|failure"
 	expect "calloutd: a cached answer: no progress lines, cache = 1" \
 		"$OP{$CALLOUTD_INET_URL}{config=$T/cbv.conf}}|$DO{1}{alice@exim.test}}|$LP{cache}}|$LP{host}}" "1|success|1|"
+	# starttls = require cannot be said to calloutd: refused, never weakened.
+	expect_error "calloutd: starttls=require is an ERROR, not opportunistic" \
+		"$OP{$CALLOUTD_UNIX_URL}{config=$T/cbv.conf starttls=require}}" \
+		'callout_open: .*starttls = require cannot be honoured'
+	expect_error "calloutd: callout{} with starttls=require is an ERROR" \
+		"$CO{req1@fast.test}{}{config=$T/cbv.conf profile=viaserver starttls=require}}" \
+		'callout: .*starttls = require cannot be honoured'
 	expect_error "calloutd: Exim on :25 is not a callout server" "$OP{inet://127.0.0.10:25}}" \
 		'callout_open: e_callout_proto: inet://127\.0\.0\.10:25: greeting: 220 mx\.exim\.test'
 	kill -0 "$CALLOUTD_PID" 2>/dev/null && ok "calloutd still running" || bad "calloutd died" "$(tail -5 "$NS/calloutd.log")"
@@ -173,8 +181,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[[ $exports == "callout callout_close callout_do callout_open last_poll smtp_callback_verify " ]] &&
-	ok "cbv.so exports exactly the six dlfuncs" || bad "cbv.so exports" "$exports"
+[[ $exports == "callout callout_close callout_do callout_open default_callout_server_url last_poll smtp_callback_verify " ]] &&
+	ok "cbv.so exports exactly the seven dlfuncs" || bad "cbv.so exports" "$exports"
 
 # cbvd drops root to Debian-exim: its socket directory is that user's.
 mkdir -p "$T/run"
@@ -237,6 +245,26 @@ expect "vars_acl runs after callout{} through the server" \
 expect "vars_acl runs after callout_do (OPTIONS of callout_open)" \
 	"$OP{$INET_URL}{$C vars_acl=cbv_setvars}}|$DO{1}{grey@exim.test}}|\$acl_m_smtp_cbv_result|\$acl_m_last_poll_reason" \
 	"1|temp_failure|transient|greylisted"
+
+# mailfromd's own view (issue 11.10): last_poll_* give mailfromd's values
+# (first line, "nothing"), our fields stay full; default_callout_server_url.
+expect "mailfromd view: 554 greeting: last_poll_sent nothing, recv the greeting" \
+	"$OP{$UNIX_URL}{$C}}|$DO{1}{x@greet554.test}}|$LP{last_poll_sent}}|$LP{last_poll_recv}}|$LP{sent}}|$LP{reason}}" \
+	"1|failure|nothing|554 5.3.2 No service here||greeting_refused"
+be "$OP{$UNIX_URL}{$C}}|$DO{1}{alice@exim.test}}|$LP{last_poll_helo}}|\${if >{\${strlen:$LP{helo}}}}{\${strlen:$LP{last_poll_helo}}}}{full}{same}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "mailfromd view: last_poll_helo is the first line, helo the full reply" \
+	grep -Eq '^1\|success\|250-mx\.exim\.test Hello [^|]*\|full$' <<<"$out"
+expect "vars_acl: \$acl_m_last_poll_sent is mailfromd's (nothing)" \
+	"$CO{y@greet554.test}{}{$C profile=viaserver}}|\$acl_m_last_poll_sent|\$acl_m_last_poll_recv" \
+	"failure|nothing|554 5.3.2 No service here"
+expect "default_callout_server_url: the profile's callout_url" \
+	"\${dlfunc{$SO}{default_callout_server_url}{$C profile=viaserver}}|\${dlfunc{$SO}{default_callout_server_url}{$C profile=inprocess}}" \
+	"$UNIX_URL|"
+expect "cbvd: starttls=require reaches cbvd (no plain-text success)" \
+	"$CO{req2@fast.test}{}{$C profile=viaserver starttls=require}}|$LP{reason}}" "failure|tls_required"
+expect "cbvd: elapsed is set for a synthesized timeout (issue 11.9)" \
+	"$OP{$UNIX_URL}{$C profile=impatient}}|$DO{1}{x@tarpit.test}}|\${if >={$LP{elapsed}}}{900}{y}{n}}" "1|temp_failure|y"
 
 # Our deadline (timeout=1s) before cbvd's: temp_failure, then the same
 # descriptor reconnects and answers.
@@ -341,7 +369,7 @@ do
   return 0
 done
 EOF
-	out=$(timeout 60 mailfromd --no-config --run "$T/t.mf" 2>&1)
+	out=$(timeout 60 mailfromd --no-config --run "$T/t.mf" 2>&1 | grep -v 'stack segment expanded')
 	want="alice=0 host=mx.exim.test sent=RCPT TO:<alice@exim.test> recv=250 Accepted cache=0
 nobody=1/1
 grey=3/3

@@ -38,6 +38,8 @@ FAKES=(
 	127.0.0.26=mid421 127.0.0.27=greet554 127.0.0.28=nullsender
 	127.0.0.29=policy 127.0.0.30=fast
 	127.0.0.31=tlsclose
+	127.0.0.40=sender518 127.0.0.41=mail530 127.0.0.42=bigreply 127.0.0.43=greet421
+	127.0.0.44=mixgreet 127.0.0.45=chatty 127.0.0.46=rcptmix
 )
 
 say() { printf 'rig: %s\n' "$*" >&2; }

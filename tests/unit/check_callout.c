@@ -443,7 +443,7 @@ START_TEST(test_live_pass_fail)
 	ck_assert_int_eq(cbv_callout_set(c, "EHLO", "verifier.test", 2000, &err), CBV_OK);
 	ck_assert_int_eq(cbv_callout_verify(c, "alice@exim.test", NULL, 2000, &r, &err), CBV_OK);
 	ck_assert_int_eq(r->verdict, CBV_PASS);
-	ck_assert_str_eq(r->reason, "accepted");
+	ck_assert_str_eq(cbv_reason_name(r->reason), "accepted");
 	ck_assert_str_eq(r->host, "mx.exim.test");
 	ck_assert_str_eq(r->greeting, "220 mx.exim.test ESMTP Exim 4.96");
 	ck_assert_str_eq(r->helo, "250-mx.exim.test Hello verifier.test [127.0.0.1]");
@@ -457,7 +457,7 @@ START_TEST(test_live_pass_fail)
 	ck_assert_int_eq(cbv_callout_verify(c, "nobody@exim.test", "mode=hostonly host=mx.exim.test",
 	                                    2000, &r, &err), CBV_OK);
 	ck_assert_int_eq(r->verdict, CBV_FAIL);
-	ck_assert_str_eq(r->reason, "mailbox_unknown");
+	ck_assert_str_eq(cbv_reason_name(r->reason), "mailbox_unknown");
 	ck_assert_int_eq(r->code, 550);
 	ck_assert_str_eq(r->ecode, "5.1.1");
 	ck_assert_str_eq(r->message, "550 5.1.1 <nobody@exim.test>: no such user here");
@@ -494,7 +494,7 @@ START_TEST(test_live_queue_cache)
 	ck_assert_int_eq(cbv_callout_open(url, 2000, &c, &err), CBV_OK);
 	ck_assert_int_eq(cbv_callout_verify(c, "x@refused.test", "", 2000, &r, &err), CBV_OK);
 	ck_assert_int_eq(r->verdict, CBV_TRANSIENT);
-	ck_assert_str_eq(r->reason, "connect_failed");
+	ck_assert_str_eq(cbv_reason_name(r->reason), "connect_failed");
 	ck_assert_str_eq(r->host, "mx.refused.test");
 	ck_assert_str_eq(r->sent, "");
 	ck_assert_str_eq(r->recv, "");
@@ -715,7 +715,7 @@ START_TEST(test_calloutd)
 
 	ck_assert_int_eq(cbv_callout_verify(c, "dave@grey.test", NULL, 30000, &r, &err), CBV_OK);
 	ck_assert_int_eq(r->verdict, CBV_FAIL);
-	ck_assert_str_eq(r->reason, "mailbox_unknown");
+	ck_assert_str_eq(cbv_reason_name(r->reason), "mailbox_unknown");
 	ck_assert_str_eq(r->ecode, "5.1.1");
 	ck_assert_ptr_nonnull(strstr(r->recv, "550 5.1.1"));
 	cbv_result_free(r);
@@ -741,6 +741,265 @@ START_TEST(test_calloutd)
 	ck_assert_ptr_nonnull(strstr(err.msg, "e_callout_proto: "));
 	ck_assert_ptr_nonnull(strstr(err.msg, "mode requires host"));
 	cbv_callout_close(c, 5000);
+}
+END_TEST
+
+/* ---- cbvd's XCBV extension, the kept connection, STARTTLS words ---- */
+
+#define XGREET "OK mailfromd callout server ready (cbvd XCBV)\r\n"
+
+/* cbvd: a pipelined MAIL 550 5.7.1; XCBV carries its own result. */
+static const struct script sc_xcbv = {
+	"xcbv", XGREET,
+	{ { "VRFY \"x@nullsender.test\"", "OK 0000000000\r\n" },
+	  { "RUN", "* 0000000000 INIT mx.nullsender.test\r\n"
+	           "* 0000000000 SENT MAIL FROM:<>\r\n"
+	           "* 0000000000 RECV 550 5.7.1 Null sender refused\r\n"
+	           "* 0000000000 XCBV status error\r\n"
+	           "* 0000000000 XCBV reason sender_refused\r\n"
+	           "* 0000000000 XCBV code 550\r\n"
+	           "* 0000000000 XCBV ecode 5.7.1\r\n"
+	           "* 0000000000 XCBV elapsed 42\r\n"
+	           "* 0000000000 XCBV tried 1\r\n"
+	           "* 0000000000 XCBV ip 127.0.0.28:25\r\n"
+	           "* 0000000000 XCBV message 550-5.7.1 Null sender refused\r\n"
+	           "* 0000000000 XCBV message 550 5.7.1 second line\r\n"
+	           "* 0000000000 XCBV sent MAIL FROM:<>\r\n"
+	           "* 0000000000 XCBV recv 550-5.7.1 Null sender refused\r\n"
+	           "* 0000000000 XCBV recv 550 5.7.1 second line\r\n"
+	           "* 0000000000 XCBV future-key whatever\r\n"
+	           "OK 0000000000=failure\r\n" },
+	  { "DROP 0000000000", "NO unknown command\r\n" },
+	  /* contradicting: XCBV says pass, the word says not_found */
+	  { "VRFY \"y@exim.test\"", "OK 0000000001\r\n" },
+	  { "RUN", "* 0000000001 SENT RCPT TO:<y@exim.test>\r\n"
+	           "* 0000000001 RECV 550 5.1.8 sender rejected\r\n"
+	           "* 0000000001 XCBV status pass\r\n"
+	           "* 0000000001 XCBV reason accepted\r\n"
+	           "OK 0000000001=not_found\r\n" },
+	  { "QUIT", "OK bye\r\n" },
+	  { NULL, NULL } }
+};
+
+START_TEST(test_xcbv)
+{
+	struct cbv_callout *c = NULL;
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	start_server(&sc_xcbv);
+	ck_assert_int_eq(cbv_callout_open(url, 2000, &c, &err), CBV_OK);
+	ck_assert_int_eq(cbv_callout_extended(c), 1);
+	ck_assert_int_eq(cbv_callout_verify(c, "x@nullsender.test", NULL, 2000, &r, &err), CBV_OK);
+	ck_assert_int_eq(r->verdict, CBV_ERROR);
+	ck_assert_str_eq(cbv_reason_name(r->reason), "sender_refused");
+	ck_assert_int_eq(r->code, 550);
+	ck_assert_str_eq(r->ecode, "5.7.1");
+	ck_assert_uint_eq(r->elapsed_ms, 42);
+	ck_assert_str_eq(r->ip, "127.0.0.28:25");
+	ck_assert_str_eq(r->message, "550-5.7.1 Null sender refused\n550 5.7.1 second line");
+	ck_assert_str_eq(r->recv, "550-5.7.1 Null sender refused\n550 5.7.1 second line");
+	ck_assert_str_eq(r->sent, "MAIL FROM:<>");
+	cbv_result_free(r);
+	/* The one mapping on calloutd's lines: RCPT 550 5.1.8 is the sender. */
+	ck_assert_int_eq(cbv_callout_verify(c, "y@exim.test", NULL, 2000, &r, &err), CBV_OK);
+	ck_assert_int_eq(r->verdict, CBV_FAIL);
+	ck_assert_str_eq(cbv_reason_name(r->reason), "sender_refused");
+	ck_assert_str_eq(r->ecode, "5.1.8");
+	cbv_result_free(r);
+	cbv_callout_close(c, 2000);
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
+/* calloutd's lines alone: the stage from SENT, the reply's own ecode rules. */
+static const struct script sc_mapping = {
+	"mapping", GREET,
+	{ { "VRFY \"x@greet554.test\"", "OK 0000000000\r\n" },
+	  { "RUN", "* 0000000000 INIT mx.greet554.test\r\n"
+	           "* 0000000000 GRTNG 554 5.3.2 No service here\r\n"
+	           "* 0000000000 SENT nothing\r\n"
+	           "* 0000000000 RECV 554 5.3.2 No service here\r\n"
+	           "OK 0000000000=not_found\r\n" },
+	  { "VRFY \"x@policy.test\"", "OK 0000000001\r\n" },
+	  { "RUN", "* 0000000001 SENT MAIL FROM:<>\r\n"
+	           "* 0000000001 RECV 530 5.7.0 Must issue a STARTTLS command first\r\n"
+	           "OK 0000000001=not_found\r\n" },
+	  { "VRFY \"x@weird.test\"", "OK 0000000002\r\n" },
+	  { "RUN", "* 0000000002 SENT RCPT TO:<x@weird.test>\r\n"
+	           "* 0000000002 RECV 550 5..1 odd\r\n"
+	           "OK 0000000002=not_found\r\n" },
+	  { "QUIT", "OK bye\r\n" },
+	  { NULL, NULL } }
+};
+
+START_TEST(test_calloutd_mapping)
+{
+	struct cbv_callout *c = NULL;
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	start_server(&sc_mapping);
+	ck_assert_int_eq(cbv_callout_open(url, 2000, &c, &err), CBV_OK);
+	ck_assert_int_eq(cbv_callout_extended(c), 0);
+	ck_assert_int_eq(cbv_callout_verify(c, "x@greet554.test", NULL, 2000, &r, &err), CBV_OK);
+	ck_assert_str_eq(cbv_reason_name(r->reason), "greeting_refused");
+	ck_assert_str_eq(r->message, "554 5.3.2 No service here");
+	ck_assert_str_eq(r->sent, "");
+	cbv_result_free(r);
+	ck_assert_int_eq(cbv_callout_verify(c, "x@policy.test", NULL, 2000, &r, &err), CBV_OK);
+	ck_assert_str_eq(cbv_reason_name(r->reason), "tls_required");
+	cbv_result_free(r);
+	ck_assert_int_eq(cbv_callout_verify(c, "x@weird.test", NULL, 2000, &r, &err), CBV_OK);
+	ck_assert_str_eq(r->ecode, ""); /* "5..1" is no enhanced code */
+	ck_assert_str_eq(cbv_reason_name(r->reason), "mailbox_unknown");
+	cbv_result_free(r);
+	cbv_callout_close(c, 2000);
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
+START_TEST(test_starttls_words)
+{
+	ck_assert_str_eq(cbv_callout_starttls_word(CBV_STARTTLS_NEVER, 0), "never");
+	ck_assert_str_eq(cbv_callout_starttls_word(CBV_STARTTLS_OPPORTUNISTIC, 0), "always");
+	ck_assert_str_eq(cbv_callout_starttls_word(CBV_STARTTLS_ONDEMAND, 0), "ondemand");
+	ck_assert_ptr_null(cbv_callout_starttls_word(CBV_STARTTLS_REQUIRE, 0));
+	ck_assert_str_eq(cbv_callout_starttls_word(CBV_STARTTLS_NEVER, 1), "never");
+	ck_assert_str_eq(cbv_callout_starttls_word(CBV_STARTTLS_OPPORTUNISTIC, 1), "opportunistic");
+	ck_assert_str_eq(cbv_callout_starttls_word(CBV_STARTTLS_ONDEMAND, 1), "ondemand");
+	ck_assert_str_eq(cbv_callout_starttls_word(CBV_STARTTLS_REQUIRE, 1), "require");
+}
+END_TEST
+
+/* require against calloutd: refused before any SET STARTTLS is sent. */
+static const struct script sc_require_calloutd = {
+	"require-calloutd", GREET,
+	{ { "SID s1", "OK\r\n" }, { NULL, NULL } }
+};
+
+/* require against cbvd: sent exactly; then the slot verifies. */
+static const struct script sc_require_cbvd = {
+	"require-cbvd", XGREET,
+	{ { "SID s1", "OK\r\n" },
+	  { "SET STARTTLS=\"require\"", "OK\r\n" },
+	  { "SET EHLO=\"verifier.test\"", "OK\r\n" },
+	  { "SET MAILFROM=\"<>\"", "OK\r\n" },
+	  { "VRFY \"a@fast.test\"", "OK 0000000000\r\n" },
+	  { "RUN", "* 0000000000 XCBV status error\r\n"
+	           "* 0000000000 XCBV reason tls_required\r\n"
+	           "* 0000000000 XCBV code 530\r\n"
+	           "* 0000000000 XCBV message 530 5.7.10 no STARTTLS\r\n"
+	           "OK 0000000000=failure\r\n" },
+	  { "DROP 0000000000", "OK\r\n" },
+	  { "QUIT", "OK bye\r\n" },
+	  { NULL, NULL } }
+};
+
+START_TEST(test_slot_require)
+{
+	struct cbv_profile p;
+	struct cbv_callout_slot *s;
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	cbv_profile_defaults(&p);
+	ck_assert_int_eq(cbv_profile_set(&p, "starttls", "require", &err), CBV_OK);
+	ck_assert_int_eq(cbv_profile_set(&p, "helo", "verifier.test", &err), CBV_OK);
+
+	start_server(&sc_require_calloutd);
+	s = cbv_callout_slot_new(url, "s1", &err);
+	ck_assert_ptr_nonnull(s);
+	cbv_callout_slot_configure(s, &p, NULL, NULL, 0);
+	ck_assert_int_eq(cbv_callout_slot_verify(s, "a@fast.test", NULL, &r, &err), CBV_ECONFIG);
+	ck_assert_ptr_null(r);
+	ck_assert_msg(strstr(err.msg, "require") != NULL, "%s", err.msg);
+	cbv_callout_slot_free(s, 0);
+	ck_assert_int_eq(stop_server(), 0);
+
+	start_server(&sc_require_cbvd);
+	s = cbv_callout_slot_new(url, "s1", &err);
+	ck_assert_ptr_nonnull(s);
+	cbv_callout_slot_configure(s, &p, NULL, NULL, 0);
+	ck_assert_int_eq(cbv_callout_slot_verify(s, "a@fast.test", NULL, &r, &err), CBV_OK);
+	ck_assert_str_eq(cbv_reason_name(r->reason), "tls_required");
+	ck_assert_int_eq(r->verdict, CBV_ERROR);
+	cbv_result_free(r);
+	cbv_callout_slot_free(s, 2000);
+	ck_assert_int_eq(stop_server(), 0);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* OOM through the kept connection and the XCBV lines: ENOMEM, no leak. */
+START_TEST(test_oom_slot)
+{
+	static const struct script sc = {
+		"oom-slot", XGREET,
+		{ { "SET STARTTLS", "OK\r\n" },
+		  { "SET EHLO", "OK\r\n" },
+		  { "SET MAILFROM", "OK\r\n" },
+		  { "VRFY", "OK 1\r\n" },
+		  { "RUN", "* 1 INIT mx\r\n* 1 SENT RCPT\r\n* 1 RECV 250 ok\r\n"
+		           "* 1 XCBV status pass\r\n* 1 XCBV reason accepted\r\n"
+		           "* 1 XCBV message 250-ok\r\n* 1 XCBV message 250 ok\r\n"
+		           "* 1 XCBV recv 250 ok\r\nOK 1=success\r\n" },
+		  { NULL, NULL } }
+	};
+	struct cbv_profile p;
+	int ok = 0;
+
+	cbv_profile_defaults(&p);
+	for (long n = 0; n < 96 && !ok; n++) {
+		struct cbv_callout_slot *s;
+		struct cbv_result *r = NULL;
+		struct cbv_err err;
+		enum cbv_status st = CBV_ENOMEM;
+
+		start_server(&sc);
+		cbv_alloc_fail_after(n);
+		s = cbv_callout_slot_new(url, NULL, &err);
+		if (s != NULL) {
+			cbv_callout_slot_configure(s, &p, NULL, "h.test", 0);
+			st = cbv_callout_slot_verify(s, "a@b.test", NULL, &r, &err);
+		}
+		cbv_alloc_fail_after(-1);
+		ck_assert_msg(st == CBV_OK || st == CBV_ENOMEM, "n=%ld: %d %s", n, st, err.msg);
+		if (st == CBV_OK) {
+			ck_assert_str_eq(r->message, "250-ok\n250 ok");
+			ok = 1;
+		} else {
+			ck_assert_ptr_null(r);
+		}
+		cbv_result_free(r);
+		cbv_callout_slot_free(s, 0);
+		stop_server();
+	}
+	ck_assert(ok);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* A server that is gone: a synthesized transient result, elapsed set. */
+START_TEST(test_slot_gone)
+{
+	struct cbv_profile p;
+	struct cbv_callout_slot *s;
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	cbv_profile_defaults(&p);
+	s = cbv_callout_slot_new("unix:///nonexistent/cbvd.sock", NULL, &err);
+	ck_assert_ptr_nonnull(s);
+	cbv_callout_slot_configure(s, &p, NULL, "h.test", 0);
+	ck_assert_int_eq(cbv_callout_slot_verify(s, "a@fast.test", NULL, &r, &err), CBV_OK);
+	ck_assert_int_eq(r->verdict, CBV_TRANSIENT);
+	ck_assert_str_eq(cbv_reason_name(r->reason), "connect_failed");
+	ck_assert_str_eq(r->address, "a@fast.test");
+	ck_assert_int_eq(r->code, 451);
+	cbv_result_free(r);
+	cbv_callout_slot_free(s, 0);
+	cbv_profile_clear(&p);
 }
 END_TEST
 
@@ -771,6 +1030,12 @@ static Suite *callout_suite(void)
 	tcase_add_test(tc, test_line_too_long);
 	tcase_add_test(tc, test_connect_fail);
 	tcase_add_test(tc, test_oom);
+	tcase_add_test(tc, test_xcbv);
+	tcase_add_test(tc, test_calloutd_mapping);
+	tcase_add_test(tc, test_starttls_words);
+	tcase_add_test(tc, test_slot_require);
+	tcase_add_test(tc, test_slot_gone);
+	tcase_add_test(tc, test_oom_slot);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("calloutd");
 	tcase_set_timeout(tc, 120);

@@ -156,9 +156,9 @@ START_TEST(verdicts)
 	contacted = 0;
 	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
 	ck_assert_ptr_nonnull(r);
-	ck_assert_msg(r->verdict == t->verdict && strcmp(r->reason, t->reason) == 0,
+	ck_assert_msg(r->verdict == t->verdict && strcmp(cbv_reason_name(r->reason), t->reason) == 0,
 	              "%s [%s]: got %s/%s (%s), want %s/%s", t->address, t->opts,
-	              cbv_verdict_name(r->verdict), r->reason, r->message,
+	              cbv_verdict_name(r->verdict), cbv_reason_name(r->reason), r->message,
 	              cbv_verdict_name(t->verdict), t->reason);
 	ck_assert_msg(r->message[0] != '\0', "empty message");
 	/* The message is a DSN: three digits, a space. */
@@ -233,7 +233,7 @@ START_TEST(tls_verified)
 	rig_profile(&p, "starttls=require;tls_verify=yes");
 	ck_assert_int_eq(cbv_profile_set(&p, "ca_dir", ca, &err), CBV_OK);
 	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
-	ck_assert_msg(r->verdict == CBV_PASS, "%s/%s %s", cbv_verdict_name(r->verdict), r->reason,
+	ck_assert_msg(r->verdict == CBV_PASS, "%s/%s %s", cbv_verdict_name(r->verdict), cbv_reason_name(r->reason),
 	              r->message);
 	ck_assert_msg(strstr(r->tls, ":verified") != NULL, "tls %s", r->tls);
 	cbv_result_free(r);
@@ -385,9 +385,9 @@ START_TEST(host_modes)
 
 	rig_profile(&p, "starttls=never");
 	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
-	ck_assert_msg(r->verdict == t->verdict && strcmp(r->reason, t->reason) == 0,
+	ck_assert_msg(r->verdict == t->verdict && strcmp(cbv_reason_name(r->reason), t->reason) == 0,
 	              "%s via %s (%d): got %s/%s (%s), want %s/%s", t->address, t->host, t->mode,
-	              cbv_verdict_name(r->verdict), r->reason, r->message,
+	              cbv_verdict_name(r->verdict), cbv_reason_name(r->reason), r->message,
 	              cbv_verdict_name(t->verdict), t->reason);
 	if (t->last_host != NULL)
 		ck_assert_str_eq(r->host, t->last_host);
@@ -463,7 +463,7 @@ START_TEST(many_at_once)
 
 		ck_assert_ptr_nonnull(r);
 		ck_assert_msg(r->verdict == want[i], "%s: %s/%s %s", addrs[i],
-		              cbv_verdict_name(r->verdict), r->reason, r->message);
+		              cbv_verdict_name(r->verdict), cbv_reason_name(r->reason), r->message);
 		cbv_result_free(r);
 		cbv_verify_free(v[i]);
 	}
