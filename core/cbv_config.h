@@ -50,6 +50,12 @@ enum cbv_starttls {
 	CBV_STARTTLS_REQUIRE        /* no TLS offered or handshake fails: error/tls_required */
 };
 
+/* A rate limit: count events per per_ms milliseconds; count 0 = unlimited. */
+struct cbv_rate {
+	unsigned count;
+	unsigned per_ms;
+};
+
 /* One smtp_cbv block with every key resolved to its effective value. */
 struct cbv_profile {
 	char name[CBV_NAME_MAX + 1];
@@ -70,6 +76,21 @@ struct cbv_profile {
 	char callout_url[CBV_URL_MAX + 1];
 	char phase[CBV_NAME_MAX + 1];
 	struct cbv_map *map;               /* owned reference; NULL = no map */
+	/* The verification cache and abuse controls (core/cbv_cache.h). */
+	char cache[CBV_PATH_MAX + 1];      /* LMDB file; "" = no cache, no caps */
+	uint64_t cache_size;               /* LMDB map size, bytes */
+	unsigned cache_pass_ttl;           /* seconds each; 0 = never stored */
+	unsigned cache_fail_ttl;
+	unsigned cache_error_ttl;
+	unsigned cache_transient_ttl;
+	unsigned cache_domain_ttl;         /* domain refuses the null sender */
+	unsigned cache_unreachable_ttl;    /* every host of the domain unreachable */
+	unsigned cache_catchall_ttl;
+	int cache_refresh;                 /* 1: verify again and overwrite the record */
+	int catchall_probe;                /* 1: also RCPT a random local part */
+	unsigned domain_max_concurrency;   /* callouts at once per domain; 0 = unlimited */
+	struct cbv_rate domain_max_rate;   /* callouts per window per domain; 0 = unlimited */
+	unsigned host_max_concurrency;     /* sessions at once per MX IP; 0 = unlimited */
 };
 
 /* Listen URLs in one server block. */
@@ -111,11 +132,6 @@ enum cbv_key_type {
 	CBV_KEY_MAP     /* struct cbv_map * (owned reference) */
 };
 
-/* A rate limit: count events per per_ms milliseconds; count 0 = unlimited. */
-struct cbv_rate {
-	unsigned count;
-	unsigned per_ms;
-};
 
 /*
  * Checks a string value s[0..len) and writes its canonical form into out

@@ -117,7 +117,11 @@ static void format_time(unsigned long long ms, char *buf, size_t n)
 	size_t used = 0;
 
 	buf[0] = '\0';
-	if (ms % 1000 != 0 || ms == 0) {
+	if (ms == 0) {
+		snprintf(buf, n, "0"); /* a bare number is seconds: right for both kinds */
+		return;
+	}
+	if (ms % 1000 != 0) {
 		snprintf(buf, n, "%llums", ms);
 		return;
 	}

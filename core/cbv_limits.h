@@ -59,4 +59,13 @@
 #define CBV_MAX_HOSTS_DEFAULT 5
 #define CBV_PORT_DEFAULT 25
 
+/* The verification cache (core/cbv_cache.h): next to Exim's own hints. */
+#ifndef CBV_CACHE_PATH_DEFAULT
+#define CBV_CACHE_PATH_DEFAULT "/var/spool/exim4/db/cbv"
+#endif
+/* Longest cache lifetime a key accepts: one year, seconds. */
+#define CBV_CACHE_TTL_MAX_S (366U * 24 * 3600)
+/* Largest per-domain or per-host cap (concurrency, or events per window). */
+#define CBV_CAP_MAX 100000
+
 #endif
