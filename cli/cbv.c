@@ -120,7 +120,8 @@ static void print_json(const char *address, const struct cbv_result *r)
 		printf(",\"%s\":", text[i]);
 		put_json(stdout, cbv_result_text(r, text[i]));
 	}
-	printf(",\"elapsed_ms\":%lu,\"cache\":%s}\n", r->elapsed_ms, r->cache ? "true" : "false");
+	printf(",\"elapsed_ms\":%lu,\"cache\":%s,\"age\":%lu}\n", r->elapsed_ms,
+	       r->cache ? "true" : "false", r->age);
 }
 
 static void print_line(const char *address, const struct cbv_result *r)

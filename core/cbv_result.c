@@ -217,7 +217,7 @@ struct cbv_judgement cbv_reason_for_status(enum cbv_stage stage, int status,
 
 const char *const cbv_result_fields[] = {
 	"status", "reason", "message", "host", "ip", "greeting", "helo",
-	"sent", "recv", "ecode", "tls", "elapsed", "cache", NULL
+	"sent", "recv", "ecode", "tls", "elapsed", "cache", "age", NULL
 };
 
 struct cbv_result *cbv_result_new(void)
@@ -403,6 +403,8 @@ const char *cbv_result_field(const struct cbv_result *r, const char *name,
 		snprintf(buf, n, "%lu", r->elapsed_ms);
 	else if (strcmp(name, "cache") == 0)
 		snprintf(buf, n, "%d", r->cache);
+	else if (strcmp(name, "age") == 0)
+		snprintf(buf, n, "%lu", r->age);
 	else
 		return NULL;
 	return buf;

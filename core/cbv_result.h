@@ -116,7 +116,13 @@ struct cbv_result {
 	char tls[128];       /* "TLSv1.3:CIPHER:unverified" or "" */
 	unsigned long elapsed_ms;
 	unsigned hosts_tried;
-	int cache;           /* 1 if the answer came from a cache */
+	int cache;           /* 1 if the answer came from the cache, else 0 */
+	unsigned long age;   /* cache hit: seconds since the callout; else 0 */
+	enum cbv_cache_use {
+		CBV_CACHE_USE_OFF, /* no cache configured, or it was unusable */
+		CBV_CACHE_USE_MISS,
+		CBV_CACHE_USE_HIT
+	} cache_use;         /* for the log: cache=off|miss|hit */
 };
 
 /* Returns a new result with every string "" (free with cbv_result_free()), NULL on ENOMEM. */
@@ -161,7 +167,7 @@ const char *cbv_verdict_name(enum cbv_verdict v);
 const char *cbv_verdict_mfd_name(enum cbv_verdict v);
 
 /* The last_poll field names, NULL-terminated: status reason message host ip
- * greeting helo sent recv ecode tls elapsed cache. */
+ * greeting helo sent recv ecode tls elapsed cache age. */
 extern const char *const cbv_result_fields[];
 
 /*

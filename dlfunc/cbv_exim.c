@@ -845,7 +845,8 @@ int default_callout_server_url(uschar **yield, int argc, uschar *argv[])
 static int field_is_local(const char *name)
 {
 	return strcmp(name, "status") == 0 || strcmp(name, "reason") == 0 ||
-	       strcmp(name, "elapsed") == 0 || strcmp(name, "cache") == 0;
+	       strcmp(name, "elapsed") == 0 || strcmp(name, "cache") == 0 ||
+	       strcmp(name, "age") == 0;
 }
 
 /* The value of a known field, "" before the first verification. */

@@ -108,7 +108,7 @@ import json, sys
 lines = sys.argv[1].splitlines()
 assert len(lines) == 2, lines
 keys = ["address", "status", "reason", "message", "host", "ip", "greeting", "helo",
-        "sent", "recv", "ecode", "tls", "elapsed_ms", "cache"]
+        "sent", "recv", "ecode", "tls", "elapsed_ms", "cache", "age"]
 a, b = (json.loads(l) for l in lines)
 for o in (a, b):
     assert sorted(o) == sorted(keys), sorted(o)
@@ -117,7 +117,7 @@ assert a["tls"].startswith("TLSv1."), a["tls"]
 assert a["greeting"].startswith("220 "), a
 assert "\n" in a["helo"], a["helo"]
 assert b["status"] == "fail" and b["ecode"] == "5.1.1", b
-assert isinstance(a["elapsed_ms"], int) and a["cache"] is False
+assert isinstance(a["elapsed_ms"], int) and a["cache"] is False and a["age"] == 0
 PY
 
 # -v: the transcript on stderr, not stdout
