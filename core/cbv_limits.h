@@ -59,4 +59,17 @@
 #define CBV_MAX_HOSTS_DEFAULT 5
 #define CBV_PORT_DEFAULT 25
 
+/*
+ * DNS kept in process (cbv_dns): c-ares channels, one per (dns_servers,
+ * retry timeout), and answers cached for their TTL (RFC 1035 3.2.1),
+ * bounded in count and bytes.  Negative answers (RFC 2308 5: the SOA
+ * MINIMUM and TTL) and RFC 7505 null MX are kept at most 5 minutes.
+ */
+#define CBV_DNS_CHANNELS_MAX 8
+#define CBV_DNS_CACHE_MAX 1024
+#define CBV_DNS_CACHE_BYTES_MAX (1024 * 1024)
+#define CBV_DNS_ANSWER_CACHE_MAX 4096
+#define CBV_DNS_TTL_MAX_S 3600
+#define CBV_DNS_NEG_TTL_MAX_S 300
+
 #endif
