@@ -1058,9 +1058,7 @@ static void ask(struct cbv_dns *d, struct exchanger *x, int qtype)
 	if (d->chan == NULL) {
 		d->chan = chan_get(d->servers, d->try_ms, &d->setup);
 		if (d->chan == NULL) {
-			deliver(d, x, qtype,
-			        d->setup.code == CBV_ENOMEM ? ARES_ENOMEM : ARES_ENOTINITIALIZED,
-			        NULL, 0);
+			finish(d, CBV_DNS_TEMP, "%s", d->setup.msg);
 			return;
 		}
 	}
