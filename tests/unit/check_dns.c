@@ -1342,6 +1342,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	cbv_dns_shutdown();
 	stop_dnsmasq();
 	return failed == 0 ? 0 : 1;
 }
