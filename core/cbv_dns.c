@@ -44,7 +44,11 @@
 #include "cbv_clock.h"
 
 /* RFC 1035 3.2.2 and 3.2.4, RFC 3596 2.1. */
-enum { QCLASS_IN = 1, QTYPE_A = 1, QTYPE_SOA = 6, QTYPE_MX = 15, QTYPE_AAAA = 28 };
+enum { QCLASS_IN = 1,
+       QTYPE_A = 1,
+       QTYPE_SOA = 6,
+       QTYPE_MX = 15,
+       QTYPE_AAAA = 28 };
 
 /* c-ares tries each server this often, doubling the timeout each round. */
 #define DNS_TRIES 3
@@ -65,7 +69,7 @@ struct ticket {
 	struct ticket *prev, *next; /* in d->tickets */
 	struct cbv_dns *d;
 	struct chan *c;
-	struct exchanger *x;        /* NULL for the MX query */
+	struct exchanger *x; /* NULL for the MX query */
 	int qtype;
 };
 
@@ -83,7 +87,7 @@ struct cbv_dns {
 	struct ticket *tickets; /* queries in flight for this machine */
 	struct cbv_err setup;   /* why a channel could not be had */
 	int64_t deadline;
-	int try_ms;             /* c-ares per-try timeout, picks the channel */
+	int try_ms; /* c-ares per-try timeout, picks the channel */
 	char domain[CBV_DOMAIN_MAX + 1];
 	char servers[CBV_DNS_SERVERS_MAX + 1];
 	enum cbv_dns_outcome outcome;
@@ -182,26 +186,26 @@ struct chan {
 	ares_channel ch;
 	char servers[CBV_DNS_SERVERS_MAX + 1];
 	int try_ms;
-	int users;              /* machines holding it */
-	int inflight;           /* tickets not yet called back */
-	int stale;              /* takes no new machines; goes when idle */
-	int forked;             /* inherited from the parent: its sockets too */
-	int pooled;             /* in pool.chans (else one machine's own) */
-	int processed;          /* cbv_dns_process() ran this round */
-	int timers_run;         /* c-ares timeouts run this round */
+	int users;                               /* machines holding it */
+	int inflight;                            /* tickets not yet called back */
+	int stale;                               /* takes no new machines; goes when idle */
+	int forked;                              /* inherited from the parent: its sockets too */
+	int pooled;                              /* in pool.chans (else one machine's own) */
+	int processed;                           /* cbv_dns_process() ran this round */
+	int timers_run;                          /* c-ares timeouts run this round */
 	ares_socket_t done[ARES_GETSOCK_MAXNUM]; /* sockets read this round */
 	int ndone;
 	int64_t last_used;
 };
 
 static struct {
-	int lib;                /* ares_library_init() done */
+	int lib; /* ares_library_init() done */
 	pid_t pid;
 	struct chan *chans;
 	int nchans;
 	int have_conf;
-	struct file_id conf;    /* resolv.conf the "" channels were made from */
-	const char *conf_path;  /* test hook; NULL = /etc/resolv.conf */
+	struct file_id conf;   /* resolv.conf the "" channels were made from */
+	const char *conf_path; /* test hook; NULL = /etc/resolv.conf */
 	struct cbv_dns_stats stats;
 } pool;
 
@@ -425,13 +429,13 @@ struct centry {
 	struct centry *newer, *older; /* LRU list */
 	struct centry *hnext;         /* hash chain */
 	uint32_t hash;
-	int64_t expires;              /* on the cache clock */
-	int status;                   /* ARES_SUCCESS, ARES_ENODATA, ARES_ENOTFOUND */
+	int64_t expires; /* on the cache clock */
+	int status;      /* ARES_SUCCESS, ARES_ENODATA, ARES_ENOTFOUND */
 	int qtype;
-	size_t size;                  /* bytes allocated */
+	size_t size; /* bytes allocated */
 	size_t alen;
-	unsigned char *abuf;          /* the answer, after key[] */
-	char key[];                   /* servers NUL name NUL */
+	unsigned char *abuf; /* the answer, after key[] */
+	char key[];          /* servers NUL name NUL */
 };
 
 static struct {
@@ -677,7 +681,7 @@ static int64_t answer_ttl_ms(const unsigned char *a, size_t len, int qtype)
 	int64_t cap;
 
 	if (len < 12 || (a[2] & 0x80) == 0 || (a[2] & 0x02) != 0)
-		return 0;   /* not a response, or truncated (TC) */
+		return 0; /* not a response, or truncated (TC) */
 	rcode = a[3] & 0x0f;
 	qd = get16(a + 4);
 	an = get16(a + 6);
@@ -724,7 +728,7 @@ static int64_t answer_ttl_ms(const unsigned char *a, size_t len, int qtype)
 		off += rdlen;
 	}
 	if (!(rcode == 0 && an > 0) && !soa)
-		return 0;   /* RFC 2308 5: no SOA, no negative caching */
+		return 0; /* RFC 2308 5: no SOA, no negative caching */
 	if (best == UINT32_MAX)
 		return 0;
 	if (rcode == 0 && an > 0)
@@ -1032,7 +1036,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
 	if (d == NULL || ignored(status))
 		return;
 	if ((status == ARES_SUCCESS || status == ARES_ENODATA ||
-	     status == ARES_ENOTFOUND) && abuf != NULL && alen > 0)
+	     status == ARES_ENOTFOUND) &&
+	    abuf != NULL && alen > 0)
 		cache_put(d->servers, x == NULL ? d->domain : x->name, qtype, status,
 		          abuf, alen, answer_ttl_ms(abuf, (size_t)alen, qtype));
 	deliver(d, x, qtype, status, abuf, alen);

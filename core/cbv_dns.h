@@ -118,9 +118,9 @@ void cbv_dns_free(struct cbv_dns *d);
 
 /* Counters of this process, for tests and benchmarks. */
 struct cbv_dns_stats {
-	unsigned long queries;     /* queries handed to c-ares */
-	unsigned long cache_hits;  /* answers taken from the cache */
-	unsigned long channels;    /* c-ares channels created */
+	unsigned long queries;    /* queries handed to c-ares */
+	unsigned long cache_hits; /* answers taken from the cache */
+	unsigned long channels;   /* c-ares channels created */
 	size_t cache_entries;
 };
 void cbv_dns_stats(struct cbv_dns_stats *out);

@@ -407,15 +407,18 @@ END_TEST
  * shared with the test, and can play the hostile server of the SIGPIPE
  * case.  Names, types and TTLs are the test's own.
  */
-enum fake_kind { F_ANSWER, F_NODATA, F_NXDOMAIN, F_SERVFAIL };
+enum fake_kind { F_ANSWER,
+	         F_NODATA,
+	         F_NXDOMAIN,
+	         F_SERVFAIL };
 
 struct fake_rr {
 	const char *name;
 	int qtype;
 	enum fake_kind kind;
-	uint32_t ttl;      /* of the answer, or of the SOA */
-	const char *data;  /* MX: "pref target" ("." = null MX); A/AAAA: address */
-	uint32_t soa_min;  /* SOA MINIMUM; 0 = no SOA in negative answers */
+	uint32_t ttl;     /* of the answer, or of the SOA */
+	const char *data; /* MX: "pref target" ("." = null MX); A/AAAA: address */
+	uint32_t soa_min; /* SOA MINIMUM; 0 = no SOA in negative answers */
 };
 
 static const struct fake_rr fake_zone[] = {
@@ -520,9 +523,9 @@ static size_t fake_answer(const unsigned char *q, size_t qlen,
 		return 0;
 	qtype = q[off] << 8 | q[off + 1];
 	off += 4;
-	memcpy(out, q, off); /* header and question */
+	memcpy(out, q, off);                            /* header and question */
 	out[2] = (unsigned char)(0x84 | (q[2] & 0x01)); /* QR AA, RD copied */
-	out[3] = 0x80;                                   /* RA, NOERROR */
+	out[3] = 0x80;                                  /* RA, NOERROR */
 	memset(out + 6, 0, 6);
 	if (tc) {
 		out[2] |= 0x02;
@@ -846,14 +849,14 @@ START_TEST(test_cache_ttl)
 	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 3);
 	fake_now += 59999;
 	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 0);
-	fake_now += 1;                                     /* 60 s: A expired */
+	fake_now += 1; /* 60 s: A expired */
 	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 1);
 	ck_assert_int_eq(r.o, CBV_DNS_OK);
 	fake_now += 59999;
 	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 0);
-	fake_now += 1;                                     /* 120 s: A again, AAAA */
+	fake_now += 1; /* 120 s: A again, AAAA */
 	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 2);
-	fake_now += 180000;                                /* 300 s: all three */
+	fake_now += 180000; /* 300 s: all three */
 	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 3);
 	ck_assert_int_eq(r.o, CBV_DNS_OK);
 	fake_stop(&f);
@@ -870,7 +873,7 @@ START_TEST(test_cache_caps)
 	ck_assert_uint_eq(counted(&f, "long.test", &r), 3);
 	fake_now += CBV_DNS_NEG_TTL_MAX_S * 1000 - 1;
 	ck_assert_uint_eq(counted(&f, "long.test", &r), 0);
-	fake_now += 1;                                     /* AAAA NODATA */
+	fake_now += 1; /* AAAA NODATA */
 	ck_assert_uint_eq(counted(&f, "long.test", &r), 1);
 	fake_now += (CBV_DNS_TTL_MAX_S - CBV_DNS_NEG_TTL_MAX_S) * 1000 - 1;
 	ck_assert_uint_eq(counted(&f, "long.test", &r), 1); /* AAAA again, not MX/A */
@@ -884,12 +887,12 @@ END_TEST
 static const struct {
 	const char *domain;
 	enum cbv_dns_outcome o;
-	int64_t keep_ms;   /* 0: never kept */
+	int64_t keep_ms; /* 0: never kept */
 } negative[] = {
-	{ "nx.test", CBV_DNS_NXDOMAIN, 30000 },           /* SOA MINIMUM 30 < TTL 600 */
+	{ "nx.test", CBV_DNS_NXDOMAIN, 30000 },                        /* SOA MINIMUM 30 < TTL 600 */
 	{ "null.test", CBV_DNS_NULLMX, CBV_DNS_NEG_TTL_MAX_S * 1000 }, /* TTL 3600 */
-	{ "nosoa.test", CBV_DNS_NXDOMAIN, 0 },            /* RFC 2308: no SOA */
-	{ "fail.test", CBV_DNS_TEMP, 0 },                 /* errors never */
+	{ "nosoa.test", CBV_DNS_NXDOMAIN, 0 },                         /* RFC 2308: no SOA */
+	{ "fail.test", CBV_DNS_TEMP, 0 },                              /* errors never */
 };
 
 START_TEST(test_cache_negative)
@@ -974,11 +977,15 @@ END_TEST
 START_TEST(test_concurrent)
 {
 	static const char *const dom[] = { "ttl.test", "other.test", "nx.test",
-	                                   "ttl.test", "null.test", "other.test" };
+		                           "ttl.test", "null.test", "other.test" };
 	enum { N = sizeof(dom) / sizeof(dom[0]) };
 	static const enum cbv_dns_outcome want[N] = {
-		CBV_DNS_OK, CBV_DNS_OK, CBV_DNS_NXDOMAIN,
-		CBV_DNS_OK, CBV_DNS_NULLMX, CBV_DNS_OK,
+		CBV_DNS_OK,
+		CBV_DNS_OK,
+		CBV_DNS_NXDOMAIN,
+		CBV_DNS_OK,
+		CBV_DNS_NULLMX,
+		CBV_DNS_OK,
 	};
 	struct cbv_dns *d[N];
 	struct fake f;
