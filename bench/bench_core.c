@@ -12,18 +12,27 @@
  *           EHLO, MAIL+RCPT (pipelined, as cbv does), QUIT, close
  *   exim-bare     the same bare exchange with the Exim MX, waiting for the 221
  *           as a classic client does (what Exim's own callout pays)
+ *   dns     fast.test's MX and A/AAAA alone (cbv_dns driven with poll(2)),
+ *           the DNS part of the "fast" case; answers cached for their TTL,
+ *           and again with the cache flushed before each lookup (only the
+ *           process's c-ares channel kept)
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cbv.h"
 #include "cbv_clock.h"
+#include "cbv_dns.h"
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -204,6 +213,48 @@ static int64_t time_one(const char *addr, const char *opt)
 	return t;
 }
 
+/*
+ * DNS alone: n lookups of domain through the rig's dnsmasq; flush: forget
+ * cached answers before each (the process keeps its c-ares channel).
+ */
+static int run_dns(const char *name, const char *domain, const char *servers, int flush, int n,
+                   int64_t *us)
+{
+	for (int i = 0; i < n; i++) {
+		struct pollfd fds[16];
+		struct cbv_err err;
+		struct cbv_dns *d;
+		int64_t t0;
+
+		if (flush)
+			cbv_dns_cache_flush();
+		t0 = cbv_now_us();
+		d = cbv_dns_new(domain, servers, cbv_now_ms() + 5000, &err);
+		if (d == NULL) {
+			fprintf(stderr, "bench_core: %s: %s\n", name, err.msg);
+			return -1;
+		}
+		while (cbv_dns_outcome(d, NULL, NULL, NULL, NULL) == CBV_DNS_PENDING) {
+			int64_t wake, t;
+			int k = cbv_dns_pollfds(d, fds, 16, &wake);
+
+			t = wake - cbv_now_ms();
+			if (poll(fds, (nfds_t)k, t < 0 ? 0 : (int)t) < 0 && errno != EINTR)
+				break;
+			cbv_dns_process(d, fds, k);
+		}
+		us[i] = cbv_now_us() - t0;
+		if (cbv_dns_outcome(d, NULL, NULL, NULL, NULL) != CBV_DNS_OK) {
+			fprintf(stderr, "bench_core: %s: lookup failed\n", name);
+			cbv_dns_free(d);
+			return -1;
+		}
+		cbv_dns_free(d);
+	}
+	report(name, us, n);
+	return 0;
+}
+
 static int run_bare(const char *name, const char *ip, int pipelined, int wait_221, int n, int64_t *us)
 {
 	unsigned port = (unsigned)atoi(getenv("CBV_RIG_PORT"));
@@ -221,9 +272,51 @@ static int run_bare(const char *name, const char *ip, int pipelined, int wait_22
 	return 0;
 }
 
+/*
+ * The rig's dnsmasq gives its records TTL 0 (dnsmasq's local-ttl), so
+ * nothing it says may be cached.  A second one on port 53536 with
+ * --local-ttl=300 shows the cache.  Returns its pid (fills servers), or -1.
+ */
+static pid_t start_ttl_dnsmasq(char *servers, size_t len)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execlp("dnsmasq", "dnsmasq", "--conf-file=tests/rig/dnsmasq.conf", "--port=53536",
+		       "--listen-address=127.0.0.1", "--bind-interfaces", "--no-daemon", "--local-ttl=300",
+		       "--log-facility=/dev/null", (char *)NULL);
+		_exit(127);
+	}
+	snprintf(servers, len, "127.0.0.1:53536");
+	for (int i = 0; i < 250; i++) {
+		struct sockaddr_in sa;
+		int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons(53536);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (fd >= 0)
+			close(fd);
+		if (ok)
+			return pid;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;
+		poll(NULL, 0, 20);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
-	int n = 200;
+	int n = 200, rc = 0;
+	char ttl_servers[64];
+	pid_t ttl_pid;
 	int64_t *us, *bare_us, *exim_bare;
 	double m_cbv_lit, m_bare, m_exim, m_exim_bare, m_exim_floor;
 
@@ -252,6 +345,25 @@ int main(int argc, char **argv)
 	m_exim_floor = median_ms(bare_us, n);
 	if (run_cbv("cbv fast.test (DNS)", "alice@fast.test", "starttls=never", n, us) != 0)
 		return 1;
+	if (run_dns("DNS alone, fast.test MX+A/AAAA", "fast.test", getenv("CBV_RIG_DNS"), 0, n, us) != 0)
+		return 1;
+	if (run_dns("DNS alone, cache flushed each time", "fast.test", getenv("CBV_RIG_DNS"), 1, n, us) != 0)
+		return 1;
+	ttl_pid = start_ttl_dnsmasq(ttl_servers, sizeof(ttl_servers));
+	if (ttl_pid > 0) {
+		char opts[128];
+
+		snprintf(opts, sizeof(opts), "starttls=never dns_servers=%s", ttl_servers);
+		if (run_dns("DNS alone, TTL 300 s (cached)", "fast.test", ttl_servers, 0, n, us) != 0 ||
+		    run_cbv("cbv fast.test (DNS, TTL 300 s)", "alice@fast.test", opts, n, us) != 0)
+			rc = 1;
+		kill(ttl_pid, SIGTERM);
+		waitpid(ttl_pid, NULL, 0);
+		if (rc != 0)
+			return rc;
+	} else {
+		printf("(no second dnsmasq: TTL 300 s cases skipped)\n");
+	}
 	if (run_cbv("cbv alice@[127.0.0.30] (no DNS)", "alice@[127.0.0.30]", "starttls=never", n, us) != 0)
 		return 1;
 	m_cbv_lit = median_ms(us, n);

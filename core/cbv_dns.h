@@ -18,6 +18,24 @@
  * IPv4 addresses then its IPv6 addresses.  At most CBV_HOSTS_MAX hosts.
  * The machine stops at the deadline given to cbv_dns_new (CBV_DNS_TEMP,
  * detail "DNS timeout").
+ *
+ * Kept per process (never per machine):
+ *   - c-ares channels, one per (servers, retry timeout), at most
+ *     CBV_DNS_CHANNELS_MAX.  Machines running at once share them: each
+ *     machine hands out the channel's sockets, the channel reads each
+ *     socket once per poll round (a round starts at the first
+ *     cbv_dns_pollfds() after a cbv_dns_process()), and every answer goes
+ *     to the machine that asked.  A channel of the system resolver is
+ *     replaced when /etc/resolv.conf changes (inode, size, mtime); every
+ *     channel is replaced in a forked child (getpid()).
+ *   - answers (MX, A, AAAA; NOERROR, NODATA, NXDOMAIN) for their TTL, keyed
+ *     by (servers, name, type): at most CBV_DNS_TTL_MAX_S, negative answers
+ *     and null MX at most CBV_DNS_NEG_TTL_MAX_S (RFC 2308: the SOA's
+ *     MINIMUM and TTL; no SOA, no caching).  SERVFAIL, timeouts and other
+ *     errors are never kept.
+ * c-ares' sockets are ours (ares_set_socket_functions): non-blocking,
+ * close-on-exec, and written with MSG_NOSIGNAL, so a server closing a TCP
+ * connection can never raise SIGPIPE in the process that embeds us.
  */
 #ifndef CBV_DNS_H
 #define CBV_DNS_H
@@ -97,5 +115,33 @@ enum cbv_dns_outcome cbv_dns_outcome(const struct cbv_dns *d,
 
 /* Cancels outstanding queries and frees; accepts NULL. */
 void cbv_dns_free(struct cbv_dns *d);
+
+/* Counters of this process, for tests and benchmarks. */
+struct cbv_dns_stats {
+	unsigned long queries;    /* queries handed to c-ares */
+	unsigned long cache_hits; /* answers taken from the cache */
+	unsigned long channels;   /* c-ares channels created */
+	size_t cache_entries;
+};
+void cbv_dns_stats(struct cbv_dns_stats *out);
+
+/* Forgets every cached answer. */
+void cbv_dns_cache_flush(void);
+
+/*
+ * Test hooks.  cbv_dns_cache_clock: the clock TTLs are measured on
+ * (milliseconds; NULL = cbv_now_ms).  cbv_dns_resolv_conf: the file
+ * standing for /etc/resolv.conf (NULL = that one); the path is kept, not
+ * copied.
+ */
+void cbv_dns_cache_clock(int64_t (*now_ms)(void));
+void cbv_dns_resolv_conf(const char *path);
+
+/*
+ * Frees the idle channels and the cache (channels still in use go when
+ * their last machine is freed).  For tests and leak checkers; the next
+ * lookup starts afresh.
+ */
+void cbv_dns_shutdown(void);
 
 #endif

@@ -67,5 +67,17 @@
 #define CBV_CACHE_TTL_MAX_S (366U * 24 * 3600)
 /* Largest per-domain or per-host cap (concurrency, or events per window). */
 #define CBV_CAP_MAX 100000
+/*
+ * DNS kept in process (cbv_dns): c-ares channels, one per (dns_servers,
+ * retry timeout), and answers cached for their TTL (RFC 1035 3.2.1),
+ * bounded in count and bytes.  Negative answers (RFC 2308 5: the SOA
+ * MINIMUM and TTL) and RFC 7505 null MX are kept at most 5 minutes.
+ */
+#define CBV_DNS_CHANNELS_MAX 8
+#define CBV_DNS_CACHE_MAX 1024
+#define CBV_DNS_CACHE_BYTES_MAX (1024 * 1024)
+#define CBV_DNS_ANSWER_CACHE_MAX 4096
+#define CBV_DNS_TTL_MAX_S 3600
+#define CBV_DNS_NEG_TTL_MAX_S 300
 
 #endif
