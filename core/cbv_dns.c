@@ -1201,7 +1201,6 @@ static void mx_answer(struct cbv_dns *d, int status, const unsigned char *abuf,
 }
 
 /*
-/*
  * c-ares' per-try timeout for what is left: tries take t, 2t, 4t (c-ares
  * doubles per round), 7t in all; our own deadline still cuts the last one.
  * Rounded down to a power-of-two multiple of DNS_TRY_MIN_MS so that
