@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "cbv_limits.h"
+#include "cbv_log.h"
 #include "cbv_net.h"
 
 struct cbv_tls {
@@ -342,8 +343,11 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 	}
 	memcpy(buf, t->key, kl + 1);
 	p = buf + kl + 1;
-	if (i2d_SSL_SESSION(sess, &p) == len)
+	if (i2d_SSL_SESSION(sess, &p) == len) {
+		cbv_log(CBV_LOG_DEBUG, "TLS session kept for %lld s (%d octets): %s",
+		        (long long)(expires - time(NULL)), len, t->key);
 		store.put(store.arg, t->key, buf, kl + 1 + (size_t)len, expires);
+	}
 	ERR_clear_error();
 	return 0;
 }
@@ -399,6 +403,8 @@ static void offer_session(struct cbv_tls *t)
 		if (t->verify && SSL_get_verify_result(t->ssl) != X509_V_OK) {
 			SSL_set_session(t->ssl, NULL);
 			SSL_set_verify_result(t->ssl, X509_V_OK);
+		} else {
+			cbv_log(CBV_LOG_DEBUG, "TLS session offered: %s", t->key);
 		}
 	}
 	SSL_SESSION_free(sess);
