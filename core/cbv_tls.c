@@ -28,7 +28,7 @@ struct cbv_tls {
 	SSL *ssl;
 	int fd;
 	int verify;
-	int bad;                   /* a resumed session failed the checks: keep nothing */
+	int bad; /* a resumed session failed the checks: keep nothing */
 	char sni[CBV_DOMAIN_MAX + 1];
 	char key[CBV_TLS_KEY_MAX]; /* session key, "" = no resumption here */
 };

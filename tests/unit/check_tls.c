@@ -22,9 +22,9 @@
 #include "cbv_session.h"
 #include "cbv_tls.h"
 
-#define RESUMES "127.0.0.12"   /* Exim with tls_resumption_hosts */
+#define RESUMES "127.0.0.12" /* Exim with tls_resumption_hosts */
 #define RESUMES_NAME "mx2.grey.test"
-#define STOCK "127.0.0.10"     /* Exim as Debian ships it: no tickets */
+#define STOCK "127.0.0.10" /* Exim as Debian ships it: no tickets */
 #define STOCK_NAME "mx.exim.test"
 
 static struct cbv_session_outcome out; /* ~50 kB: not on Check's stack */
@@ -110,7 +110,7 @@ struct resume_row {
 static const struct resume_row resume_rows[] = {
 	{ RESUMES, RESUMES_NAME, 0, 1 },
 	{ RESUMES, RESUMES_NAME, 1, 1 },
-	{ RESUMES, RESUMES, 0, 1 },     /* IP literal: no SNI, still resumes */
+	{ RESUMES, RESUMES, 0, 1 }, /* IP literal: no SNI, still resumes */
 	{ STOCK, STOCK_NAME, 0, 0 },
 	{ STOCK, STOCK_NAME, 1, 0 },
 };
@@ -204,10 +204,10 @@ END_TEST
  * It remembers values per key and answers get() according to `mode`.
  */
 enum fake_mode {
-	FAKE_ANY,     /* the last value put, whatever key is asked for */
-	FAKE_FORGE,   /* the session of `forge_from`, relabelled with the key asked for */
-	FAKE_AGED,    /* the honest value, made 100 s ago with a 50 s timeout */
-	FAKE_HONEST   /* the value put under that key */
+	FAKE_ANY,   /* the last value put, whatever key is asked for */
+	FAKE_FORGE, /* the session of `forge_from`, relabelled with the key asked for */
+	FAKE_AGED,  /* the honest value, made 100 s ago with a 50 s timeout */
+	FAKE_HONEST /* the value put under that key */
 };
 
 static struct {
@@ -341,8 +341,8 @@ START_TEST(hook_put_get)
 	ck_assert_int_ge(fake.puts, 1); /* GnuTLS sends two tickets: one put each */
 	ck_assert_int_eq(fake.n, 1);
 	ck_assert_msg(strstr(fake.keys[0], "127.0.0.12:") != NULL &&
-	                  strstr(fake.keys[0], " 13:" RESUMES_NAME " verify ") != NULL &&
-	                  strstr(fake.keys[0], ca_dir()) != NULL,
+	                      strstr(fake.keys[0], " 13:" RESUMES_NAME " verify ") != NULL &&
+	                      strstr(fake.keys[0], ca_dir()) != NULL,
 	              "key %s", fake.keys[0]);
 	ck_assert_msg(fake.expires > now && fake.expires <= time(NULL) + CBV_TLS_SESSION_TTL_MAX,
 	              "expires in %lld s", (long long)(fake.expires - now));
