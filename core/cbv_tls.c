@@ -67,6 +67,22 @@ static unsigned long sess_clock;
 static struct cbv_tls_store store = { cbv_tls_cache_get, cbv_tls_cache_put,
 	                              cbv_tls_cache_del, NULL };
 
+/*
+ * Sessions already decoded, by the exact value they were decoded from (or
+ * made into): d2i_SSL_SESSION() costs about 0.1 ms with OpenSSL 3, most of
+ * it decoding the certificate's public key, and a value met again is
+ * byte-for-byte the same.  Whatever store is set, it stays the authority:
+ * only a value it returns is looked up here.
+ */
+struct memo_slot {
+	unsigned char *val; /* the stored value (key, NUL, DER); NULL = free */
+	size_t len;
+	SSL_SESSION *sess;  /* one reference of ours */
+	unsigned long used;
+};
+
+static struct memo_slot memo[CBV_TLS_SESSIONS_MAX];
+
 /* Formats OpenSSL's error queue (first entry) after prefix, then clears it. */
 static void ssl_err(struct cbv_err *err, const char *what)
 {
@@ -263,10 +279,61 @@ size_t cbv_tls_cache_count(void)
 	return n;
 }
 
+static void memo_free(struct memo_slot *m)
+{
+	cbv_free(m->val);
+	SSL_SESSION_free(m->sess);
+	memset(m, 0, sizeof(*m));
+}
+
 void cbv_tls_cache_clear(void)
 {
-	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++)
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
 		slot_free(&sessions[i]);
+		memo_free(&memo[i]);
+	}
+}
+
+/* The session decoded from exactly val, with a new reference; NULL if none. */
+static SSL_SESSION *memo_get(const unsigned char *val, size_t len)
+{
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
+		struct memo_slot *m = &memo[i];
+
+		if (m->val != NULL && m->len == len && memcmp(m->val, val, len) == 0) {
+			m->used = ++sess_clock;
+			SSL_SESSION_up_ref(m->sess);
+			return m->sess;
+		}
+	}
+	return NULL;
+}
+
+/* Remembers that val decodes to sess (takes a reference); OOM: nothing. */
+static void memo_put(const unsigned char *val, size_t len, SSL_SESSION *sess)
+{
+	struct memo_slot *m = &memo[0];
+	unsigned char *copy = cbv_malloc(len);
+
+	if (copy == NULL)
+		return;
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
+		struct memo_slot *c = &memo[i];
+
+		if (c->val == NULL) {
+			m = c;
+			break;
+		}
+		if (c->used < m->used)
+			m = c;
+	}
+	memo_free(m);
+	memcpy(copy, val, len);
+	SSL_SESSION_up_ref(sess);
+	m->val = copy;
+	m->len = len;
+	m->sess = sess;
+	m->used = ++sess_clock;
 }
 
 void cbv_tls_set_store(const struct cbv_tls_store *st)
@@ -323,6 +390,7 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 	struct cbv_tls *t = SSL_get_app_data(ssl);
 	unsigned char buf[VALUE_MAX];
 	unsigned char *p;
+	SSL_SESSION *copy;
 	size_t kl;
 	time_t expires;
 	int len;
@@ -347,6 +415,13 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 		cbv_log(CBV_LOG_DEBUG, "TLS session kept for %lld s (%d octets): %s",
 		        (long long)(expires - time(NULL)), len, t->key);
 		store.put(store.arg, t->key, buf, kl + 1 + (size_t)len, expires);
+		/* A copy: OpenSSL may still mark the connection's own one
+		 * not resumable (a connection dropped without close_notify). */
+		copy = SSL_SESSION_dup(sess);
+		if (copy != NULL) {
+			memo_put(buf, kl + 1 + (size_t)len, copy);
+			SSL_SESSION_free(copy);
+		}
 	}
 	ERR_clear_error();
 	return 0;
@@ -390,11 +465,15 @@ static void offer_session(struct cbv_tls *t)
 	/* The value names its key: a store that mixed keys up is not believed. */
 	if (n <= kl + 1 || n > sizeof(buf) || memcmp(buf, t->key, kl + 1) != 0)
 		return;
-	p = buf + kl + 1;
-	sess = d2i_SSL_SESSION(NULL, &p, (long)(n - kl - 1));
+	sess = memo_get(buf, n);
 	if (sess == NULL) {
-		ERR_clear_error();
-		return;
+		p = buf + kl + 1;
+		sess = d2i_SSL_SESSION(NULL, &p, (long)(n - kl - 1));
+		if (sess == NULL) {
+			ERR_clear_error();
+			return;
+		}
+		memo_put(buf, n, sess);
 	}
 	if (SSL_SESSION_is_resumable(sess) && session_expiry(sess, time(NULL)) > time(NULL) &&
 	    (!t->verify || name_ok(t, SSL_SESSION_get0_peer(sess))) &&
