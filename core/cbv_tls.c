@@ -77,7 +77,7 @@ static struct cbv_tls_store store = { cbv_tls_cache_get, cbv_tls_cache_put,
 struct memo_slot {
 	unsigned char *val; /* the stored value (key, NUL, DER); NULL = free */
 	size_t len;
-	SSL_SESSION *sess;  /* one reference of ours */
+	SSL_SESSION *sess; /* one reference of ours */
 	unsigned long used;
 };
 
