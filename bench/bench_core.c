@@ -16,6 +16,10 @@
  *           the DNS part of the "fast" case; answers cached for their TTL,
  *           and again with the cache flushed before each lookup (only the
  *           process's c-ares channel kept)
+ *   tls-resume    STARTTLS verifications (alice@exim.test, host only) at
+ *           mx2.grey.test, the rig's Exim that issues session tickets: a full
+ *           handshake each time (session store emptied) vs resumed; and at
+ *           mx.exim.test, a stock Exim 4.96 that issues none
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +37,7 @@
 #include "cbv.h"
 #include "cbv_clock.h"
 #include "cbv_dns.h"
+#include "cbv_tls.h"
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -312,6 +317,76 @@ static pid_t start_ttl_dnsmasq(char *servers, size_t len)
 	return -1;
 }
 
+/*
+ * n verifications of alice@exim.test at host only, STARTTLS required,
+ * opts ("key=value ..."); full: empty the TLS session store before each
+ * one, so every handshake is a full one.  Returns the median in ms, or -1.
+ */
+static double run_tls(const char *name, const char *host, const char *opts, int full, int n,
+                      int64_t *us)
+{
+	struct cbv_profile p;
+	struct cbv_err err;
+	const char *ca = getenv("CBV_RIG_CA_DIR");
+	char buf[256], *save = NULL;
+	int resumed = 0;
+
+	cbv_profile_defaults(&p);
+	if (cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
+	    cbv_profile_set(&p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
+	    cbv_profile_set(&p, "deny_networks", "", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "helo", "bench.test", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "starttls", "require", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "ca_dir", ca != NULL ? ca : "", &err) != CBV_OK) {
+		fprintf(stderr, "bench_core: %s\n", err.msg);
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%s", opts);
+	for (char *kv = strtok_r(buf, " ", &save); kv != NULL; kv = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(kv, '=');
+
+		if (eq != NULL)
+			*eq = '\0';
+		if (eq == NULL || cbv_profile_set(&p, kv, eq + 1, &err) != CBV_OK) {
+			fprintf(stderr, "bench_core: %s: bad option\n", kv);
+			return -1;
+		}
+	}
+	cbv_tls_cache_clear();
+	for (int i = -1; i < n; i++) { /* i = -1: a first, unmeasured one */
+		struct cbv_request req = { .address = "alice@exim.test", .host = host,
+			                   .mode = CBV_MODE_HOSTONLY };
+		struct cbv_result *r;
+		int64_t t0;
+		size_t len;
+
+		if (full)
+			cbv_tls_cache_clear();
+		t0 = cbv_now_us();
+		if (cbv_verify(&p, &req, &r, &err) != CBV_OK) {
+			fprintf(stderr, "bench_core: %s\n", err.msg);
+			return -1;
+		}
+		if (i >= 0)
+			us[i] = cbv_now_us() - t0;
+		len = strlen(r->tls);
+		if (i >= 0 && len > 8 && strcmp(r->tls + len - 8, ":resumed") == 0)
+			resumed++;
+		if (r->verdict != CBV_PASS || r->tls[0] == '\0') {
+			fprintf(stderr, "bench_core: %s: %s %s %s [%s]\n", name,
+			        cbv_verdict_name(r->verdict), cbv_reason_name(r->reason), r->message, r->tls);
+			cbv_result_free(r);
+			return -1;
+		}
+		cbv_result_free(r);
+	}
+	cbv_profile_clear(&p);
+	cbv_tls_cache_clear();
+	printf("%-34s resumed %d/%d\n", name, resumed, n);
+	report(name, us, n);
+	return median_ms(us, n);
+}
+
 int main(int argc, char **argv)
 {
 	int n = 200, rc = 0;
@@ -390,6 +465,24 @@ int main(int argc, char **argv)
 	       m_exim, m_exim_floor, m_exim_bare, m_exim_bare / m_exim);
 	printf("RESULT fast_mta_ratio %.2f (cbv %.3f ms / bare %.3f ms; target <= 1.5)\n",
 	       m_cbv_lit / m_bare, m_cbv_lit, m_bare);
+	for (int v = 0; v < 2; v++) {
+		const char *opts = v ? "tls_verify=yes" : "tls_verify=no";
+		const char *what = v ? "verified" : "unverified";
+		char name[3][64];
+		double full, resumed, stock;
+
+		snprintf(name[0], sizeof(name[0]), "tls %s, full handshakes", what);
+		snprintf(name[1], sizeof(name[1]), "tls %s, resumed", what);
+		snprintf(name[2], sizeof(name[2]), "tls %s, stock Exim (no tickets)", what);
+		full = run_tls(name[0], "mx2.grey.test", opts, 1, n, us);
+		resumed = run_tls(name[1], "mx2.grey.test", opts, 0, n, us);
+		stock = run_tls(name[2], "mx.exim.test", opts, 0, n, us);
+		if (full < 0 || resumed < 0 || stock < 0)
+			return 1;
+		printf("RESULT tls_resume_%s_median_ms full %.3f resumed %.3f (%.2fx; stock Exim,"
+		       " store on: %.3f)\n",
+		       what, full, resumed, full / resumed, stock);
+	}
 	free(us);
 	free(bare_us);
 	free(exim_bare);

@@ -44,6 +44,17 @@
 #define CBV_URL_MAX 512
 /* Verifying TLS contexts kept at once, one per distinct ca_dir. */
 #define CBV_TLS_CTX_MAX 4
+/*
+ * TLS sessions kept for resumption in one process (least recently used
+ * goes first), the largest serialized session kept (one leaf certificate
+ * and a ticket; RFC 8446 4.6.1 allows tickets up to 2^16-1 octets, we keep
+ * none that big), and how long at most, in seconds, whatever the server's
+ * lifetime says (RFC 8446 4.6.1: 7 days): a resumed session is not checked
+ * against the CA directory again, so a verified one must not grow old.
+ */
+#define CBV_TLS_SESSIONS_MAX 64
+#define CBV_TLS_SESSION_BYTES_MAX 8192
+#define CBV_TLS_SESSION_TTL_MAX (2 * 3600)
 
 /* PCRE2 limits for map regexes: a pathological pattern costs at most this. */
 #define CBV_PCRE2_MATCH_LIMIT 100000

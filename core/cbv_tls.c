@@ -1,6 +1,11 @@
 /*
  * cbv_tls.c - OpenSSL client side of STARTTLS.  All OpenSSL specifics of
  * the project live here.
+ *
+ * Session key: "tls1 PEER LEN:SNI verify|noverify LEN:CA_DIR", PEER being
+ * "ip:port" or "[ip6]:port" from getpeername() and CA_DIR empty without
+ * verification.  The lengths keep it unambiguous whatever bytes a name
+ * holds.  A stored value is the key, a NUL, then i2d_SSL_SESSION().
  */
 #include "cbv_tls.h"
 
@@ -16,13 +21,20 @@
 #include <sys/socket.h>
 
 #include "cbv_limits.h"
+#include "cbv_log.h"
+#include "cbv_net.h"
 
 struct cbv_tls {
 	SSL *ssl;
 	int fd;
 	int verify;
+	int bad; /* a resumed session failed the checks: keep nothing */
 	char sni[CBV_DOMAIN_MAX + 1];
+	char key[CBV_TLS_KEY_MAX]; /* session key, "" = no resumption here */
 };
+
+/* A stored value: key, NUL, serialized session. */
+#define VALUE_MAX (CBV_TLS_KEY_MAX + CBV_TLS_SESSION_BYTES_MAX)
 
 /*
  * Verifying contexts, one per CA directory, kept for the life of the
@@ -41,6 +53,35 @@ static SSL_CTX *ctx_noverify;
 static struct ctx_slot ctx_verify[CBV_TLS_CTX_MAX];
 static unsigned long ctx_clock;
 static BIO_METHOD *bio_method;
+
+/* The built-in session store: a small table, least recently used goes. */
+struct sess_slot {
+	unsigned char *data; /* key, NUL, value: one cbv_malloc() block; NULL = free */
+	size_t keylen, len;
+	time_t expires;
+	unsigned long used;
+};
+
+static struct sess_slot sessions[CBV_TLS_SESSIONS_MAX];
+static unsigned long sess_clock;
+static struct cbv_tls_store store = { cbv_tls_cache_get, cbv_tls_cache_put,
+	                              cbv_tls_cache_del, NULL };
+
+/*
+ * Sessions already decoded, by the exact value they were decoded from (or
+ * made into): d2i_SSL_SESSION() costs about 0.1 ms with OpenSSL 3, most of
+ * it decoding the certificate's public key, and a value met again is
+ * byte-for-byte the same.  Whatever store is set, it stays the authority:
+ * only a value it returns is looked up here.
+ */
+struct memo_slot {
+	unsigned char *val; /* the stored value (key, NUL, DER); NULL = free */
+	size_t len;
+	SSL_SESSION *sess; /* one reference of ours */
+	unsigned long used;
+};
+
+static struct memo_slot memo[CBV_TLS_SESSIONS_MAX];
 
 /* Formats OpenSSL's error queue (first entry) after prefix, then clears it. */
 static void ssl_err(struct cbv_err *err, const char *what)
@@ -143,6 +184,312 @@ static BIO_METHOD *get_bio_method(void)
 	return m;
 }
 
+static void slot_free(struct sess_slot *e)
+{
+	cbv_free(e->data);
+	memset(e, 0, sizeof(*e));
+}
+
+static struct sess_slot *slot_find(const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
+		struct sess_slot *e = &sessions[i];
+
+		if (e->data != NULL && e->keylen == kl && memcmp(e->data, key, kl) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+size_t cbv_tls_cache_get(void *arg, const char *key, unsigned char *buf, size_t n)
+{
+	struct sess_slot *e = slot_find(key);
+
+	(void)arg;
+	if (e == NULL)
+		return 0;
+	if (e->expires <= time(NULL)) {
+		slot_free(e);
+		return 0;
+	}
+	if (e->len > n)
+		return 0;
+	memcpy(buf, e->data + e->keylen + 1, e->len);
+	e->used = ++sess_clock;
+	return e->len;
+}
+
+void cbv_tls_cache_put(void *arg, const char *key, const unsigned char *data, size_t len,
+                       time_t expires)
+{
+	size_t kl = strlen(key);
+	time_t now = time(NULL);
+	struct sess_slot *e = slot_find(key);
+	unsigned char *block;
+
+	(void)arg;
+	if (e != NULL)
+		slot_free(e); /* what was there is stale either way */
+	if (len == 0 || len > VALUE_MAX || kl >= CBV_TLS_KEY_MAX || expires <= now)
+		return;
+	block = cbv_malloc(kl + 1 + len);
+	if (block == NULL)
+		return; /* a lost resumption, not an error */
+	if (e == NULL) {
+		/* A free slot, else an expired one, else the least recently used. */
+		e = &sessions[0];
+		for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
+			struct sess_slot *c = &sessions[i];
+
+			if (c->data == NULL || c->expires <= now) {
+				e = c;
+				break;
+			}
+			if (c->used < e->used)
+				e = c;
+		}
+		slot_free(e);
+	}
+	memcpy(block, key, kl + 1);
+	memcpy(block + kl + 1, data, len);
+	e->data = block;
+	e->keylen = kl;
+	e->len = len;
+	e->expires = expires;
+	e->used = ++sess_clock;
+}
+
+void cbv_tls_cache_del(void *arg, const char *key)
+{
+	struct sess_slot *e = slot_find(key);
+
+	(void)arg;
+	if (e != NULL)
+		slot_free(e);
+}
+
+size_t cbv_tls_cache_count(void)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++)
+		n += sessions[i].data != NULL;
+	return n;
+}
+
+static void memo_free(struct memo_slot *m)
+{
+	cbv_free(m->val);
+	SSL_SESSION_free(m->sess);
+	memset(m, 0, sizeof(*m));
+}
+
+void cbv_tls_cache_clear(void)
+{
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
+		slot_free(&sessions[i]);
+		memo_free(&memo[i]);
+	}
+}
+
+/* The session decoded from exactly val, with a new reference; NULL if none. */
+static SSL_SESSION *memo_get(const unsigned char *val, size_t len)
+{
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
+		struct memo_slot *m = &memo[i];
+
+		if (m->val != NULL && m->len == len && memcmp(m->val, val, len) == 0) {
+			m->used = ++sess_clock;
+			SSL_SESSION_up_ref(m->sess);
+			return m->sess;
+		}
+	}
+	return NULL;
+}
+
+/* Remembers that val decodes to sess (takes a reference); OOM: nothing. */
+static void memo_put(const unsigned char *val, size_t len, SSL_SESSION *sess)
+{
+	struct memo_slot *m = &memo[0];
+	unsigned char *copy = cbv_malloc(len);
+
+	if (copy == NULL)
+		return;
+	for (size_t i = 0; i < CBV_TLS_SESSIONS_MAX; i++) {
+		struct memo_slot *c = &memo[i];
+
+		if (c->val == NULL) {
+			m = c;
+			break;
+		}
+		if (c->used < m->used)
+			m = c;
+	}
+	memo_free(m);
+	memcpy(copy, val, len);
+	SSL_SESSION_up_ref(sess);
+	m->val = copy;
+	m->len = len;
+	m->sess = sess;
+	m->used = ++sess_clock;
+}
+
+void cbv_tls_set_store(const struct cbv_tls_store *st)
+{
+	static const struct cbv_tls_store builtin = { cbv_tls_cache_get, cbv_tls_cache_put,
+		                                      cbv_tls_cache_del, NULL };
+
+	store = st != NULL ? *st : builtin;
+}
+
+/*
+ * When a session stops being offered: the earliest of its start plus its
+ * timeout, plus the server's ticket lifetime hint (RFC 5077 3.3, RFC 8446
+ * 4.6.1), plus CBV_TLS_SESSION_TTL_MAX.  A start in the future (a clock
+ * step, or a value we did not make) gives 0: never.
+ */
+static time_t session_expiry(const SSL_SESSION *sess, time_t now)
+{
+	time_t start = (time_t)SSL_SESSION_get_time(sess);
+	long timeout = SSL_SESSION_get_timeout(sess);
+	unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(sess);
+	time_t ttl = CBV_TLS_SESSION_TTL_MAX;
+
+	if (start <= 0 || start > now)
+		return 0;
+	if (timeout >= 0 && timeout < ttl)
+		ttl = (time_t)timeout;
+	if (hint != 0 && hint < (unsigned long)ttl)
+		ttl = (time_t)hint;
+	return start + ttl;
+}
+
+/*
+ * 1 if the peer certificate in sess (or, sess NULL, of the connection)
+ * matches t's name under the host flags of the full handshake.  No name
+ * (an IP literal): the full handshake checks none either.
+ */
+static int name_ok(const struct cbv_tls *t, X509 *peer)
+{
+	unsigned flags = X509_VERIFY_PARAM_get_hostflags(SSL_get0_param(t->ssl));
+
+	if (peer == NULL)
+		return 0;
+	return t->sni[0] == '\0' || X509_check_host(peer, t->sni, 0, flags, NULL) == 1;
+}
+
+/*
+ * New session (TLS 1.2: at the end of the handshake; TLS 1.3: each
+ * NewSessionTicket, read after the handshake).  Keeps it in the store.
+ * Returns 0: OpenSSL keeps its reference.
+ */
+static int new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct cbv_tls *t = SSL_get_app_data(ssl);
+	unsigned char buf[VALUE_MAX];
+	unsigned char *p;
+	SSL_SESSION *copy;
+	size_t kl;
+	time_t expires;
+	int len;
+
+	if (t == NULL || t->bad || t->key[0] == '\0' || store.put == NULL ||
+	    !SSL_SESSION_is_resumable(sess))
+		return 0;
+	/* A verifying connection gets here only verified; check anyway. */
+	if (t->verify && (SSL_get_verify_result(ssl) != X509_V_OK ||
+	                  !name_ok(t, SSL_SESSION_get0_peer(sess))))
+		return 0;
+	expires = session_expiry(sess, time(NULL));
+	kl = strlen(t->key);
+	len = i2d_SSL_SESSION(sess, NULL);
+	if (expires == 0 || len <= 0 || (size_t)len > CBV_TLS_SESSION_BYTES_MAX) {
+		ERR_clear_error();
+		return 0;
+	}
+	memcpy(buf, t->key, kl + 1);
+	p = buf + kl + 1;
+	if (i2d_SSL_SESSION(sess, &p) == len) {
+		cbv_log(CBV_LOG_DEBUG, "TLS session kept for %lld s (%d octets): %s",
+		        (long long)(expires - time(NULL)), len, t->key);
+		store.put(store.arg, t->key, buf, kl + 1 + (size_t)len, expires);
+		/* A copy: OpenSSL may still mark the connection's own one
+		 * not resumable (a connection dropped without close_notify). */
+		copy = SSL_SESSION_dup(sess);
+		if (copy != NULL) {
+			memo_put(buf, kl + 1 + (size_t)len, copy);
+			SSL_SESSION_free(copy);
+		}
+	}
+	ERR_clear_error();
+	return 0;
+}
+
+/* Builds t->key from the socket's peer and the policy; "" if it cannot. */
+static void make_key(struct cbv_tls *t, const char *ca_dir)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char peer[80];
+	int n;
+
+	t->key[0] = '\0';
+	if (getpeername(t->fd, (struct sockaddr *)&ss, &sl) != 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		return;
+	cbv_net_format((struct sockaddr *)&ss, peer, sizeof(peer));
+	if (!t->verify)
+		ca_dir = "";
+	n = snprintf(t->key, sizeof(t->key), "tls1 %s %zu:%s %s %zu:%s", peer, strlen(t->sni),
+	             t->sni, t->verify ? "verify" : "noverify", strlen(ca_dir), ca_dir);
+	if (n < 0 || (size_t)n >= sizeof(t->key))
+		t->key[0] = '\0';
+}
+
+/*
+ * Offers the session stored under t->key if it was made under that key,
+ * has not expired and, when verifying, was verified for this name.
+ */
+static void offer_session(struct cbv_tls *t)
+{
+	unsigned char buf[VALUE_MAX];
+	const unsigned char *p;
+	size_t kl = strlen(t->key), n;
+	SSL_SESSION *sess;
+
+	if (t->key[0] == '\0' || store.get == NULL)
+		return;
+	n = store.get(store.arg, t->key, buf, sizeof(buf));
+	/* The value names its key: a store that mixed keys up is not believed. */
+	if (n <= kl + 1 || n > sizeof(buf) || memcmp(buf, t->key, kl + 1) != 0)
+		return;
+	sess = memo_get(buf, n);
+	if (sess == NULL) {
+		p = buf + kl + 1;
+		sess = d2i_SSL_SESSION(NULL, &p, (long)(n - kl - 1));
+		if (sess == NULL) {
+			ERR_clear_error();
+			return;
+		}
+		memo_put(buf, n, sess);
+	}
+	if (SSL_SESSION_is_resumable(sess) && session_expiry(sess, time(NULL)) > time(NULL) &&
+	    (!t->verify || name_ok(t, SSL_SESSION_get0_peer(sess))) &&
+	    SSL_set_session(t->ssl, sess) == 1) {
+		/* SSL_set_session() took the session's verify result. */
+		if (t->verify && SSL_get_verify_result(t->ssl) != X509_V_OK) {
+			SSL_set_session(t->ssl, NULL);
+			SSL_set_verify_result(t->ssl, X509_V_OK);
+		} else {
+			cbv_log(CBV_LOG_DEBUG, "TLS session offered: %s", t->key);
+		}
+	}
+	SSL_SESSION_free(sess);
+	ERR_clear_error();
+}
+
 static SSL_CTX *make_ctx(int verify, const char *ca_dir, struct cbv_err *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -153,9 +500,9 @@ static SSL_CTX *make_ctx(int verify, const char *ca_dir, struct cbv_err *err)
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	/* One short session per host: no tickets or cache to manage. */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	/* Sessions go to our store (new_session), never to OpenSSL's cache. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_new_cb(ctx, new_session);
 	if (!verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 		return ctx;
@@ -266,6 +613,9 @@ struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
 			goto fail;
 		}
 	}
+	SSL_set_app_data(t->ssl, t);
+	make_key(t, ca_dir != NULL ? ca_dir : "");
+	offer_session(t);
 	return t;
 fail:
 	cbv_tls_free(t);
@@ -293,8 +643,21 @@ int cbv_tls_handshake(struct cbv_tls *t, short *events, struct cbv_err *err)
 
 	ERR_clear_error();
 	rc = SSL_connect(t->ssl);
-	if (rc == 1)
+	if (rc == 1) {
+		/* Resumption skips the certificate, not the policy: the session's
+		 * stored verify result and certificate must pass again. */
+		if (t->verify && SSL_session_reused(t->ssl) &&
+		    (SSL_get_verify_result(t->ssl) != X509_V_OK ||
+		     !name_ok(t, SSL_get0_peer_certificate(t->ssl)))) {
+			t->bad = 1;
+			if (store.del != NULL && t->key[0] != '\0')
+				store.del(store.arg, t->key);
+			cbv_err_set(err, CBV_ETLS,
+			            "TLS handshake: resumed session fails verification");
+			return -1;
+		}
 		return 1;
+	}
 	if (want(t->ssl, rc, events) == 0)
 		return 0;
 	if (t->verify && SSL_get_verify_result(t->ssl) != X509_V_OK) {
@@ -349,9 +712,15 @@ void cbv_tls_describe(const struct cbv_tls *t, char *buf, size_t n)
 {
 	const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
 
-	snprintf(buf, n, "%s:%s:%s", SSL_get_version(t->ssl),
+	snprintf(buf, n, "%s:%s:%s%s", SSL_get_version(t->ssl),
 	         c != NULL ? SSL_CIPHER_get_name(c) : "none",
-	         t->verify ? "verified" : "unverified");
+	         t->verify ? "verified" : "unverified",
+	         SSL_session_reused(t->ssl) ? ":resumed" : "");
+}
+
+int cbv_tls_resumed(const struct cbv_tls *t)
+{
+	return SSL_session_reused(t->ssl) == 1;
 }
 
 void cbv_tls_free(struct cbv_tls *t)

@@ -12,6 +12,25 @@
  * chain must verify against ca_dir (or OpenSSL's default directory) and
  * the name must match the MX host name.  SNI carries the MX host name.
  *
+ * Session resumption: after a handshake the server's session (a TLS 1.2
+ * session ID or ticket; TLS 1.3 tickets, which arrive after the handshake
+ * and are read with the first reply) is kept under a key naming all that
+ * must match for it to be offered again: peer IP and port (from the
+ * socket), SNI name, whether the certificate is verified and against which
+ * CA directory.  The next connection with the same key offers it
+ * (SSL_set_session).  A session is kept until the earliest of its own
+ * timeout, the server's ticket lifetime hint and CBV_TLS_SESSION_TTL_MAX.
+ * Where sessions live is a hook (struct cbv_tls_store: get/put/del of
+ * serialized sessions by key); the built-in store keeps
+ * CBV_TLS_SESSIONS_MAX of them in this process.  A stored value names the
+ * key it was made under and is used only under that key, so a store that
+ * mixes keys up cannot hand a session made without verification to a
+ * verifying connection.  With verify = 1, a session is offered only if it
+ * was verified (verify result X509_V_OK, peer certificate present and
+ * matching the name), and a resumed handshake is checked again the same
+ * way before the connection is used: resumption skips the certificate
+ * exchange, never the policy.
+ *
  * OpenSSL reads and writes the socket through a BIO of ours that sends
  * with MSG_NOSIGNAL, so nothing here raises SIGPIPE, whatever the
  * caller's signal disposition (an alert written to a peer that closed
@@ -22,6 +41,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "cbv_status.h"
 
@@ -52,7 +72,10 @@ ssize_t cbv_tls_read(struct cbv_tls *t, void *buf, size_t len, short *events,
 ssize_t cbv_tls_write(struct cbv_tls *t, const void *buf, size_t len,
                       short *events, struct cbv_err *err);
 
-/* "TLSv1.3:TLS_AES_256_GCM_SHA384:verified|unverified" into buf. */
+/*
+ * "TLSv1.3:TLS_AES_256_GCM_SHA384:verified|unverified" into buf, with
+ * ":resumed" after it when the handshake resumed a stored session.
+ */
 void cbv_tls_describe(const struct cbv_tls *t, char *buf, size_t n);
 
 /*
@@ -60,5 +83,55 @@ void cbv_tls_describe(const struct cbv_tls *t, char *buf, size_t n);
  * The fd is not closed.  Accepts NULL.
  */
 void cbv_tls_free(struct cbv_tls *t);
+
+/* 1 if the handshake resumed a stored session, else 0. */
+int cbv_tls_resumed(const struct cbv_tls *t);
+
+/* Longest session key, NUL included (see the key format in cbv_tls.c). */
+#define CBV_TLS_KEY_MAX 1024
+
+/*
+ * Where sessions are kept between connections.  Values are opaque bytes
+ * (at most CBV_TLS_SESSION_BYTES_MAX + CBV_TLS_KEY_MAX).  A store may drop
+ * anything at any time; failures are never errors, only lost resumptions.
+ *   get: copies the value stored under key into buf (n bytes of room) and
+ *        returns its length; 0 if there is none, it has expired or it does
+ *        not fit.
+ *   put: keeps len bytes of data under key until expires (time(2)
+ *        seconds), replacing what was there.
+ *   del: forgets key.
+ * arg is passed back as given.  None is called with a key longer than
+ * CBV_TLS_KEY_MAX - 1.
+ */
+struct cbv_tls_store {
+	size_t (*get)(void *arg, const char *key, unsigned char *buf, size_t n);
+	void (*put)(void *arg, const char *key, const unsigned char *data, size_t len,
+	            time_t expires);
+	void (*del)(void *arg, const char *key);
+	void *arg;
+};
+
+/*
+ * Sets the store for the connections started from now on (copied).  NULL
+ * restores the built-in in-process store; a store whose get is NULL turns
+ * resumption off.
+ */
+void cbv_tls_set_store(const struct cbv_tls_store *st);
+
+/*
+ * The built-in store, as hook functions (arg unused): CBV_TLS_SESSIONS_MAX
+ * entries, least recently used dropped first, expired ones dropped when
+ * met.  Memory comes from cbv_malloc(); a put that finds none keeps nothing.
+ */
+size_t cbv_tls_cache_get(void *arg, const char *key, unsigned char *buf, size_t n);
+void cbv_tls_cache_put(void *arg, const char *key, const unsigned char *data, size_t len,
+                       time_t expires);
+void cbv_tls_cache_del(void *arg, const char *key);
+
+/* Entries in the built-in store now (expired ones not yet met included). */
+size_t cbv_tls_cache_count(void);
+
+/* Empties the built-in store and frees its memory. */
+void cbv_tls_cache_clear(void);
 
 #endif

@@ -4,7 +4,7 @@
 set -u
 B=${B:-build}
 rc=0
-for t in check_verify check_dns; do
+for t in check_verify check_dns check_tls; do
 	[ -x "$B/tests/$t" ] || continue
 	echo "== valgrind $t"
 	if ! CK_FORK=no CK_DEFAULT_TIMEOUT=120 valgrind -q --error-exitcode=99 --leak-check=full \
