@@ -15,6 +15,7 @@
 
 #include "cbv_config_impl.h"
 #include "cbv_reply.h"
+#include "cbv_text.h"
 
 enum cbv_status cbv_config_lx_error(struct lexer *lx, unsigned line, unsigned col, const char *fmt,
                                     ...)
@@ -92,7 +93,7 @@ enum cbv_status cbv_config_lx_prescan(struct lexer *lx)
 			return cbv_config_lx_error(lx, line, col, "NUL byte");
 		if (ch == '\r' && (p + 1 == lx->end || p[1] != '\n'))
 			return cbv_config_lx_error(lx, line, col, "CR not followed by LF");
-		if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
+		if (cbv_text_is_ctl(ch) && ch != '\t' && ch != '\r')
 			return cbv_config_lx_error(lx, line, col, "control character 0x%02x", ch);
 		col++;
 	}
