@@ -142,30 +142,24 @@ enum cbv_status cbv_callout_rest_format(const char *rest, char *out, size_t n,
 		seen |= 1u << k;
 		i++; /* '=' */
 		if (i < len && rest[i] == '"') {
-			i++;
-			for (;;) {
-				char ch;
+			/* callout.mfl's quoting: '\' escapes any byte. */
+			size_t used;
 
-				if (i >= len)
-					return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
-					                   rest_keys[k]);
-				ch = rest[i++];
-				if (ch == '"')
-					break;
-				if (ch == '\\') {
-					if (i >= len)
-						return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
-						                   rest_keys[k]);
-					ch = rest[i++];
-				}
-				if (cbv_text_is_ctl((unsigned char)ch))
-					return cbv_err_set(err, CBV_EINVAL, "REST: %s: control character",
-					                   rest_keys[k]);
-				if (vlen >= CBV_CALLOUT_VALUE_MAX)
-					return cbv_err_set(err, CBV_EINVAL, "REST: %s: value too long",
-					                   rest_keys[k]);
-				val[vlen++] = ch;
+			switch (cbv_text_unquote(rest + i + 1, len - i - 1,
+			                         CBV_TEXT_UNQ_ANYESC | CBV_TEXT_UNQ_NOCTL, val, sizeof(val),
+			                         &vlen, &used)) {
+			case CBV_TEXT_UNQ_OK: break;
+			case CBV_TEXT_UNQ_OPEN:
+				return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
+				                   rest_keys[k]);
+			case CBV_TEXT_UNQ_CTL:
+				return cbv_err_set(err, CBV_EINVAL, "REST: %s: control character",
+				                   rest_keys[k]);
+			case CBV_TEXT_UNQ_LONG:
+				return cbv_err_set(err, CBV_EINVAL, "REST: %s: value too long",
+				                   rest_keys[k]);
 			}
+			i += 1 + used;
 			if (i < len && rest[i] != ' ' && rest[i] != '\t')
 				return cbv_err_set(err, CBV_EINVAL, "REST: %s: text after closing quote",
 				                   rest_keys[k]);

@@ -116,26 +116,28 @@ static int is_word_byte(char ch)
 	return strchr(" \t\r\n#\"{}[]()=,", ch) == NULL;
 }
 
-/* Reads a "string": \" and \\ are escapes, any other \x stays as is. */
+/*
+ * Reads a "string" that ends on its line: \" and \\ are escapes, any
+ * other \x stays as is (cbv_text_unquote() without ANYESC: regexes keep
+ * "\." as written).  The prescan bounds a line, so the text always fits.
+ */
 static enum cbv_status lx_string(struct lexer *lx)
 {
 	struct token *t = &lx->tok;
+	const char *nl;
+	size_t used;
+	enum cbv_text_unq st;
 
 	lx_advance(lx);
-	for (;;) {
-		if (lx->p == lx->end || *lx->p == '\n')
-			return cbv_config_lx_error(lx, t->line, t->col, "unterminated string");
-		if (*lx->p == '"') {
-			lx_advance(lx);
-			break;
-		}
-		/* Regexes keep "\." as written; only \" and \\ are escapes. */
-		if (*lx->p == '\\' && lx->p + 1 < lx->end && (lx->p[1] == '"' || lx->p[1] == '\\'))
-			lx_advance(lx);
-		/* The prescan bounds a line, so the text always fits. */
-		t->text[t->len++] = *lx->p;
-		lx_advance(lx);
-	}
+	nl = memchr(lx->p, '\n', (size_t)(lx->end - lx->p));
+	st = cbv_text_unquote(lx->p, (size_t)((nl != NULL ? nl : lx->end) - lx->p), 0, t->text,
+	                      sizeof(t->text), &t->len, &used);
+	if (st != CBV_TEXT_UNQ_OK)
+		return cbv_config_lx_error(lx, t->line, t->col, st == CBV_TEXT_UNQ_LONG
+		                           ? "string too long" : "unterminated string");
+	/* No LF inside: only the column moves. */
+	lx->p += used;
+	lx->col += (unsigned)used;
 	t->type = TOK_STRING;
 	return CBV_OK;
 }

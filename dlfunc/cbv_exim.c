@@ -284,16 +284,16 @@ static int options_walk(const char *opts, option_fn *fn, void *arg, char *why, s
 		p++;
 		v = k;
 		if (*p == '"') {
-			for (p++; *p != '"'; p++) {
-				if (*p == '\0') {
-					snprintf(why, whylen, "unterminated quote in value of %.64s", key);
-					return -1;
-				}
-				if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
-					p++;
-				buf[v++] = *p;
+			/* cbv.conf's strings: only \" and \\ are escapes. */
+			size_t vlen, used;
+
+			if (cbv_text_unquote(p + 1, strlen(p + 1), 0, buf + k, sizeof(buf) - k, &vlen,
+			                     &used) != CBV_TEXT_UNQ_OK) {
+				snprintf(why, whylen, "unterminated quote in value of %.64s", key);
+				return -1;
 			}
-			p++;
+			v += vlen;
+			p += 1 + used;
 			if (*p != '\0' && *p != ' ' && *p != '\t') {
 				snprintf(why, whylen, "junk after the quoted value of %.64s", key);
 				return -1;
