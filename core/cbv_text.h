@@ -84,7 +84,7 @@ size_t cbv_text_show(const char *s, size_t len, char *out, size_t n);
 
 /* Flags for cbv_text_escape(). */
 #define CBV_TEXT_ESC_QUOTE 1u /* '"' and '\' become \" and \\ (a quoted value) */
-#define CBV_TEXT_ESC_NL    2u /* LF becomes \n instead of \x0a */
+#define CBV_TEXT_ESC_NL 2u    /* LF becomes \n instead of \x0a */
 
 /*
  * Writes s (len bytes) to out (size n) with each control byte and DEL as
@@ -112,7 +112,7 @@ int cbv_text_utf8_valid(const char *s, size_t len);
 
 /* Flags for cbv_text_unquote(). */
 #define CBV_TEXT_UNQ_ANYESC 1u /* '\' escapes any byte; default: only \" and \\ */
-#define CBV_TEXT_UNQ_NOCTL  2u /* a control byte in the value is an error */
+#define CBV_TEXT_UNQ_NOCTL 2u  /* a control byte in the value is an error */
 
 /* Results of cbv_text_unquote(). */
 enum cbv_text_unq {
