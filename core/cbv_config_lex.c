@@ -132,9 +132,10 @@ static enum cbv_status lx_string(struct lexer *lx)
 	nl = memchr(lx->p, '\n', (size_t)(lx->end - lx->p));
 	st = cbv_text_unquote(lx->p, (size_t)((nl != NULL ? nl : lx->end) - lx->p), 0, t->text,
 	                      sizeof(t->text), &t->len, &used);
+	if (st == CBV_TEXT_UNQ_LONG)
+		return cbv_config_lx_error(lx, t->line, t->col, "string too long");
 	if (st != CBV_TEXT_UNQ_OK)
-		return cbv_config_lx_error(lx, t->line, t->col, st == CBV_TEXT_UNQ_LONG
-		                           ? "string too long" : "unterminated string");
+		return cbv_config_lx_error(lx, t->line, t->col, "unterminated string");
 	/* No LF inside: only the column moves. */
 	lx->p += used;
 	lx->col += (unsigned)used;
