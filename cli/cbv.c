@@ -39,59 +39,25 @@ static void usage(FILE *f)
  * argument, and core text is sanitized already (remote text) or UTF-8 that
  * core validated (an IDN or a UTF-8 local part).
  */
-static void put_escaped(FILE *f, const char *s)
+static void put_escaped_n(FILE *f, const char *s, size_t len)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\x%02x", *p);
-		else
-			fputc(*p, f);
+	char buf[4 * 256 + 1]; /* an escape is at most 4 bytes */
+
+	for (size_t off = 0; off < len; off += 256) {
+		cbv_text_escape(s + off, len - off < 256 ? len - off : 256, buf, sizeof(buf), 0);
+		fputs(buf, f);
 	}
 }
 
-/* 1 if s is well-formed UTF-8 (no overlongs, no surrogates). */
-static int valid_utf8(const unsigned char *s)
+static void put_escaped(FILE *f, const char *s)
 {
-	while (*s != '\0') {
-		unsigned c = *s;
-		int n;
-		unsigned min, cp;
-
-		if (c < 0x80) {
-			s++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0) {
-			n = 1;
-			min = 0x80;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2;
-			min = 0x800;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3;
-			min = 0x10000;
-			cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		for (int i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		s += n + 1;
-	}
-	return 1;
+	put_escaped_n(f, s, strlen(s));
 }
 
 /* Prints s as a JSON string (RFC 8259). */
 static void put_json(FILE *f, const char *s)
 {
-	int utf8 = valid_utf8((const unsigned char *)s);
+	int utf8 = cbv_text_utf8_valid(s, strlen(s));
 
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
@@ -99,7 +65,7 @@ static void put_json(FILE *f, const char *s)
 			fprintf(f, "\\%c", *p);
 		else if (*p == '\n')
 			fputs("\\n", f);
-		else if (*p < 0x20 || *p == 0x7f)
+		else if (cbv_text_is_ctl(*p))
 			fprintf(f, "\\u%04x", *p);
 		else if (*p >= 0x80 && !utf8)
 			fputc('?', f);
@@ -152,13 +118,12 @@ static void trace_stderr(void *arg, enum cbv_trace kind, const char *text)
 	}
 	/* Multi-line replies: one prefixed line each. */
 	fputs(prefix, stderr);
-	for (const char *p = text; *p != '\0'; p++) {
-		if (*p == '\n')
-			fprintf(stderr, "\n%s", prefix);
-		else if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			fprintf(stderr, "\\x%02x", (unsigned char)*p);
-		else
-			fputc(*p, stderr);
+	for (const char *p = text, *nl;; p = nl + 1) {
+		nl = strchr(p, '\n');
+		put_escaped_n(stderr, p, nl != NULL ? (size_t)(nl - p) : strlen(p));
+		if (nl == NULL)
+			break;
+		fprintf(stderr, "\n%s", prefix);
 	}
 	fputc('\n', stderr);
 }

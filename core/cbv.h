@@ -22,6 +22,7 @@
 #include "cbv_map.h"
 #include "cbv_result.h"
 #include "cbv_status.h"
+#include "cbv_text.h"
 #include "cbv_verify.h"
 
 #define CBV_VERSION "0.1.0"

@@ -27,6 +27,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cbv_text.h"
+
 /* Longest input that could still be valid: local@domain plus a trailing dot. */
 #define INPUT_MAX (CBV_LOCALPART_MAX + 1 + CBV_DOMAIN_MAX + 1)
 
@@ -49,46 +51,6 @@ static int is_atext(unsigned char c)
 }
 
 /*
- * Returns the length (2..4) of the UTF-8 sequence at s and its code point,
- * or 0 if it is malformed: a stray continuation byte, a truncated
- * sequence, an overlong form, a surrogate or a value beyond U+10FFFF
- * (RFC 3629 3 and 10: overlong forms have been used to sneak '/' or '.'
- * past filters that looked only for the short form).
- */
-static size_t utf8_seq(const unsigned char *s, size_t len, unsigned long *cp)
-{
-	unsigned long v, min;
-	size_t n, i;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		v = s[0] & 0x1f;
-		min = 0x80;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		v = s[0] & 0x0f;
-		min = 0x800;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		v = s[0] & 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n > len)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return n;
-}
-
-/*
  * Refuses control bytes (C0, DEL, and the C1 controls U+0080..U+009F in
  * their UTF-8 form) and malformed UTF-8 anywhere in in.  Sets *utf8 if a
  * non-ASCII character is present.  what names the input in messages.
@@ -101,14 +63,14 @@ static enum cbv_status check_bytes(const char *in, size_t len, const char *what,
 	size_t i = 0, n;
 
 	while (i < len) {
-		if (s[i] < 0x20 || s[i] == 0x7f)
+		if (cbv_text_is_ctl(s[i]))
 			return cbv_err_set(err, CBV_EINVAL,
 			                   "control character 0x%02x in %s", s[i], what);
 		if (s[i] < 0x80) {
 			i++;
 			continue;
 		}
-		n = utf8_seq(s + i, len - i, &cp);
+		n = cbv_text_utf8_seq(in + i, len - i, &cp);
 		if (n == 0)
 			return cbv_err_set(err, CBV_EINVAL,
 			                   "invalid UTF-8 in %s at octet %zu", what, i);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cbv_limits.h"
+#include "cbv_text.h"
 
 #define MAGIC0 'c'
 #define MAGIC1 'v'
@@ -152,13 +153,7 @@ static enum cbv_cache_rec_status open_value(const unsigned char *p, size_t len,
 /* 1 if s (n bytes, no NUL) is text a sanitized result may hold. */
 static int printable(const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch != '\n' && (ch < 0x20 || ch > 0x7e))
-			return 0;
-	}
-	return 1;
+	return cbv_text_span(s, n, CBV_TEXT_PRINT, "\n") == n;
 }
 
 size_t cbv_cache_rec_encode(const struct cbv_cache_rec *rec, unsigned char *out,

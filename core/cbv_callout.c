@@ -24,6 +24,7 @@
 #include "cbv_log.h"
 #include "cbv_net.h"
 #include "cbv_reply.h"
+#include "cbv_text.h"
 #include "cbv_url.h"
 
 #define PROTO "e_callout_proto: "
@@ -36,11 +37,6 @@ struct cbv_callout {
 };
 
 /* ---- pure parsers ---------------------------------------------------- */
-
-static int is_ctl(unsigned char ch)
-{
-	return ch < 0x20 || ch == 0x7f;
-}
 
 static int ascii_ieq(const char *a, size_t alen, const char *b)
 {
@@ -146,30 +142,24 @@ enum cbv_status cbv_callout_rest_format(const char *rest, char *out, size_t n,
 		seen |= 1u << k;
 		i++; /* '=' */
 		if (i < len && rest[i] == '"') {
-			i++;
-			for (;;) {
-				char ch;
+			/* callout.mfl's quoting: '\' escapes any byte. */
+			size_t used;
 
-				if (i >= len)
-					return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
-					                   rest_keys[k]);
-				ch = rest[i++];
-				if (ch == '"')
-					break;
-				if (ch == '\\') {
-					if (i >= len)
-						return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
-						                   rest_keys[k]);
-					ch = rest[i++];
-				}
-				if (is_ctl((unsigned char)ch))
-					return cbv_err_set(err, CBV_EINVAL, "REST: %s: control character",
-					                   rest_keys[k]);
-				if (vlen >= CBV_CALLOUT_VALUE_MAX)
-					return cbv_err_set(err, CBV_EINVAL, "REST: %s: value too long",
-					                   rest_keys[k]);
-				val[vlen++] = ch;
+			switch (cbv_text_unquote(rest + i + 1, len - i - 1,
+			                         CBV_TEXT_UNQ_ANYESC | CBV_TEXT_UNQ_NOCTL, val, sizeof(val),
+			                         &vlen, &used)) {
+			case CBV_TEXT_UNQ_OK: break;
+			case CBV_TEXT_UNQ_OPEN:
+				return cbv_err_set(err, CBV_EINVAL, "REST: %s: unterminated quote",
+				                   rest_keys[k]);
+			case CBV_TEXT_UNQ_CTL:
+				return cbv_err_set(err, CBV_EINVAL, "REST: %s: control character",
+				                   rest_keys[k]);
+			case CBV_TEXT_UNQ_LONG:
+				return cbv_err_set(err, CBV_EINVAL, "REST: %s: value too long",
+				                   rest_keys[k]);
 			}
+			i += 1 + used;
 			if (i < len && rest[i] != ' ' && rest[i] != '\t')
 				return cbv_err_set(err, CBV_EINVAL, "REST: %s: text after closing quote",
 				                   rest_keys[k]);
@@ -177,7 +167,7 @@ enum cbv_status cbv_callout_rest_format(const char *rest, char *out, size_t n,
 			while (i < len && rest[i] != ' ' && rest[i] != '\t') {
 				char ch = rest[i++];
 
-				if (is_ctl((unsigned char)ch) || ch == '"' || ch == '\\')
+				if (cbv_text_is_ctl((unsigned char)ch) || ch == '"' || ch == '\\')
 					return cbv_err_set(err, CBV_EINVAL, "REST: %s: control character or "
 					                   "quote in a bare value", rest_keys[k]);
 				if (vlen >= CBV_CALLOUT_VALUE_MAX)
@@ -375,9 +365,8 @@ static enum cbv_status send_line(struct cbv_callout *c, const char *line, int64_
 
 	if (len > CBV_CALLOUT_REQ_MAX)
 		return cbv_err_set(err, CBV_EINVAL, "%s: request too long", stage);
-	for (size_t i = 0; i < len; i++)
-		if (is_ctl((unsigned char)line[i]))
-			return cbv_err_set(err, CBV_EINVAL, "%s: control character in request", stage);
+	if (cbv_text_span(line, len, CBV_TEXT_NOCTL, NULL) < len)
+		return cbv_err_set(err, CBV_EINVAL, "%s: control character in request", stage);
 	memcpy(buf, line, len);
 	memcpy(buf + len, "\r\n", 2);
 	if (cbv_log_enabled(CBV_LOG_DEBUG))
@@ -433,12 +422,6 @@ static enum cbv_status read_line(struct cbv_callout *c, int64_t deadline, const 
 	}
 }
 
-/* Sanitized copy of a protocol text for messages, truncated. */
-static void show(const char *s, size_t len, char *out, size_t n)
-{
-	cbv_sanitize(s, len, out, n);
-}
-
 /* Reads a reply that must be "OK ...": NO or anything else is EPROTO. */
 static enum cbv_status expect_ok(struct cbv_callout *c, int64_t deadline, const char *stage,
                                  struct cbv_callout_line *pl, struct cbv_err *err)
@@ -452,7 +435,7 @@ static enum cbv_status expect_ok(struct cbv_callout *c, int64_t deadline, const 
 		return st;
 	if (cbv_callout_line_parse(line, len, pl) == CBV_CALLOUT_LINE_OK)
 		return CBV_OK;
-	show(line, len, tmp, sizeof(tmp));
+	cbv_sanitize(line, len, tmp, sizeof(tmp));
 	return cbv_err_set(err, CBV_EPROTO, PROTO "%s: %s: %s", c->peer, stage, tmp);
 }
 
@@ -536,7 +519,7 @@ enum cbv_status cbv_callout_open(const char *url, unsigned timeout_ms,
 	st = expect_ok(c, deadline, "greeting", &pl, err);
 	if (st != CBV_OK)
 		goto done;
-	show(pl.text, pl.text_len, c->greeting, sizeof(c->greeting));
+	cbv_sanitize(pl.text, pl.text_len, c->greeting, sizeof(c->greeting));
 	*out = c;
 	c = NULL;
 done:
@@ -565,9 +548,8 @@ enum cbv_status cbv_callout_sid(struct cbv_callout *c, const char *sid,
 
 	if (len == 0 || len > CBV_NAME_MAX)
 		return cbv_err_set(err, CBV_EINVAL, "SID: 1 to %d characters", CBV_NAME_MAX);
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)sid[i] <= 0x20 || (unsigned char)sid[i] >= 0x7f)
-			return cbv_err_set(err, CBV_EINVAL, "SID: printable, no spaces");
+	if (cbv_text_span(sid, len, CBV_TEXT_VISIBLE, NULL) < len)
+		return cbv_err_set(err, CBV_EINVAL, "SID: printable, no spaces");
 	snprintf(line, sizeof(line), "SID %s", sid);
 	st = send_line(c, line, deadline, "SID", err);
 	if (st == CBV_OK)
@@ -594,9 +576,8 @@ enum cbv_status cbv_callout_set(struct cbv_callout *c, const char *name,
 		return cbv_err_set(err, CBV_EINVAL, "SET: unknown name \"%.32s\"", name);
 	if (vlen > CBV_CALLOUT_VALUE_MAX)
 		return cbv_err_set(err, CBV_EINVAL, "SET %s: value too long", name);
-	for (size_t i = 0; i < vlen; i++)
-		if (is_ctl((unsigned char)value[i]))
-			return cbv_err_set(err, CBV_EINVAL, "SET %s: control character", name);
+	if (cbv_text_span(value, vlen, CBV_TEXT_NOCTL, NULL) < vlen)
+		return cbv_err_set(err, CBV_EINVAL, "SET %s: control character", name);
 	if (put(line, sizeof(line), &pos, "SET ", 4) < 0 ||
 	    put(line, sizeof(line), &pos, name, strlen(name)) < 0 ||
 	    put(line, sizeof(line), &pos, "=", 1) < 0 ||
@@ -851,9 +832,8 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 	if (alen == 0 || alen > CBV_PATH_MAX)
 		return cbv_err_set(err, CBV_EINVAL, "VRFY: address empty or longer than %d bytes",
 		                   CBV_PATH_MAX);
-	for (size_t i = 0; i < alen; i++)
-		if (is_ctl((unsigned char)address[i]))
-			return cbv_err_set(err, CBV_EINVAL, "VRFY: control character in address");
+	if (cbv_text_span(address, alen, CBV_TEXT_NOCTL, NULL) < alen)
+		return cbv_err_set(err, CBV_EINVAL, "VRFY: control character in address");
 	st = cbv_callout_rest_format(rest, params, sizeof(params), err);
 	if (st != CBV_OK)
 		return st;
@@ -878,7 +858,7 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 	/* "OK ID": the job id, digits only. */
 	if (pl.text_len == 0 || pl.text_len > CBV_CALLOUT_ID_MAX ||
 	    strspn(pl.text, "0123456789") < pl.text_len) {
-		show(pl.text, pl.text_len, tmp, sizeof(tmp));
+		cbv_sanitize(pl.text, pl.text_len, tmp, sizeof(tmp));
 		st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: VRFY: expected OK ID, got \"OK %s\"",
 		                 c->peer, tmp);
 		goto done;
@@ -934,12 +914,12 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 			rc = cbv_callout_final_parse(pl.text, pl.text_len, id, &word);
 			if (rc == 1)
 				break;
-			show(l, len, tmp, sizeof(tmp));
+			cbv_sanitize(l, len, tmp, sizeof(tmp));
 			st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: RUN: %s for job %s: %s", c->peer,
 			                 rc == 0 ? "no result" : "malformed result", id, tmp);
 			goto done;
 		default:
-			show(l, len, tmp, sizeof(tmp));
+			cbv_sanitize(l, len, tmp, sizeof(tmp));
 			st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: RUN: %s", c->peer, tmp);
 			goto done;
 		}
@@ -974,7 +954,7 @@ enum cbv_status cbv_callout_verify(struct cbv_callout *c, const char *address,
 		if (st == CBV_OK)
 			st = read_line(c, deadline, "DROP", &l, &len, err);
 		if (st == CBV_OK && cbv_callout_line_parse(l, len, &pl) == CBV_CALLOUT_LINE_BAD) {
-			show(l, len, tmp, sizeof(tmp));
+			cbv_sanitize(l, len, tmp, sizeof(tmp));
 			st = cbv_err_set(err, CBV_EPROTO, PROTO "%s: DROP: %s", c->peer, tmp);
 		}
 		if (st != CBV_OK)

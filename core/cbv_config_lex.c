@@ -15,6 +15,7 @@
 
 #include "cbv_config_impl.h"
 #include "cbv_reply.h"
+#include "cbv_text.h"
 
 enum cbv_status cbv_config_lx_error(struct lexer *lx, unsigned line, unsigned col, const char *fmt,
                                     ...)
@@ -92,7 +93,7 @@ enum cbv_status cbv_config_lx_prescan(struct lexer *lx)
 			return cbv_config_lx_error(lx, line, col, "NUL byte");
 		if (ch == '\r' && (p + 1 == lx->end || p[1] != '\n'))
 			return cbv_config_lx_error(lx, line, col, "CR not followed by LF");
-		if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
+		if (cbv_text_is_ctl(ch) && ch != '\t' && ch != '\r')
 			return cbv_config_lx_error(lx, line, col, "control character 0x%02x", ch);
 		col++;
 	}
@@ -115,26 +116,29 @@ static int is_word_byte(char ch)
 	return strchr(" \t\r\n#\"{}[]()=,", ch) == NULL;
 }
 
-/* Reads a "string": \" and \\ are escapes, any other \x stays as is. */
+/*
+ * Reads a "string" that ends on its line: \" and \\ are escapes, any
+ * other \x stays as is (cbv_text_unquote() without ANYESC: regexes keep
+ * "\." as written).  The prescan bounds a line, so the text always fits.
+ */
 static enum cbv_status lx_string(struct lexer *lx)
 {
 	struct token *t = &lx->tok;
+	const char *nl;
+	size_t used;
+	enum cbv_text_unq st;
 
 	lx_advance(lx);
-	for (;;) {
-		if (lx->p == lx->end || *lx->p == '\n')
-			return cbv_config_lx_error(lx, t->line, t->col, "unterminated string");
-		if (*lx->p == '"') {
-			lx_advance(lx);
-			break;
-		}
-		/* Regexes keep "\." as written; only \" and \\ are escapes. */
-		if (*lx->p == '\\' && lx->p + 1 < lx->end && (lx->p[1] == '"' || lx->p[1] == '\\'))
-			lx_advance(lx);
-		/* The prescan bounds a line, so the text always fits. */
-		t->text[t->len++] = *lx->p;
-		lx_advance(lx);
-	}
+	nl = memchr(lx->p, '\n', (size_t)(lx->end - lx->p));
+	st = cbv_text_unquote(lx->p, (size_t)((nl != NULL ? nl : lx->end) - lx->p), 0, t->text,
+	                      sizeof(t->text), &t->len, &used);
+	if (st == CBV_TEXT_UNQ_LONG)
+		return cbv_config_lx_error(lx, t->line, t->col, "string too long");
+	if (st != CBV_TEXT_UNQ_OK)
+		return cbv_config_lx_error(lx, t->line, t->col, "unterminated string");
+	/* No LF inside: only the column moves. */
+	lx->p += used;
+	lx->col += (unsigned)used;
 	t->type = TOK_STRING;
 	return CBV_OK;
 }

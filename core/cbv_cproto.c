@@ -5,6 +5,7 @@
  */
 #include "cbv_cproto.h"
 
+#include "cbv_text.h"
 #include "cbv_url.h"
 
 #include <arpa/inet.h>
@@ -37,24 +38,6 @@ const char *cbv_cproto_mode_name(enum cbv_cproto_mode m)
 	return (unsigned)m < sizeof(mode_names) / sizeof(mode_names[0]) ? mode_names[m] : "?";
 }
 
-/* Copies s into dst (size n) for an error message: bytes outside
- * printable ASCII -> '?', truncated with "...". */
-static void show(char *dst, size_t n, const char *s)
-{
-	size_t i, len = strlen(s), max = n - 1;
-
-	if (len > max) {
-		len = max > 3 ? max - 3 : 0;
-	}
-	for (i = 0; i < len; i++)
-		dst[i] = (unsigned char)s[i] >= 0x7f || (unsigned char)s[i] < 0x20 ? '?' : s[i];
-	if (len < strlen(s) && max >= 3) {
-		memcpy(dst + i, "...", 3);
-		i += 3;
-	}
-	dst[i] = '\0';
-}
-
 static int is_blank(char ch)
 {
 	return ch == ' ' || ch == '\t';
@@ -71,15 +54,10 @@ static enum cbv_status split(const char *line, size_t len, struct words *ws,
 	size_t i = 0, o = 0;
 
 	ws->n = 0;
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)line[i];
-
-		/* A NUL or control byte would end up in a log line or an SMTP
-		 * command; calloutd says "bad input" for what it cannot read. */
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-			return cbv_err_set(err, CBV_EINVAL, "bad input");
-	}
-	i = 0;
+	/* A NUL or control byte would end up in a log line or an SMTP
+	 * command; calloutd says "bad input" for what it cannot read. */
+	if (cbv_text_span(line, len, CBV_TEXT_NOCTL, "\t") < len)
+		return cbv_err_set(err, CBV_EINVAL, "bad input");
 	for (;;) {
 		int quoted = 0;
 
@@ -168,7 +146,7 @@ static enum cbv_status parse_set(const struct words *ws, struct cbv_cproto_req *
 	if (ws->n != 2)
 		return cbv_err_set(err, CBV_EINVAL, "invalid arguments");
 	eq = strchr(ws->w[1], '=');
-	show(shown, sizeof(shown), ws->w[1]);
+	cbv_text_show(ws->w[1], strlen(ws->w[1]), shown, sizeof(shown));
 	if (eq == NULL)
 		return cbv_err_set(err, CBV_EINVAL, "bad assignment %s", shown);
 	*eq = '\0';
@@ -180,7 +158,7 @@ static enum cbv_status parse_set(const struct words *ws, struct cbv_cproto_req *
 	norm = NULL;
 	if (v == CBV_CPROTO_VAR_STARTTLS) {
 		if ((norm = starttls_value(req->value)) == NULL) {
-			show(shown, sizeof(shown), req->value);
+			cbv_text_show(req->value, strlen(req->value), shown, sizeof(shown));
 			return cbv_err_set(err, CBV_EINVAL, "unrecognized starttls mode: %s", shown);
 		}
 	} else if (v == CBV_CPROTO_VAR_TRANSCRIPT) {

@@ -194,26 +194,3 @@ done:
 		cbv_reply_init(r);
 	return st;
 }
-
-/*
- * Copies at most n-1 bytes of s to out, each control byte, DEL and 8-bit
- * byte replaced by '?', and NUL-terminates.  Returns the bytes written
- * (not counting the NUL); 0 when n is 0.
- */
-size_t cbv_sanitize(const char *s, size_t len, char *out, size_t n)
-{
-	size_t i = 0;
-	unsigned char c;
-
-	if (n == 0)
-		goto done;
-	if (len > n - 1)
-		len = n - 1;
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)s[i];
-		out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-	}
-	out[i] = '\0';
-done:
-	return i;
-}

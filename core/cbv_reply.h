@@ -19,6 +19,7 @@
 
 #include "cbv_limits.h"
 #include "cbv_status.h"
+#include "cbv_text.h" /* cbv_sanitize(), which the reply text goes through */
 
 struct cbv_reply {
 	int code;          /* 200..599, 0 until the first line */
@@ -60,11 +61,5 @@ enum cbv_status cbv_reply_parse(const char *buf, size_t len,
  * line is not a reply line.  For text from a callout server's RECV line.
  */
 int cbv_reply_code_parse(const char *line, size_t len, char ecode[16]);
-
-/*
- * Copies at most n-1 bytes of s (len bytes) to out, replacing every byte
- * < 0x20, 0x7f or >= 0x80 with '?'; NUL-terminates.  Returns bytes written.
- */
-size_t cbv_sanitize(const char *s, size_t len, char *out, size_t n);
 
 #endif

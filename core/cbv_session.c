@@ -20,6 +20,7 @@
 #include "cbv_clock.h"
 #include "cbv_log.h"
 #include "cbv_net.h"
+#include "cbv_text.h"
 #include "cbv_tls.h"
 
 enum phase { PH_CONNECT, PH_SMTP, PH_HANDSHAKE, PH_DONE };
@@ -94,13 +95,9 @@ static int copy_wire(char *dst, size_t n, const char *src, const char *what,
 		cbv_err_set(err, CBV_EINVAL, "%s too long", what);
 		return -1;
 	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		if (c < 0x20 || c == 0x7f) {
-			cbv_err_set(err, CBV_EINVAL, "control character in %s", what);
-			return -1;
-		}
+	if (cbv_text_span(src != NULL ? src : "", len, CBV_TEXT_NOCTL, NULL) < len) {
+		cbv_err_set(err, CBV_EINVAL, "control character in %s", what);
+		return -1;
 	}
 	memcpy(dst, src != NULL ? src : "", len + 1);
 	return 0;

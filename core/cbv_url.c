@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cbv_reply.h"
+#include "cbv_text.h"
 
 /* Bytes of an input quoted in a DNS server message. */
 #define SHOW_MAX 48
@@ -148,10 +149,8 @@ enum cbv_status cbv_url_parse(const char *s, size_t len, unsigned flags, struct 
 	if (len > CBV_URL_MAX)
 		return cbv_err_set(err, CBV_EINVAL, "longer than %d bytes", CBV_URL_MAX);
 	/* Space, controls and 8-bit bytes: log injection, and no URL needs them. */
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-			return cbv_err_set(err, CBV_EINVAL,
-			                   "not a URL: space, control or 8-bit byte");
+	if (cbv_text_span(s, len, CBV_TEXT_VISIBLE, NULL) < len)
+		return cbv_err_set(err, CBV_EINVAL, "not a URL: space, control or 8-bit byte");
 	if (len >= 7 && memcmp(s, "unix://", 7) == 0)
 		st = parse_unix(s + 7, len - 7, u, err);
 	else if (len >= 6 && memcmp(s, "unix:/", 6) == 0)

@@ -124,12 +124,12 @@ static int misuse(uschar **yield, const char *fmt, ...)
 
 /*
  * The core's log sink.  One mainlog line must stay one line: the newlines
- * between the lines of a multi-line reply are written as "\n".
+ * between the lines of a multi-line reply are written as "\n", any other
+ * control byte as \xHH.
  */
 static void log_sink(enum cbv_log_level level, const char *line, void *arg)
 {
 	char out[4096];
-	size_t o = 0;
 
 	(void)arg;
 	if (level == CBV_LOG_DEBUG) {
@@ -137,15 +137,7 @@ static void log_sink(enum cbv_log_level level, const char *line, void *arg)
 			debug_printf("%s\n", line);
 		return;
 	}
-	for (const char *p = line; *p != '\0' && o + 3 < sizeof(out); p++) {
-		if (*p == '\n') {
-			out[o++] = '\\';
-			out[o++] = 'n';
-		} else {
-			out[o++] = *p;
-		}
-	}
-	out[o] = '\0';
+	cbv_text_escape(line, strlen(line), out, sizeof(out), CBV_TEXT_ESC_NL);
 	log_write(0, LOG_MAIN, "%s", out);
 }
 
@@ -292,16 +284,16 @@ static int options_walk(const char *opts, option_fn *fn, void *arg, char *why, s
 		p++;
 		v = k;
 		if (*p == '"') {
-			for (p++; *p != '"'; p++) {
-				if (*p == '\0') {
-					snprintf(why, whylen, "unterminated quote in value of %.64s", key);
-					return -1;
-				}
-				if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
-					p++;
-				buf[v++] = *p;
+			/* cbv.conf's strings: only \" and \\ are escapes. */
+			size_t vlen, used;
+
+			if (cbv_text_unquote(p + 1, strlen(p + 1), 0, buf + k, sizeof(buf) - k, &vlen,
+			                     &used) != CBV_TEXT_UNQ_OK) {
+				snprintf(why, whylen, "unterminated quote in value of %.64s", key);
+				return -1;
 			}
-			p++;
+			v += vlen;
+			p += 1 + used;
 			if (*p != '\0' && *p != ' ' && *p != '\t') {
 				snprintf(why, whylen, "junk after the quoted value of %.64s", key);
 				return -1;
@@ -716,13 +708,10 @@ static struct cslot *slot_get(const char *fname, const uschar *arg, uschar **yie
 	const char *a = arg != NULL ? (const char *)arg : "";
 	unsigned n;
 	char shown[24];
-	size_t o = 0;
 
 	if (cbv_uint_parse(a, strlen(a), 1, CALLOUT_SLOTS, &n, NULL) == CBV_OK && cslots[n - 1] != NULL)
 		return cslots[n - 1];
-	for (; a[o] != '\0' && o + 1 < sizeof(shown); o++)
-		shown[o] = ((unsigned char)a[o] < 0x20 || (unsigned char)a[o] >= 0x7f) ? '?' : a[o];
-	shown[o] = '\0';
+	cbv_sanitize(a, strnlen(a, sizeof(shown)), shown, sizeof(shown));
 	*rc = misuse(yield, "cbv: %s: bad descriptor \"%s\" (not one callout_open returned, "
 	             "or closed)", fname, shown);
 	return NULL;
@@ -876,34 +865,11 @@ static int field_known(const char *name)
 }
 
 /* Writes v quoted for ${extract}: \ and " escaped, controls as \xHH.
- * Returns the length; writes only when out is not NULL. */
+ * Returns the length; writes only when out is not NULL, which the caller
+ * sized by measuring the same text first (so no bound is needed here). */
 static size_t quote(char *out, const char *v)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
-		if (*p == '\\' || *p == '"') {
-			if (out != NULL) {
-				out[n] = '\\';
-				out[n + 1] = (char)*p;
-			}
-			n += 2;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			if (out != NULL) {
-				out[n] = '\\';
-				out[n + 1] = 'x';
-				out[n + 2] = hex[*p >> 4];
-				out[n + 3] = hex[*p & 15];
-			}
-			n += 4;
-		} else {
-			if (out != NULL)
-				out[n] = (char)*p;
-			n++;
-		}
-	}
-	return n;
+	return cbv_text_escape(v, strlen(v), out, out != NULL ? SIZE_MAX : 0, CBV_TEXT_ESC_QUOTE);
 }
 
 /* key="value" for every field, space-separated; out NULL = just measure. */

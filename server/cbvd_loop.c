@@ -695,10 +695,7 @@ static void handle_line(struct loop *L, struct client *c, const char *line, size
 	}
 	switch (rq.cmd) {
 	case CBV_CPROTO_SID:
-		copy_str(c->sid, sizeof(c->sid), rq.sid);
-		for (char *p = c->sid; *p; p++)
-			if ((unsigned char)*p >= 0x80)
-				*p = '?';
+		cbv_sanitize(rq.sid, strlen(rq.sid), c->sid, sizeof(c->sid));
 		reply(c, "OK");
 		break;
 	case CBV_CPROTO_SET:
