@@ -87,7 +87,7 @@ $(LIBCBV): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(CLI): $(B)/cli/cbv.o $(LIBCBV)
+$(CLI): $(B)/cli/cbv.o $(B)/cli/cbv_cache_cmd.o $(LIBCBV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(CBVD): $(patsubst %.c,$(B)/%.o,$(wildcard server/*.c)) $(LIBCBV)
