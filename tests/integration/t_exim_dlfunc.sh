@@ -72,7 +72,7 @@ check "last_poll quoting: newlines as \\x0a, key=\"value\"" \
 	grep -Eq '^pass\|status="pass" reason="accepted" .* helo="250-mx\.exim\.test Hello [^"]*\\x0a250-' <<<"$out"
 n=$(grep -o '[a-z]*="' <<<"${out#*|}" | tr '\n' ' ')
 DETAIL="keys: $n"
-check "last_poll lists all 13 fields" test "$n" = 'status=" reason=" message=" host=" ip=" greeting=" helo=" sent=" recv=" ecode=" tls=" elapsed=" cache=" '
+check "last_poll lists all 14 fields" test "$n" = 'status=" reason=" message=" host=" ip=" greeting=" helo=" sent=" recv=" ecode=" tls=" elapsed=" cache=" age=" '
 
 # Taint: remote text must be refused as a file name.
 be "$V{alice@exim.test}{}{$CONF}}\${lookup{x}lsearch{$LP{greeting}}}}"
