@@ -169,7 +169,7 @@ deps:
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(EXIM_MODDIR)
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/cbv
-	install -m 644 man/cbv.1 man/cbv-verify.1 man/cbv-check-config.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/cbv.1 man/cbv-verify.1 man/cbv-check-config.1 man/cbv-cache.1 $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard dlfunc/*.c),install -m 644 $(DLFUNC) $(DESTDIR)$(EXIM_MODDIR)/cbv.so)
 	install -d $(DESTDIR)$(EXIM_CONFDIR)
 	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(EXIM_CONFDIR)/conf.d/main $(DESTDIR)$(EXIM_CONFDIR)/conf.d/acl
