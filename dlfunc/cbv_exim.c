@@ -33,11 +33,9 @@
  * ours and returned clean.  Remote text is never placed in a string we
  * expand: the vars_acl ACL fetches values itself through last_poll.
  *
- * Logging: the core's INFO/WARN/ERR lines go to mainlog, DEBUG lines (the
- * SMTP transcript) to debug_printf when Exim runs with -d.  The one INFO
- * line per verification is written here, after cbv_verify() returns, so it
- * can say where the answer came from (cache=hit|miss|off); the core's own
- * line for that verification is held back.
+ * Logging: the core's INFO/WARN/ERR lines go to mainlog (one INFO line per
+ * verification), DEBUG lines (the SMTP transcript) to debug_printf when
+ * Exim runs with -d.
  */
 #define DLFUNC_IMPL
 /* Exim's header has an old-style "void (*fn)()" (optionlist). */
@@ -93,7 +91,6 @@ static struct conf_slot slots[CONF_SLOTS];
 static unsigned long slot_clock;
 static struct cbv_result *last;  /* the last poll; owned, malloc'd */
 static int in_vars_acl;          /* re-entry guard for vars_acl */
-static int hold_verify_line;     /* inside cbv_verify(): its "cbv: <" line is ours to write */
 static char helo_default[CBV_DOMAIN_MAX + 1];
 
 /* ---- Exim glue ---------------------------------------------------------- */
@@ -140,8 +137,6 @@ static void log_sink(enum cbv_log_level level, const char *line, void *arg)
 			debug_printf("%s\n", line);
 		return;
 	}
-	if (hold_verify_line && level == CBV_LOG_INFO && strncmp(line, "cbv: <", 6) == 0)
-		return; /* log_verify() writes it, with the cache's part */
 	for (const char *p = line; *p != '\0' && o + 3 < sizeof(out); p++) {
 		if (*p == '\n') {
 			out[o++] = '\\';
@@ -369,26 +364,6 @@ static int opt_apply(const char *key, const char *value, void *arg)
 }
 
 /* ---- verification ------------------------------------------------------- */
-
-/*
- * The mainlog line of one in-process verification: the core's line
- * (cbv_verify.c finish()) with where the answer came from, before the
- * message so the message stays last:
- *   cbv: <a@b> sender=<> pass/accepted host=mx.b [192.0.2.7:25] elapsed=5ms cache=miss: 250 OK
- * A hit adds age=SECONDS (since the callout that answered).
- */
-static void log_verify(const struct cbv_result *r)
-{
-	static const char *const use[] = { "off", "miss", "hit" };
-	char age[32] = "";
-
-	if (r->cache_use == CBV_CACHE_USE_HIT)
-		snprintf(age, sizeof(age), " age=%lus", r->age);
-	cbv_log(CBV_LOG_INFO, "cbv: <%s> sender=<%s> %s/%s host=%s [%s] elapsed=%lums cache=%s%s: %s",
-	        r->address, r->sender, cbv_verdict_name(r->verdict), cbv_reason_name(r->reason),
-	        r->host[0] ? r->host : "-", r->ip[0] ? r->ip : "-", r->elapsed_ms,
-	        (unsigned)r->cache_use < 3 ? use[r->cache_use] : "off", age, r->message);
-}
 
 /* The vars_acl name goes into an expansion string: letters, digits, _ - only. */
 static int acl_name_ok(const char *s)
@@ -705,15 +680,11 @@ static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[]
 	req.address = argv[0] != NULL ? (const char *)argv[0] : "";
 	req.sender = sender;
 	req.default_helo = default_helo();
-	hold_verify_line = 1;
-	rc = cbv_verify(&prof, &req, &r, &err);
-	hold_verify_line = 0;
-	if (rc != CBV_OK) {
+	if (cbv_verify(&prof, &req, &r, &err) != CBV_OK) {
 		cbv_profile_clear(&prof);
 		return misuse(yield, "cbv: %s: %s", fname, err.msg);
 	}
 	cbv_profile_clear(&prof);
-	log_verify(r);
 	*verdict = r->verdict;
 	set_last(r, vars_acl);
 	return OK;
