@@ -87,7 +87,10 @@ static const char *iso(int64_t ms, char *buf, size_t n)
 /* A span in seconds as 1d2h3m4s (0s for 0). */
 static const char *span(int64_t s, char *buf, size_t n)
 {
-	static const struct { char unit; int64_t secs; } u[] = {
+	static const struct {
+		char unit;
+		int64_t secs;
+	} u[] = {
 		{ 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 }
 	};
 	size_t o = 0;
@@ -111,8 +114,8 @@ static const char *span(int64_t s, char *buf, size_t n)
 }
 
 struct walk {
-	const char *local;   /* show ADDRESS: the RCPT local part; NULL = all */
-	int json, full;      /* full: show's block; else list's one line */
+	const char *local; /* show ADDRESS: the RCPT local part; NULL = all */
+	int json, full;    /* full: show's block; else list's one line */
 	int64_t now_ms;
 	long shown;
 };
@@ -371,10 +374,12 @@ static int store_exists(const char *path)
 	         slash != NULL ? path : ".");
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		fprintf(stderr, "cbv: cache %s: its directory %s is missing: the cache is off "
-		        "until it exists\n", path, dir);
+		                "until it exists\n",
+		        path, dir);
 	else
 		fprintf(stderr, "cbv: cache %s: no store yet (it is made by the first cached "
-		        "verification)\n", path);
+		                "verification)\n",
+		        path);
 	return EX_NOSTORE;
 }
 
