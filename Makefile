@@ -87,7 +87,7 @@ $(LIBCBV): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(CLI): $(B)/cli/cbv.o $(LIBCBV)
+$(CLI): $(B)/cli/cbv.o $(B)/cli/cbv_cache_cmd.o $(LIBCBV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(CBVD): $(patsubst %.c,$(B)/%.o,$(wildcard server/*.c)) $(LIBCBV)
@@ -169,7 +169,7 @@ deps:
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(EXIM_MODDIR)
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/cbv
-	install -m 644 man/cbv.1 man/cbv-verify.1 man/cbv-check-config.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/cbv.1 man/cbv-verify.1 man/cbv-check-config.1 man/cbv-cache.1 $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard dlfunc/*.c),install -m 644 $(DLFUNC) $(DESTDIR)$(EXIM_MODDIR)/cbv.so)
 	install -d $(DESTDIR)$(EXIM_CONFDIR)
 	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(EXIM_CONFDIR)/conf.d/main $(DESTDIR)$(EXIM_CONFDIR)/conf.d/acl

@@ -4,6 +4,7 @@
  *   cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v]
  *              [-S URL [-R REST]] ADDRESS...
  *   cbv check-config [-c FILE] [-p PROFILE]
+ *   cbv cache [-c FILE] [-p PROFILE] [-o KEY=VALUE]... [--json] COMMAND  (cbv_cache_cmd.c)
  *
  * One line per address: ADDRESS STATUS REASON MESSAGE, control characters
  * escaped as \xHH so a result never spans lines; or one JSON object per
@@ -19,6 +20,7 @@
 
 #include "cbv.h"
 #include "cbv_callout.h"
+#include "cbv_cli.h"
 
 #define EX_USAGE_CBV 64
 
@@ -28,6 +30,8 @@ static void usage(FILE *f)
 	        "usage: cbv verify [-c FILE] [-p PROFILE] [-f SENDER] [-o KEY=VALUE]... [--json] [-v]\n"
 	        "                  [-S|--server URL [-R|--rest REST]] ADDRESS...\n"
 	        "       cbv check-config [-c FILE] [-p PROFILE]\n"
+	        "       cbv cache [-c FILE] [-p PROFILE] [-o KEY=VALUE]... [--json]\n"
+	        "                 show ADDRESS|DOMAIN | list | forget ADDRESS|DOMAIN | purge | stats\n"
 	        "       cbv --version\n"
 	        "Default config: %s (missing file = built-in defaults)\n",
 	        CBV_CONF_DEFAULT);
@@ -425,6 +429,22 @@ done:
 	return rc;
 }
 
+/* For the other subcommands' files (cbv_cli.h). */
+void cbv_cli_put_escaped(FILE *f, const char *s)
+{
+	put_escaped(f, s);
+}
+
+void cbv_cli_put_json(FILE *f, const char *s)
+{
+	put_json(f, s);
+}
+
+struct cbv_config *cbv_cli_load_config(const char *path, int explicit_path)
+{
+	return load_config(path, explicit_path);
+}
+
 int main(int argc, char **argv)
 {
 	/* libcbv never raises SIGPIPE itself (MSG_NOSIGNAL, its own TLS BIO);
@@ -434,6 +454,8 @@ int main(int argc, char **argv)
 		return cmd_verify(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check-config") == 0)
 		return cmd_check_config(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "cache") == 0)
+		return cbv_cache_cmd(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("cbv %s\n", CBV_VERSION);
 		return 0;

@@ -924,7 +924,7 @@ int last_poll(uschar **yield, int argc, uschar *argv[])
 	name = (const char *)argv[0];
 	if (!field_known(name))
 		return misuse(yield, "cbv: last_poll: unknown field \"%.64s\" (status reason message "
-		              "host ip greeting helo sent recv ecode tls elapsed cache, or mailfromd's "
+		              "host ip greeting helo sent recv ecode tls elapsed cache age, or mailfromd's "
 		              "last_poll_host _greeting _helo _sent _recv)", name);
 	if (field_is_local(name))
 		*yield = clean_copy(field_value(name, num, sizeof(num)));
