@@ -21,6 +21,10 @@ EXIM_CONFDIR ?= /etc/exim4
 CBV_CONF  ?= $(EXIM_CONFDIR)/cbv.conf
 
 CC        ?= cc
+# The one place the version lives: VERSION (debian/changelog must agree;
+# make fresh-check and make deb check that).
+CBV_VERSION := $(shell cat VERSION)
+VERSION_DEF := -DCBV_VERSION='"$(CBV_VERSION)"'
 PKG       := libcares libpcre2-8 openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKG) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKG) 2>/dev/null)
@@ -32,7 +36,7 @@ WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual -Wstrict-prototypes \
 CFLAGS ?= -O2 -g
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) \
         -fstack-protector-strong -fPIC -fvisibility=hidden \
-        -DCBV_CONF_DEFAULT='"$(CBV_CONF)"'
+        -DCBV_CONF_DEFAULT='"$(CBV_CONF)"' $(VERSION_DEF)
 ifneq ($(findstring -O0,$(CFLAGS)),-O0)
 BASE_CFLAGS += -D_FORTIFY_SOURCE=2
 endif
@@ -75,7 +79,7 @@ PROGS := $(LIBCBV) $(CLI) $(FAKESMTP) $(BENCH_BIN) \
 
 all: $(PROGS)
 
-$(B)/%.o: %.c $(wildcard core/*.h)
+$(B)/%.o: %.c $(wildcard core/*.h) VERSION
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -93,7 +97,7 @@ $(CBVD): $(patsubst %.c,$(B)/%.o,$(wildcard server/*.c)) $(LIBCBV)
 $(DLFUNC): $(patsubst %.c,$(B)/%.o,$(wildcard dlfunc/*.c)) $(LIBCBV)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS)
 
-$(B)/dlfunc/%.o: dlfunc/%.c $(wildcard core/*.h dlfunc/*.h)
+$(B)/dlfunc/%.o: dlfunc/%.c $(wildcard core/*.h dlfunc/*.h) VERSION
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I/usr/include/exim4 -c -o $@ $<
 
@@ -128,7 +132,7 @@ check: unit replay integration
 
 build-fuzz/%: tests/fuzz/%.c $(CORE_SRC)
 	@mkdir -p build-fuzz
-	clang -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -Icore \
+	clang -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(VERSION_DEF) -g -O1 -Icore \
 	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(CORE_SRC) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BIN)
