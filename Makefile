@@ -6,6 +6,8 @@
 #   make fuzz            libFuzzer targets (clang)
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make deps            install the Debian packages needed (root), or print the line
+#   make deb             the Debian package, into build-deb/ (tools/deb.sh)
+#   make fresh-check     README's commands and the package on a fresh Debian 12 root
 #
 # CI adds WERROR=1 (-Werror).
 
@@ -76,6 +78,7 @@ PROGS := $(LIBCBV) $(CLI) $(FAKESMTP) $(BENCH_BIN) \
          $(if $(wildcard dlfunc/*.c),$(DLFUNC)) $(if $(wildcard server/*.c),$(CBVD))
 
 .PHONY: all check test unit replay integration valgrind fuzz install deps clean bench demo format
+.PHONY: deb fresh-check
 
 all: $(PROGS)
 
@@ -164,6 +167,13 @@ valgrind: all $(UNIT_BIN)
 deps:
 	@tools/deps.sh
 
+deb:
+	tools/deb.sh
+
+# Root: mmdebstrap, chroots, network namespaces (tools/fresh-check.sh).
+fresh-check:
+	tools/fresh-check.sh
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(EXIM_MODDIR)
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/cbv
@@ -190,4 +200,4 @@ format:
 	clang-format -i core/*.[ch] cli/*.c dlfunc/*.c tests/unit/*.c tests/fuzz/*.c tests/fakes/*.c
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-deb
