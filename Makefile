@@ -168,6 +168,7 @@ deps:
 	@tools/deps.sh
 
 deb:
+	@tools/deps.sh deb
 	tools/deb.sh
 
 # Root: mmdebstrap, chroots, network namespaces (tools/fresh-check.sh).

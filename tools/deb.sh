@@ -17,6 +17,6 @@ trap 'rm -rf "$w"' EXIT
 mkdir "$w/exim4-cbv-$v"
 tar -c --exclude=./.git --exclude=./build-deb . | tar -x -C "$w/exim4-cbv-$v"
 (cd "$w/exim4-cbv-$v" && dpkg-buildpackage -us -uc -b)
-mkdir -p build-deb
+rm -rf build-deb && mkdir -p build-deb
 cp "$w"/*.deb "$w"/*.buildinfo "$w"/*.changes build-deb/
 ls -l build-deb/*.deb

@@ -3,8 +3,9 @@
 # As root: installs what is missing with apt-get.  Otherwise: prints the
 # exact apt-get line and fails if anything is missing.
 #
-#   tools/deps.sh            everything below (make demo, make test)
-#   tools/deps.sh --list build|test   print one group, one package a line
+#   tools/deps.sh            build and test groups (make demo, make test)
+#   tools/deps.sh deb        build group and the packaging tools (make deb)
+#   tools/deps.sh --list build|test|deb   print one group, one package a line
 #
 # apt-get runs with --no-install-recommends, so every package a command
 # of ours needs is named here, Recommends included (swaks's Perl modules).
@@ -25,15 +26,23 @@ TEST="check libsubunit-dev exim4-daemon-heavy dnsmasq-base swaks
 libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang
 valgrind python3 mailfromd util-linux iproute2 bind9-dnsutils procps"
 
+# dpkg-buildpackage and debhelper, for make deb only.
+DEB="dpkg-dev debhelper"
+
 if [ "${1:-}" = --list ]; then
 	case ${2:-} in
 	build) printf '%s\n' $BUILD ;;
 	test) printf '%s\n' $TEST ;;
-	*) echo "usage: $0 [--list build|test]" >&2; exit 64 ;;
+	deb) printf '%s\n' $DEB ;;
+	*) echo "usage: $0 [deb | --list build|test|deb]" >&2; exit 64 ;;
 	esac
 	exit 0
 fi
-PKGS="$BUILD $TEST"
+case ${1:-} in
+"") PKGS="$BUILD $TEST" ;;
+deb) PKGS="$BUILD $DEB" ;;
+*) echo "usage: $0 [deb | --list build|test|deb]" >&2; exit 64 ;;
+esac
 
 missing=""
 for p in $PKGS; do
