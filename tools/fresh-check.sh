@@ -158,8 +158,9 @@ mapfile -t DEB_CMDS < <(readme_block "Install from the Debian package")
 ((${#DEB_CMDS[@]} > 0)) || die "README has no commands under 'Install from the Debian package'"
 
 # Build-Depends must be tools/deps.sh's build part (build-essential implied).
-bd=$(sed -n '/^Build-Depends:/,/^[A-Z][a-z-]*:/p' "$TOP/debian/control" | sed '$d' |
-	sed 's/^Build-Depends://' | tr ',' '\n' | sed 's/[[:space:]]//g; s/(.*//' | grep -v '^$' |
+bd=$(awk '/^Build-Depends:/ { on = 1; sub(/^Build-Depends:/, ""); print; next }
+	on && /^[ \t]/ { print; next } { on = 0 }' "$TOP/debian/control" |
+	tr ',' '\n' | sed 's/[[:space:]]//g; s/(.*//' | grep -v '^$' |
 	grep -v '^debhelper-compat' | sort | tr '\n' ' ')
 dl=$("$TOP/tools/deps.sh" --list build | grep -v '^build-essential$' | sort | tr '\n' ' ')
 [[ $bd == "$dl" ]] || die "debian/control Build-Depends ($bd) != tools/deps.sh build ($dl)"
