@@ -121,6 +121,7 @@ mkroot() { # DIR
 	mount -t proc proc "$r/proc"
 	mount -t sysfs -o ro sysfs "$r/sys"
 	mount --bind /dev "$r/dev"
+	mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$r/dev/pts"
 	mount -t tmpfs -o mode=1777 tmpfs "$r/dev/shm"
 	mount -t tmpfs -o mode=755 tmpfs "$r/run"
 	mkdir -p "$r/run/lock"
