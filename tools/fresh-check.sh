@@ -51,10 +51,16 @@ ROOTS=()
 T_START=$SECONDS
 TIMES=()
 step() { echo; echo "==== fresh-check: $*"; }
+CHILD=
 timed() { # LABEL CMD...: runs CMD, records its time
 	local label=$1 t0=$SECONDS rc=0
 	shift
-	"$@" || rc=$?
+	# In the background, so that a signal reaches our trap at once
+	# (bash runs traps only between foreground commands).
+	"$@" &
+	CHILD=$!
+	wait "$CHILD" || rc=$?
+	CHILD=
 	TIMES+=("$(printf '%-44s %4ds' "$label" $((SECONDS - t0)))")
 	return "$rc"
 }
@@ -72,6 +78,7 @@ procs_in_w() {
 cleanup() {
 	local rc=$? pids i r
 	set +e
+	[[ -n $CHILD ]] && kill -TERM "$CHILD" 2>/dev/null
 	pids=$(procs_in_w)
 	if [[ -n $pids ]]; then
 		echo "fresh-check: stopping leftover processes: $pids" >&2
