@@ -82,9 +82,12 @@ PROGS := $(LIBCBV) $(CLI) $(FAKESMTP) $(BENCH_BIN) \
 
 all: $(PROGS)
 
-$(B)/%.o: %.c $(wildcard core/*.h) VERSION
+$(B)/%.o: %.c $(wildcard core/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Every object sees -DCBV_VERSION: rebuild them when VERSION changes.
+$(CORE_OBJ) $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c server/*.c dlfunc/*.c)): VERSION
 
 $(LIBCBV): $(CORE_OBJ)
 	@rm -f $@
@@ -100,7 +103,7 @@ $(CBVD): $(patsubst %.c,$(B)/%.o,$(wildcard server/*.c)) $(LIBCBV)
 $(DLFUNC): $(patsubst %.c,$(B)/%.o,$(wildcard dlfunc/*.c)) $(LIBCBV)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS)
 
-$(B)/dlfunc/%.o: dlfunc/%.c $(wildcard core/*.h dlfunc/*.h) VERSION
+$(B)/dlfunc/%.o: dlfunc/%.c $(wildcard core/*.h dlfunc/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I/usr/include/exim4 -c -o $@ $<
 
