@@ -6,6 +6,8 @@
 #   make fuzz            libFuzzer targets (clang)
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make deps            install the Debian packages needed (root), or print the line
+#   make deb             the Debian package, into build-deb/ (tools/deb.sh)
+#   make fresh-check     README's commands and the package on a fresh Debian 12 root
 #
 # CI adds WERROR=1 (-Werror).
 
@@ -21,6 +23,10 @@ EXIM_CONFDIR ?= /etc/exim4
 CBV_CONF  ?= $(EXIM_CONFDIR)/cbv.conf
 
 CC        ?= cc
+# The one place the version lives: VERSION (debian/changelog must agree;
+# make fresh-check and make deb check that).
+CBV_VERSION := $(shell cat VERSION)
+VERSION_DEF := -DCBV_VERSION='"$(CBV_VERSION)"'
 PKG       := libcares libpcre2-8 openssl
 PKG       += libidn2
 PKG       += lmdb
@@ -34,7 +40,7 @@ WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual -Wstrict-prototypes \
 CFLAGS ?= -O2 -g
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) \
         -fstack-protector-strong -fPIC -fvisibility=hidden \
-        -DCBV_CONF_DEFAULT='"$(CBV_CONF)"'
+        -DCBV_CONF_DEFAULT='"$(CBV_CONF)"' $(VERSION_DEF)
 ifneq ($(findstring -O0,$(CFLAGS)),-O0)
 BASE_CFLAGS += -D_FORTIFY_SOURCE=2
 endif
@@ -76,12 +82,16 @@ PROGS := $(LIBCBV) $(CLI) $(FAKESMTP) $(BENCH_BIN) \
          $(if $(wildcard dlfunc/*.c),$(DLFUNC)) $(if $(wildcard server/*.c),$(CBVD))
 
 .PHONY: all check test unit replay integration valgrind fuzz install deps clean bench demo format
+.PHONY: deb fresh-check
 
 all: $(PROGS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+# Every object sees -DCBV_VERSION: rebuild them when VERSION changes.
+$(CORE_OBJ) $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c server/*.c dlfunc/*.c)): VERSION
 
 $(LIBCBV): $(CORE_OBJ)
 	@rm -f $@
@@ -134,7 +144,7 @@ check: unit replay integration
 
 build-fuzz/%: tests/fuzz/%.c $(CORE_SRC)
 	@mkdir -p build-fuzz
-	clang -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -Icore \
+	clang -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(VERSION_DEF) -g -O1 -Icore \
 	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(CORE_SRC) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BIN)
@@ -166,6 +176,14 @@ valgrind: all $(UNIT_BIN)
 deps:
 	@tools/deps.sh
 
+deb:
+	@tools/deps.sh deb
+	tools/deb.sh
+
+# Root: mmdebstrap, chroots, network namespaces (tools/fresh-check.sh).
+fresh-check:
+	tools/fresh-check.sh
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(EXIM_MODDIR)
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/cbv
@@ -192,4 +210,4 @@ format:
 	clang-format -i core/*.[ch] cli/*.c dlfunc/*.c server/*.[ch] bench/*.c tests/unit/*.c tests/fuzz/*.c tests/fakes/*.c
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-deb

@@ -25,6 +25,9 @@
 #include "cbv_text.h"
 #include "cbv_verify.h"
 
-#define CBV_VERSION "0.1.0"
+/* The version comes from the top-level VERSION file, through the Makefile. */
+#ifndef CBV_VERSION
+#error "CBV_VERSION is set by the Makefile from the VERSION file"
+#endif
 
 #endif

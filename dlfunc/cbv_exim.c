@@ -143,7 +143,11 @@ static void log_sink(enum cbv_log_level level, const char *line, void *arg)
 
 static void log_setup(void)
 {
+	static int announced; /* the version, once per Exim process */
+
 	cbv_log_set(log_sink, NULL, debug_selector != 0 ? CBV_LOG_DEBUG : CBV_LOG_INFO);
+	if (!announced++)
+		log_write(0, LOG_MAIN, "cbv.so %s loaded", CBV_VERSION);
 }
 
 /* Exim's $primary_hostname, looked up once per process. */

@@ -44,7 +44,8 @@ static void usage(void)
 	                "  -c FILE  cbv.conf (default %s)\n"
 	                "  -l URL   also listen on unix:///PATH or inet://127.0.0.1:PORT\n"
 	                "  -f       stay in the foreground, log to stderr\n"
-	                "  -d       log each SMTP command and reply (debug)\n",
+	                "  -d       log each SMTP command and reply (debug)\n"
+	                "  -V       print the version and exit\n",
 	        CBV_CONF_DEFAULT);
 	exit(EX_USAGE);
 }
@@ -197,8 +198,9 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
 
-	while ((opt = getopt(argc, argv, "c:l:fdh")) != -1) {
+	while ((opt = getopt(argc, argv, "c:l:fdhV")) != -1) {
 		switch (opt) {
+		case 'V': printf("cbvd %s\n", CBV_VERSION); return 0;
 		case 'c': conf = optarg; conf_given = 1; break;
 		case 'l':
 			if (ncli == CBV_LISTEN_MAX) {

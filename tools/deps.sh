@@ -2,12 +2,47 @@
 # Installs the Debian 12 packages exim-cbv needs to build, test and demo.
 # As root: installs what is missing with apt-get.  Otherwise: prints the
 # exact apt-get line and fails if anything is missing.
+#
+#   tools/deps.sh            build and test groups (make demo, make test)
+#   tools/deps.sh deb        build group and the packaging tools (make deb)
+#   tools/deps.sh --list build|test|deb   print one group, one package a line
+#
+# apt-get runs with --no-install-recommends, so every package a command
+# of ours needs is named here, Recommends included (swaks's Perl modules).
+# The build group is debian/control's Build-Depends (make fresh-check
+# compares the two); `make` itself must be there before any of this.
 set -eu
 
-PKGS="build-essential pkg-config libpcre2-dev libc-ares-dev libssl-dev
-check libsubunit-dev exim4-dev exim4-daemon-heavy dnsmasq-base swaks
-openssl ca-certificates clang valgrind python3 mailfromd util-linux
-iproute2 bind9-dnsutils"
+# Compiler and libraries: cbv, cbv.so, cbvd (make, dpkg-buildpackage).
+BUILD="build-essential pkg-config libpcre2-dev libc-ares-dev libssl-dev
+exim4-dev liblmdb-dev libidn2-dev"
+
+# make check / demo / bench / valgrind / fuzz, and the commands their
+# scripts call: Check; the rig's Exim, dnsmasq, dig, ss, openssl; swaks
+# with STARTTLS (libnet-ssleay-perl) and IPv6 (libio-socket-inet6-perl);
+# ps/pgrep/pkill (procps); calloutd (mailfromd); setsid, unshare, runuser
+# (util-linux); python3 for the protocol clients.
+TEST="check libsubunit-dev exim4-daemon-heavy dnsmasq-base swaks
+libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang
+valgrind python3 mailfromd util-linux iproute2 bind9-dnsutils procps"
+
+# dpkg-buildpackage and debhelper, for make deb only.
+DEB="dpkg-dev debhelper"
+
+if [ "${1:-}" = --list ]; then
+	case ${2:-} in
+	build) printf '%s\n' $BUILD ;;
+	test) printf '%s\n' $TEST ;;
+	deb) printf '%s\n' $DEB ;;
+	*) echo "usage: $0 [deb | --list build|test|deb]" >&2; exit 64 ;;
+	esac
+	exit 0
+fi
+case ${1:-} in
+"") PKGS="$BUILD $TEST" ;;
+deb) PKGS="$BUILD $DEB" ;;
+*) echo "usage: $0 [deb | --list build|test|deb]" >&2; exit 64 ;;
+esac
 
 missing=""
 for p in $PKGS; do

@@ -182,7 +182,9 @@ fi
 # calloutd survived all of it, and stops cleanly
 kill -0 "$CPID" 2>/dev/null && ok "calloutd still running" || bad "calloutd died" "$(tail -5 "$NS/calloutd.log")"
 calloutd_stop
-if pgrep -f -- "--config-file=$NS/calloutd.conf" >/dev/null; then
+if ! command -v pgrep >/dev/null; then
+	bad "calloutd left running: cannot tell, no pgrep (Debian package procps)"
+elif pgrep -f -- "--config-file=$NS/calloutd.conf" >/dev/null; then
 	bad "calloutd left running" "$(pgrep -af -- "--config-file=$NS/calloutd.conf")"
 else
 	ok "no calloutd left running"

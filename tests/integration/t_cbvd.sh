@@ -84,8 +84,9 @@ if start_cbvd "$TMP/cbvd.log" -c "$TMP/cbv.conf"; then ok "cbvd starts"; else
 fi
 [ -S "$SOCK" ] && ok "UNIX socket created" || bad "UNIX socket created"
 if [ "$(id -u)" = 0 ]; then
-	u=$(ps -o user= -p "$CPID")
-	[ "$u" != root ] && ok "dropped root (running as $u)" || bad "dropped root" "user $u"
+	u=$(ps -o user= -p "$CPID" | tr -d ' ')
+	# an empty user (no ps, or cbvd gone) must fail too
+	[ -n "$u" ] && [ "$u" != root ] && ok "dropped root (running as $u)" || bad "dropped root" "user '$u'"
 fi
 
 # The protocol client: python, sending what callout.mfl sends, one command

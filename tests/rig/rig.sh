@@ -56,7 +56,8 @@ usage() {
 check_commands() {
 	local missing=() pair cmd pkg
 	for pair in "$EXIM:exim4-daemon-heavy" dnsmasq:dnsmasq-base openssl:openssl \
-		ss:iproute2 dig:bind9-dnsutils setsid:util-linux runuser:util-linux; do
+		ss:iproute2 dig:bind9-dnsutils setsid:util-linux runuser:util-linux \
+		ps:procps pgrep:procps pkill:procps nm:binutils swaks:swaks python3:python3; do
 		cmd=${pair%:*} pkg=${pair##*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd (Debian package $pkg)")
 	done
