@@ -867,7 +867,7 @@ static void accept_clients(struct loop *L, size_t i)
 		L->nclients++;
 		/* "XCBV": cbvd's extensions (docs/callout-protocol.md); callout.mfl
 		 * only matches "OK.*". */
-		reply(c, "OK mailfromd callout server ready (cbvd XCBV)");
+		reply(c, "OK mailfromd callout server ready (cbvd " CBV_VERSION " XCBV)");
 	}
 }
 

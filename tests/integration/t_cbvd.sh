@@ -150,7 +150,7 @@ for url in "$TCP" "$UNIX"; do
 	kind=${url%%:*}
 	out=$(client "$url" 'SID local:' 'SET TRANSCRIPT="OFF"' 'SET STARTTLS="ondemand"' \
 		'VRFY "alice@exim.test"' RUN QUIT)
-	expect_out "$kind: greeting" "$out" '^0\.[0-9]+ S: OK mailfromd callout server ready \(cbvd XCBV\)<CRLF>$'
+	expect_out "$kind: greeting" "$out" '^0\.[0-9]+ S: OK mailfromd callout server ready \(cbvd [0-9][0-9.]* XCBV\)<CRLF>$'
 	expect_out "$kind: SID and SET answered OK" "$out" 'C: SID local:' 'S: OK<CRLF>$'
 	expect_out "$kind: VRFY gets an id" "$out" 'S: OK 0000000000<CRLF>$'
 	expect_out "$kind: progress lines as calloutd writes them" "$out" \

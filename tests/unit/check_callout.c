@@ -746,7 +746,7 @@ END_TEST
 
 /* ---- cbvd's XCBV extension, the kept connection, STARTTLS words ---- */
 
-#define XGREET "OK mailfromd callout server ready (cbvd XCBV)\r\n"
+#define XGREET "OK mailfromd callout server ready (cbvd 0.1.0 XCBV)\r\n"
 
 /* cbvd: a pipelined MAIL 550 5.7.1; XCBV carries its own result. */
 static const struct script sc_xcbv = {
