@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "cbv_limits.h"
@@ -30,6 +31,7 @@ struct cbv_tls {
 	int verify;
 	int bad; /* a resumed session failed the checks: keep nothing */
 	char sni[CBV_DOMAIN_MAX + 1];
+	char ip[INET6_ADDRSTRLEN];   /* no name: the address literal checked instead */
 	char key[CBV_TLS_KEY_MAX]; /* session key, "" = no resumption here */
 };
 
@@ -368,8 +370,9 @@ static time_t session_expiry(const SSL_SESSION *sess, time_t now)
 
 /*
  * 1 if the peer certificate in sess (or, sess NULL, of the connection)
- * matches t's name under the host flags of the full handshake.  No name
- * (an IP literal): the full handshake checks none either.
+ * matches t's name under the host flags of the full handshake, or, for
+ * an address literal, its address (an iPAddress subjectAltName, RFC 5280
+ * 4.2.1.6), as the full handshake checks.
  */
 static int name_ok(const struct cbv_tls *t, X509 *peer)
 {
@@ -377,7 +380,9 @@ static int name_ok(const struct cbv_tls *t, X509 *peer)
 
 	if (peer == NULL)
 		return 0;
-	return t->sni[0] == '\0' || X509_check_host(peer, t->sni, 0, flags, NULL) == 1;
+	if (t->sni[0] != '\0')
+		return X509_check_host(peer, t->sni, 0, flags, NULL) == 1;
+	return t->ip[0] == '\0' || X509_check_ip_asc(peer, t->ip, 0) == 1;
 }
 
 /*
@@ -567,6 +572,36 @@ static int sni_ok(const char *s)
 	return inet_pton(AF_INET, s, tmp) != 1;
 }
 
+/*
+ * 1 and the bare address in out if s is an IP address or an address
+ * literal ("[192.0.2.1]", "[IPv6:2001:db8::1]", RFC 5321 4.1.3).
+ */
+static int literal_ip(const char *s, char *out, size_t n)
+{
+	unsigned char tmp[16];
+	size_t len;
+
+	if (s == NULL)
+		return 0;
+	len = strlen(s);
+	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+		s++;
+		len -= 2;
+		if (len > 5 && strncasecmp(s, "IPv6:", 5) == 0) {
+			s += 5;
+			len -= 5;
+		}
+	}
+	if (len == 0 || len >= n)
+		return 0;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	if (inet_pton(AF_INET, out, tmp) == 1 || inet_pton(AF_INET6, out, tmp) == 1)
+		return 1;
+	out[0] = '\0';
+	return 0;
+}
+
 struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
                             const char *ca_dir, struct cbv_err *err)
 {
@@ -610,6 +645,13 @@ struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
 		}
 		if (verify && SSL_set1_host(t->ssl, sni) != 1) {
 			ssl_err(err, "host name check");
+			goto fail;
+		}
+	} else if (verify && literal_ip(sni, t->ip, sizeof(t->ip))) {
+		/* No name to check: the certificate must name the address
+		 * we connected to, or any certificate of a trusted CA would do. */
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->ip) != 1) {
+			ssl_err(err, "address check");
 			goto fail;
 		}
 	}

@@ -164,5 +164,17 @@ else
 	bad "IDN: --json message keeps the UTF-8 name" "$(cat "$TMP/err")"
 fi
 
+# tls_verify with an address literal: no name to check, so the certificate
+# must name the address (the rig's names 127.0.0.10 but not 127.0.0.13).
+V_IP=("${V[@]}" -o starttls=require -o tls_verify=yes -o "ca_dir=$CBV_RIG_CA_DIR")
+expect "tls_verify, address literal not in the certificate: tls_failed" 3 \
+	'^alice@\[127\.0\.0\.13\] error tls_failed 454 4\.7\.5 .*IP address mismatch' -- "${V_IP[@]}" 'alice@[127.0.0.13]'
+out=$("${V_IP[@]}" -v 'alice@[127.0.0.10]' 2>&1)
+if grep -q '^>>> MAIL FROM' <<<"$out" && ! grep -q 'tls_failed' <<<"$out"; then
+	ok "tls_verify, address literal in the certificate: TLS up, MAIL sent"
+else
+	bad "tls_verify, address literal in the certificate: TLS up, MAIL sent" "$out"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -30,7 +30,7 @@ EXIM_USER=Debian-exim
 WAIT_SECS=10
 RIG_STARTED=0
 
-EXIM_ADDRS=(127.0.0.10 127.0.0.11 127.0.0.12 ::1)
+EXIM_ADDRS=(127.0.0.10 127.0.0.11 127.0.0.12 127.0.0.13 ::1)
 # address=scenario, the table in PLAN.md
 FAKES=(
 	127.0.0.20=tarpit 127.0.0.21=drip 127.0.0.22=multiline
