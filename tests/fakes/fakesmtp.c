@@ -2,7 +2,7 @@
  * fakesmtp: scripted, hostile and fast fake SMTP servers for the loopback
  * test rig (tests/rig/PLAN.md).
  *
- *   fakesmtp [-v] [-p PIDFILE] IP:PORT=SCENARIO ...      (IPv6: [::1]:PORT)
+ *   fakesmtp [-v] [-p PIDFILE] [-r DIR] IP:PORT=SCENARIO ...  (IPv6: [::1]:PORT)
  *
  * One process, one poll(2) loop, non-blocking sockets, any number of
  * listeners and concurrent connections. It only ever binds 127.0.0.0/8 or
@@ -37,6 +37,9 @@
  *   mixgreet    "220-mixgreet.test" then "554 5.3.2 changed its mind"
  *   chatty      greeting and an unsolicited "250 chatty" line right after it
  *   rcptmix     normal, RCPT -> "250-OK" then "550 5.1.1 no" (mixed codes)
+ *   counting    fast, and each RCPT is counted: a line "IP <address>" appended
+ *               to DIR/rcpt.log (-r DIR), for the cache tests
+ *   catchall    counting, but every RCPT -> 250 (a catch-all domain)
  *
  * Input lines are bounded (LINE_MAX_IN bytes with CRLF); a longer line gets
  * a 500 and the connection is closed. Closing is "lingering": our side is
@@ -90,6 +93,8 @@ enum scenario {
 	SC_MIXGREET,
 	SC_CHATTY,
 	SC_RCPTMIX,
+	SC_COUNTING,
+	SC_CATCHALL,
 	SC_COUNT
 };
 
@@ -98,7 +103,11 @@ static const char *const scenario_names[SC_COUNT] = {
 	"mid421", "greet554", "nullsender", "policy",   "fast",
 	"tlsclose",
 	"sender518", "mail530", "bigreply", "greet421", "mixgreet", "chatty", "rcptmix",
+	"counting", "catchall",
 };
+
+/* -r DIR: where counting scenarios append their RCPT lines (NULL: nowhere). */
+static const char *rcpt_dir;
 
 static const char drip_greeting[] = "220 drip.test ESMTP slow\r\n";
 
@@ -128,6 +137,7 @@ struct conn {
 	char in[LINE_MAX_IN];
 	size_t inlen;
 	size_t drip_pos;
+	char local_ip[INET6_ADDRSTRLEN]; /* for the RCPT count */
 	int64_t timer_ms; /* drip: next byte; linger: give up; else unused */
 };
 
@@ -378,6 +388,24 @@ static void do_rcpt(struct conn *c, const char *line)
 		reply(c, "550 5.1.1 no");
 		return;
 	}
+	if ((c->sc == SC_COUNTING || c->sc == SC_CATCHALL) && rcpt_dir != NULL && p != NULL) {
+		char path[4096], rec[LINE_MAX_IN + 64];
+		int fd, n;
+
+		snprintf(path, sizeof path, "%s/rcpt.log", rcpt_dir);
+		n = snprintf(rec, sizeof rec, "%s %s\n", c->local_ip, p);
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			/* one write with O_APPEND: lines never interleave */
+			if (write(fd, rec, (size_t)n) < 0)
+				vlog("#%lu rcpt.log: %s", c->id, strerror(errno));
+			close(fd);
+		}
+	}
+	if (c->sc == SC_CATCHALL) {
+		reply(c, "250 2.1.5 Recipient OK");
+		return;
+	}
 	if (c->sc == SC_BIGREPLY) {
 		static char big[2001];
 
@@ -538,6 +566,10 @@ static void conn_add(int fd, enum scenario sc, const char *peer, const char *loc
 	c->fd = fd;
 	c->sc = sc;
 	c->id = next_conn_id++;
+	/* local is the listener's "IP:PORT" or "[IP6]:PORT": keep the IP */
+	snprintf(c->local_ip, sizeof c->local_ip, "%s", local);
+	if (strrchr(c->local_ip, ':') != NULL)
+		*strrchr(c->local_ip, ':') = '\0';
 	conns[nconns++] = c;
 	vlog("#%lu connect from %s to %s (%s)", c->id, peer, local,
 	     scenario_names[sc]);
@@ -781,7 +813,7 @@ static void usage(void)
 {
 	size_t i;
 
-	fputs("usage: fakesmtp [-v] [-p PIDFILE] IP:PORT=SCENARIO ...\n"
+	fputs("usage: fakesmtp [-v] [-p PIDFILE] [-r DIR] IP:PORT=SCENARIO ...\n"
 	      "       IPv6 as [::1]:PORT; loopback addresses only\n"
 	      "scenarios:",
 	      stderr);
@@ -809,13 +841,16 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int opt, i;
 
-	while ((opt = getopt(argc, argv, "vp:h")) != -1) {
+	while ((opt = getopt(argc, argv, "vp:r:h")) != -1) {
 		switch (opt) {
 		case 'v':
 			verbose = 1;
 			break;
 		case 'p':
 			pidfile = optarg;
+			break;
+		case 'r':
+			rcpt_dir = optarg;
 			break;
 		default:
 			usage();

@@ -38,6 +38,7 @@ PORT=$(free_port)
 SOCK="$TMP/run/cbvd.sock"
 cat > "$TMP/cbv.conf" <<CONF
 smtp_cbv "default" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
@@ -45,6 +46,7 @@ smtp_cbv "default" {
   timeout = 10s
 }
 smtp_cbv "strict" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
@@ -52,6 +54,7 @@ smtp_cbv "strict" {
   timeout = 5s
 }
 smtp_cbv "short" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
