@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include "cbv_addr.h"
 #include "cbv_cache.h"
@@ -44,6 +45,7 @@ struct cbv_verify {
 	char shown[2 * CBV_DOMAIN_MAX + 4]; /* domain for messages: "bücher.test (xn--...)" */
 	char rcpt[CBV_PATH_MAX + 1];
 	char sender[CBV_PATH_MAX + 1];
+	char probe[CBV_DOMAIN_MAX + 32]; /* catch-all probe RCPT, "" = none */
 	int utf8;
 
 	enum vstate state;
@@ -69,7 +71,7 @@ struct cbv_verify {
 	/* The cache and abuse controls; cache NULL = off (see cache_start()). */
 	struct cbv_cache *cache;
 	struct cbv_cache_key key;
-	char fp[CBV_CACHE_FP_MAX];
+	char *fp;                    /* the key's profile fingerprint (cbv_malloc'd) */
 	struct cbv_cache_caps caps;
 	struct cbv_cache_ttl ttl;
 	uint64_t flight;             /* our single-flight ticket, 0 if none */
@@ -173,6 +175,7 @@ static int fp_add(char *fp, size_t *len, const char *fmt, ...)
 
 static int fp_add(char *fp, size_t *len, const char *fmt, ...)
 {
+	/* fp has CBV_CACHE_FP_MAX bytes */
 	va_list ap;
 	int n;
 
@@ -204,19 +207,25 @@ static int fp_add(char *fp, size_t *len, const char *fmt, ...)
  */
 static int key_build(struct cbv_verify *v, enum cbv_host_mode mode)
 {
+	char fp[CBV_CACHE_FP_MAX];
 	size_t len = 0;
 	char net[64];
 
-	if (!fp_add(v->fp, &len, "v1 starttls=%d tls_verify=%d ca_dir=%s helo=%s dns=%s "
+	if (!fp_add(fp, &len, "v1 starttls=%d tls_verify=%d ca_dir=%s helo=%s dns=%s "
 	            "max_hosts=%u host=%s mode=%d probe=%d deny=", (int)v->p.starttls,
 	            v->p.tls_verify, v->p.ca_dir, v->helo, v->p.dns_servers, v->p.max_hosts,
 	            v->host, v->host[0] != '\0' ? (int)mode : 0, v->p.catchall_probe))
 		return 0;
 	for (size_t i = 0; i < v->p.ndeny; i++) {
 		cbv_cidr_format(&v->p.deny[i], net, sizeof(net));
-		if (!fp_add(v->fp, &len, "%s,", net))
+		if (!fp_add(fp, &len, "%s,", net))
 			return 0;
 	}
+	/* kept only while a cache is in use: cbvd runs thousands of these */
+	v->fp = cbv_malloc(len);
+	if (v->fp == NULL)
+		return 0;
+	memcpy(v->fp, fp, len);
 	v->key.domain = v->domain;
 	v->key.local = v->addr.local;
 	v->key.sender = v->sender;
@@ -280,12 +289,22 @@ static void finish(struct cbv_verify *v)
 	        age, r->message);
 }
 
-/* What one host's session means (DESIGN.md "Verdicts"): the one mapping. */
+/*
+ * What one host's session means (DESIGN.md "Verdicts"): the one mapping.
+ * A pass whose catch-all probe (a random local part) was accepted too is
+ * pass/catch_all: the domain takes any address, so the pass says nothing
+ * about this one.
+ */
 static struct cbv_judgement judge(const struct cbv_session_outcome *o)
 {
+	struct cbv_judgement j;
+
 	if (o->status != CBV_OK)
 		return cbv_reason_for_status(o->stage, o->status, o->tls_not_offered);
-	return cbv_reason_for(o->stage, o->reply.code, o->reply.ecode);
+	j = cbv_reason_for(o->stage, o->reply.code, o->reply.ecode);
+	if (j.verdict == CBV_PASS && o->probe_code >= 200 && o->probe_code < 300)
+		j.reason = CBV_R_CATCH_ALL;
+	return j;
 }
 
 /* Copies one host's conversation into the last-poll record. */
@@ -355,6 +374,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	o.helo = v->helo;
 	o.mail_from = v->sender;
 	o.rcpt_to = v->rcpt;
+	o.probe_rcpt = v->probe[0] != '\0' ? v->probe : NULL;
 	o.utf8 = v->utf8;
 	o.starttls = plain ? CBV_STARTTLS_NEVER : v->p.starttls;
 	o.tls_verify = v->p.tls_verify;
@@ -812,12 +832,37 @@ static void flight_step(struct cbv_verify *v)
  * known), then single flight and caps.  A cache that fails never fails
  * the verification: it runs uncached (cache_use off).
  */
+/*
+ * catchall_probe: a local part nobody can guess (so a hostile MX cannot
+ * single it out and refuse it), cbv-probe-<16 hex> from getrandom(2), at
+ * the domain we call out to.  Without randomness there is no probe.
+ */
+static void make_probe(struct cbv_verify *v)
+{
+	unsigned char r[8];
+
+	v->probe[0] = '\0';
+	if (!v->p.catchall_probe || v->addr.literal)
+		return;
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		cbv_log(CBV_LOG_WARN, "cbv: no randomness for the catch-all probe: %s",
+		        strerror(errno));
+		return;
+	}
+	snprintf(v->probe, sizeof(v->probe), "cbv-probe-%02x%02x%02x%02x%02x%02x%02x%02x@%s",
+	         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], v->domain);
+	if (strlen(v->probe) > CBV_PATH_MAX)
+		v->probe[0] = '\0'; /* over the path limit (RFC 5321 4.5.3.1.3): no probe */
+}
+
 static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
 {
 	struct cbv_result *hit = NULL;
 	unsigned long age = 0;
 	enum cbv_cache_status st;
 
+	/* no domain record answered (else we stop at the lookup): probe if asked */
+	make_probe(v);
 	v->cache = cache_handle(&v->p);
 	if (v->cache != NULL && !key_build(v, mode)) {
 		cbv_log(CBV_LOG_DEBUG, "cbv: %s: profile too large for a cache key; uncached",
@@ -990,6 +1035,7 @@ void cbv_verify_free(struct cbv_verify *v)
 		return;
 	if (v->state != VS_DONE)
 		cache_release(v); /* aborted: let the others go */
+	cbv_free(v->fp);
 	cbv_session_free(v->sess);
 	cbv_dns_free(v->dns);
 	cbv_result_free(v->res);

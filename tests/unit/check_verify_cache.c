@@ -83,24 +83,29 @@ static struct cbv_result *verify(const char *address, const char *extra)
 	return r;
 }
 
-/* How many RCPT TO:<address> the rig server at ip has logged. */
-static int rcpts(const char *ip, const char *address)
+/* How many RCPTs the rig server at ip has logged: of <address>, or (prefix) starting so. */
+static int count_rcpts(const char *ip, const char *address, int prefix)
 {
 	char path[512], want[512], line[1024];
 	FILE *f;
 	int n = 0;
 
 	snprintf(path, sizeof(path), "%s/rcpt.log", getenv("CBV_RIG_DIR"));
-	snprintf(want, sizeof(want), "%s <%s>", ip, address);
+	snprintf(want, sizeof(want), prefix ? "%s <%s" : "%s <%s>", ip, address);
 	f = fopen(path, "r");
 	if (f == NULL)
 		return 0;
 	while (fgets(line, sizeof(line), f) != NULL) {
 		line[strcspn(line, "\r\n")] = '\0';
-		n += strcmp(line, want) == 0;
+		n += prefix ? strncmp(line, want, strlen(want)) == 0 : strcmp(line, want) == 0;
 	}
 	fclose(f);
 	return n;
+}
+
+static int rcpts(const char *ip, const char *address)
+{
+	return count_rcpts(ip, address, 0);
 }
 
 #define VERDICT(r, v, why)                                                                  \
@@ -509,6 +514,73 @@ START_TEST(host_cap)
 }
 END_TEST
 
+/*
+ * catchall_probe: the first verification at a catch-all domain also RCPTs
+ * a random local part (pipelined); accepted too, the domain is a
+ * catch-all, stored as a domain record that answers every later address
+ * with no connection.  sent/recv stay the real RCPT's.
+ */
+START_TEST(catch_all)
+{
+	char a[128], b[128], opts[96];
+	struct cbv_result *r;
+	int probes = count_rcpts("127.0.0.60", "cbv-probe-", 1);
+
+	snprintf(opts, sizeof(opts), "catchall_probe=yes;helo=ca%d.test", (int)getpid());
+	snprintf(a, sizeof(a), "a%d@catchall.test", (int)getpid());
+	snprintf(b, sizeof(b), "b%d@catchall.test", (int)getpid());
+	r = verify(a, opts);
+	VERDICT(r, CBV_PASS, "catch_all");
+	ck_assert_int_eq(contacted, 1);
+	ck_assert_int_eq(r->code, 250);
+	ck_assert_msg(strncmp(r->sent, "RCPT TO:<a", 10) == 0, "sent %s", r->sent);
+	ck_assert_msg(strncmp(r->recv, "250 ", 4) == 0, "recv %s", r->recv);
+	cbv_result_free(r);
+	ck_assert_int_eq(rcpts("127.0.0.60", a), 1);
+	ck_assert_int_eq(count_rcpts("127.0.0.60", "cbv-probe-", 1), probes + 1);
+	r = verify(b, opts);
+	VERDICT(r, CBV_PASS, "catch_all");
+	ck_assert_int_eq(contacted, 0);
+	ck_assert_int_eq(r->cache, 1);
+	ck_assert_str_eq(r->address, b);
+	cbv_result_free(r);
+	ck_assert_int_eq(rcpts("127.0.0.60", b), 0);
+	ck_assert_int_eq(count_rcpts("127.0.0.60", "cbv-probe-", 1), probes + 1);
+	/* without the probe the same domain is an ordinary pass */
+	r = verify(b, "helo=noprobe.test");
+	VERDICT(r, CBV_PASS, "accepted");
+	cbv_result_free(r);
+}
+END_TEST
+
+/* The probe refused (a real MX): the real RCPT's reply decides, pass or fail. */
+struct probe_row {
+	const char *address;
+	enum cbv_verdict verdict;
+	const char *reason;
+};
+
+static const struct probe_row probe_rows[] = {
+	{ "alice@exim.test", CBV_PASS, "accepted" },
+	{ "nobody@exim.test", CBV_FAIL, "mailbox_unknown" },
+	{ "alice@fast.test", CBV_PASS, "catch_all" }, /* fast takes any local part but unknown* */
+};
+
+START_TEST(probe_refused)
+{
+	const struct probe_row *t = &probe_rows[_i];
+	char opts[96];
+	struct cbv_result *r;
+
+	snprintf(opts, sizeof(opts), "catchall_probe=yes;cache=;helo=pr%d.test", (int)getpid());
+	r = verify(t->address, opts);
+	VERDICT(r, t->verdict, t->reason);
+	ck_assert_int_eq(contacted, 1);
+	ck_assert_msg(strstr(r->sent, "cbv-probe-") == NULL, "sent %s", r->sent);
+	cbv_result_free(r);
+}
+END_TEST
+
 /* Failed allocations with the cache on: ENOMEM or a complete result, no leak. */
 START_TEST(oom)
 {
@@ -552,6 +624,8 @@ static Suite *verify_cache_suite(void)
 	tcase_add_test(tc, refresh_and_off);
 	tcase_add_test(tc, unusable);
 	tcase_add_test(tc, domain_facts);
+	tcase_add_test(tc, catch_all);
+	tcase_add_loop_test(tc, probe_refused, 0, (int)(sizeof(probe_rows) / sizeof(probe_rows[0])));
 	suite_add_tcase(s, tc);
 	tc = tcase_create("processes");
 	tcase_set_timeout(tc, 60);
