@@ -40,6 +40,7 @@
  *   counting    fast, and each RCPT is counted: a line "IP <address>" appended
  *               to DIR/rcpt.log (-r DIR), for the cache tests
  *   catchall    counting, but every RCPT -> 250 (a catch-all domain)
+ *   slowcount   counting, but the greeting comes after SLOW_GREETING_MS
  *
  * Input lines are bounded (LINE_MAX_IN bytes with CRLF); a longer line gets
  * a 500 and the connection is closed. Closing is "lingering": our side is
@@ -70,6 +71,7 @@
 #define GARBAGE_LEN 4096
 #define MULTI_CHUNK 16384          /* bytes of 250- lines queued at once */
 #define DRIP_INTERVAL_MS 1000
+#define SLOW_GREETING_MS 2000
 #define LINGER_MS 2000             /* drain input this long after our FIN */
 #define MAX_LISTENERS 64
 
@@ -95,6 +97,7 @@ enum scenario {
 	SC_RCPTMIX,
 	SC_COUNTING,
 	SC_CATCHALL,
+	SC_SLOWCOUNT,
 	SC_COUNT
 };
 
@@ -103,7 +106,7 @@ static const char *const scenario_names[SC_COUNT] = {
 	"mid421", "greet554", "nullsender", "policy",   "fast",
 	"tlsclose",
 	"sender518", "mail530", "bigreply", "greet421", "mixgreet", "chatty", "rcptmix",
-	"counting", "catchall",
+	"counting", "catchall", "slowcount",
 };
 
 /* -r DIR: where counting scenarios append their RCPT lines (NULL: nowhere). */
@@ -362,6 +365,10 @@ static void greet(struct conn *c)
 		c->drip_pos = 0;
 		c->timer_ms = now_ms(); /* first byte right away */
 		break;
+	case SC_SLOWCOUNT:
+		c->st = ST_DRIP; /* the whole greeting at once, when the timer fires */
+		c->timer_ms = now_ms() + SLOW_GREETING_MS;
+		break;
 	default:
 		snprintf(buf, sizeof buf, "220 %s.test ESMTP fakesmtp",
 			 scenario_names[c->sc]);
@@ -388,7 +395,8 @@ static void do_rcpt(struct conn *c, const char *line)
 		reply(c, "550 5.1.1 no");
 		return;
 	}
-	if ((c->sc == SC_COUNTING || c->sc == SC_CATCHALL) && rcpt_dir != NULL && p != NULL) {
+	if ((c->sc == SC_COUNTING || c->sc == SC_CATCHALL || c->sc == SC_SLOWCOUNT) &&
+	    rcpt_dir != NULL && p != NULL) {
 		char path[4096], rec[LINE_MAX_IN + 64];
 		int fd, n;
 
@@ -689,6 +697,12 @@ static int do_timer(struct conn *c, int64_t now)
 {
 	if (c->st == ST_LINGER && now >= c->timer_ms)
 		return -1;
+	if (c->st == ST_DRIP && now >= c->timer_ms && c->sc == SC_SLOWCOUNT) {
+		reply(c, "220 slowcount.test ESMTP fakesmtp");
+		c->st = ST_CMD;
+		process_input(c);
+		return 0;
+	}
 	if (c->st == ST_DRIP && now >= c->timer_ms) {
 		out_append(c, drip_greeting + c->drip_pos, 1);
 		c->drip_pos++;

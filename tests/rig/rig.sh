@@ -41,6 +41,7 @@ FAKES=(
 	127.0.0.40=sender518 127.0.0.41=mail530 127.0.0.42=bigreply 127.0.0.43=greet421
 	127.0.0.44=mixgreet 127.0.0.45=chatty 127.0.0.46=rcptmix
 	127.0.0.60=catchall 127.0.0.65=counting 127.0.0.66=counting 127.0.0.67=counting
+	127.0.0.68=slowcount
 )
 
 say() { printf 'rig: %s\n' "$*" >&2; }
