@@ -390,6 +390,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	v->plain_retry = plain;
 	v->tried++;
 	if (v->sess == NULL) {
+		v->no_store = 1; /* our own trouble (out of memory), not the domain's */
 		synth(v, CBV_ERROR, CBV_R_PROTOCOL_ERROR, 451, "4.3.0", "cannot start a session: %s",
 		      err.msg);
 		finish(v);
