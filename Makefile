@@ -65,7 +65,7 @@ LIBCBV    := $(B)/libcbv.a
 UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 # Suites that need the loopback rig run from tests/integration/run.sh.
-RIG_SUITES := check_dns check_session check_verify check_tls
+RIG_SUITES := check_dns check_session check_verify check_tls check_verify_cache
 UNIT_RUN  := $(filter-out $(RIG_SUITES:%=$(B)/tests/%),$(UNIT_BIN))
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/replay/%)

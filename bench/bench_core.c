@@ -141,7 +141,8 @@ static int run_cbv(const char *name, const char *addr, const char *opts, int n, 
 	char buf[256], *save = NULL;
 
 	cbv_profile_defaults(&p);
-	if (cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
+	if (cbv_profile_set(&p, "cache", "", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "deny_networks", "", &err) != CBV_OK ||
 	    cbv_profile_set(&p, "helo", "bench.test", &err) != CBV_OK) {
@@ -200,7 +201,8 @@ static int64_t time_one(const char *addr, const char *opt)
 	if (eq == NULL)
 		return -1;
 	*eq = '\0';
-	if (cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
+	if (cbv_profile_set(&p, "cache", "", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "deny_networks", "", &err) != CBV_OK ||
 	    cbv_profile_set(&p, buf, eq + 1, &err) != CBV_OK)

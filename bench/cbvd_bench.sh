@@ -56,6 +56,7 @@ setsid calloutd --config-file="$W/calloutd.conf" --foreground --stderr >"$W/call
 PIDS+=($!)
 cat > "$W/cbv.conf" <<EOF
 smtp_cbv "default" {
+  cache = ""
   dns_servers = "127.0.0.1:53"
   port = 25
   deny_networks = [ ]

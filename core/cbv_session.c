@@ -30,6 +30,7 @@ struct cbv_session {
 	char helo[CBV_DOMAIN_MAX + 1];
 	char mail_from[CBV_PATH_MAX + 1];
 	char rcpt_to[CBV_PATH_MAX + 1];
+	char probe_rcpt[CBV_PATH_MAX + 1];
 	char ca_dir[CBV_URL_MAX + 1];
 	char peer[80];             /* "ip:port" */
 	struct cbv_session_opts o; /* strings point at the copies above */
@@ -49,8 +50,11 @@ struct cbv_session {
 	/* Commands sent whose reply is not read yet, oldest first (MAIL and
 	 * RCPT when pipelined): res.sent becomes one only when its reply is
 	 * in, so sent and reply are always a true pair. */
-	char pending[2][CBV_CMD_MAX];
+	char pending[3][CBV_CMD_MAX];
 	int npending;
+	/* The probe RCPT: 0 none (or done), 1 pipelined behind the real RCPT,
+	 * 2 its reply is the one we wait for. */
+	int probe_state;
 
 	int pipelined;             /* an RCPT reply follows the MAIL reply */
 	int ondemand;              /* a 530 asked for TLS (starttls=ondemand) */
@@ -150,6 +154,12 @@ static void failed(struct cbv_session *s)
 {
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] %s: %s", s->host, s->peer,
 	        cbv_stage_name(s->stage), s->res.err.msg);
+	if (s->probe_state == 2) {
+		/* Only the probe is lost: the real RCPT's 2xx stands. */
+		s->probe_state = 0;
+		finish(s, CBV_OK);
+		return;
+	}
 	finish(s, s->res.err.code);
 }
 
@@ -177,7 +187,7 @@ static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt
 	}
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] >>> %s", s->host, s->peer, line);
 	trace(s, CBV_TRACE_SENT, line);
-	if (s->npending < 2)
+	if (s->npending < 3)
 		snprintf(s->pending[s->npending++], sizeof(s->pending[0]), "%s", line);
 	memcpy(s->out + s->out_len, line, (size_t)n);
 	memcpy(s->out + s->out_len + n, "\r\n", 2);
@@ -198,6 +208,11 @@ static void send_mail(struct cbv_session *s)
 	s->pipelined = s->cap_pipelining;
 	if (s->pipelined) {
 		send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->rcpt_to);
+		if (s->probe_rcpt[0] != '\0' && s->o.starttls != CBV_STARTTLS_ONDEMAND &&
+		    s->phase != PH_DONE) {
+			send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->probe_rcpt);
+			s->probe_state = 1;
+		}
 		s->stage = CBV_STAGE_MAIL;
 	}
 }
@@ -294,10 +309,28 @@ static void on_reply(struct cbv_session *s)
 	int ok = r->code >= 200 && r->code < 300;
 
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] <<< %s", s->host, s->peer, r->text);
+	if (s->probe_state == 2) {
+		/* The probe's reply: kept apart, so sent/recv stay the real RCPT's. */
+		if (s->npending > 0) {
+			snprintf(s->res.probe_sent, sizeof(s->res.probe_sent), "%s", s->pending[0]);
+			s->npending--;
+		}
+		s->res.probe_code = r->code;
+		{
+			size_t n = strnlen(r->text, sizeof(s->res.probe_recv) - 1);
+
+			memcpy(s->res.probe_recv, r->text, n);
+			s->res.probe_recv[n] = '\0';
+		}
+		trace(s, CBV_TRACE_RECV, r->text);
+		s->probe_state = 0;
+		finish(s, CBV_OK);
+		return;
+	}
 	/* The command this reply answers (none for the greeting). */
 	if (s->npending > 0) {
 		snprintf(s->res.sent, sizeof(s->res.sent), "%s", s->pending[0]);
-		memmove(s->pending[0], s->pending[1], sizeof(s->pending[0]));
+		memmove(s->pending[0], s->pending[1], sizeof(s->pending[0]) * 2);
 		s->npending--;
 	}
 	if (s->skip_rcpt && s->stage == CBV_STAGE_RCPT) {
@@ -380,6 +413,14 @@ static void on_reply(struct cbv_session *s)
 		if (ondemand_tls(s, r)) {
 			s->ondemand = 1;
 			send_cmd(s, CBV_STAGE_RSET, "RSET");
+		} else if (ok && s->probe_state == 1) {
+			s->probe_state = 2; /* its reply is next in the stream */
+			cbv_reply_init(&s->cur);
+			set_deadline(s, s->o.command_timeout_ms);
+		} else if (ok && s->probe_rcpt[0] != '\0' && s->probe_state == 0 &&
+		           s->res.probe_sent[0] == '\0') {
+			send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->probe_rcpt);
+			s->probe_state = 2;
 		} else {
 			finish(s, CBV_OK);
 		}
@@ -506,6 +547,7 @@ static void run_smtp(struct cbv_session *s)
 			return;
 		/* Nothing may follow a final line unless we pipelined more. */
 		if (cbv_buf_pending(&s->in) != 0 && !(s->pipelined && s->stage == CBV_STAGE_MAIL) &&
+		    !(s->stage == CBV_STAGE_RCPT && s->probe_state == 1) &&
 		    s->stage != CBV_STAGE_STARTTLS) {
 			fail(s, CBV_EPROTO, "%s [%s]: unexpected data after the %s reply",
 			     s->host, s->peer, cbv_stage_name(s->stage));
@@ -556,6 +598,8 @@ struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
 	    copy_wire(s->helo, sizeof(s->helo), o->helo, "HELO name", err) != 0 ||
 	    copy_wire(s->mail_from, sizeof(s->mail_from), o->mail_from, "sender", err) != 0 ||
 	    copy_wire(s->rcpt_to, sizeof(s->rcpt_to), o->rcpt_to, "recipient", err) != 0 ||
+	    copy_wire(s->probe_rcpt, sizeof(s->probe_rcpt), o->probe_rcpt, "probe recipient",
+	              err) != 0 ||
 	    copy_wire(s->ca_dir, sizeof(s->ca_dir), o->ca_dir, "ca_dir", err) != 0) {
 		cbv_free(s);
 		return NULL;
@@ -570,6 +614,7 @@ struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
 	s->o.helo = s->helo;
 	s->o.mail_from = s->mail_from;
 	s->o.rcpt_to = s->rcpt_to;
+	s->o.probe_rcpt = s->probe_rcpt[0] != '\0' ? s->probe_rcpt : NULL;
 	s->o.ca_dir = s->ca_dir;
 	cbv_buf_init(&s->in);
 	cbv_reply_init(&s->cur);

@@ -6,7 +6,14 @@
  *   -> MAIL FROM -> RCPT TO -> done (QUIT sent, never waited for)
  *
  * MAIL and RCPT go out in one write when the server offers PIPELINING
- * (RFC 2920).  STARTTLS follows the profile's policy; with "ondemand" a
+ * (RFC 2920).  An optional second RCPT (the catch-all probe, a random
+ * local part) follows the real one: in the same write when pipelining
+ * (except with starttls=ondemand, whose 530 retry needs the stream to
+ * itself), else after a 2xx to the real RCPT.  The real RCPT's reply is
+ * the deciding one (outcome.reply and outcome.sent, a true pair); the
+ * probe's is kept apart (outcome.probe, outcome.probe_sent) and is
+ * waited for only when the real RCPT got 2xx.  A probe that times out or
+ * is cut off costs nothing: the outcome is the real RCPT's.  STARTTLS follows the profile's policy; with "ondemand" a
  * 530 to MAIL or RCPT sends (RSET and) STARTTLS and tries again
  * (RFC 3207).  The session stops at the first reply that decides
  * anything, and at the RCPT reply: the verdict is known then, so it does
@@ -56,6 +63,7 @@ struct cbv_session_opts {
 	const char *helo;          /* our EHLO/HELO name */
 	const char *mail_from;     /* address without <>, "" = null sender */
 	const char *rcpt_to;       /* address without <> */
+	const char *probe_rcpt;    /* NULL, or a second RCPT (catch-all probe), without <> */
 	int utf8;                  /* the addresses need SMTPUTF8 */
 	enum cbv_starttls starttls;
 	int tls_verify;
@@ -77,6 +85,9 @@ struct cbv_session_outcome {
 	struct cbv_reply ehlo;     /* last EHLO/HELO reply, if received */
 	char sent[CBV_CMD_MAX];    /* the command `reply` answers ("" for the greeting or
 	                            * none): with reply, a true pair; no CRLF */
+	int probe_code;            /* reply code to the probe RCPT, 0: none received */
+	char probe_recv[512];      /* its first 511 bytes (logs); the whole reply is not kept */
+	char probe_sent[CBV_CMD_MAX]; /* the probe command it answers, "" if none */
 	char tls[128];             /* cbv_tls_describe() or "" */
 	int tls_offered;           /* STARTTLS was in the EHLO reply */
 	int tls_not_offered;       /* policy required TLS, none offered */

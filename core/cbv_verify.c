@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include "cbv_addr.h"
+#include "cbv_cache.h"
 #include "cbv_cidr.h"
 #include "cbv_clock.h"
 #include "cbv_dns.h"
@@ -26,7 +28,13 @@
 #include "cbv_net.h"
 #include "cbv_reply.h"
 
-enum vstate { VS_DNS, VS_SESSION, VS_DONE };
+/* VS_FLIGHT: another verification of the same key is running; we poll the store. */
+enum vstate { VS_FLIGHT, VS_DNS, VS_SESSION, VS_DONE };
+
+/* How often a verification waiting on another's flight looks again (ms). */
+#define FLIGHT_POLL_MS 50
+/* A flight or slot outlives the overall timeout by this much (s). */
+#define LEASE_MARGIN_S 5
 
 struct cbv_verify {
 	struct cbv_profile p;        /* own copy, holds a map reference */
@@ -37,6 +45,7 @@ struct cbv_verify {
 	char shown[2 * CBV_DOMAIN_MAX + 4]; /* domain for messages: "bücher.test (xn--...)" */
 	char rcpt[CBV_PATH_MAX + 1];
 	char sender[CBV_PATH_MAX + 1];
+	char probe[CBV_DOMAIN_MAX + 32]; /* catch-all probe RCPT, "" = none */
 	int utf8;
 
 	enum vstate state;
@@ -54,9 +63,23 @@ struct cbv_verify {
 	int nphases, phase;
 	int lookup_error;            /* a lookup failure is in the result already */
 	size_t denied;               /* addresses dropped by deny_networks */
+	size_t capped;               /* hosts skipped at host_max_concurrency */
 
 	struct cbv_result *res;
 	int res_taken;
+
+	/* The cache and abuse controls; cache NULL = off (see cache_start()). */
+	struct cbv_cache *cache;
+	struct cbv_cache_key key;
+	char *fp;                    /* the key's profile fingerprint (cbv_malloc'd) */
+	struct cbv_cache_caps caps;
+	struct cbv_cache_ttl ttl;
+	uint64_t flight;             /* our single-flight ticket, 0 if none */
+	uint64_t dslot;              /* our domain slot, 0 if none */
+	uint64_t hslot;              /* our slot at the current host's IP, 0 if none */
+	char hslot_ip[80];
+	int64_t flight_wake;         /* VS_FLIGHT: when to look again */
+	int no_store;                /* the result is not from a callout: never store it */
 };
 
 /*
@@ -101,30 +124,187 @@ static void synth(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason rea
 	(void)cbv_result_set_synth_clean(v->res, vd, reason, code, ecode, clean);
 }
 
+/* ---- the cache and the abuse controls (cbv_cache.h) ---- */
+
+/*
+ * The process's cache handles, one per store path, kept for the life of
+ * the process: cbv_cache opens the store on first use and again in a
+ * forked child (an LMDB environment must not cross fork()), and LMDB
+ * allows one environment per file per process, so a second profile naming
+ * the same path shares the handle, with the map size of the first.
+ * Bounded: beyond CACHES_MAX distinct paths a verification runs uncached
+ * (logged once).
+ */
+#define CACHES_MAX 8
+static struct cached_handle {
+	char path[CBV_PATH_MAX + 1];
+	struct cbv_cache *c;
+} caches[CACHES_MAX];
+static size_t ncaches;
+static int caches_full_logged;
+
+/* The handle for p's store, or NULL (no cache configured, ENOMEM, registry full). */
+static struct cbv_cache *cache_handle(const struct cbv_profile *p)
+{
+	struct cbv_cache *c;
+
+	if (p->cache[0] == '\0')
+		return NULL;
+	for (size_t i = 0; i < ncaches; i++) {
+		if (strcmp(caches[i].path, p->cache) == 0)
+			return caches[i].c;
+	}
+	if (ncaches >= CACHES_MAX) {
+		if (!caches_full_logged)
+			cbv_log(CBV_LOG_ERR, "cbv: cache %s: more than %d cache paths in one process; "
+			        "running uncached", p->cache, CACHES_MAX);
+		caches_full_logged = 1;
+		return NULL;
+	}
+	c = cbv_cache_new(p->cache, p->cache_size > SIZE_MAX ? SIZE_MAX : (size_t)p->cache_size);
+	if (c == NULL)
+		return NULL; /* out of memory: uncached this time, tried again next time */
+	snprintf(caches[ncaches].path, sizeof(caches[ncaches].path), "%s", p->cache);
+	caches[ncaches++].c = c;
+	return c;
+}
+
+/* Adds printf output to fp at *len; 0 if it did not fit. */
+static int fp_add(char *fp, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fp_add(char *fp, size_t *len, const char *fmt, ...)
+{
+	/* fp has CBV_CACHE_FP_MAX bytes */
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(fp + *len, CBV_CACHE_FP_MAX - *len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= CBV_CACHE_FP_MAX - *len)
+		return 0;
+	*len += (size_t)n;
+	return 1;
+}
+
+/*
+ * Builds v->key: the domain after the map, the local part as sent, the
+ * MAIL FROM used and the port, plus a fingerprint of everything else that
+ * can change the answer:
+ *   starttls, tls_verify, ca_dir  TLS policy decides tls_required/tls_failed
+ *                                 and which hosts answer at all;
+ *   helo                          an MX may judge us by our name;
+ *   dns_servers                   another resolver, other hosts (split DNS);
+ *   deny_networks                 which hosts may be tried (forbidden_target);
+ *   max_hosts                     how far the search over hosts goes;
+ *   host and mode (of the request, only when a host is used) where we call;
+ *   catchall_probe                whether pass can become catch_all.
+ * Timeouts are not in it: they only change transient outcomes, which are
+ * not stored by default (cache_transient_ttl = 0).  The map is in it
+ * through the mapped domain.  Returns 0 if the key cannot be built (the
+ * verification then runs uncached).
+ */
+static int key_build(struct cbv_verify *v, enum cbv_host_mode mode)
+{
+	char fp[CBV_CACHE_FP_MAX];
+	size_t len = 0;
+	char net[64];
+
+	if (!fp_add(fp, &len, "v1 starttls=%d tls_verify=%d ca_dir=%s helo=%s dns=%s "
+	            "max_hosts=%u host=%s mode=%d probe=%d deny=", (int)v->p.starttls,
+	            v->p.tls_verify, v->p.ca_dir, v->helo, v->p.dns_servers, v->p.max_hosts,
+	            v->host, v->host[0] != '\0' ? (int)mode : 0, v->p.catchall_probe))
+		return 0;
+	for (size_t i = 0; i < v->p.ndeny; i++) {
+		cbv_cidr_format(&v->p.deny[i], net, sizeof(net));
+		if (!fp_add(fp, &len, "%s,", net))
+			return 0;
+	}
+	/* kept only while a cache is in use: cbvd runs thousands of these */
+	v->fp = cbv_malloc(len);
+	if (v->fp == NULL)
+		return 0;
+	memcpy(v->fp, fp, len);
+	v->key.domain = v->domain;
+	v->key.local = v->addr.local;
+	v->key.sender = v->sender;
+	v->key.port = v->p.port;
+	v->key.fp = v->fp;
+	v->key.fp_len = len;
+	return 1;
+}
+
+/* Releases the slot at the current host's IP, if we hold one. */
+static void host_release(struct cbv_verify *v)
+{
+	if (v->hslot != 0)
+		cbv_cache_host_release(v->cache, v->hslot_ip, v->hslot);
+	v->hslot = 0;
+}
+
+/* Gives back every flight and slot held (the verification ends or is aborted). */
+static void cache_release(struct cbv_verify *v)
+{
+	host_release(v);
+	if (v->flight != 0)
+		cbv_cache_flight_end(v->cache, &v->key, v->flight);
+	v->flight = 0;
+	if (v->dslot != 0)
+		cbv_cache_domain_release(v->cache, v->domain, v->dslot);
+	v->dslot = 0;
+}
+
 static void finish(struct cbv_verify *v)
 {
 	struct cbv_result *r = v->res;
+	char age[32] = "";
 
-	/* A result cache would store the verdict here (DESIGN.md "Coming next"). */
+	host_release(v);
 	cbv_session_free(v->sess);
 	v->sess = NULL;
 	cbv_dns_free(v->dns);
 	v->dns = NULL;
-	r->elapsed_ms = (unsigned long)((cbv_now_us() - v->start_us + 500) / 1000);
-	r->hosts_tried = (unsigned)v->tried;
+	if (!r->cache) {
+		/* a hit keeps the original's elapsed time and hosts tried */
+		r->elapsed_ms = (unsigned long)((cbv_now_us() - v->start_us + 500) / 1000);
+		r->hosts_tried = (unsigned)v->tried;
+	}
+	if (v->cache != NULL && !r->cache && !v->no_store) {
+		/* the store also ends our flight, in the same transaction */
+		(void)cbv_cache_store(v->cache, &v->key, r, &v->ttl, v->flight);
+		v->flight = 0;
+	}
+	cache_release(v);
 	v->state = VS_DONE;
-	cbv_log(CBV_LOG_INFO, "cbv: <%s> sender=<%s> %s/%s host=%s [%s] elapsed=%lums: %s",
+	if (r->cache)
+		snprintf(age, sizeof(age), " age=%lus", r->age);
+	cbv_log(CBV_LOG_INFO,
+	        "cbv: <%s> sender=<%s> %s/%s host=%s [%s] elapsed=%lums cache=%s%s: %s",
 	        r->address, r->sender, cbv_verdict_name(r->verdict), cbv_reason_name(r->reason),
 	        r->host[0] ? r->host : "-", r->ip[0] ? r->ip : "-", r->elapsed_ms,
-	        r->message);
+	        r->cache_use == CBV_CACHE_USE_HIT    ? "hit"
+	        : r->cache_use == CBV_CACHE_USE_MISS ? "miss"
+	                                             : "off",
+	        age, r->message);
 }
 
-/* What one host's session means (DESIGN.md "Verdicts"): the one mapping. */
+/*
+ * What one host's session means (DESIGN.md "Verdicts"): the one mapping.
+ * A pass whose catch-all probe (a random local part) was accepted too is
+ * pass/catch_all: the domain takes any address, so the pass says nothing
+ * about this one.
+ */
 static struct cbv_judgement judge(const struct cbv_session_outcome *o)
 {
+	struct cbv_judgement j;
+
 	if (o->status != CBV_OK)
 		return cbv_reason_for_status(o->stage, o->status, o->tls_not_offered);
-	return cbv_reason_for(o->stage, o->reply.code, o->reply.ecode);
+	j = cbv_reason_for(o->stage, o->reply.code, o->reply.ecode);
+	if (j.verdict == CBV_PASS && o->probe_code >= 200 && o->probe_code < 300)
+		j.reason = CBV_R_CATCH_ALL;
+	return j;
 }
 
 /* Copies one host's conversation into the last-poll record. */
@@ -194,6 +374,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	o.helo = v->helo;
 	o.mail_from = v->sender;
 	o.rcpt_to = v->rcpt;
+	o.probe_rcpt = v->probe[0] != '\0' ? v->probe : NULL;
 	o.utf8 = v->utf8;
 	o.starttls = plain ? CBV_STARTTLS_NEVER : v->p.starttls;
 	o.tls_verify = v->p.tls_verify;
@@ -209,6 +390,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	v->plain_retry = plain;
 	v->tried++;
 	if (v->sess == NULL) {
+		v->no_store = 1; /* our own trouble (out of memory), not the domain's */
 		synth(v, CBV_ERROR, CBV_R_PROTOCOL_ERROR, 451, "4.3.0", "cannot start a session: %s",
 		      err.msg);
 		finish(v);
@@ -237,6 +419,7 @@ static void session_done(struct cbv_verify *v)
 	}
 	cbv_session_free(v->sess);
 	v->sess = NULL;
+	host_release(v);
 	if (vd.definitive) {
 		finish(v);
 		return;
@@ -244,22 +427,58 @@ static void session_done(struct cbv_verify *v)
 	start_next_host(v);
 }
 
+/*
+ * Takes a slot at hosts[i]'s IP address (host_max_concurrency, across
+ * processes).  1 if the host may be tried (a slot, no cap, or no cache),
+ * 0 if it is at its cap: skip it.
+ */
+static int host_take(struct cbv_verify *v, size_t i)
+{
+	const struct cbv_host *h = &v->hosts[i];
+	char ip[sizeof(v->hslot_ip)];
+
+	if (v->cache == NULL || v->caps.host_concurrency == 0)
+		return 1;
+	cbv_net_ntop((const struct sockaddr *)&h->addr, ip, sizeof(ip));
+	if (cbv_cache_host_acquire(v->cache, ip, &v->caps, &v->hslot, NULL) == CBV_CACHE_LIMITED) {
+		cbv_log(CBV_LOG_INFO, "cbv: %s: %s [%s] is at host_max_concurrency (%u), skipped",
+		        v->domain, h->name, ip, v->caps.host_concurrency);
+		v->capped++;
+		return 0;
+	}
+	snprintf(v->hslot_ip, sizeof(v->hslot_ip), "%s", ip);
+	return 1;
+}
+
 static void start_next_host(struct cbv_verify *v)
 {
+	size_t i;
+
 	/* next_phase() starts us only with hosts to try, so the result is set. */
-	if (v->next_host >= v->nhosts || v->tried >= v->p.max_hosts) {
-		finish(v);
-		return;
-	}
-	if (v->tried > 0 && cbv_now_ms() >= v->deadline_ms) {
-		/* Keep the last host's outcome, but say why we stopped. */
-		if (v->res->verdict != CBV_TRANSIENT)
-			synth(v, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.7",
-			      "overall deadline reached after %zu host(s)", v->tried);
-		finish(v);
-		return;
-	}
-	start_session(v, v->next_host++, 0);
+	do {
+		if (v->next_host >= v->nhosts || v->tried >= v->p.max_hosts) {
+			if (v->tried == 0 && v->capped > 0) {
+				v->no_store = 1;
+				synth(v, CBV_TRANSIENT, CBV_R_RATE_LIMITED, 451, "4.7.0",
+				      "verification of %s deferred: every host is at "
+				      "host_max_concurrency", v->shown);
+			} else if (v->capped > 0 && v->res->verdict == CBV_TRANSIENT) {
+				v->no_store = 1; /* hosts we skipped might have answered */
+			}
+			finish(v);
+			return;
+		}
+		if (v->tried > 0 && cbv_now_ms() >= v->deadline_ms) {
+			/* Keep the last host's outcome, but say why we stopped. */
+			if (v->res->verdict != CBV_TRANSIENT)
+				synth(v, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.7",
+				      "overall deadline reached after %zu host(s)", v->tried);
+			finish(v);
+			return;
+		}
+		i = v->next_host++;
+	} while (!host_take(v, i));
+	start_session(v, i, 0);
 }
 
 /* Appends hosts outside deny_networks to the list to try, in order. */
@@ -527,6 +746,166 @@ static int plan(struct cbv_verify *v, const struct cbv_request *req)
 	return 0;
 }
 
+/*
+ * A hit: the stored result replaces ours whole (verdict, message, the last
+ * poll of the original callout, its elapsed time), with cache = 1, its
+ * age, and the request's own address and RCPT (a domain fact was learnt
+ * at another local part of the domain; an address record has the same).
+ */
+static void answer_hit(struct cbv_verify *v, struct cbv_result *hit, unsigned long age)
+{
+	if (cbv_result_set(&hit->address, v->res->address) != 0 ||
+	    cbv_result_set(&hit->rcpt, v->rcpt) != 0) {
+		/* out of memory: the hit is no use; verify as if it were a miss */
+		cbv_result_free(hit);
+		return;
+	}
+	cbv_result_free(v->res);
+	v->res = hit;
+	hit->cache = 1;
+	hit->age = age;
+	hit->cache_use = CBV_CACHE_USE_HIT;
+	finish(v);
+}
+
+/* The per-domain caps, then DNS.  Over a cap: transient/rate_limited, nothing sent. */
+static void caps_step(struct cbv_verify *v)
+{
+	enum cbv_cache_limit which = CBV_LIMIT_NONE;
+
+	if (v->cache != NULL &&
+	    cbv_cache_domain_acquire(v->cache, v->domain, &v->caps, &v->dslot, NULL, &which) ==
+	        CBV_CACHE_LIMITED) {
+		v->no_store = 1; /* no callout was made: nothing to remember */
+		synth(v, CBV_TRANSIENT, CBV_R_RATE_LIMITED, 451, "4.7.0",
+		      "verification of %s deferred: %s reached", v->shown,
+		      cbv_cache_limit_name(which));
+		finish(v);
+		return;
+	}
+	start_phase(v);
+}
+
+/*
+ * Single flight: one verification per key across every process.  BUSY:
+ * wait (VS_FLIGHT, through the wake time; never sleeping) and ask again,
+ * within our own deadline; READY: the other's answer is stored, look it
+ * up.  OWN: ours to verify; OFF: verify without it.
+ */
+static void flight_step(struct cbv_verify *v)
+{
+	struct cbv_result *hit = NULL;
+	unsigned long age = 0;
+	int64_t wake = 0, now;
+
+	switch (cbv_cache_flight_begin(v->cache, &v->key, v->caps.lease_s, &v->flight, &wake)) {
+	case CBV_CACHE_BUSY:
+		now = cbv_now_ms();
+		if (now >= v->deadline_ms) {
+			v->no_store = 1;
+			synth(v, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.7",
+			      "overall deadline reached waiting for another verification of %s",
+			      v->res->address);
+			finish(v);
+			return;
+		}
+		v->state = VS_FLIGHT;
+		v->flight_wake = cbv_deadline_min(wake > now ? wake : now, now + FLIGHT_POLL_MS);
+		v->flight_wake = cbv_deadline_min(v->flight_wake, v->deadline_ms);
+		return;
+	case CBV_CACHE_READY:
+		/* refresh: a record exists, and we mean to replace it (no flight then) */
+		if (!v->p.cache_refresh &&
+		    cbv_cache_lookup(v->cache, &v->key, &hit, &age) == CBV_CACHE_HIT) {
+			answer_hit(v, hit, age);
+			if (v->state == VS_DONE)
+				return;
+		}
+		break;
+	default:
+		break; /* OWN: ours (v->flight); OFF: without */
+	}
+	caps_step(v);
+}
+
+/*
+ * The lookup before DNS (after the address, the sender and the map are
+ * known), then single flight and caps.  A cache that fails never fails
+ * the verification: it runs uncached (cache_use off).
+ */
+/*
+ * catchall_probe: a local part nobody can guess (so a hostile MX cannot
+ * single it out and refuse it), cbv-probe-<16 hex> from getrandom(2), at
+ * the domain we call out to.  Without randomness there is no probe.
+ */
+static void make_probe(struct cbv_verify *v)
+{
+	unsigned char r[8];
+
+	v->probe[0] = '\0';
+	if (!v->p.catchall_probe || v->addr.literal)
+		return;
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		cbv_log(CBV_LOG_WARN, "cbv: no randomness for the catch-all probe: %s",
+		        strerror(errno));
+		return;
+	}
+	snprintf(v->probe, sizeof(v->probe), "cbv-probe-%02x%02x%02x%02x%02x%02x%02x%02x@%s",
+	         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], v->domain);
+	if (strlen(v->probe) > CBV_PATH_MAX)
+		v->probe[0] = '\0'; /* over the path limit (RFC 5321 4.5.3.1.3): no probe */
+}
+
+static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
+{
+	struct cbv_result *hit = NULL;
+	unsigned long age = 0;
+	enum cbv_cache_status st;
+
+	/* no domain record answered (else we stop at the lookup): probe if asked */
+	make_probe(v);
+	v->cache = cache_handle(&v->p);
+	if (v->cache != NULL && !key_build(v, mode)) {
+		cbv_log(CBV_LOG_DEBUG, "cbv: %s: profile too large for a cache key; uncached",
+		        v->res->address);
+		v->cache = NULL;
+	}
+	if (v->cache == NULL) {
+		start_phase(v);
+		return;
+	}
+	cbv_cache_ttl_defaults(&v->ttl);
+	v->ttl.pass = v->p.cache_pass_ttl;
+	v->ttl.fail = v->p.cache_fail_ttl;
+	v->ttl.error = v->p.cache_error_ttl;
+	v->ttl.transient = v->p.cache_transient_ttl;
+	v->ttl.domain = v->p.cache_domain_ttl;
+	v->ttl.unreachable = v->p.cache_unreachable_ttl;
+	v->ttl.catchall = v->p.cache_catchall_ttl;
+	v->caps.domain_concurrency = v->p.domain_max_concurrency;
+	v->caps.rate_count = v->p.domain_max_rate.count;
+	v->caps.rate_window_s = v->p.domain_max_rate.count == 0 ? 0
+	                        : v->p.domain_max_rate.per_ms < 1000
+	                            ? 1
+	                            : v->p.domain_max_rate.per_ms / 1000;
+	v->caps.host_concurrency = v->p.host_max_concurrency;
+	v->caps.lease_s = v->p.timeout_ms / 1000 + LEASE_MARGIN_S;
+	st = v->p.cache_refresh ? (cbv_cache_usable(v->cache) ? CBV_CACHE_MISS : CBV_CACHE_OFF)
+	                        : cbv_cache_lookup(v->cache, &v->key, &hit, &age);
+	if (st == CBV_CACHE_OFF) {
+		v->cache = NULL;
+		start_phase(v);
+		return;
+	}
+	v->res->cache_use = CBV_CACHE_USE_MISS;
+	if (st == CBV_CACHE_HIT) {
+		answer_hit(v, hit, age);
+		if (v->state == VS_DONE)
+			return;
+	}
+	flight_step(v);
+}
+
 struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
                                   const struct cbv_request *req,
                                   struct cbv_err *err)
@@ -581,8 +960,7 @@ struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
 		finish(v);
 		return v;
 	}
-	/* A result cache would be consulted here, before any DNS. */
-	start_phase(v);
+	cache_start(v, req->mode);
 	return v;
 }
 
@@ -595,6 +973,9 @@ int cbv_verify_pollfds(struct cbv_verify *v, struct pollfd *fds, int max,
 	switch (v->state) {
 	case VS_DONE:
 		return -1;
+	case VS_FLIGHT:
+		wake = v->flight_wake;
+		break;
 	case VS_DNS:
 		n = cbv_dns_pollfds(v->dns, fds, max, &wake);
 		break;
@@ -611,6 +992,10 @@ void cbv_verify_process(struct cbv_verify *v, const struct pollfd *fds, int n)
 	switch (v->state) {
 	case VS_DONE:
 		return;
+	case VS_FLIGHT:
+		if (cbv_now_ms() >= v->flight_wake)
+			flight_step(v);
+		break;
 	case VS_DNS:
 		cbv_dns_process(v->dns, fds, n);
 		dns_done(v);
@@ -649,6 +1034,9 @@ void cbv_verify_free(struct cbv_verify *v)
 {
 	if (v == NULL)
 		return;
+	if (v->state != VS_DONE)
+		cache_release(v); /* aborted: let the others go */
+	cbv_free(v->fp);
 	cbv_session_free(v->sess);
 	cbv_dns_free(v->dns);
 	cbv_result_free(v->res);

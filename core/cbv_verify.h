@@ -10,6 +10,40 @@
  * Like the session it is a non-blocking machine (pollfds/process), so the
  * callout server can run thousands at once; cbv_verify() runs one to
  * completion with poll(2) for cbv.so and the CLI.
+ *
+ * The cache and abuse controls (cbv_cache.h; profile key cache, "" = off).
+ * The process keeps one handle per store path (at most 8 paths), opened
+ * on first use and again after fork.  After the address, the sender and
+ * the map are known and before any DNS:
+ *   1. lookup (skipped with cache_refresh): the address record, else a
+ *      domain fact (catch-all -> pass/catch_all, refuses the null sender
+ *      -> error/sender_refused, every host unreachable ->
+ *      transient/connect_failed).  A hit is the stored result whole (last
+ *      poll, message, elapsed time of the original callout) with cache = 1,
+ *      age = seconds since it was stored, and address and rcpt the
+ *      request's own; nothing is sent.
+ *   2. single flight per key across processes: while another verification
+ *      of the key runs, wait (wake time every 50 ms, never sleeping) until
+ *      its result is stored (a hit), its holder dies or its lease ends, or
+ *      our own deadline passes (transient/timeout, nothing sent).
+ *   3. domain caps (domain_max_concurrency, domain_max_rate, per domain
+ *      after the map): over one, transient/rate_limited "451 4.7.0 ...
+ *      CAP reached", nothing sent, nothing stored.
+ *   4. per host: host_max_concurrency per MX IP; a host at its cap is
+ *      skipped; all of them skipped: transient/rate_limited.
+ *   5. after the verdict: stored for its verdict's TTL (0 = not stored;
+ *      transient by default), with the domain fact it implies; never a
+ *      rate_limited result, a transient one when a capped host was
+ *      skipped, or our own failure to start a session.
+ * The key: domain after the map, local part as sent, MAIL FROM used,
+ * port, and a fingerprint of starttls, tls_verify, ca_dir, the effective
+ * helo, dns_servers, deny_networks, max_hosts, the request's host and mode
+ * (when a host is used) and catchall_probe (see key_build()).  A store
+ * that cannot be used never fails a verification: it runs uncached and
+ * the result says cache_use OFF.  catchall_probe = yes (and no record
+ * answered): the session also RCPTs cbv-probe-<16 random hex>@domain; a
+ * 2xx to both makes the verdict pass/catch_all (sent, recv and message
+ * stay the real RCPT's), stored as a domain fact.
  */
 #ifndef CBV_VERIFY_H
 #define CBV_VERIFY_H

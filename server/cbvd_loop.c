@@ -24,7 +24,12 @@
  * turn, a line longer than that is answered "NO line too long" and skipped,
  * input is not read while CBVD_OUT_HIGH bytes of answers wait for it, and
  * a client that lets CBVD_OUT_MAX pile up is dropped.  A client that goes
- * away mid-RUN has its verifications freed at once (connections closed).
+ * away mid-RUN has its verifications freed at once (connections closed),
+ * unless its profile has a cache: then each running one is detached and
+ * finishes in the background, within the profile's own timeout, so that
+ * its result is stored and the sender's retry is answered from the cache
+ * (calloutd does the same).  Detached verifications still count against
+ * max_inflight; queued ones are dropped.  At shutdown all are cancelled.
  */
 #define _GNU_SOURCE /* accept4(), POLLRDHUP */
 
@@ -51,7 +56,7 @@ enum job_state { J_PENDING, J_QUEUED, J_RUNNING, J_DONE };
 struct job {
 	struct job *prev, *next;   /* the global running list or wait queue */
 	struct job *cnext;         /* the client's batch, in ID order */
-	struct client *c;
+	struct client *c;          /* NULL once detached (its client went away) */
 	unsigned id;
 	enum job_state state;
 	struct cbv_verify *v;
@@ -257,8 +262,8 @@ static void on_trace(void *arg, enum cbv_trace kind, const char *text)
 {
 	struct job *j = arg;
 
-	if ((unsigned)kind >= sizeof(trace_kind) / sizeof(trace_kind[0]))
-		return;
+	if (j->c == NULL || (unsigned)kind >= sizeof(trace_kind) / sizeof(trace_kind[0]))
+		return; /* detached: nobody to tell */
 	switch (kind) {
 	case CBV_TRACE_SENT:
 		if (strcmp(text, "QUIT") == 0)
@@ -386,6 +391,13 @@ static void job_done(struct loop *L, struct job *j, const struct cbv_result *r)
 		L->inflight--;
 	}
 	j->state = J_DONE;
+	if (c == NULL) {
+		/* detached: the core has logged and stored the result */
+		cbv_log(CBV_LOG_INFO, "cbvd: - %010u <%s> %s finished in the background", j->id,
+		        j->email, r != NULL ? cbv_verdict_name(r->verdict) : "-");
+		job_free(j);
+		return;
+	}
 	j->word = r != NULL ? cbv_verdict_mfd_name(r->verdict) : "temp_failure";
 	if (r != NULL)
 		job_report(j, r);
@@ -475,6 +487,13 @@ static void client_free(struct loop *L, struct client *c)
 
 	for (j = c->batch; j != NULL; j = next) {
 		next = j->cnext;
+		if (j->state == J_RUNNING && !L->stop && j->v != NULL &&
+		    c->profile->cache[0] != '\0' && !cbv_verify_done(j->v)) {
+			/* finish in the background, for the cache (the file comment) */
+			j->c = NULL;
+			j->cnext = NULL;
+			continue;
+		}
 		if (j->state == J_RUNNING) {
 			jl_remove(&L->running, j);
 			L->inflight--;
@@ -1005,6 +1024,11 @@ int cbvd_loop_run(const struct cbvd_loop_conf *lc)
 	        L.nclients, L.inflight, L.queue.n);
 	while (L.clients != NULL)
 		client_free(&L, L.clients);
+	while (L.running.head != NULL) { /* detached ones (L.stop: no more are) */
+		j = L.running.head;
+		jl_remove(&L.running, j);
+		job_free(j);
+	}
 	cbv_free(L.pfds);
 	return 0;
 }

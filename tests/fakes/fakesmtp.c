@@ -2,7 +2,7 @@
  * fakesmtp: scripted, hostile and fast fake SMTP servers for the loopback
  * test rig (tests/rig/PLAN.md).
  *
- *   fakesmtp [-v] [-p PIDFILE] IP:PORT=SCENARIO ...      (IPv6: [::1]:PORT)
+ *   fakesmtp [-v] [-p PIDFILE] [-r DIR] IP:PORT=SCENARIO ...  (IPv6: [::1]:PORT)
  *
  * One process, one poll(2) loop, non-blocking sockets, any number of
  * listeners and concurrent connections. It only ever binds 127.0.0.0/8 or
@@ -37,6 +37,10 @@
  *   mixgreet    "220-mixgreet.test" then "554 5.3.2 changed its mind"
  *   chatty      greeting and an unsolicited "250 chatty" line right after it
  *   rcptmix     normal, RCPT -> "250-OK" then "550 5.1.1 no" (mixed codes)
+ *   counting    fast, and each RCPT is counted: a line "IP <address>" appended
+ *               to DIR/rcpt.log (-r DIR), for the cache tests
+ *   catchall    counting, but every RCPT -> 250 (a catch-all domain)
+ *   slowcount   counting, but the greeting comes after SLOW_GREETING_MS
  *
  * Input lines are bounded (LINE_MAX_IN bytes with CRLF); a longer line gets
  * a 500 and the connection is closed. Closing is "lingering": our side is
@@ -67,6 +71,7 @@
 #define GARBAGE_LEN 4096
 #define MULTI_CHUNK 16384          /* bytes of 250- lines queued at once */
 #define DRIP_INTERVAL_MS 1000
+#define SLOW_GREETING_MS 2000
 #define LINGER_MS 2000             /* drain input this long after our FIN */
 #define MAX_LISTENERS 64
 
@@ -90,6 +95,9 @@ enum scenario {
 	SC_MIXGREET,
 	SC_CHATTY,
 	SC_RCPTMIX,
+	SC_COUNTING,
+	SC_CATCHALL,
+	SC_SLOWCOUNT,
 	SC_COUNT
 };
 
@@ -98,7 +106,11 @@ static const char *const scenario_names[SC_COUNT] = {
 	"mid421", "greet554", "nullsender", "policy",   "fast",
 	"tlsclose",
 	"sender518", "mail530", "bigreply", "greet421", "mixgreet", "chatty", "rcptmix",
+	"counting", "catchall", "slowcount",
 };
+
+/* -r DIR: where counting scenarios append their RCPT lines (NULL: nowhere). */
+static const char *rcpt_dir;
 
 static const char drip_greeting[] = "220 drip.test ESMTP slow\r\n";
 
@@ -128,6 +140,7 @@ struct conn {
 	char in[LINE_MAX_IN];
 	size_t inlen;
 	size_t drip_pos;
+	char local_ip[INET6_ADDRSTRLEN]; /* for the RCPT count */
 	int64_t timer_ms; /* drip: next byte; linger: give up; else unused */
 };
 
@@ -352,6 +365,10 @@ static void greet(struct conn *c)
 		c->drip_pos = 0;
 		c->timer_ms = now_ms(); /* first byte right away */
 		break;
+	case SC_SLOWCOUNT:
+		c->st = ST_DRIP; /* the whole greeting at once, when the timer fires */
+		c->timer_ms = now_ms() + SLOW_GREETING_MS;
+		break;
 	default:
 		snprintf(buf, sizeof buf, "220 %s.test ESMTP fakesmtp",
 			 scenario_names[c->sc]);
@@ -376,6 +393,25 @@ static void do_rcpt(struct conn *c, const char *line)
 	if (c->sc == SC_RCPTMIX) {
 		reply(c, "250-OK");
 		reply(c, "550 5.1.1 no");
+		return;
+	}
+	if ((c->sc == SC_COUNTING || c->sc == SC_CATCHALL || c->sc == SC_SLOWCOUNT) &&
+	    rcpt_dir != NULL && p != NULL) {
+		char path[4096], rec[LINE_MAX_IN + 64];
+		int fd, n;
+
+		snprintf(path, sizeof path, "%s/rcpt.log", rcpt_dir);
+		n = snprintf(rec, sizeof rec, "%s %s\n", c->local_ip, p);
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			/* one write with O_APPEND: lines never interleave */
+			if (write(fd, rec, (size_t)n) < 0)
+				vlog("#%lu rcpt.log: %s", c->id, strerror(errno));
+			close(fd);
+		}
+	}
+	if (c->sc == SC_CATCHALL) {
+		reply(c, "250 2.1.5 Recipient OK");
 		return;
 	}
 	if (c->sc == SC_BIGREPLY) {
@@ -538,6 +574,10 @@ static void conn_add(int fd, enum scenario sc, const char *peer, const char *loc
 	c->fd = fd;
 	c->sc = sc;
 	c->id = next_conn_id++;
+	/* local is the listener's "IP:PORT" or "[IP6]:PORT": keep the IP */
+	snprintf(c->local_ip, sizeof c->local_ip, "%s", local);
+	if (strrchr(c->local_ip, ':') != NULL)
+		*strrchr(c->local_ip, ':') = '\0';
 	conns[nconns++] = c;
 	vlog("#%lu connect from %s to %s (%s)", c->id, peer, local,
 	     scenario_names[sc]);
@@ -657,6 +697,12 @@ static int do_timer(struct conn *c, int64_t now)
 {
 	if (c->st == ST_LINGER && now >= c->timer_ms)
 		return -1;
+	if (c->st == ST_DRIP && now >= c->timer_ms && c->sc == SC_SLOWCOUNT) {
+		reply(c, "220 slowcount.test ESMTP fakesmtp");
+		c->st = ST_CMD;
+		process_input(c);
+		return 0;
+	}
 	if (c->st == ST_DRIP && now >= c->timer_ms) {
 		out_append(c, drip_greeting + c->drip_pos, 1);
 		c->drip_pos++;
@@ -781,7 +827,7 @@ static void usage(void)
 {
 	size_t i;
 
-	fputs("usage: fakesmtp [-v] [-p PIDFILE] IP:PORT=SCENARIO ...\n"
+	fputs("usage: fakesmtp [-v] [-p PIDFILE] [-r DIR] IP:PORT=SCENARIO ...\n"
 	      "       IPv6 as [::1]:PORT; loopback addresses only\n"
 	      "scenarios:",
 	      stderr);
@@ -809,13 +855,16 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int opt, i;
 
-	while ((opt = getopt(argc, argv, "vp:h")) != -1) {
+	while ((opt = getopt(argc, argv, "vp:r:h")) != -1) {
 		switch (opt) {
 		case 'v':
 			verbose = 1;
 			break;
 		case 'p':
 			pidfile = optarg;
+			break;
+		case 'r':
+			rcpt_dir = optarg;
 			break;
 		default:
 			usage();

@@ -84,7 +84,9 @@ expect_run() {
 
 # rig_profile [-D] NAME [LINE...]: the rig's DNS server and SMTP port with
 # loopback allowed (deny_networks = [ ]; -D keeps the default list, which
-# refuses the rig), then each LINE ("timeout = 2s") as given.
+# refuses the rig), no cache (cache = ""; a LINE "cache = PATH" replaces
+# it: tests never touch the system's cache), then each LINE
+# ("timeout = 2s") as given.
 rig_profile() {
 	local deny=1 l
 	[[ $1 == -D ]] && { deny=0; shift; }
@@ -92,6 +94,7 @@ rig_profile() {
 	shift
 	printf '  dns_servers = "%s"\n  port = %s\n' "$CBV_RIG_DNS" "$CBV_RIG_PORT"
 	((deny)) && printf '  deny_networks = [ ]\n'
+	[[ " ${*}" == *" cache "* || " ${*}" == *" cache="* ]] || printf '  cache = ""\n'
 	for l in "$@"; do printf '  %s\n' "$l"; done
 	printf '}\n'
 }
@@ -136,11 +139,13 @@ smtp_cbv "q" {
   dns_servers = "127.0.0.1:5353"
   port = 2525
   deny_networks = [ ]
+  cache = ""
   timeout = 2s
 }
 smtp_cbv "r" {
   dns_servers = "127.0.0.1:5353"
   port = 2525
+  cache = ""
 }
 lib: 4 passed, 4 failed'
 	if [[ $out == "$want" ]]; then

@@ -15,7 +15,7 @@ B=${B:-build}
 LIMIT=${CBV_TEST_TIMEOUT:-300}
 
 # Check suites that talk to the rig's DNS or SMTP servers.
-RIG_SUITES=(check_dns check_session check_verify check_tls)
+RIG_SUITES=(check_dns check_session check_verify check_tls check_verify_cache)
 
 if [[ -z ${CBV_RIG_DIR:-} || -z ${CBV_RIG_DNS:-} || -z ${CBV_RIG_PORT:-} ]]; then
 	echo "run.sh: no rig (CBV_RIG_DIR/CBV_RIG_DNS/CBV_RIG_PORT unset);" \

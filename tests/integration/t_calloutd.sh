@@ -45,6 +45,7 @@ CPID=$CALLOUTD_PID
 
 cat > "$NS/cbv.conf" <<CONF
 smtp_cbv "default" {
+  cache = ""
   helo = "cli.verifier.test"
   timeout = 20s
   starttls = never

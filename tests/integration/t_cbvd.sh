@@ -19,9 +19,10 @@ done
 TMP=$(mktemp -d)
 chmod 755 "$TMP"
 mkdir "$TMP/run"
+mkdir "$TMP/cache"
 # cbvd drops root: its socket directory must be its own to unlink at exit.
 if [ "$(id -u)" = 0 ]; then
-	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$TMP/run"; else chown nobody "$TMP/run"; fi
+	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$TMP/run" "$TMP/cache"; else chown nobody "$TMP/run" "$TMP/cache"; fi
 fi
 PIDS=()
 cleanup() {
@@ -38,6 +39,7 @@ PORT=$(free_port)
 SOCK="$TMP/run/cbvd.sock"
 cat > "$TMP/cbv.conf" <<CONF
 smtp_cbv "default" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
@@ -45,6 +47,7 @@ smtp_cbv "default" {
   timeout = 10s
 }
 smtp_cbv "strict" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
@@ -52,10 +55,18 @@ smtp_cbv "strict" {
   timeout = 5s
 }
 smtp_cbv "short" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
   timeout = 2s
+}
+smtp_cbv "cached" {
+  cache = "$TMP/cache/cbv"
+  dns_servers = "$CBV_RIG_DNS"
+  port = $CBV_RIG_PORT
+  deny_networks = [ ]
+  timeout = 10s
 }
 server {
   listen = [ "unix://$SOCK" "inet://127.0.0.1:$PORT" ]
@@ -338,6 +349,23 @@ if [ "$mid" -ge 1 ] && [ "$after" -eq 0 ] && [ "$fd1" -le "$fd0" ]; then
 	ok "disconnect mid-RUN cancels (tarpit conns $mid -> $after, fds $fd0 -> $fd1)"
 else
 	bad "disconnect mid-RUN cancels" "tarpit conns $mid -> $after, fds $fd0 -> $fd1"
+fi
+
+# A client leaving before the verdict, with a cache: cbvd finishes the
+# verification in the background and stores it; the retry is a cache hit
+# (slowcount.test greets 2 s late and logs each RCPT it gets).
+bg="bg$$@slowcount.test"
+rcpts_bg() { grep -c "^127\.0\.0\.68 <$bg>\$" "$CBV_RIG_DIR/rcpt.log" 2>/dev/null; }
+bg_stored() { [ "$(rcpts_bg)" = 1 ] && grep -q "<$bg> .*finished in the background" "$TMP/cbvd.log"; }
+client "$TCP" 'SET PROFILE="cached"' "VRFY \"$bg\"" 'RUN!' >/dev/null
+if until_ok bg_stored; then ok "client gone: the verification finishes in the background"; else
+	bad "client gone: the verification finishes in the background" "rcpts=$(rcpts_bg) $(grep -F "$bg" "$TMP/cbvd.log")"; fi
+out=$(client "$TCP" 'SET PROFILE="cached"' "VRFY \"$bg\"" RUN QUIT)
+expect_out "client gone: the retry is answered from the cache" "$out" 'S: OK 0000000000=success<CRLF>$'
+if [ "$(rcpts_bg)" = 1 ] && grep -q "<$bg> .*cache=hit" "$TMP/cbvd.log"; then
+	ok "client gone: the MX saw one RCPT, the log says cache=hit"
+else
+	bad "client gone: the MX saw one RCPT, the log says cache=hit" "rcpts=$(rcpts_bg) $(grep -F "$bg" "$TMP/cbvd.log")"
 fi
 
 # Load: 200 concurrent clients, mixed verdicts, twice; fds back to the

@@ -14,6 +14,7 @@ trap 'rm -rf "$TMP"' EXIT
 cat > "$TMP/cbv.conf" <<CONF
 # rig profile: the rig's DNS and port, loopback allowed
 smtp_cbv "default" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
@@ -21,6 +22,7 @@ smtp_cbv "default" {
   timeout = 10s
 }
 smtp_cbv "strict" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]

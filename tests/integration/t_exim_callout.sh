@@ -133,6 +133,7 @@ if [[ ${1:-} == --calloutd-inner ]]; then
 	if calloutd_start "$NS"; then ok "calloutd listening"; else bad "calloutd starts"; summary; exit; fi
 	cat >>"$T/cbv.conf" <<-EOF
 	smtp_cbv "viaserver" {
+	  cache = ""
 	  callout_url = "$CALLOUTD_UNIX_URL"
 	  helo = "verifier.test"
 	  timeout = 20s
@@ -193,6 +194,7 @@ UNIX_URL="unix://$SOCK"
 INET_URL="inet://127.0.0.1:$PORT"
 cat >"$T/cbvd.conf" <<EOF
 smtp_cbv "default" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]
@@ -213,14 +215,17 @@ grep -q ready "$T/cbvd.log" && ok "cbvd started" || { bad "cbvd starts" "$(cat "
 # default deny_networks (loopback refused: error/forbidden_target).
 cat >>"$T/cbv.conf" <<EOF
 smtp_cbv "viaserver" {
+  cache = ""
   callout_url = "$UNIX_URL"
   vars_acl = cbv_setvars
 }
 smtp_cbv "inprocess" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
 }
 smtp_cbv "impatient" {
+  cache = ""
   timeout = 1s
 }
 EOF

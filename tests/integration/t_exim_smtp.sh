@@ -33,7 +33,7 @@ mail alice@exim.test bob@exim.test -DFRONT_MAIL=1
 expect "MAIL pass: 250 and message accepted" '^250 OK id=' "$out"
 l=$(newlog)
 expect "MAIL pass: one mainlog line with address, sender, status, reason, host, ip, elapsed" \
-	'cbv: <alice@exim\.test> sender=<> pass/accepted host=mx\.exim\.test \[(127\.0\.0\.10|\[::1\]):[0-9]+\] elapsed=[0-9]+ms: 250 ' "$l"
+	'cbv: <alice@exim\.test> sender=<> pass/accepted host=mx\.exim\.test \[(127\.0\.0\.10|\[::1\]):[0-9]+\] elapsed=[0-9]+ms cache=off: 250 ' "$l"
 expect "MAIL pass: \$acl_m_smtp_cbv_result and \$acl_m_last_poll_* set" \
 	'X-CBV result=<pass> sender=<pass> rcpt=<> reason=<accepted> host=<mx\.exim\.test> ip=<[^>]+> greeting=<220 mx\.exim\.test ESMTP Exim [^>]*> sent=<RCPT TO:<alice@exim\.test>>' "$l"
 h=$(cat "$T"/spool/input/*-H 2>/dev/null)

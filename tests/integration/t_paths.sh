@@ -37,6 +37,7 @@ profile() { # NAME EXTRA...
 	shift
 	cat <<CONF
 smtp_cbv "$name" {
+  cache = ""
   dns_servers = "$CBV_RIG_DNS"
   port = $CBV_RIG_PORT
   deny_networks = [ ]

@@ -40,6 +40,8 @@ FAKES=(
 	127.0.0.31=tlsclose
 	127.0.0.40=sender518 127.0.0.41=mail530 127.0.0.42=bigreply 127.0.0.43=greet421
 	127.0.0.44=mixgreet 127.0.0.45=chatty 127.0.0.46=rcptmix
+	127.0.0.60=catchall 127.0.0.65=counting 127.0.0.66=counting 127.0.0.67=counting
+	127.0.0.68=slowcount
 )
 
 say() { printf 'rig: %s\n' "$*" >&2; }
@@ -187,7 +189,7 @@ start_fakes() {
 	for f in "${FAKES[@]}"; do args+=("${f%%=*}:$PORT=${f#*=}"); done
 	# setsid: its own session, so a terminal's ^C to the test run does not
 	# take it down behind the rig's back; stop() ends it by pid.
-	setsid "$B/fakesmtp" $v -p "$dir/fakesmtp.pid" "${args[@]}" \
+	setsid "$B/fakesmtp" $v -p "$dir/fakesmtp.pid" -r "$dir" "${args[@]}" \
 		</dev/null >>"$dir/fakesmtp.log" 2>&1 &
 }
 

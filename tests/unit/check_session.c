@@ -231,6 +231,9 @@ struct run {
 };
 
 /* Runs one session against a peer playing script; fills *out. */
+/* The catch-all probe RCPT the next session sends (NULL: none); the probe rows set it. */
+static const char *probe_rcpt;
+
 static void run_session(const struct row *row, struct run *out)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
@@ -257,6 +260,7 @@ static void run_session(const struct row *row, struct run *out)
 	o.helo = HELO_NAME;
 	o.mail_from = "";
 	o.rcpt_to = RCPT_ADDR;
+	o.probe_rcpt = probe_rcpt;
 	o.starttls = row->starttls;
 	o.ca_dir = "";
 	o.connect_timeout_ms = CMD_MS;
@@ -372,6 +376,53 @@ static const struct row pipe_rows[] = {
 START_TEST(test_pipelining)
 {
 	check_row(&pipe_rows[_i]);
+}
+END_TEST
+
+/* ---- the catch-all probe: a second RCPT, its reply kept apart ----------- */
+
+#define PROBE_ADDR "cbv-probe-0123456789abcdef@example.test"
+#define PROBE E("RCPT TO:<" PROBE_ADDR ">")
+
+static const struct row probe_rows[] = {
+	{ "pipelined with MAIL and RCPT; both accepted",
+	  SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, PROBE, S("250 ok\r\n250 2.1.5 ok\r\n250 2.1.5 probe\r\n"),
+	         E("QUIT"), DONE),
+	  CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	{ "pipelined; the probe refused",
+	  SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, PROBE, S("250 ok\r\n250 2.1.5 ok\r\n"),
+	         S("550 5.1.1 no\r\n"), E("QUIT"), DONE),
+	  CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	{ "pipelined; the real RCPT refused decides, the probe reply is not awaited",
+	  SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, PROBE, S("250 ok\r\n550 5.1.1 unknown\r\n"),
+	         E("QUIT"), DONE),
+	  CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 550, "5.1.1", ANY },
+	{ "pipelined; the probe never answered: the real 250 stands",
+	  SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, PROBE, S("250 ok\r\n250 2.1.5 ok\r\n"),
+	         E("QUIT"), DONE),
+	  CBV_STARTTLS_NEVER, 300, 0, CBV_OK, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	{ "not pipelined: the probe after the real 250",
+	  SCRIPT(GREET, EHLO_PLAIN, MAIL, S("250 ok\r\n"), RCPT, QUIET_, S("250 2.1.5 ok\r\n"),
+	         PROBE, S("250 2.1.5 probe\r\n"), E("QUIT"), DONE),
+	  CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	{ "not pipelined: no probe after a 550",
+	  SCRIPT(GREET, EHLO_PLAIN, MAIL, S("250 ok\r\n"), RCPT, S("550 5.1.1 unknown\r\n"),
+	         E("QUIT"), DONE),
+	  CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 550, "5.1.1", ANY },
+};
+
+/* The probe's reply code per row (0: none received). */
+static const int probe_codes[] = { 250, 550, 0, 0, 250, 0 };
+
+START_TEST(test_probe)
+{
+	probe_rcpt = PROBE_ADDR;
+	check_row(&probe_rows[_i]);
+	probe_rcpt = NULL;
+	ck_assert_int_eq(result.o.probe_code, probe_codes[_i]);
+	/* sent and reply stay the real RCPT's pair */
+	ck_assert_str_eq(result.o.sent, "RCPT TO:<" RCPT_ADDR ">");
+	ck_assert_str_eq(result.o.probe_sent, probe_codes[_i] ? "RCPT TO:<" PROBE_ADDR ">" : "");
 }
 END_TEST
 
@@ -642,6 +693,7 @@ static Suite *session_suite(void)
 
 	add_loop(s, "helo_fallback", test_helo, NROWS(helo_rows));
 	add_loop(s, "pipelining", test_pipelining, NROWS(pipe_rows));
+	add_loop(s, "probe", test_probe, NROWS(probe_rows));
 	add_loop(s, "ondemand", test_ondemand, NROWS(ondemand_rows));
 	add_loop(s, "starttls", test_starttls, NROWS(starttls_rows));
 	add_loop(s, "reply_421", test_421, NROWS(r421_rows));

@@ -118,7 +118,7 @@ static void count_init(void *arg, enum cbv_trace kind, const char *text)
 		contacted++;
 }
 
-/* The rig profile: its DNS and port, loopback allowed, short timeouts. */
+/* The rig profile: its DNS and port, loopback allowed, short timeouts, no cache. */
 static void rig_profile(struct cbv_profile *p, const char *extra)
 {
 	const char *dns = getenv("CBV_RIG_DNS");
@@ -128,6 +128,7 @@ static void rig_profile(struct cbv_profile *p, const char *extra)
 
 	ck_assert_msg(dns != NULL && port != NULL, "run inside tests/rig/rig.sh run");
 	cbv_profile_defaults(p);
+	ck_assert_int_eq(cbv_profile_set(p, "cache", "", &err), CBV_OK);
 	ck_assert_int_eq(cbv_profile_set(p, "dns_servers", dns, &err), CBV_OK);
 	ck_assert_int_eq(cbv_profile_set(p, "port", port, &err), CBV_OK);
 	ck_assert_int_eq(cbv_profile_set(p, "deny_networks", "", &err), CBV_OK);

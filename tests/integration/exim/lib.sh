@@ -55,6 +55,7 @@ rig_cbv_conf() {
 	cat >"$1" <<-EOF
 	# rig profile: the rig's DNS and port, loopback allowed
 	smtp_cbv "default" {
+	  cache = ""
 	  dns_servers = "$CBV_RIG_DNS"
 	  port = $CBV_RIG_PORT
 	  deny_networks = [ ]
@@ -62,12 +63,14 @@ rig_cbv_conf() {
 	  command_timeout = 5s
 	}
 	smtp_cbv "quick" {
+	  cache = ""
 	  dns_servers = "$CBV_RIG_DNS"
 	  port = $CBV_RIG_PORT
 	  deny_networks = [ ]
 	  timeout = 2s
 	}
 	smtp_cbv "mapped" {
+	  cache = ""
 	  dns_servers = "$CBV_RIG_DNS"
 	  port = $CBV_RIG_PORT
 	  deny_networks = [ ]
