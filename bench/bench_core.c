@@ -334,7 +334,8 @@ static double run_tls(const char *name, const char *host, const char *opts, int 
 	int resumed = 0;
 
 	cbv_profile_defaults(&p);
-	if (cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
+	if (cbv_profile_set(&p, "cache", "", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "deny_networks", "", &err) != CBV_OK ||
 	    cbv_profile_set(&p, "helo", "bench.test", &err) != CBV_OK ||

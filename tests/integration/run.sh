@@ -25,6 +25,12 @@ fi
 
 passed=0 failed=0 failures=()
 
+# Every test profile sets its own cache (or none): a test that falls back
+# to the default path would write the host's real cache.  Caught below.
+SYS_CACHE=/var/spool/exim4/db/cbv
+sys_cache_before=0
+[[ -e $SYS_CACHE ]] && sys_cache_before=1
+
 run_one() { # NAME CMD...
 	local name=$1 rc
 	shift
@@ -58,6 +64,11 @@ for t in tests/integration/t_*.sh; do
 	run_one "${t##*/}" bash "$t"
 done
 
+if ((!sys_cache_before)) && [[ -e $SYS_CACHE ]]; then
+	echo "-- FAIL hermetic: a test created the default cache $SYS_CACHE (a profile without cache = ...)"
+	failed=$((failed + 1))
+	failures+=("hermetic")
+fi
 if ((failed)); then
 	echo "failed: ${failures[*]}"
 fi

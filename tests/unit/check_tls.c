@@ -152,6 +152,8 @@ START_TEST(last_poll_resumed)
 	cbv_tls_set_store(NULL);
 	cbv_tls_cache_clear();
 	cbv_profile_defaults(&p);
+	/* No cache: the second verification must make a connection. */
+	ck_assert_int_eq(cbv_profile_set(&p, "cache", "", &err), CBV_OK);
 	ck_assert_int_eq(cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err), CBV_OK);
 	ck_assert_int_eq(cbv_profile_set(&p, "port", getenv("CBV_RIG_PORT"), &err), CBV_OK);
 	ck_assert_int_eq(cbv_profile_set(&p, "deny_networks", "", &err), CBV_OK);
