@@ -159,7 +159,7 @@ smtp_cbv "cached" {
 CONF
 CACHED=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=profile=cached" -DCBV_NO_SETVARS=1)
 COLD=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=profile=cached cache=" -DCBV_NO_SETVARS=1)
-BCACHE=(-DFRONT_BUILTIN=1 -DFRONT_BUILTIN_CACHE=1 -DFRONT_NOLOAD=1)
+BCACHE=(-DFRONT_BUILTIN=1 -DFRONT_CACHED_BUILTIN=1 -DFRONT_NOLOAD=1)
 ADDR=alice@exim.test
 session "$ADDR" "${BCACHE[@]}" >/dev/null # warm Exim's callout cache
 session "$ADDR" "${CACHED[@]}" >/dev/null # warm cbv.so's cache
