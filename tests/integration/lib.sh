@@ -8,8 +8,11 @@
 #   ok NAME / bad NAME [DETAIL]         one result line (DETAIL indented below)
 #   check NAME CMD...                   ok if CMD succeeds, else bad with $DETAIL
 #   expect_run NAME RC REGEX -- CMD...  CMD exits RC and a stdout line matches REGEX
+#                                       (CMD's stderr is left in $RUN_ERR)
 #   expect_text NAME TEXT REGEX...      every REGEX matches TEXT (see below)
-#   rig_profile [-D] NAME [LINE...]     print an smtp_cbv block for the rig
+#   matches REGEX TEXT                  status 0 if REGEX matches TEXT (see below)
+#   cbv_profile NAME [LINE...]          print an smtp_cbv block: cache = "", LINEs
+#   rig_profile [-D] NAME [LINE...]     the same with the rig's DNS, port, deny_networks
 #   free_port                           print a free TCP port on 127.0.0.1
 #   summary [LABEL]                     "N passed, M failed"; status 1 on failures
 #
@@ -65,13 +68,15 @@ expect_text() {
 	ok "$name"
 }
 
-# Runs CMD with stderr in a temporary file, shown on failure.
+# Runs CMD with stderr in a temporary file, shown on failure and left in
+# RUN_ERR for further checks.
 expect_run() {
 	local name=$1 want_rc=$2 re=$3 out rc errf
 	shift 4
 	errf=$(mktemp)
 	out=$("$@" 2>"$errf")
 	rc=$?
+	RUN_ERR=$(cat "$errf")
 	if ((rc != want_rc)); then
 		bad "$name" "exit $rc, want $want_rc; stdout: $out; stderr: $(head -c 500 "$errf")"
 	elif ! matches "$re" "$out"; then
@@ -82,21 +87,26 @@ expect_run() {
 	rm -f "$errf"
 }
 
-# rig_profile [-D] NAME [LINE...]: the rig's DNS server and SMTP port with
-# loopback allowed (deny_networks = [ ]; -D keeps the default list, which
-# refuses the rig), no cache (cache = ""; a LINE "cache = PATH" replaces
-# it: tests never touch the system's cache), then each LINE
-# ("timeout = 2s") as given.
-rig_profile() {
-	local deny=1 l
-	[[ $1 == -D ]] && { deny=0; shift; }
+# cbv_profile NAME [LINE...]: an smtp_cbv block with no cache (cache = "";
+# a LINE "cache = PATH" replaces it: tests never touch the system's cache),
+# then each LINE ("timeout = 2s") as given.
+cbv_profile() {
+	local l cache=1
 	printf 'smtp_cbv "%s" {\n' "$1"
 	shift
-	printf '  dns_servers = "%s"\n  port = %s\n' "$CBV_RIG_DNS" "$CBV_RIG_PORT"
-	((deny)) && printf '  deny_networks = [ ]\n'
-	[[ " ${*}" == *" cache "* || " ${*}" == *" cache="* ]] || printf '  cache = ""\n'
+	for l in "$@"; do [[ $l =~ ^[[:space:]]*cache[[:space:]]*= ]] && cache=0; done
+	((cache)) && printf '  cache = ""\n'
 	for l in "$@"; do printf '  %s\n' "$l"; done
 	printf '}\n'
+}
+
+# rig_profile [-D] NAME [LINE...]: cbv_profile with the rig's DNS server
+# and SMTP port, and loopback allowed (deny_networks = [ ]; -D keeps the
+# default list, which refuses the rig).
+rig_profile() {
+	local deny=('deny_networks = [ ]')
+	[[ $1 == -D ]] && { deny=(); shift; }
+	cbv_profile "$1" "dns_servers = \"$CBV_RIG_DNS\"" "port = $CBV_RIG_PORT" "${deny[@]}" "${@:2}"
 }
 
 free_port() {
@@ -117,6 +127,9 @@ if [[ ${BASH_SOURCE[0]} == "$0" && ${1:-} == --selftest ]]; then
 		DETAIL=why check h false
 		CBV_RIG_DNS=127.0.0.1:5353 CBV_RIG_PORT=2525 rig_profile q 'timeout = 2s'
 		CBV_RIG_DNS=127.0.0.1:5353 CBV_RIG_PORT=2525 rig_profile -D r
+		cbv_profile s 'helo = "x"' '  cache = "/tmp/c"'
+		expect_run i 1 '^$' -- bash -c 'echo oops >&2; exit 1'
+		check j test "$RUN_ERR" = oops
 		summary lib
 	) )
 	want='ok - a
@@ -136,18 +149,24 @@ ok - g
 not ok - h
     why
 smtp_cbv "q" {
+  cache = ""
   dns_servers = "127.0.0.1:5353"
   port = 2525
   deny_networks = [ ]
-  cache = ""
   timeout = 2s
 }
 smtp_cbv "r" {
+  cache = ""
   dns_servers = "127.0.0.1:5353"
   port = 2525
-  cache = ""
 }
-lib: 4 passed, 4 failed'
+smtp_cbv "s" {
+  helo = "x"
+    cache = "/tmp/c"
+}
+ok - i
+ok - j
+lib: 6 passed, 4 failed'
 	if [[ $out == "$want" ]]; then
 		echo "lib.sh selftest: ok"
 	else
