@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/integration/lib.sh - what the integration scripts share: result
 # lines, expectations, and the rig profile for cbv.conf.  Sourced, never run
 # (except `bash tests/integration/lib.sh --selftest`).
@@ -7,6 +8,7 @@
 #   need_built FILE...                  "not ok" and exit 1 unless each is executable
 #   ok NAME / bad NAME [DETAIL]         one result line (DETAIL indented below)
 #   check NAME CMD...                   ok if CMD succeeds, else bad with $DETAIL
+#   skip WHY                            an "ok - # SKIP WHY" line, not counted
 #   expect_run NAME RC REGEX -- CMD...  CMD exits RC and a stdout line matches REGEX
 #                                       (CMD's stderr is left in $RUN_ERR)
 #   expect_text NAME TEXT REGEX...      every REGEX matches TEXT (see below)
@@ -31,6 +33,7 @@ bad() {
 	return 0
 }
 check() { local n=$1; shift; if "$@"; then ok "$n"; else bad "$n" "${DETAIL:-}"; fi; }
+skip() { echo "ok - # SKIP $1"; }
 summary() {
 	echo "${1:+$1: }$T_PASS passed, $T_FAIL failed"
 	((T_FAIL == 0))

@@ -19,10 +19,10 @@ case $B in /*) ;; *) B=$TOP/$B ;; esac
 . "$TOP/tests/integration/lib.sh"
 . "$TOP/tests/integration/exim/calloutd.sh"
 
-skip() { echo "ok - SKIP t_calloutd: $*"; echo "0 passed, 0 failed (skipped)"; exit 0; }
+skip_all() { skip "t_calloutd: $*"; echo "0 passed, 0 failed (skipped)"; exit 0; }
 
 if [ "${1:-}" != "--calloutd-inner" ]; then
-	why=$(calloutd_unusable) && skip "$why"
+	why=$(calloutd_unusable) && skip_all "$why"
 	need_built "$B/cbv"
 	calloutd_reexec "$TOP/tests/integration/t_calloutd.sh"
 	exit $?
@@ -169,7 +169,7 @@ if [ -x "$B/tests/check_callout" ]; then
 		bad "core client API against calloutd" "$(tail -5 "$NS/check.log")"
 	fi
 else
-	echo "ok - SKIP core client API ($B/tests/check_callout not built)"
+	skip "core client API ($B/tests/check_callout not built)"
 fi
 
 # calloutd survived all of it, and stops cleanly

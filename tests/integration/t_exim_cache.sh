@@ -32,9 +32,6 @@ chmod 750 "$T/db" "$T/jdir"
 	rig_profile junk 'timeout = 10s' "cache = \"$T/jdir/junk\""
 } >>"$T/cbv.conf"
 
-mark() { MARK=$( (wc -l <"$LOG") 2>/dev/null || echo 0); }
-newlog() { tail -n +"$((MARK + 1))" "$LOG" 2>/dev/null; }
-skip() { echo "ok - # SKIP $1"; }
 
 # Is the cache wired into verifications?  Verify twice with a fresh path.
 "$CBV" verify -c "$T/cbv.conf" -o cache="$T/probe/cbv" alice@exim.test >/dev/null 2>&1

@@ -314,7 +314,7 @@ callout=0 sent=RCPT TO:<bob@exim.test>"
 	[[ $out == "$want" ]] && ok "mailfromd's own callout.mfl against cbvd (mailfromd --run)" ||
 		bad "mailfromd's callout.mfl against cbvd" "$out"
 else
-	echo "ok - # SKIP mailfromd not installed"
+	skip "mailfromd not installed"
 fi
 
 cbvd_stop
@@ -322,7 +322,7 @@ grep -qiE 'AddressSanitizer|runtime error' "$T/cbvd.log" && bad "cbvd sanitizer 
 
 # ---- against Debian's calloutd, in its namespace ------------------------------
 if why=$(calloutd_unusable); then
-	echo "ok - # SKIP calloutd: $why"
+	skip "calloutd: $why"
 else
 	inner=$(calloutd_reexec "$SELF" 2>"$T/calloutd.err")
 	printf '%s\n' "$inner" | grep -Ev '^[0-9]+ passed|# SKIP' | sed 's/^/  /'

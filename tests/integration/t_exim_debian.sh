@@ -9,7 +9,7 @@ set -u
 skip_if_sanitized
 need_rig
 if [[ ! -d /etc/exim4/conf.d ]] || ! command -v update-exim4.conf >/dev/null; then
-	echo "ok - # SKIP Debian's exim4-config is not installed"
+	skip "Debian's exim4-config is not installed"
 	echo "0 passed, 0 failed"
 	exit 0
 fi

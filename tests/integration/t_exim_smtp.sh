@@ -9,7 +9,6 @@ set -u
 skip_if_sanitized
 front_setup
 trap front_cleanup EXIT
-LOG=$T/log/mainlog
 
 # mail FROM TO [-Dmacro...]: one -bs message; replies in $out.
 mail() {
@@ -18,9 +17,6 @@ mail() {
 	out=$(bs_session "$@" -- "HELO client.test" "MAIL FROM:<$from>" "RCPT TO:<$to>" \
 		DATA "Subject: cbv test" "" "body" . QUIT)
 }
-# Lines of mainlog written since the mark.
-mark() { MARK=$( (wc -l <"$LOG") 2>/dev/null || echo 0); }
-newlog() { tail -n +"$((MARK + 1))" "$LOG" 2>/dev/null; }
 queued() { find "$T/spool/input" -name '*-H' 2>/dev/null | wc -l; }
 
 # ---- sender verification at MAIL (cbv_mail.acl) ----

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/integration/exim/lib.sh - shared by t_exim_*.sh, demo.sh and
 # bench/exim_bench.sh: a private "front" Exim (tests/integration/exim/exim.conf
 # with the exim-conf drop-ins) calling cbv.so, inside the loopback rig.
@@ -7,6 +8,7 @@
 #   front -be '${dlfunc{...}}'      front -DFRONT_MAIL=1 -bs < session
 #   front_daemon_start [-D...] / front_daemon_stop
 #   evil_start 'GREETING' / evil_stop
+#   mark / newlog          the front's mainlog lines written since the mark
 #   be EXPANSION / be_lines EXPANSION...    exim -be: $out, $err, $rc
 #   be_expect NAME EXPANSION WANT / be_error NAME EXPANSION ERE
 #
@@ -29,12 +31,12 @@ EVIL_IP=127.0.0.62
 # sanitizer build: libasan must be loaded first, which Exim is not).
 skip_if_sanitized() {
 	if [[ ! -e $B/cbv.so ]]; then
-		echo "ok - # SKIP $B/cbv.so not built"
+		skip "$B/cbv.so not built"
 		echo "0 passed, 0 failed"
 		exit 0
 	fi
 	if nm -D "$B/cbv.so" 2>/dev/null | grep -q '__asan_\|__ubsan_'; then
-		echo "ok - # SKIP sanitizer build: cbv.so cannot be loaded into Exim"
+		skip "sanitizer build: cbv.so cannot be loaded into Exim"
 		echo "0 passed, 0 failed"
 		exit 0
 	fi
@@ -71,6 +73,10 @@ front_setup() {
 }
 
 front() { "$EXIM" "${FRONT_ARGS[@]}" "$@"; }
+
+# mark, then newlog: the lines of the front's mainlog written since.
+mark() { MARK=$( (wc -l <"$T/log/mainlog") 2>/dev/null || echo 0); }
+newlog() { tail -n +"$((MARK + 1))" "$T/log/mainlog" 2>/dev/null; }
 
 # be EXPANSION: one exim -be expansion (read from stdin, so long lines
 # pass; Exim prompts "> "; one process: callout descriptors live as long
