@@ -16,6 +16,8 @@
 #   cbv_profile NAME [LINE...]          print an smtp_cbv block: cache = "", LINEs
 #   rig_profile [-D] NAME [LINE...]     the same with the rig's DNS, port, deny_networks
 #   free_port                           print a free TCP port on 127.0.0.1
+#   cbvd_dirs DIR... / cbvd_start CBVD LOG ARGS... / cbvd_stop
+#                                       a cbvd in the background (CBVD_PID)
 #   summary [LABEL]                     "N passed, M failed"; status 1 on failures
 #
 # A REGEX is an ERE matched against each line.  A REGEX holding a newline
@@ -114,6 +116,38 @@ rig_profile() {
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# cbvd_dirs DIR...: cbvd drops root (to Debian-exim, else nobody); when we
+# are root, each DIR becomes that user's, so that cbvd can unlink its
+# socket there at exit.
+cbvd_dirs() {
+	[[ $(id -u) == 0 ]] || return 0
+	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$@"; else chown nobody "$@"; fi
+}
+
+# cbvd_start CBVD LOG ARGS...: runs CBVD -f ARGS in the background with
+# its stderr in LOG, and sets CBVD_PID.  Succeeds once LOG says "ready"
+# (5 s at most); fails at once if cbvd exits.
+cbvd_start() {
+	local cbvd=$1 log=$2 i
+	shift 2
+	"$cbvd" -f "$@" 2>"$log" &
+	CBVD_PID=$!
+	for ((i = 0; i < 50; i++)); do
+		grep -q ready "$log" 2>/dev/null && return 0
+		kill -0 "$CBVD_PID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# cbvd_stop: SIGTERM to the cbvd cbvd_start started, if any; waits for it.
+cbvd_stop() {
+	[[ -n ${CBVD_PID:-} ]] || return 0
+	kill -TERM "$CBVD_PID" 2>/dev/null
+	wait "$CBVD_PID" 2>/dev/null
+	CBVD_PID=
 }
 
 # bash tests/integration/lib.sh --selftest: each helper once each way.

@@ -17,10 +17,7 @@ TMP=$(mktemp -d)
 chmod 755 "$TMP"
 mkdir "$TMP/run"
 mkdir "$TMP/cache"
-# cbvd drops root: its socket directory must be its own to unlink at exit.
-if [ "$(id -u)" = 0 ]; then
-	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$TMP/run" "$TMP/cache"; else chown nobody "$TMP/run" "$TMP/cache"; fi
-fi
+cbvd_dirs "$TMP/run" "$TMP/cache"
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -45,19 +42,14 @@ server {
 CONF
 } >"$TMP/cbv.conf"
 
-# start_cbvd LOG ARGS...: starts cbvd -f in the background, sets CPID
+# start_cbvd LOG ARGS...: cbvd_start, and CPID (stopped by cleanup)
 start_cbvd() {
-	local log=$1
-	shift
-	"$CBVD" -f "$@" 2>"$log" &
-	CPID=$!
+	local rc
+	cbvd_start "$CBVD" "$@"
+	rc=$?
+	CPID=$CBVD_PID
 	PIDS+=("$CPID")
-	for _ in $(seq 50); do
-		grep -q "ready" "$log" 2>/dev/null && return 0
-		kill -0 "$CPID" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
+	return $rc
 }
 
 if start_cbvd "$TMP/cbvd.log" -c "$TMP/cbv.conf"; then ok "cbvd starts"; else

@@ -118,13 +118,6 @@ exports=$(cat "/tmp/cbv-nm.$$")
 rm -f "/tmp/cbv-nm.$$"
 front_setup
 set_ops
-CBVD_PID=
-cbvd_stop() {
-	[[ -n $CBVD_PID ]] || return 0
-	kill -TERM "$CBVD_PID" 2>/dev/null
-	wait "$CBVD_PID" 2>/dev/null
-	CBVD_PID=
-}
 ECHO_PID=
 cleanup() {
 	cbvd_stop
@@ -136,9 +129,8 @@ trap cleanup EXIT
 [[ $exports == "callout callout_close callout_do callout_open default_callout_server_url last_poll smtp_callback_verify " ]] &&
 	ok "cbv.so exports exactly the seven dlfuncs" || bad "cbv.so exports" "$exports"
 
-# cbvd drops root to Debian-exim: its socket directory is that user's.
 mkdir -p "$T/run"
-chown Debian-exim "$T/run"
+cbvd_dirs "$T/run"
 SOCK=$T/run/cbvd.sock
 PORT=$(free_port)
 UNIX_URL="unix://$SOCK"
@@ -147,10 +139,8 @@ INET_URL="inet://127.0.0.1:$PORT"
 	rig_profile default 'helo = "verifier.test"' 'timeout = 10s' 'command_timeout = 5s'
 	printf 'server {\n  listen = [ "%s" "%s" ]\n}\n' "$UNIX_URL" "$INET_URL"
 } >"$T/cbvd.conf"
-"$B/cbvd" -f -c "$T/cbvd.conf" 2>"$T/cbvd.log" &
-CBVD_PID=$!
-for _ in $(seq 50); do grep -q ready "$T/cbvd.log" 2>/dev/null && break; sleep 0.1; done
-grep -q ready "$T/cbvd.log" && ok "cbvd started" || { bad "cbvd starts" "$(cat "$T/cbvd.log")"; summary; exit; }
+if cbvd_start "$B/cbvd" "$T/cbvd.log" -c "$T/cbvd.conf"; then ok "cbvd started"; else
+	bad "cbvd starts" "$(cat "$T/cbvd.log")"; summary; exit; fi
 
 # Profiles of the front's cbv.conf: through cbvd, or in-process with the
 # default deny_networks (loopback refused: error/forbidden_target).

@@ -18,12 +18,9 @@ need_built "$CBV" "$CBVD"
 TMP=$(mktemp -d)
 chmod 755 "$TMP"
 mkdir "$TMP/run"
-if [ "$(id -u)" = 0 ]; then
-	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$TMP/run"; else chown nobody "$TMP/run"; fi
-fi
-CPID=
+cbvd_dirs "$TMP/run"
 cleanup() {
-	[ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
+	cbvd_stop
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -42,9 +39,7 @@ profile() { # NAME EXTRA...: the profile both paths use
 	profile strict "starttls = require"
 } > "$TMP/cbv.conf"
 
-"$CBVD" -f -c "$TMP/cbvd.conf" 2>"$TMP/cbvd.log" &
-CPID=$!
-for _ in $(seq 50); do grep -q ready "$TMP/cbvd.log" 2>/dev/null && break; sleep 0.1; done
+cbvd_start "$CBVD" "$TMP/cbvd.log" -c "$TMP/cbvd.conf"
 [ -S "$SOCK" ] && ok "cbvd up" || { bad "cbvd up" "$(cat "$TMP/cbvd.log")"; summary; exit 1; }
 
 # compare ADDRESS [PROFILE]: in process vs through cbvd
