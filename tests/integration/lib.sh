@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/integration/lib.sh - what the integration scripts share: result
 # lines, expectations, and the rig profile for cbv.conf.  Sourced, never run
 # (except `bash tests/integration/lib.sh --selftest`).
@@ -7,10 +8,16 @@
 #   need_built FILE...                  "not ok" and exit 1 unless each is executable
 #   ok NAME / bad NAME [DETAIL]         one result line (DETAIL indented below)
 #   check NAME CMD...                   ok if CMD succeeds, else bad with $DETAIL
+#   skip WHY                            an "ok - # SKIP WHY" line, not counted
 #   expect_run NAME RC REGEX -- CMD...  CMD exits RC and a stdout line matches REGEX
+#                                       (CMD's stderr is left in $RUN_ERR)
 #   expect_text NAME TEXT REGEX...      every REGEX matches TEXT (see below)
-#   rig_profile [-D] NAME [LINE...]     print an smtp_cbv block for the rig
+#   matches REGEX TEXT                  status 0 if REGEX matches TEXT (see below)
+#   cbv_profile NAME [LINE...]          print an smtp_cbv block: cache = "", LINEs
+#   rig_profile [-D] NAME [LINE...]     the same with the rig's DNS, port, deny_networks
 #   free_port                           print a free TCP port on 127.0.0.1
+#   cbvd_dirs DIR... / cbvd_start CBVD LOG ARGS... / cbvd_stop
+#                                       a cbvd in the background (CBVD_PID)
 #   summary [LABEL]                     "N passed, M failed"; status 1 on failures
 #
 # A REGEX is an ERE matched against each line.  A REGEX holding a newline
@@ -28,6 +35,7 @@ bad() {
 	return 0
 }
 check() { local n=$1; shift; if "$@"; then ok "$n"; else bad "$n" "${DETAIL:-}"; fi; }
+skip() { echo "ok - # SKIP $1"; }
 summary() {
 	echo "${1:+$1: }$T_PASS passed, $T_FAIL failed"
 	((T_FAIL == 0))
@@ -65,13 +73,15 @@ expect_text() {
 	ok "$name"
 }
 
-# Runs CMD with stderr in a temporary file, shown on failure.
+# Runs CMD with stderr in a temporary file, shown on failure and left in
+# RUN_ERR for further checks.
 expect_run() {
 	local name=$1 want_rc=$2 re=$3 out rc errf
 	shift 4
 	errf=$(mktemp)
 	out=$("$@" 2>"$errf")
 	rc=$?
+	RUN_ERR=$(cat "$errf")
 	if ((rc != want_rc)); then
 		bad "$name" "exit $rc, want $want_rc; stdout: $out; stderr: $(head -c 500 "$errf")"
 	elif ! matches "$re" "$out"; then
@@ -82,25 +92,62 @@ expect_run() {
 	rm -f "$errf"
 }
 
-# rig_profile [-D] NAME [LINE...]: the rig's DNS server and SMTP port with
-# loopback allowed (deny_networks = [ ]; -D keeps the default list, which
-# refuses the rig), no cache (cache = ""; a LINE "cache = PATH" replaces
-# it: tests never touch the system's cache), then each LINE
-# ("timeout = 2s") as given.
-rig_profile() {
-	local deny=1 l
-	[[ $1 == -D ]] && { deny=0; shift; }
+# cbv_profile NAME [LINE...]: an smtp_cbv block with no cache (cache = "";
+# a LINE "cache = PATH" replaces it: tests never touch the system's cache),
+# then each LINE ("timeout = 2s") as given.
+cbv_profile() {
+	local l cache=1
 	printf 'smtp_cbv "%s" {\n' "$1"
 	shift
-	printf '  dns_servers = "%s"\n  port = %s\n' "$CBV_RIG_DNS" "$CBV_RIG_PORT"
-	((deny)) && printf '  deny_networks = [ ]\n'
-	[[ " ${*}" == *" cache "* || " ${*}" == *" cache="* ]] || printf '  cache = ""\n'
+	for l in "$@"; do [[ $l =~ ^[[:space:]]*cache[[:space:]]*= ]] && cache=0; done
+	((cache)) && printf '  cache = ""\n'
 	for l in "$@"; do printf '  %s\n' "$l"; done
 	printf '}\n'
 }
 
+# rig_profile [-D] NAME [LINE...]: cbv_profile with the rig's DNS server
+# and SMTP port, and loopback allowed (deny_networks = [ ]; -D keeps the
+# default list, which refuses the rig).
+rig_profile() {
+	local deny=('deny_networks = [ ]')
+	[[ $1 == -D ]] && { deny=(); shift; }
+	cbv_profile "$1" "dns_servers = \"$CBV_RIG_DNS\"" "port = $CBV_RIG_PORT" "${deny[@]}" "${@:2}"
+}
+
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# cbvd_dirs DIR...: cbvd drops root (to Debian-exim, else nobody); when we
+# are root, each DIR becomes that user's, so that cbvd can unlink its
+# socket there at exit.
+cbvd_dirs() {
+	[[ $(id -u) == 0 ]] || return 0
+	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$@"; else chown nobody "$@"; fi
+}
+
+# cbvd_start CBVD LOG ARGS...: runs CBVD -f ARGS in the background with
+# its stderr in LOG, and sets CBVD_PID.  Succeeds once LOG says "ready"
+# (5 s at most); fails at once if cbvd exits.
+cbvd_start() {
+	local cbvd=$1 log=$2 i
+	shift 2
+	"$cbvd" -f "$@" 2>"$log" &
+	CBVD_PID=$!
+	for ((i = 0; i < 50; i++)); do
+		grep -q ready "$log" 2>/dev/null && return 0
+		kill -0 "$CBVD_PID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# cbvd_stop: SIGTERM to the cbvd cbvd_start started, if any; waits for it.
+cbvd_stop() {
+	[[ -n ${CBVD_PID:-} ]] || return 0
+	kill -TERM "$CBVD_PID" 2>/dev/null
+	wait "$CBVD_PID" 2>/dev/null
+	CBVD_PID=
 }
 
 # bash tests/integration/lib.sh --selftest: each helper once each way.
@@ -117,6 +164,9 @@ if [[ ${BASH_SOURCE[0]} == "$0" && ${1:-} == --selftest ]]; then
 		DETAIL=why check h false
 		CBV_RIG_DNS=127.0.0.1:5353 CBV_RIG_PORT=2525 rig_profile q 'timeout = 2s'
 		CBV_RIG_DNS=127.0.0.1:5353 CBV_RIG_PORT=2525 rig_profile -D r
+		cbv_profile s 'helo = "x"' '  cache = "/tmp/c"'
+		expect_run i 1 '^$' -- bash -c 'echo oops >&2; exit 1'
+		check j test "$RUN_ERR" = oops
 		summary lib
 	) )
 	want='ok - a
@@ -136,18 +186,24 @@ ok - g
 not ok - h
     why
 smtp_cbv "q" {
+  cache = ""
   dns_servers = "127.0.0.1:5353"
   port = 2525
   deny_networks = [ ]
-  cache = ""
   timeout = 2s
 }
 smtp_cbv "r" {
+  cache = ""
   dns_servers = "127.0.0.1:5353"
   port = 2525
-  cache = ""
 }
-lib: 4 passed, 4 failed'
+smtp_cbv "s" {
+  helo = "x"
+    cache = "/tmp/c"
+}
+ok - i
+ok - j
+lib: 6 passed, 4 failed'
 	if [[ $out == "$want" ]]; then
 		echo "lib.sh selftest: ok"
 	else

@@ -4,8 +4,8 @@
 #   B=build tests/rig/rig.sh run -- tests/integration/run.sh     (make integration)
 #
 # Runs the unit suites that need the rig (those built; the others are
-# skipped), then every tests/integration/t_*.sh. Each gets a time limit
-# (CBV_TEST_TIMEOUT seconds, default 300). The last line is
+# skipped), lib.sh's selftest, then every tests/integration/t_*.sh. Each
+# gets a time limit (CBV_TEST_TIMEOUT seconds, default 300). The last line is
 # "N passed, N failed"; the exit status is non-zero on any failure.
 set -u
 
@@ -58,6 +58,9 @@ for s in "${RIG_SUITES[@]}"; do
 		echo "-- skip $s (not built)"
 	fi
 done
+
+# The helpers every t_*.sh shares (no rig needed).
+run_one lib.sh bash tests/integration/lib.sh --selftest
 
 for t in tests/integration/t_*.sh; do
 	[[ -e $t ]] || continue

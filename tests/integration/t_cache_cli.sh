@@ -26,7 +26,6 @@ chmod 755 "$TMP"
 mkdir "$TMP/db"
 C=("$CBV" cache -c "$TMP/cbv.conf")
 V=("$CBV" verify -c "$TMP/cbv.conf")
-skip() { echo "ok - # SKIP $1"; }
 
 # ---- without a store: nothing is created ----
 expect_run "cache off in the profile: exit 64" 64 '^$' -- "${C[@]}" -p nocache stats

@@ -16,22 +16,20 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$TOP" || exit 1
 B=${B:-build}
 case $B in /*) ;; *) B=$TOP/$B ;; esac
+. "$TOP/tests/integration/lib.sh"
 . "$TOP/tests/integration/exim/calloutd.sh"
 
-skip() { echo "ok - SKIP t_calloutd: $*"; echo "0 passed, 0 failed (skipped)"; exit 0; }
+skip_all() { skip "t_calloutd: $*"; echo "0 passed, 0 failed (skipped)"; exit 0; }
 
 if [ "${1:-}" != "--calloutd-inner" ]; then
-	why=$(calloutd_unusable) && skip "$why"
-	[ -x "$B/cbv" ] || { echo "not ok - $B/cbv not built"; echo "0 passed, 1 failed"; exit 1; }
+	why=$(calloutd_unusable) && skip_all "$why"
+	need_built "$B/cbv"
 	calloutd_reexec "$TOP/tests/integration/t_calloutd.sh"
 	exit $?
 fi
 
 # ---- inside the namespace and the private rig ----------------------------
 NS=$2
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '    %s\n' "$2"; }
 
 trap calloutd_stop EXIT
 if calloutd_start "$NS" 2>"$NS/start.err"; then
@@ -43,19 +41,13 @@ UNIX_URL=$CALLOUTD_UNIX_URL
 INET_URL=$CALLOUTD_INET_URL
 CPID=$CALLOUTD_PID
 
-cat > "$NS/cbv.conf" <<CONF
-smtp_cbv "default" {
-  cache = ""
-  helo = "cli.verifier.test"
-  timeout = 20s
-  starttls = never
-}
-CONF
+# calloutd resolves and connects; the profile only names the client side.
+cbv_profile default 'helo = "cli.verifier.test"' 'timeout = 20s' 'starttls = never' >"$NS/cbv.conf"
 V=("$B/cbv" verify -c "$NS/cbv.conf")
 
-# check NAME WANT-RC PYTHON-ASSERTIONS -- cbv verify args...: runs with
-# --json; the assertions see `r` (list of result objects).
-check() {
+# expect_verify NAME WANT-RC PYTHON-ASSERTIONS -- cbv verify args...: runs
+# with --json; the assertions see `r` (list of result objects).
+expect_verify() {
 	local name=$1 want_rc=$2 asserts=$3 out rc
 	shift 4
 	out=$("${V[@]}" --json "$@" 2>"$NS/err")
@@ -72,7 +64,7 @@ PY
 }
 
 # pass, with every last_poll field the server reports
-check "pass over the UNIX socket, last_poll fields" 0 '
+expect_verify "pass over the UNIX socket, last_poll fields" 0 '
 x = r[0]
 assert x["status"] == "pass" and x["reason"] == "accepted", x
 assert x["host"] == "mx.exim.test", x
@@ -82,49 +74,49 @@ assert x["sent"] == "RCPT TO:<alice@exim.test>", x
 assert x["recv"] == "250 Accepted" == x["message"], x
 ' -- -S "$UNIX_URL" alice@exim.test
 
-check "fail over TCP (550 5.1.1)" 1 '
+expect_verify "fail over TCP (550 5.1.1)" 1 '
 x = r[0]
 assert (x["status"], x["reason"], x["ecode"]) == ("fail", "mailbox_unknown", "5.1.1"), x
 assert x["recv"].startswith("550 5.1.1 <nobody@exim.test>"), x
 assert x["sent"] == "RCPT TO:<nobody@exim.test>", x
 ' -- -S "$INET_URL" nobody@exim.test
 
-check "greylisted user is transient" 2 '
+expect_verify "greylisted user is transient" 2 '
 x = r[0]
 assert (x["status"], x["reason"]) == ("transient", "greylisted"), x
 assert x["recv"].startswith("451 4.7.1"), x
 ' -- -S "$INET_URL" grey@exim.test
 
-check "421 to MAIL is transient, sent = MAIL FROM:<>" 2 '
+expect_verify "421 to MAIL is transient, sent = MAIL FROM:<>" 2 '
 x = r[0]
 assert x["status"] == "transient" and x["sent"] == "MAIL FROM:<>", x
 assert x["recv"].startswith("421 4.3.2"), x
 ' -- -S "$UNIX_URL" x@mid421.test
 
 # (how long calloutd takes against the tarpit is bench/cbvd_bench.sh's to measure)
-check "tarpit is transient (calloutd timeout)" 2 '
+expect_verify "tarpit is transient (calloutd timeout)" 2 '
 x = r[0]
 assert x["status"] == "transient" and x["host"] == "mx.tarpit.test", x
 assert x["greeting"] == "" and x["recv"] == "", x
 ' -- -S "$UNIX_URL" x@tarpit.test
 
-check "null MX is calloutd's failure -> error" 3 '
+expect_verify "null MX is calloutd's failure -> error" 3 '
 x = r[0]
 assert x["status"] == "error", x
 assert "failure" in x["message"], x
 ' -- -S "$UNIX_URL" x@nullmx.test
 
-check "-f sender reaches MAIL FROM (SET MAILFROM)" 0 '
+expect_verify "-f sender reaches MAIL FROM (SET MAILFROM)" 0 '
 assert r[0]["status"] == "pass", r
 ' -- -S "$UNIX_URL" -f probe@exim.test x@nullsender.test
 
-check "-R MODE=hostonly HOST" 0 '
+expect_verify "-R MODE=hostonly HOST" 0 '
 x = r[0]
 assert x["status"] == "pass" and x["host"] == "127.0.0.30", x
 assert x["recv"].startswith("250 2.1.5"), x
 ' -- -S "$UNIX_URL" -R 'MODE=hostonly HOST="127.0.0.30"' y@fast.test
 
-check "refused VRFY (mode requires host) is e_callout_proto" 3 '
+expect_verify "refused VRFY (mode requires host) is e_callout_proto" 3 '
 x = r[0]
 assert (x["status"], x["reason"]) == ("error", "protocol_error"), x
 assert "e_callout_proto: " in x["message"] and "mode requires host" in x["message"], x
@@ -132,7 +124,7 @@ assert "e_callout_proto: " in x["message"] and "mode requires host" in x["messag
 
 # One connection, many jobs: calloutd keeps failed jobs queued and reports
 # them again on the next RUN; each answer must be this address's own.
-check "one session: transient, pass, fail, transient, pass" 1 '
+expect_verify "one session: transient, pass, fail, transient, pass" 1 '
 want = [("grey@exim.test", "transient"), ("bob@exim.test", "pass"),
         ("carol@exim.test", "fail"), ("x@refused.test", "transient"),
         ("alice@fast.test", "pass")]
@@ -140,7 +132,7 @@ got = [(x["address"], x["status"]) for x in r]
 assert got == want, got
 ' -- -S "$INET_URL" grey@exim.test bob@exim.test carol@exim.test x@refused.test alice@fast.test
 
-check "second ask is answered from calloutd's cache (no progress lines)" 0 '
+expect_verify "second ask is answered from calloutd's cache (no progress lines)" 0 '
 x = r[0]
 assert x["status"] == "pass" and x["host"] == "" and x["recv"] == "", x
 assert x["message"] == "250 2.1.5 callout server: success", x
@@ -151,13 +143,13 @@ out=$("${V[@]}" -S "$UNIX_URL" postmaster@exim.test 2>&1); rc=$?
 if [ $rc -eq 0 ] && [[ $out == "postmaster@exim.test pass accepted 250 Accepted" ]]; then
 	ok "text output line"; else bad "text output line" "rc=$rc: $out"; fi
 
-check "a peer that is not a callout server (Exim on :25)" 3 '
+expect_verify "a peer that is not a callout server (Exim on :25)" 3 '
 x = r[0]
 assert x["status"] == "error" and x["message"].startswith("451 4.5.0 e_callout_proto: "), x
 assert "220 mx.exim.test" in x["message"], x
 ' -- -S inet://127.0.0.10:25 alice@exim.test
 
-check "nothing listening: transient connect_failed" 2 '
+expect_verify "nothing listening: transient connect_failed" 2 '
 assert (r[0]["status"], r[0]["reason"]) == ("transient", "connect_failed"), r
 ' -- -S inet://127.0.0.1:1 alice@exim.test
 
@@ -177,7 +169,7 @@ if [ -x "$B/tests/check_callout" ]; then
 		bad "core client API against calloutd" "$(tail -5 "$NS/check.log")"
 	fi
 else
-	echo "ok - SKIP core client API ($B/tests/check_callout not built)"
+	skip "core client API ($B/tests/check_callout not built)"
 fi
 
 # calloutd survived all of it, and stops cleanly
@@ -191,5 +183,4 @@ else
 	ok "no calloutd left running"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

@@ -5,25 +5,19 @@
 # a client leaving mid-RUN, max_clients, a 200-client load test (no fd
 # growth, bounded RSS) and SIGTERM.  Leaves nothing running.
 set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$TOP/tests/integration/lib.sh"
 B=${B:-build}
 CBVD="$B/cbvd"
 BENCH="$B/bench/cbvd_bench"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '    %s\n' "$2"; }
 
-: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}" "${CBV_RIG_PORT:?}"
-for f in "$CBVD" "$BENCH"; do
-	[ -x "$f" ] || { echo "not ok - $f not built"; echo "0 passed, 1 failed"; exit 1; }
-done
+need_rig
+need_built "$CBVD" "$BENCH"
 TMP=$(mktemp -d)
 chmod 755 "$TMP"
 mkdir "$TMP/run"
 mkdir "$TMP/cache"
-# cbvd drops root: its socket directory must be its own to unlink at exit.
-if [ "$(id -u)" = 0 ]; then
-	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$TMP/run" "$TMP/cache"; else chown nobody "$TMP/run" "$TMP/cache"; fi
-fi
+cbvd_dirs "$TMP/run" "$TMP/cache"
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -32,66 +26,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 PORT=$(free_port)
 SOCK="$TMP/run/cbvd.sock"
-cat > "$TMP/cbv.conf" <<CONF
-smtp_cbv "default" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  helo = "verifier.test"
-  timeout = 10s
-}
-smtp_cbv "strict" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  starttls = require
-  timeout = 5s
-}
-smtp_cbv "short" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  timeout = 2s
-}
-smtp_cbv "cached" {
-  cache = "$TMP/cache/cbv"
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  timeout = 10s
-}
+{
+	rig_profile default 'helo = "verifier.test"' 'timeout = 10s'
+	rig_profile strict 'starttls = require' 'timeout = 5s'
+	rig_profile short 'timeout = 2s'
+	rig_profile cached "cache = \"$TMP/cache/cbv\"" 'timeout = 10s'
+	cat <<CONF
 server {
   listen = [ "unix://$SOCK" "inet://127.0.0.1:$PORT" ]
   max_clients = 300
   max_inflight = 1024
 }
 CONF
+} >"$TMP/cbv.conf"
 
-# start_cbvd LOG ARGS...: starts cbvd -f in the background, sets CPID
+# start_cbvd LOG ARGS...: cbvd_start, and CPID (stopped by cleanup)
 start_cbvd() {
-	local log=$1
-	shift
-	"$CBVD" -f "$@" 2>"$log" &
-	CPID=$!
+	local rc
+	cbvd_start "$CBVD" "$@"
+	rc=$?
+	CPID=$CBVD_PID
 	PIDS+=("$CPID")
-	for _ in $(seq 50); do
-		grep -q "ready" "$log" 2>/dev/null && return 0
-		kill -0 "$CPID" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
+	return $rc
 }
 
 if start_cbvd "$TMP/cbvd.log" -c "$TMP/cbv.conf"; then ok "cbvd starts"; else
-	bad "cbvd starts" "$(cat "$TMP/cbvd.log")"; echo "$pass passed, $fail failed"; exit 1
+	bad "cbvd starts" "$(cat "$TMP/cbvd.log")"; summary; exit 1
 fi
 [ -S "$SOCK" ] && ok "UNIX socket created" || bad "UNIX socket created"
 if [ "$(id -u)" = 0 ]; then
@@ -144,34 +106,21 @@ client() { timeout 60 python3 "$TMP/client.py" "$@" 2>&1; }
 TCP="inet://127.0.0.1:$PORT"
 UNIX="unix://$SOCK"
 
-# expect_out NAME OUTPUT REGEX...: every regex must match some line
-expect_out() {
-	local name=$1 out=$2 re
-	shift 2
-	for re in "$@"; do
-		if ! grep -Eq -- "$re" <<<"$out"; then
-			bad "$name" "no line matches /$re/ in:"$'\n'"$out"
-			return
-		fi
-	done
-	ok "$name"
-}
-
 for url in "$TCP" "$UNIX"; do
 	kind=${url%%:*}
 	out=$(client "$url" 'SID local:' 'SET TRANSCRIPT="OFF"' 'SET STARTTLS="ondemand"' \
 		'VRFY "alice@exim.test"' RUN QUIT)
-	expect_out "$kind: greeting" "$out" '^0\.[0-9]+ S: OK mailfromd callout server ready \(cbvd [0-9][0-9.]* XCBV\)<CRLF>$'
-	expect_out "$kind: SID and SET answered OK" "$out" 'C: SID local:' 'S: OK<CRLF>$'
-	expect_out "$kind: VRFY gets an id" "$out" 'S: OK 0000000000<CRLF>$'
-	expect_out "$kind: progress lines as calloutd writes them" "$out" \
+	expect_text "$kind: greeting" "$out" '^0\.[0-9]+ S: OK mailfromd callout server ready \(cbvd [0-9][0-9.]* XCBV\)<CRLF>$'
+	expect_text "$kind: SID and SET answered OK" "$out" 'C: SID local:' 'S: OK<CRLF>$'
+	expect_text "$kind: VRFY gets an id" "$out" 'S: OK 0000000000<CRLF>$'
+	expect_text "$kind: progress lines as calloutd writes them" "$out" \
 		'S: \* 0000000000 INIT mx\.exim\.test<CRLF>$' \
 		'S: \* 0000000000 GRTNG 220 mx\.exim\.test ESMTP' \
 		'S: \* 0000000000 HELO 250-mx\.exim\.test Hello verifier\.test' \
 		'S: \* 0000000000 SENT RCPT TO:<alice@exim\.test><CRLF>$' \
 		'S: \* 0000000000 RECV 250 '
-	expect_out "$kind: final success" "$out" 'S: OK 0000000000=success<CRLF>$'
-	expect_out "$kind: QUIT" "$out" 'S: OK bye<CRLF>$'
+	expect_text "$kind: final success" "$out" 'S: OK 0000000000=success<CRLF>$'
+	expect_text "$kind: QUIT" "$out" 'S: OK bye<CRLF>$'
 	if grep -q 'SENT QUIT' <<<"$out"; then bad "$kind: QUIT to the MX not reported"; else ok "$kind: QUIT to the MX not reported"; fi
 	last_sent=$(grep -o 'SENT .*<CRLF>' <<<"$out" | tail -1)
 	[ "$last_sent" = 'SENT RCPT TO:<alice@exim.test><CRLF>' ] && ok "$kind: last SENT is the RCPT (last_poll_sent)" \
@@ -182,11 +131,11 @@ done
 # as calloutd writes them, the refusing greeting as RECV, and SENT/RECV a
 # true pair (issue 11.8) even when MAIL and RCPT were pipelined.
 out=$(client "$TCP" 'SET PROFILE="short"' 'VRFY "x@tarpit.test"' RUN QUIT)
-expect_out "tarpit: SENT nothing, RECV nothing" "$out" \
+expect_text "tarpit: SENT nothing, RECV nothing" "$out" \
 	'S: \* 0000000000 SENT nothing<CRLF>$' 'S: \* 0000000000 RECV nothing<CRLF>$' \
 	'S: OK 0000000000=temp_failure<CRLF>$'
 out=$(client "$TCP" 'VRFY "x@greet554.test"' RUN QUIT)
-expect_out "554 greeting: SENT nothing, RECV the greeting" "$out" \
+expect_text "554 greeting: SENT nothing, RECV the greeting" "$out" \
 	'S: \* 0000000000 SENT nothing<CRLF>$' 'S: \* 0000000000 RECV 554 5\.3\.2 No service here<CRLF>$'
 last=$(grep -Eo '(SENT|RECV) .*<CRLF>' <<<"$out" | tail -2 | tr '\n' '|')
 [ "$last" = 'SENT nothing<CRLF>|RECV 554 5.3.2 No service here<CRLF>|' ] && ok "554 greeting: last pair" \
@@ -199,26 +148,26 @@ last=$(grep -Eo '(SENT|RECV) .*<CRLF>' <<<"$out" | tail -2 | tr '\n' '|')
 if grep -q 'SENT RCPT' <<<"$out"; then bad "pipelined MAIL 550: unanswered RCPT not reported"; else
 	ok "pipelined MAIL 550: unanswered RCPT not reported"; fi
 # The XCBV extension (docs/callout-protocol.md): our verdict, reason, code.
-expect_out "XCBV lines carry cbv's verdict" "$out" \
+expect_text "XCBV lines carry cbv's verdict" "$out" \
 	'S: \* 0000000000 XCBV status error<CRLF>$' 'S: \* 0000000000 XCBV reason sender_refused<CRLF>$' \
 	'S: \* 0000000000 XCBV code 550<CRLF>$' 'S: \* 0000000000 XCBV ecode 5\.7\.1<CRLF>$' \
 	'S: \* 0000000000 XCBV message 550 5\.7\.1 Null sender refused<CRLF>$'
 # A client cannot weaken a profile's starttls = require (issue 11.7).
 out=$(client "$TCP" 'SET PROFILE="strict"' 'SET STARTTLS="always"' 'VRFY "x@fast.test"' RUN QUIT)
-expect_out "profile require survives SET STARTTLS=always" "$out" \
+expect_text "profile require survives SET STARTTLS=always" "$out" \
 	'S: \* 0000000000 XCBV reason tls_required<CRLF>$' 'S: OK 0000000000=failure<CRLF>$'
 out=$(client "$TCP" 'SET STARTTLS="require"' 'VRFY "x@fast.test"' RUN QUIT)
-expect_out "SET STARTTLS=require is honoured" "$out" \
+expect_text "SET STARTTLS=require is honoured" "$out" \
 	'S: \* 0000000000 XCBV reason tls_required<CRLF>$' 'S: OK 0000000000=failure<CRLF>$'
 
 # Verdicts, one RUN for several VRFYs (ids in order, one final line).
 out=$(client "$TCP" 'SID 127.0.0.1:q1' 'VRFY "nobody@exim.test"' 'VRFY "grey@exim.test"' \
 	'VRFY "x@policy.test"' 'VRFY "x@nowhere.test"' 'VRFY "x@dead.test"' 'VRFY "x@fast.test"' \
 	'VRFY "not an address"' RUN QUIT)
-expect_out "verdicts in one RUN" "$out" \
+expect_text "verdicts in one RUN" "$out" \
 	'S: OK 0000000000=not_found 0000000001=temp_failure 0000000002=failure 0000000003=not_found 0000000004=temp_failure 0000000005=success 0000000006=not_found<CRLF>$'
-expect_out "550 5.1.1 reported in RECV" "$out" 'S: \* 0000000000 RECV 550 5\.1\.1 '
-expect_out "greylisting reported" "$out" 'S: \* 0000000001 RECV 451 4\.7\.1 '
+expect_text "550 5.1.1 reported in RECV" "$out" 'S: \* 0000000000 RECV 550 5\.1\.1 '
+expect_text "greylisting reported" "$out" 'S: \* 0000000001 RECV 451 4\.7\.1 '
 
 # The same with exactly callout.mfl's bytes, from bash over /dev/tcp.
 mfl_session() {
@@ -253,7 +202,7 @@ mfl_session() {
 	echo "final=$final host=$host sent=$sent recv=$recv bye=${reply%$'\r'}"
 }
 out=$(mfl_session nobody@exim.test)
-expect_out "callout.mfl byte-exact session (bash /dev/tcp)" "$out" \
+expect_text "callout.mfl byte-exact session (bash /dev/tcp)" "$out" \
 	'^final=OK 0000000000=not_found host=mx\.exim\.test sent=RCPT TO:<nobody@exim\.test> recv=550 5\.1\.1 .* bye=OK bye$'
 
 # Malformed requests get NO and the connection survives.
@@ -261,7 +210,7 @@ long=$(head -c 5000 /dev/zero | tr '\0' 'x')
 out=$(client "$TCP" 'BLAH' '' 'SET FOO="x"' 'SET EHLO' 'SET STARTTLS="bogus"' 'SET EHLO="bad host!"' \
 	'VRFY' 'VRFY "a@b" MODE=hostonly' 'VRFY "a@b" MODE=mxonly' 'VRFY "a@b.test" MODE=mxonly HOST=c.test' 'TIMEOUT 1 2' \
 	"VRFY \"$long\"" $'@RAW:VRFY "a\\x01b@exim.test"\r\n' 'VRFY "alice@exim.test"' RUN QUIT)
-expect_out "malformed requests: NO, connection survives" "$out" \
+expect_text "malformed requests: NO, connection survives" "$out" \
 	'S: NO unknown command<CRLF>$' 'S: NO empty command<CRLF>$' 'S: NO bad assignment FOO=x<CRLF>$' \
 	'S: NO bad assignment EHLO<CRLF>$' 'S: NO unrecognized starttls mode: bogus<CRLF>$' \
 	'S: NO bad assignment EHLO=bad host!<CRLF>$' 'S: NO invalid arguments<CRLF>$' \
@@ -285,7 +234,7 @@ out=$(client "$TCP" 'VRFY "y@nowhere.test" MODE=hostonly HOST=127.0.0.30' \
 	'VRFY "alice@exim.test" mode=MXONLY host=EXIM.TEST.' \
 	'VRFY "a@exim.test" MODE=hostonly HOST=-bad-' RUN QUIT)
 inits() { grep -o "S: \* $1 INIT [^<]*" <<<"$out" | awk '{print $5}' | tr '\n' ' '; }
-expect_out "host modes: words" "$out" \
+expect_text "host modes: words" "$out" \
 	'S: OK 0000000000=success 0000000001=failure 0000000002=success 0000000003=success 0000000004=success 0000000005=success 0000000006=success 0000000007=failure<CRLF>$'
 want=("127.0.0.30 " "mx.exim.test " "127.0.0.30 " "127.0.0.50 mx.exim.test " "a.dead.test b.dead.test 127.0.0.30 "
 	"mx.exim.test " "mx.exim.test " "")
@@ -297,12 +246,12 @@ for i in "${!want[@]}"; do
 	got=$(inits "000000000$i")
 	[ "$got" = "${want[$i]}" ] && ok "host modes: ${what[$i]}" || bad "host modes: ${what[$i]}" "INIT: '$got', want '${want[$i]}'"$'\n'"$out"
 done
-expect_out "hostonly: RECV of the named host" "$out" 'S: \* 0000000001 RECV 550 5\.7\.1 '
+expect_text "hostonly: RECV of the named host" "$out" 'S: \* 0000000001 RECV 550 5\.7\.1 '
 
 # GET, TIMEOUT, PROFILE
 out=$(client "$UNIX" 'SET EHLO="e.test"' 'GET EHLO STARTTLS TRANSCRIPT' 'TIMEOUT 5 5 5 5 5 5 5' \
 	'SET PROFILE="nosuch"' 'SET PROFILE="short"' 'GET profile' QUIT)
-expect_out "GET, TIMEOUT, SET PROFILE" "$out" 'S: \* EHLO=e\.test<CRLF>$' 'S: \* STARTTLS=always<CRLF>$' \
+expect_text "GET, TIMEOUT, SET PROFILE" "$out" 'S: \* EHLO=e\.test<CRLF>$' 'S: \* STARTTLS=always<CRLF>$' \
 	'S: \* TRANSCRIPT=OFF<CRLF>$' 'S: OK timeouts set<CRLF>$' 'S: NO bad assignment PROFILE=nosuch<CRLF>$' \
 	'S: \* profile=short<CRLF>$'
 
@@ -361,7 +310,7 @@ client "$TCP" 'SET PROFILE="cached"' "VRFY \"$bg\"" 'RUN!' >/dev/null
 if until_ok bg_stored; then ok "client gone: the verification finishes in the background"; else
 	bad "client gone: the verification finishes in the background" "rcpts=$(rcpts_bg) $(grep -F "$bg" "$TMP/cbvd.log")"; fi
 out=$(client "$TCP" 'SET PROFILE="cached"' "VRFY \"$bg\"" RUN QUIT)
-expect_out "client gone: the retry is answered from the cache" "$out" 'S: OK 0000000000=success<CRLF>$'
+expect_text "client gone: the retry is answered from the cache" "$out" 'S: OK 0000000000=success<CRLF>$'
 if [ "$(rcpts_bg)" = 1 ] && grep -q "<$bg> .*cache=hit" "$TMP/cbvd.log"; then
 	ok "client gone: the MX saw one RCPT, the log says cache=hit"
 else
@@ -412,7 +361,7 @@ PY
 flood=$!
 sleep 0.5
 out=$(client "$TCP" 'VRFY "x@fast.test"' RUN QUIT)
-expect_out "a flooding client does not block others" "$out" 'S: OK 0000000000=success<CRLF>$'
+expect_text "a flooding client does not block others" "$out" 'S: OK 0000000000=success<CRLF>$'
 wait "$flood" 2>/dev/null
 
 # max_clients: a second server allowing 2 clients tells the third NO.
@@ -468,5 +417,4 @@ fi
 left=$(ss -Htlnp 2>/dev/null | grep -c "pid=$CPID," || true)
 [ "$left" -eq 0 ] && ok "nothing left listening" || bad "nothing left listening"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

@@ -2,84 +2,52 @@
 # The cbv command-line tool against the loopback rig: output format, JSON,
 # exit codes, -o overrides, -v transcript, check-config.
 set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$TOP/tests/integration/lib.sh"
 B=${B:-build}
 CBV="$B/cbv"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '    %s\n' "$2"; }
 
-: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}" "${CBV_RIG_PORT:?}"
+need_rig
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-cat > "$TMP/cbv.conf" <<CONF
-# rig profile: the rig's DNS and port, loopback allowed
-smtp_cbv "default" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  helo = "verifier.test"
-  timeout = 10s
-}
-smtp_cbv "strict" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  starttls = require
-  timeout = 5s
-}
-CONF
+{
+	echo "# rig profile: the rig's DNS and port, loopback allowed"
+	rig_profile default 'helo = "verifier.test"' 'timeout = 10s'
+	rig_profile strict 'starttls = require' 'timeout = 5s'
+} >"$TMP/cbv.conf"
 V=("$CBV" verify -c "$TMP/cbv.conf")
 
-# expect CASE EXIT-STATUS STDOUT-REGEX -- command...
-expect() {
-	local name=$1 want_rc=$2 re=$3
-	shift 4
-	local out rc
-	out=$("$@" 2>"$TMP/err")
-	rc=$?
-	if [ "$rc" -ne "$want_rc" ]; then
-		bad "$name" "exit $rc, want $want_rc; stdout: $out; stderr: $(head -c 500 "$TMP/err")"
-	elif ! grep -Eq -- "$re" <<<"$out"; then
-		bad "$name" "stdout does not match /$re/: $out"
-	else
-		ok "$name"
-	fi
-}
-
-expect "pass exits 0" 0 '^alice@exim\.test pass accepted 250 ' -- "${V[@]}" alice@exim.test
-expect "unknown user exits 1" 1 '^nobody@exim\.test fail mailbox_unknown 550 5\.1\.1 ' -- "${V[@]}" nobody@exim.test
-expect "greylisted exits 2" 2 '^grey@exim\.test transient greylisted 451 ' -- "${V[@]}" grey@exim.test
-expect "policy refusal exits 3" 3 '^x@policy\.test error policy_refused 550 5\.7\.1 ' -- "${V[@]}" x@policy.test
-expect "null MX" 1 '^x@nullmx\.test fail null_mx 556 5\.1\.10 ' -- "${V[@]}" x@nullmx.test
-expect "NXDOMAIN" 1 '^x@nowhere\.test fail no_domain ' -- "${V[@]}" x@nowhere.test
-expect "fail wins over transient in exit status" 1 'grey@exim\.test transient' -- "${V[@]}" grey@exim.test nobody@exim.test
-expect "transient wins over error" 2 'x@policy\.test error' -- "${V[@]}" x@policy.test grey@exim.test
-expect "one line per address" 0 '^bob@exim\.test pass' -- "${V[@]}" alice@exim.test bob@exim.test
+expect_run "pass exits 0" 0 '^alice@exim\.test pass accepted 250 ' -- "${V[@]}" alice@exim.test
+expect_run "unknown user exits 1" 1 '^nobody@exim\.test fail mailbox_unknown 550 5\.1\.1 ' -- "${V[@]}" nobody@exim.test
+expect_run "greylisted exits 2" 2 '^grey@exim\.test transient greylisted 451 ' -- "${V[@]}" grey@exim.test
+expect_run "policy refusal exits 3" 3 '^x@policy\.test error policy_refused 550 5\.7\.1 ' -- "${V[@]}" x@policy.test
+expect_run "null MX" 1 '^x@nullmx\.test fail null_mx 556 5\.1\.10 ' -- "${V[@]}" x@nullmx.test
+expect_run "NXDOMAIN" 1 '^x@nowhere\.test fail no_domain ' -- "${V[@]}" x@nowhere.test
+expect_run "fail wins over transient in exit status" 1 'grey@exim\.test transient' -- "${V[@]}" grey@exim.test nobody@exim.test
+expect_run "transient wins over error" 2 'x@policy\.test error' -- "${V[@]}" x@policy.test grey@exim.test
+expect_run "one line per address" 0 '^bob@exim\.test pass' -- "${V[@]}" alice@exim.test bob@exim.test
 n=$("${V[@]}" alice@exim.test bob@exim.test nobody@exim.test 2>/dev/null | wc -l)
-[ "$n" -eq 3 ] && ok "three addresses, three lines" || bad "three addresses, three lines" "got $n"
-expect "CR/LF escaped, bad_syntax" 1 '^alice\\x0d\\x0aQUIT@exim\.test fail bad_syntax 553 5\.1\.3 ' -- "${V[@]}" $'alice\r\nQUIT@exim.test'
-expect "-f sender" 0 'pass accepted' -- "${V[@]}" -f probe@exim.test x@nullsender.test
-expect "-f bad sender is error" 3 'error bad_syntax' -- "${V[@]}" -f 'a b' alice@exim.test
-expect "-p profile (require TLS)" 3 'error tls_required' -- "${V[@]}" -p strict alice@fast.test
-expect "-o overrides the profile" 0 'pass accepted' -- "${V[@]}" -p strict -o starttls=opportunistic alice@fast.test
-expect "-o deny_networks= default list refuses loopback" 3 'error forbidden_target' -- "${V[@]}" -o 'deny_networks=127.0.0.0/8 ::1/128' alice@exim.test
-expect "-o timeout against the tarpit" 2 'transient timeout 451 4\.4\.' -- "${V[@]}" -o timeout=2s x@tarpit.test
-expect "-o map" 0 'pass accepted' -- "${V[@]}" -o 'map=[ "mapped.test" = "exim.test" ]' alice@mapped.test
-expect "unknown -o key is a usage error" 64 '^$' -- "${V[@]}" -o nosuchkey=1 alice@exim.test
-expect "-o without = is a usage error" 64 '^$' -- "${V[@]}" -o timeout alice@exim.test
-expect "no address is a usage error" 64 '^$' -- "${V[@]}"
-expect "missing explicit config" 64 '^$' -- "$CBV" verify -c "$TMP/none.conf" alice@exim.test
-expect "-c /nonexistent fails, nothing verified" 64 '^$' -- "$CBV" verify -c /nonexistent/cbv.conf alice@exim.test
-grep -q '^cbv: /nonexistent/cbv.conf: No such file or directory$' "$TMP/err" && ok "-c /nonexistent: stderr names the path" ||
-	bad "-c /nonexistent: stderr names the path" "$(head -c 300 "$TMP/err")"
-expect "check-config -c /nonexistent fails" 64 '^$' -- "$CBV" check-config -c /nonexistent/cbv.conf
-expect "unknown profile" 64 '^$' -- "${V[@]}" -p nosuch alice@exim.test
+DETAIL="got $n" check "three addresses, three lines" test "$n" -eq 3
+expect_run "CR/LF escaped, bad_syntax" 1 '^alice\\x0d\\x0aQUIT@exim\.test fail bad_syntax 553 5\.1\.3 ' -- "${V[@]}" $'alice\r\nQUIT@exim.test'
+expect_run "-f sender" 0 'pass accepted' -- "${V[@]}" -f probe@exim.test x@nullsender.test
+expect_run "-f bad sender is error" 3 'error bad_syntax' -- "${V[@]}" -f 'a b' alice@exim.test
+expect_run "-p profile (require TLS)" 3 'error tls_required' -- "${V[@]}" -p strict alice@fast.test
+expect_run "-o overrides the profile" 0 'pass accepted' -- "${V[@]}" -p strict -o starttls=opportunistic alice@fast.test
+expect_run "-o deny_networks= default list refuses loopback" 3 'error forbidden_target' -- "${V[@]}" -o 'deny_networks=127.0.0.0/8 ::1/128' alice@exim.test
+expect_run "-o timeout against the tarpit" 2 'transient timeout 451 4\.4\.' -- "${V[@]}" -o timeout=2s x@tarpit.test
+expect_run "-o map" 0 'pass accepted' -- "${V[@]}" -o 'map=[ "mapped.test" = "exim.test" ]' alice@mapped.test
+expect_run "unknown -o key is a usage error" 64 '^$' -- "${V[@]}" -o nosuchkey=1 alice@exim.test
+expect_run "-o without = is a usage error" 64 '^$' -- "${V[@]}" -o timeout alice@exim.test
+expect_run "no address is a usage error" 64 '^$' -- "${V[@]}"
+expect_run "missing explicit config" 64 '^$' -- "$CBV" verify -c "$TMP/none.conf" alice@exim.test
+expect_run "-c /nonexistent fails, nothing verified" 64 '^$' -- "$CBV" verify -c /nonexistent/cbv.conf alice@exim.test
+expect_text "-c /nonexistent: stderr names the path" "$RUN_ERR" '^cbv: /nonexistent/cbv.conf: No such file or directory$'
+expect_run "check-config -c /nonexistent fails" 64 '^$' -- "$CBV" check-config -c /nonexistent/cbv.conf
+expect_run "unknown profile" 64 '^$' -- "${V[@]}" -p nosuch alice@exim.test
 
 # Every rig server through the tool: exit status and status/reason.
 while read -r addr want_rc want; do
-	expect "rig: $addr" "$want_rc" "^$addr $want " -- "${V[@]}" -o timeout=4s "$addr"
+	expect_run "rig: $addr" "$want_rc" "^$addr $want " -- "${V[@]}" -o timeout=4s "$addr"
 done <<'ROWS'
 alice@implicit.test 0 pass accepted
 alice@two.test 0 pass accepted
@@ -100,8 +68,8 @@ x@nullsender.test 3 error sender_refused
 alice@fast.test 0 pass accepted
 unknown2@fast.test 1 fail mailbox_unknown
 ROWS
-expect "rig: tls.test without STARTTLS" 3 'error tls_required 530 ' -- "${V[@]}" -o starttls=never alice@tls.test
-expect "rig: tls.test STARTTLS on demand" 0 'pass accepted' -- "${V[@]}" -o starttls=ondemand alice@tls.test
+expect_run "rig: tls.test without STARTTLS" 3 'error tls_required 530 ' -- "${V[@]}" -o starttls=never alice@tls.test
+expect_run "rig: tls.test STARTTLS on demand" 0 'pass accepted' -- "${V[@]}" -o starttls=ondemand alice@tls.test
 
 # JSON: one object per line with every key
 out=$("${V[@]}" --json alice@exim.test nobody@exim.test 2>/dev/null)
@@ -132,7 +100,7 @@ else
 fi
 
 # check-config
-expect "check-config prints effective values" 0 'starttls = require' -- "$CBV" check-config -c "$TMP/cbv.conf"
+expect_run "check-config prints effective values" 0 'starttls = require' -- "$CBV" check-config -c "$TMP/cbv.conf"
 printf 'smtp_cbv "x" {\n  port = 99999\n}\n' > "$TMP/bad.conf"
 out=$("$CBV" check-config -c "$TMP/bad.conf" 2>&1)
 rc=$?
@@ -144,15 +112,15 @@ if [ $rc -eq 64 ] && grep -q "colour" <<<"$out"; then ok "unknown key refused"; 
 
 # Issue 11.1: an MX that answers 220 to STARTTLS and closes made the tool
 # die of SIGPIPE (exit 141, no output).  Run with SIGPIPE at its default.
-expect "STARTTLS 220 then close: plain retry, no SIGPIPE" 0 '^x@tlsclose\.test pass accepted 250 ' -- env --default-signal=PIPE "${V[@]}" x@tlsclose.test
-expect "STARTTLS 220 then close, TLS required: tls_failed" 3 '^x@tlsclose\.test error tls_failed ' -- env --default-signal=PIPE "${V[@]}" -p strict x@tlsclose.test
+expect_run "STARTTLS 220 then close: plain retry, no SIGPIPE" 0 '^x@tlsclose\.test pass accepted 250 ' -- env --default-signal=PIPE "${V[@]}" x@tlsclose.test
+expect_run "STARTTLS 220 then close, TLS required: tls_failed" 3 '^x@tlsclose\.test error tls_failed ' -- env --default-signal=PIPE "${V[@]}" -p strict x@tlsclose.test
 
 # Issue 11.2: international domain names (A-labels to DNS and RCPT).
-expect "IDN: alice@bücher.test passes" 0 '^alice@bücher\.test pass accepted 250 ' -- "${V[@]}" alice@bücher.test
-expect "IDN: NXDOMAIN names the domain readably" 1 '^x@nix-ü\.test fail no_domain 550 5\.1\.2 domain nix-ü\.test \(xn--nix--3ra\.test\) does not exist$' -- "${V[@]}" x@nix-ü.test
-expect "IDN: disallowed code point is bad_syntax" 1 '^x@☃\.test fail bad_syntax 553 5\.1\.3 .*invalid international domain name' -- "${V[@]}" x@☃.test
-expect "IDN: UTF-8 local part via SMTPUTF8" 0 '^jürgen@bücher\.test pass accepted' -- "${V[@]}" jürgen@bücher.test
-expect "IDN: IDN sender needs no SMTPUTF8" 0 'pass accepted' -- "${V[@]}" -f probe@bücher.test alice@fast.test
+expect_run "IDN: alice@bücher.test passes" 0 '^alice@bücher\.test pass accepted 250 ' -- "${V[@]}" alice@bücher.test
+expect_run "IDN: NXDOMAIN names the domain readably" 1 '^x@nix-ü\.test fail no_domain 550 5\.1\.2 domain nix-ü\.test \(xn--nix--3ra\.test\) does not exist$' -- "${V[@]}" x@nix-ü.test
+expect_run "IDN: disallowed code point is bad_syntax" 1 '^x@☃\.test fail bad_syntax 553 5\.1\.3 .*invalid international domain name' -- "${V[@]}" x@☃.test
+expect_run "IDN: UTF-8 local part via SMTPUTF8" 0 '^jürgen@bücher\.test pass accepted' -- "${V[@]}" jürgen@bücher.test
+expect_run "IDN: IDN sender needs no SMTPUTF8" 0 'pass accepted' -- "${V[@]}" -f probe@bücher.test alice@fast.test
 out=$("${V[@]}" -v alice@bücher.test 2>&1 >/dev/null)
 if grep -q '^>>> RCPT TO:<alice@xn--bcher-kva.test>$' <<<"$out" && ! grep -q 'SMTPUTF8$' <<<"$(grep '^>>> MAIL' <<<"$out")"; then
 	ok "IDN: RCPT carries the A-label, MAIL has no SMTPUTF8"
@@ -169,7 +137,7 @@ fi
 # tls_verify with an address literal: no name to check, so the certificate
 # must name the address (the rig's names 127.0.0.10 but not 127.0.0.13).
 V_IP=("${V[@]}" -o starttls=require -o tls_verify=yes -o "ca_dir=$CBV_RIG_CA_DIR")
-expect "tls_verify, address literal not in the certificate: tls_failed" 3 \
+expect_run "tls_verify, address literal not in the certificate: tls_failed" 3 \
 	'^alice@\[127\.0\.0\.13\] error tls_failed 454 4\.7\.5 .*IP address mismatch' -- "${V_IP[@]}" 'alice@[127.0.0.13]'
 out=$("${V_IP[@]}" -v 'alice@[127.0.0.10]' 2>&1)
 if grep -q '^>>> MAIL FROM' <<<"$out" && ! grep -q 'tls_failed' <<<"$out"; then
@@ -178,5 +146,4 @@ else
 	bad "tls_verify, address literal in the certificate: TLS up, MAIL sent" "$out"
 fi
 
-echo "cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary cli

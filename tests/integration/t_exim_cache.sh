@@ -26,30 +26,12 @@ head -c 8192 /dev/urandom >"$T/jdir/junk"
 cp "$T/jdir/junk" "$T/junk.orig"
 chown -R Debian-exim:Debian-exim "$T/db" "$T/jdir"
 chmod 750 "$T/db" "$T/jdir"
-profile() { # NAME CACHE
-	cat <<-EOF
-	smtp_cbv "$1" {
-	  dns_servers = "$CBV_RIG_DNS"
-	  port = $CBV_RIG_PORT
-	  deny_networks = [ ]
-	  timeout = 10s
-	  cache = "$2"
-	}
-	EOF
-}
 {
-	profile cached "$T/db/cbv"
-	profile nodir "$T/nodir/cbv"
-	profile junk "$T/jdir/junk"
+	rig_profile cached 'timeout = 10s' "cache = \"$T/db/cbv\""
+	rig_profile nodir 'timeout = 10s' "cache = \"$T/nodir/cbv\""
+	rig_profile junk 'timeout = 10s' "cache = \"$T/jdir/junk\""
 } >>"$T/cbv.conf"
 
-mark() { MARK=$( (wc -l <"$LOG") 2>/dev/null || echo 0); }
-newlog() { tail -n +"$((MARK + 1))" "$LOG" 2>/dev/null; }
-has() { grep -Eq -- "$1" <<<"$2"; }
-expect() { # NAME REGEX TEXT
-	if has "$2" "$3"; then ok "$1"; else bad "$1" "want /$2/ in:"$'\n'"$3"; fi
-}
-skip() { echo "ok - # SKIP $1"; }
 
 # Is the cache wired into verifications?  Verify twice with a fresh path.
 "$CBV" verify -c "$T/cbv.conf" -o cache="$T/probe/cbv" alice@exim.test >/dev/null 2>&1
@@ -84,48 +66,48 @@ session() {
 # ---- a miss, then a hit in another Exim process ----
 mark
 session profile=cached "$GOOD"
-expect "first session: RCPT accepted" $'^250 OK\n250 Accepted' "$out"
+expect_text "first session: RCPT accepted" "$out" $'^250 OK\n250 Accepted'
 l=$(newlog)
-expect "first session: mainlog says cache=miss" \
-	"cbv: <$GOOD> sender=<> pass/accepted host=mx\\.$DOM \\[[^]]+\\] elapsed=[0-9]+ms cache=miss: 250" "$l"
-expect "first session: \$acl_m_last_poll_cache 0, _age 0" 'X-CBV result=<pass> .* cache=<0> age=<0>' "$l"
+expect_text "first session: mainlog says cache=miss" "$l" \
+	"cbv: <$GOOD> sender=<> pass/accepted host=mx\\.$DOM \\[[^]]+\\] elapsed=[0-9]+ms cache=miss: 250"
+expect_text "first session: \$acl_m_last_poll_cache 0, _age 0" "$l" 'X-CBV result=<pass> .* cache=<0> age=<0>'
 check "first session: one RCPT at the remote MX" test "$(rcpts "$GOOD")" -eq 1
 own=$(stat -c '%U:%G %a' "$T/db/cbv" "$T/db/cbv-lock" 2>&1 | sort -u)
 DETAIL=$own check "the cache file: Debian-exim:Debian-exim, 0660" test "$own" = "Debian-exim:Debian-exim 660"
 
 mark
 session profile=cached "$GOOD"
-expect "second session: RCPT accepted" $'^250 OK\n250 Accepted' "$out"
+expect_text "second session: RCPT accepted" "$out" $'^250 OK\n250 Accepted'
 l=$(newlog)
-expect "second session: mainlog says cache=hit with age" \
-	"cbv: <$GOOD> sender=<> pass/accepted host=mx\\.$DOM \\[[^]]+\\] elapsed=[0-9]+ms cache=hit age=[0-9]+s: 250" "$l"
-expect "second session: \$acl_m_last_poll_cache 1, _age set, last poll as the callout's" \
-	"X-CBV result=<pass> .* host=<mx\\.$DOM> .* sent=<RCPT TO:<$GOOD>> cache=<1> age=<[0-9]+>" "$l"
+expect_text "second session: mainlog says cache=hit with age" "$l" \
+	"cbv: <$GOOD> sender=<> pass/accepted host=mx\\.$DOM \\[[^]]+\\] elapsed=[0-9]+ms cache=hit age=[0-9]+s: 250"
+expect_text "second session: \$acl_m_last_poll_cache 1, _age set, last poll as the callout's" "$l" \
+	"X-CBV result=<pass> .* host=<mx\\.$DOM> .* sent=<RCPT TO:<$GOOD>> cache=<1> age=<[0-9]+>"
 check "second session: still one RCPT at the remote MX" test "$(rcpts "$GOOD")" -eq 1
 
 # ---- a fail is cached too ----
 session profile=cached "$UNKNOWN"
-expect "unknown user: 550" "^550-5\\.1\\.1 <$UNKNOWN>: recipient verification failed" "$out"
+expect_text "unknown user: 550" "$out" "^550-5\\.1\\.1 <$UNKNOWN>: recipient verification failed"
 mark
 session profile=cached "$UNKNOWN"
-expect "unknown user again: 550 from the cache" "^550-5\\.1\\.1 <$UNKNOWN>: recipient verification failed" "$out"
-expect "unknown user again: cache=hit" "cbv: <$UNKNOWN> sender=<> fail/mailbox_unknown .* cache=hit age=" "$(newlog)"
+expect_text "unknown user again: 550 from the cache" "$out" "^550-5\\.1\\.1 <$UNKNOWN>: recipient verification failed"
+expect_text "unknown user again: cache=hit" "$(newlog)" "cbv: <$UNKNOWN> sender=<> fail/mailbox_unknown .* cache=hit age="
 check "unknown user: one RCPT at the remote MX" test "$(rcpts "$UNKNOWN")" -eq 1
 
 # ---- per call: cache= and cache_refresh=yes ----
 mark
 session "profile=cached cache=" "$GOOD"
-expect "cache= in OPTIONS: accepted" $'^250 OK\n250 Accepted' "$out"
-expect "cache= in OPTIONS: mainlog says cache=off" "cbv: <$GOOD> sender=<> pass/accepted .* cache=off: 250" "$(newlog)"
+expect_text "cache= in OPTIONS: accepted" "$out" $'^250 OK\n250 Accepted'
+expect_text "cache= in OPTIONS: mainlog says cache=off" "$(newlog)" "cbv: <$GOOD> sender=<> pass/accepted .* cache=off: 250"
 check "cache= in OPTIONS: a callout (two RCPTs now)" test "$(rcpts "$GOOD")" -eq 2
 mark
 session "profile=cached cache_refresh=yes" "$GOOD"
-expect "cache_refresh=yes: a callout, cache=miss" "cbv: <$GOOD> sender=<> pass/accepted .* cache=miss: 250" "$(newlog)"
+expect_text "cache_refresh=yes: a callout, cache=miss" "$(newlog)" "cbv: <$GOOD> sender=<> pass/accepted .* cache=miss: 250"
 check "cache_refresh=yes: three RCPTs now" test "$(rcpts "$GOOD")" -eq 3
 mark
 session profile=cached "$GOOD"
 l=$(newlog)
-if has 'cache=hit age=[0-9]+s' "$l"; then
+if matches 'cache=hit age=[0-9]+s' "$l"; then
 	ok "after the refresh: a hit again"
 	age=$(sed -n 's/.*cache=hit age=\([0-9]*\)s.*/\1/p' <<<"$l" | head -n 1)
 	check "after the refresh: the age counts from the refresh" test "${age:-99}" -le 5
@@ -138,16 +120,16 @@ check "after the refresh: no new RCPT" test "$(rcpts "$GOOD")" -eq 3
 for p in nodir junk; do
 	mark
 	session "profile=$p" "$GOOD" "$UNKNOWN"
-	expect "$p: verdicts right (250, 550)" \
-		$'^250 Accepted\n550-5\\.1\\.1 <'"$UNKNOWN"'>: recipient verification failed' "$out"
+	expect_text "$p: verdicts right (250, 550)" "$out" \
+		$'^250 Accepted\n550-5\\.1\\.1 <'"$UNKNOWN"'>: recipient verification failed'
 	l=$(newlog)
 	n=$(grep -c "cbv: <[^>]*> sender=<> .* cache=off: " <<<"$l")
 	check "$p: two verifications logged with cache=off" test "$n" -eq 2
 	n=$(grep -c "cache $T/" <<<"$l")
 	DETAIL=$l check "$p: one line about the cache for the process" test "$n" -eq 1
 done
-expect "missing directory: the line says so" "cache $T/nodir/cbv: .*verifying without it" "$(grep -F "$T/nodir" "$LOG")"
-expect "not LMDB: the line says so" "cache $T/jdir/junk: not an LMDB file" "$(grep -F "$T/jdir/junk" "$LOG")"
+expect_text "missing directory: the line says so" "$(grep -F "$T/nodir" "$LOG")" "cache $T/nodir/cbv: .*verifying without it"
+expect_text "not LMDB: the line says so" "$(grep -F "$T/jdir/junk" "$LOG")" "cache $T/jdir/junk: not an LMDB file"
 check "missing directory: not created" test ! -e "$T/nodir"
 check "not LMDB: the file is left as it was" cmp -s "$T/jdir/junk" "$T/junk.orig"
 check "no paniclog entry from any of it" test -z "$(grep -v 'lost privilege' "$T/log/paniclog" 2>/dev/null)"

@@ -13,48 +13,6 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$TOP/tests/integration/exim/calloutd.sh"
 SELF=$TOP/tests/integration/t_exim_callout.sh
 
-# be EXPANSION: one exim -be expansion (one process: descriptors live as
-# long as it does); result in $out, stderr in $err, rc 1 if it failed.
-be() {
-	out=$(printf '%s\n' "$1" | front -be 2>"$T/be.err")
-	out=${out#> }
-	out=${out%$'\n'> }
-	out=${out%$'\n'>}
-	rc=0
-	[[ $out == Failed:* ]] && rc=1
-	err=$(cat "$T/be.err")
-}
-# be_lines EXPANSION...: several expansions in one exim -be process (so
-# an expansion may fail and the next still see the descriptors); $out is
-# their results joined with "|" (a failure shows as "Failed: ...").
-be_lines() {
-	local lines=() l
-	mapfile -t lines < <(printf '%s\n' "$@" | front -be 2>"$T/be.err")
-	out=
-	for l in "${lines[@]:0:$#}"; do out+="${l#> }|"; done
-	out=${out%|}
-	err=$(cat "$T/be.err")
-}
-# expect NAME EXPANSION WANT: the expansion succeeds with exactly WANT.
-expect() {
-	be "$2"
-	if [[ $rc -eq 0 && $out == "$3" ]]; then ok "$1"; else bad "$1" "want: $3"$'\n'"rc=$rc out=$out err=$err"; fi
-}
-# expect_match NAME EXPANSION ERE: the expansion succeeds, output matches.
-expect_match() {
-	be "$2"
-	if [[ $rc -eq 0 ]] && grep -Eq -- "$3" <<<"$out"; then ok "$1"; else bad "$1" "want /$3/"$'\n'"rc=$rc out=$out err=$err"; fi
-}
-# expect_error NAME EXPANSION ERE: the expansion fails (ERROR), message matches.
-expect_error() {
-	be "$2"
-	if [[ $rc -ne 0 ]] && grep -Eq -- "$3" <<<"$out$err" && ! grep -qi 'segmentation\|signal' <<<"$err"; then
-		ok "$1"
-	else
-		bad "$1" "want ERROR /$3/"$'\n'"rc=$rc out=$out err=$err"
-	fi
-}
-
 # The expansions: OP{...} open, DO{FD}{ADDRESS}{REST}, CL{FD}, LP{FIELD}.
 set_ops() {
 	OP="\${dlfunc{$SO}{callout_open}"
@@ -70,8 +28,8 @@ set_ops() {
 # accepts any local part.
 common_checks() { # WHO UNIX_URL INET_URL
 	local who=$1 unix=$2 inet=$3 C="config=$T/cbv.conf"
-	expect "$who: callout_open returns descriptor 1" "$OP{$unix}{$C}}" 1
-	expect "$who: open, do, close in one process" \
+	be_expect "$who: callout_open returns descriptor 1" "$OP{$unix}{$C}}" 1
+	be_expect "$who: open, do, close in one process" \
 		"$OP{$unix}{$C}}/$DO{1}{alice@exim.test}}/$CL{1}}/$OP{$inet}{$C}}" "1/success//1"
 	be "$OP{$unix}{$C}}|$DO{1}{bob@exim.test}}|$LP{status}}|$LP{host}}|$LP{sent}}|$LP{recv}}|$LP{greeting}}|$LP{helo}}|$LP{cache}}"
 	if [[ $rc -eq 0 && $out == "1|success|pass|mx.exim.test|RCPT TO:<bob@exim.test>|250 "* ]] &&
@@ -81,14 +39,14 @@ common_checks() { # WHO UNIX_URL INET_URL
 	else
 		bad "$who: last_poll fields" "rc=$rc out=$out err=$err"
 	fi
-	expect "$who: the four words (one connection, several jobs)" \
+	be_expect "$who: the four words (one connection, several jobs)" \
 		"$OP{$inet}{$C}} $DO{1}{nobody@exim.test}} $DO{1}{grey@exim.test}} $DO{1}{postmaster@exim.test}} $DO{1}{w1@fast.test}{}}" \
 		"1 not_found temp_failure success success"
 	be "$OP{$unix}{$C}}|$DO{1}{nobody2@exim.test}}|$LP{reason}}|$LP{ecode}}|$LP{message}}"
 	DETAIL="out=$out err=$err"
 	check "$who: not_found: reason and ecode from the RECV line" \
 		grep -Eq '^1\|not_found\|mailbox_unknown\|5\.1\.1\|550 5\.1\.1 <nobody2@exim\.test>' <<<"$out"
-	expect "$who: REST MODE=hostonly HOST=127.0.0.30" \
+	be_expect "$who: REST MODE=hostonly HOST=127.0.0.30" \
 		"$OP{$unix}{$C}}|$DO{1}{h1@fast.test}{MODE=hostonly HOST=\"127.0.0.30\"}}|$LP{host}}" "1|success|127.0.0.30"
 	# Remote text is tainted, our words are not.
 	be "$OP{$unix}{$C}}$DO{1}{t1@fast.test}}\${lookup{x}lsearch{$LP{greeting}}}}"
@@ -115,10 +73,10 @@ common_checks() { # WHO UNIX_URL INET_URL
 	else
 		bad "$who: reconnect after e_callout_proto" "out=$out err=$err"
 	fi
-	expect "$who: callout{} through callout_url" \
+	be_expect "$who: callout{} through callout_url" \
 		"$CO{co1@fast.test}{}{$C profile=viaserver}}|$LP{host}}|$LP{sent}}" \
 		"success|mx.fast.test|RCPT TO:<co1@fast.test>"
-	expect "$who: callout{} SENDER is sent as MAILFROM (nullsender.test refuses <>)" \
+	be_expect "$who: callout{} SENDER is sent as MAILFROM (nullsender.test refuses <>)" \
 		"$CO{x@nullsender.test}{probe@exim.test}{$C profile=viaserver}}|$CO{co2@fast.test}{}{$C profile=viaserver}}" \
 		"success|success"
 }
@@ -131,27 +89,20 @@ if [[ ${1:-} == --calloutd-inner ]]; then
 	set_ops
 	trap 'calloutd_stop; front_cleanup' EXIT
 	if calloutd_start "$NS"; then ok "calloutd listening"; else bad "calloutd starts"; summary; exit; fi
-	cat >>"$T/cbv.conf" <<-EOF
-	smtp_cbv "viaserver" {
-	  cache = ""
-	  callout_url = "$CALLOUTD_UNIX_URL"
-	  helo = "verifier.test"
-	  timeout = 20s
-	  starttls = never
-	}
-	EOF
+	cbv_profile viaserver "callout_url = \"$CALLOUTD_UNIX_URL\"" 'helo = "verifier.test"' 'timeout = 20s' \
+		'starttls = never' >>"$T/cbv.conf"
 	common_checks calloutd "$CALLOUTD_UNIX_URL" "$CALLOUTD_INET_URL"
-	expect "calloutd: null MX is calloutd's failure" "$OP{$CALLOUTD_UNIX_URL}{config=$T/cbv.conf}}|$DO{1}{x@nullmx.test}}" "1|failure"
-	expect "calloutd: a cached answer: no progress lines, cache = 1" \
+	be_expect "calloutd: null MX is calloutd's failure" "$OP{$CALLOUTD_UNIX_URL}{config=$T/cbv.conf}}|$DO{1}{x@nullmx.test}}" "1|failure"
+	be_expect "calloutd: a cached answer: no progress lines, cache = 1" \
 		"$OP{$CALLOUTD_INET_URL}{config=$T/cbv.conf}}|$DO{1}{alice@exim.test}}|$LP{cache}}|$LP{host}}" "1|success|1|"
 	# starttls = require cannot be said to calloutd: refused, never weakened.
-	expect_error "calloutd: starttls=require is an ERROR, not opportunistic" \
+	be_error "calloutd: starttls=require is an ERROR, not opportunistic" \
 		"$OP{$CALLOUTD_UNIX_URL}{config=$T/cbv.conf starttls=require}}" \
 		'callout_open: .*starttls = require cannot be honoured'
-	expect_error "calloutd: callout{} with starttls=require is an ERROR" \
+	be_error "calloutd: callout{} with starttls=require is an ERROR" \
 		"$CO{req1@fast.test}{}{config=$T/cbv.conf profile=viaserver starttls=require}}" \
 		'callout: .*starttls = require cannot be honoured'
-	expect_error "calloutd: Exim on :25 is not a callout server" "$OP{inet://127.0.0.10:25}}" \
+	be_error "calloutd: Exim on :25 is not a callout server" "$OP{inet://127.0.0.10:25}}" \
 		'callout_open: e_callout_proto: inet://127\.0\.0\.10:25: greeting: 220 mx\.exim\.test'
 	kill -0 "$CALLOUTD_PID" 2>/dev/null && ok "calloutd still running" || bad "calloutd died" "$(tail -5 "$NS/calloutd.log")"
 	calloutd_stop
@@ -161,19 +112,12 @@ fi
 
 # ---- against cbvd in the normal rig -------------------------------------------
 skip_if_sanitized
-[[ -x $B/cbvd ]] || { echo "not ok - $B/cbvd not built"; echo "0 passed, 1 failed"; exit 1; }
+need_built "$B/cbvd"
 nm -D "$B/cbv.so" | awk '$2 == "T" {print $3}' | sort | tr '\n' ' ' >"/tmp/cbv-nm.$$"
 exports=$(cat "/tmp/cbv-nm.$$")
 rm -f "/tmp/cbv-nm.$$"
 front_setup
 set_ops
-CBVD_PID=
-cbvd_stop() {
-	[[ -n $CBVD_PID ]] || return 0
-	kill -TERM "$CBVD_PID" 2>/dev/null
-	wait "$CBVD_PID" 2>/dev/null
-	CBVD_PID=
-}
 ECHO_PID=
 cleanup() {
 	cbvd_stop
@@ -185,95 +129,71 @@ trap cleanup EXIT
 [[ $exports == "callout callout_close callout_do callout_open default_callout_server_url last_poll smtp_callback_verify " ]] &&
 	ok "cbv.so exports exactly the seven dlfuncs" || bad "cbv.so exports" "$exports"
 
-# cbvd drops root to Debian-exim: its socket directory is that user's.
 mkdir -p "$T/run"
-chown Debian-exim "$T/run"
+cbvd_dirs "$T/run"
 SOCK=$T/run/cbvd.sock
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 UNIX_URL="unix://$SOCK"
 INET_URL="inet://127.0.0.1:$PORT"
-cat >"$T/cbvd.conf" <<EOF
-smtp_cbv "default" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  helo = "verifier.test"
-  timeout = 10s
-  command_timeout = 5s
-}
-server {
-  listen = [ "$UNIX_URL" "$INET_URL" ]
-}
-EOF
-"$B/cbvd" -f -c "$T/cbvd.conf" 2>"$T/cbvd.log" &
-CBVD_PID=$!
-for _ in $(seq 50); do grep -q ready "$T/cbvd.log" 2>/dev/null && break; sleep 0.1; done
-grep -q ready "$T/cbvd.log" && ok "cbvd started" || { bad "cbvd starts" "$(cat "$T/cbvd.log")"; summary; exit; }
+{
+	rig_profile default 'helo = "verifier.test"' 'timeout = 10s' 'command_timeout = 5s'
+	printf 'server {\n  listen = [ "%s" "%s" ]\n}\n' "$UNIX_URL" "$INET_URL"
+} >"$T/cbvd.conf"
+if cbvd_start "$B/cbvd" "$T/cbvd.log" -c "$T/cbvd.conf"; then ok "cbvd started"; else
+	bad "cbvd starts" "$(cat "$T/cbvd.log")"; summary; exit; fi
 
 # Profiles of the front's cbv.conf: through cbvd, or in-process with the
 # default deny_networks (loopback refused: error/forbidden_target).
-cat >>"$T/cbv.conf" <<EOF
-smtp_cbv "viaserver" {
-  cache = ""
-  callout_url = "$UNIX_URL"
-  vars_acl = cbv_setvars
-}
-smtp_cbv "inprocess" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-}
-smtp_cbv "impatient" {
-  cache = ""
-  timeout = 1s
-}
-EOF
+{
+	cbv_profile viaserver "callout_url = \"$UNIX_URL\"" 'vars_acl = cbv_setvars'
+	rig_profile -D inprocess
+	cbv_profile impatient 'timeout = 1s'
+} >>"$T/cbv.conf"
 C="config=$T/cbv.conf"
 
 common_checks cbvd "$UNIX_URL" "$INET_URL"
 
-expect "cbvd: 5.7.1 at RCPT is failure (calloutd: not_found)" "$OP{$UNIX_URL}{$C}}|$DO{1}{x@policy.test}}" "1|failure"
-expect "cbvd: REST MODE=hostfirst HOST: the host before the MX" \
+be_expect "cbvd: 5.7.1 at RCPT is failure (calloutd: not_found)" "$OP{$UNIX_URL}{$C}}|$DO{1}{x@policy.test}}" "1|failure"
+be_expect "cbvd: REST MODE=hostfirst HOST: the host before the MX" \
 	"$OP{$UNIX_URL}{$C}}|$DO{1}{alice@exim.test}{MODE=hostfirst HOST=127.0.0.30}}|$LP{host}}" "1|success|127.0.0.30"
-expect "cbvd: REST MODE=mxfirst HOST: the host after the dead MX hosts" \
+be_expect "cbvd: REST MODE=mxfirst HOST: the host after the dead MX hosts" \
 	"$OP{$UNIX_URL}{$C}}|$DO{1}{x@dead.test}{MODE=mxfirst HOST=127.0.0.30}}|$LP{host}}" "1|success|127.0.0.30"
-expect "callout{} without callout_url verifies in-process" \
+be_expect "callout{} without callout_url verifies in-process" \
 	"$CO{alice@exim.test}{}{$C profile=inprocess}}|$LP{reason}}" "failure|forbidden_target"
-expect "callout{} with callout_url: the server's deny_networks, not ours" \
+be_expect "callout{} with callout_url: the server's deny_networks, not ours" \
 	"$CO{alice@exim.test}{}{$C profile=inprocess callout_url=$UNIX_URL}}|$LP{reason}}" "success|accepted"
 grep -q 'cbvd: local: 0000000000 <alice@exim.test> success' "$T/cbvd.log" &&
 	ok "callout{} reached cbvd with SID local:" || bad "callout{} SID" "$(tail -5 "$T/cbvd.log")"
-expect "vars_acl runs after callout{} through the server" \
+be_expect "vars_acl runs after callout{} through the server" \
 	"$CO{nobody@exim.test}{}{$C profile=viaserver}}|\$acl_m_smtp_cbv_result|\$acl_m_last_poll_host|\$acl_m_last_poll_sent" \
 	"not_found|fail|mx.exim.test|RCPT TO:<nobody@exim.test>"
-expect "vars_acl runs after callout_do (OPTIONS of callout_open)" \
+be_expect "vars_acl runs after callout_do (OPTIONS of callout_open)" \
 	"$OP{$INET_URL}{$C vars_acl=cbv_setvars}}|$DO{1}{grey@exim.test}}|\$acl_m_smtp_cbv_result|\$acl_m_last_poll_reason" \
 	"1|temp_failure|transient|greylisted"
 
 # mailfromd's own view (issue 11.10): last_poll_* give mailfromd's values
 # (first line, "nothing"), our fields stay full; default_callout_server_url.
-expect "mailfromd view: 554 greeting: last_poll_sent nothing, recv the greeting" \
+be_expect "mailfromd view: 554 greeting: last_poll_sent nothing, recv the greeting" \
 	"$OP{$UNIX_URL}{$C}}|$DO{1}{x@greet554.test}}|$LP{last_poll_sent}}|$LP{last_poll_recv}}|$LP{sent}}|$LP{reason}}" \
 	"1|failure|nothing|554 5.3.2 No service here||greeting_refused"
 be "$OP{$UNIX_URL}{$C}}|$DO{1}{alice@exim.test}}|$LP{last_poll_helo}}|\${if >{\${strlen:$LP{helo}}}}{\${strlen:$LP{last_poll_helo}}}}{full}{same}}"
 DETAIL="rc=$rc out=$out err=$err"
 check "mailfromd view: last_poll_helo is the first line, helo the full reply" \
 	grep -Eq '^1\|success\|250-mx\.exim\.test Hello [^|]*\|full$' <<<"$out"
-expect "vars_acl: \$acl_m_last_poll_sent is mailfromd's (nothing)" \
+be_expect "vars_acl: \$acl_m_last_poll_sent is mailfromd's (nothing)" \
 	"$CO{y@greet554.test}{}{$C profile=viaserver}}|\$acl_m_last_poll_sent|\$acl_m_last_poll_recv" \
 	"failure|nothing|554 5.3.2 No service here"
-expect "default_callout_server_url: the profile's callout_url" \
+be_expect "default_callout_server_url: the profile's callout_url" \
 	"\${dlfunc{$SO}{default_callout_server_url}{$C profile=viaserver}}|\${dlfunc{$SO}{default_callout_server_url}{$C profile=inprocess}}" \
 	"$UNIX_URL|"
-expect "cbvd: starttls=require reaches cbvd (no plain-text success)" \
+be_expect "cbvd: starttls=require reaches cbvd (no plain-text success)" \
 	"$CO{req2@fast.test}{}{$C profile=viaserver starttls=require}}|$LP{reason}}" "failure|tls_required"
-expect "cbvd: elapsed is set for a synthesized timeout (issue 11.9)" \
+be_expect "cbvd: elapsed is set for a synthesized timeout (issue 11.9)" \
 	"$OP{$UNIX_URL}{$C profile=impatient}}|$DO{1}{x@tarpit.test}}|\${if >={$LP{elapsed}}}{900}{y}{n}}" "1|temp_failure|y"
 
 # Our deadline (timeout=1s) before cbvd's: temp_failure, then the same
 # descriptor reconnects and answers.
-expect "callout_do past the deadline: temp_failure/timeout, then reconnects" \
+be_expect "callout_do past the deadline: temp_failure/timeout, then reconnects" \
 	"$OP{$UNIX_URL}{$C profile=impatient}}|$DO{1}{x@tarpit.test}}|$LP{reason}}|$DO{1}{alice@exim.test}}" \
 	"1|temp_failure|timeout|success"
 # Nothing listening: the descriptor is still given; callout_do says temp_failure.
@@ -281,15 +201,15 @@ be "$OP{unix://$T/run/none.sock}{$C}}|$DO{1}{alice@exim.test}}|$LP{status}}|$LP{
 DETAIL="rc=$rc out=$out err=$err"
 check "server down: descriptor given, callout_do temp_failure/connect_failed" \
 	grep -Eq "^1\|temp_failure\|transient\|connect_failed\|451 4\.4\.1 unix://$T/run/none\.sock: connect: " <<<"$out"
-expect "empty address: success at once, as callout.mfl" "$OP{$UNIX_URL}{$C}}|$DO{1}{}}|$DO{1}{<>}}" "1|success|success"
+be_expect "empty address: success at once, as callout.mfl" "$OP{$UNIX_URL}{$C}}|$DO{1}{}}|$DO{1}{<>}}" "1|success|success"
 be "$OP{$UNIX_URL}{$C}}|$DO{1}{\${sg{alice#QUIT@exim.test}{#}{\\r\\n}}}}|$LP{reason}}"
 DETAIL="rc=$rc out=$out err=$err"
 check "CR/LF in the address: not_found/bad_syntax, nothing sent" test "$out" = "1|not_found|bad_syntax"
 
 # A peer that does not speak the protocol: ERROR naming e_callout_proto.
-expect_error "Exim SMTP server is not a callout server" "$OP{inet://127.0.0.10:$CBV_RIG_PORT}}" \
+be_error "Exim SMTP server is not a callout server" "$OP{inet://127.0.0.10:$CBV_RIG_PORT}}" \
 	"callout_open: e_callout_proto: inet://127\\.0\\.0\\.10:$CBV_RIG_PORT: greeting: 220 mx\\.exim\\.test"
-EPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+EPORT=$(free_port)
 # An echo server: greets like a callout server, then says everything back.
 python3 - "$EPORT" <<'PY' &
 import socket, sys, threading
@@ -307,23 +227,23 @@ while True:
 PY
 ECHO_PID=$!
 for _ in $(seq 50); do ss -Hltn | grep -q "127.0.0.1:$EPORT " && break; sleep 0.1; done
-expect_error "echo peer: callout_do is ERROR naming e_callout_proto" \
+be_error "echo peer: callout_do is ERROR naming e_callout_proto" \
 	"$DO{$OP{inet://127.0.0.1:$EPORT}{$C}}}{alice@exim.test}}" \
 	'callout_do: e_callout_proto: inet://127\.0\.0\.1:[0-9]+: VRFY: VRFY "alice@exim\.test"'
 
 # Misuse: ERROR with a message, never a crash.
-expect_error "callout_do on a descriptor never opened" "$DO{1}{a@exim.test}}" 'callout_do: bad descriptor "1"'
-expect_error "callout_do with a non-number" "$DO{abc}{a@exim.test}}" 'bad descriptor "abc"'
-expect_error "callout_do with 0" "$DO{0}{a@exim.test}}" 'bad descriptor "0"'
-expect_error "callout_do with 17" "$DO{17}{a@exim.test}}" 'bad descriptor "17"'
-expect_error "callout_do after callout_close" "$OP{$UNIX_URL}{$C}}$CL{1}}$DO{1}{a@exim.test}}" 'bad descriptor "1"'
-expect_error "callout_close twice" "$OP{$UNIX_URL}{$C}}$CL{1}}$CL{1}}" 'callout_close: bad descriptor "1"'
-expect_error "callout_do with 1 argument" "$DO{1}}" 'callout_do: expects 2 or 3 arguments'
-expect_error "callout_open with 3 arguments" "$OP{$UNIX_URL}{}{x}}" 'callout_open: expects 1 or 2 arguments'
-expect_error "callout_close with 0 arguments" "\${dlfunc{$SO}{callout_close}}" 'callout_close: expects 1 argument'
-expect_error "callout_open with a bad URL" "$OP{http://127.0.0.1/}}" 'callout_open: callout URL: must be'
-expect_error "callout_open with bad OPTIONS" "$OP{$UNIX_URL}{$C colour=blue}}" 'callout_open: bad OPTIONS: .*colour'
-expect_error "callout_do with a bad REST" "$OP{$UNIX_URL}{$C}}$DO{1}{a@exim.test}{TLS=never}}" 'callout_do: bad REST: .*unknown key'
+be_error "callout_do on a descriptor never opened" "$DO{1}{a@exim.test}}" 'callout_do: bad descriptor "1"'
+be_error "callout_do with a non-number" "$DO{abc}{a@exim.test}}" 'bad descriptor "abc"'
+be_error "callout_do with 0" "$DO{0}{a@exim.test}}" 'bad descriptor "0"'
+be_error "callout_do with 17" "$DO{17}{a@exim.test}}" 'bad descriptor "17"'
+be_error "callout_do after callout_close" "$OP{$UNIX_URL}{$C}}$CL{1}}$DO{1}{a@exim.test}}" 'bad descriptor "1"'
+be_error "callout_close twice" "$OP{$UNIX_URL}{$C}}$CL{1}}$CL{1}}" 'callout_close: bad descriptor "1"'
+be_error "callout_do with 1 argument" "$DO{1}}" 'callout_do: expects 2 or 3 arguments'
+be_error "callout_open with 3 arguments" "$OP{$UNIX_URL}{}{x}}" 'callout_open: expects 1 or 2 arguments'
+be_error "callout_close with 0 arguments" "\${dlfunc{$SO}{callout_close}}" 'callout_close: expects 1 argument'
+be_error "callout_open with a bad URL" "$OP{http://127.0.0.1/}}" 'callout_open: callout URL: must be'
+be_error "callout_open with bad OPTIONS" "$OP{$UNIX_URL}{$C colour=blue}}" 'callout_open: bad OPTIONS: .*colour'
+be_error "callout_do with a bad REST" "$OP{$UNIX_URL}{$C}}$DO{1}{a@exim.test}{TLS=never}}" 'callout_do: bad REST: .*unknown key'
 opens=()
 for i in $(seq 17); do opens+=("$OP{$UNIX_URL}{$C}}"); done
 be_lines "${opens[@]}"
@@ -384,7 +304,7 @@ callout=0 sent=RCPT TO:<bob@exim.test>"
 	[[ $out == "$want" ]] && ok "mailfromd's own callout.mfl against cbvd (mailfromd --run)" ||
 		bad "mailfromd's callout.mfl against cbvd" "$out"
 else
-	echo "ok - # SKIP mailfromd not installed"
+	skip "mailfromd not installed"
 fi
 
 cbvd_stop
@@ -392,7 +312,7 @@ grep -qiE 'AddressSanitizer|runtime error' "$T/cbvd.log" && bad "cbvd sanitizer 
 
 # ---- against Debian's calloutd, in its namespace ------------------------------
 if why=$(calloutd_unusable); then
-	echo "ok - # SKIP calloutd: $why"
+	skip "calloutd: $why"
 else
 	inner=$(calloutd_reexec "$SELF" 2>"$T/calloutd.err")
 	printf '%s\n' "$inner" | grep -Ev '^[0-9]+ passed|# SKIP' | sed 's/^/  /'

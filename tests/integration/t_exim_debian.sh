@@ -7,9 +7,9 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/exim/lib.sh"
 skip_if_sanitized
-: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}" "${CBV_RIG_PORT:?}"
+need_rig
 if [[ ! -d /etc/exim4/conf.d ]] || ! command -v update-exim4.conf >/dev/null; then
-	echo "ok - # SKIP Debian's exim4-config is not installed"
+	skip "Debian's exim4-config is not installed"
 	echo "0 passed, 0 failed"
 	exit 0
 fi

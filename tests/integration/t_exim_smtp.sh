@@ -9,7 +9,6 @@ set -u
 skip_if_sanitized
 front_setup
 trap front_cleanup EXIT
-LOG=$T/log/mainlog
 
 # mail FROM TO [-Dmacro...]: one -bs message; replies in $out.
 mail() {
@@ -18,85 +17,79 @@ mail() {
 	out=$(bs_session "$@" -- "HELO client.test" "MAIL FROM:<$from>" "RCPT TO:<$to>" \
 		DATA "Subject: cbv test" "" "body" . QUIT)
 }
-# Lines of mainlog written since the mark.
-mark() { MARK=$( (wc -l <"$LOG") 2>/dev/null || echo 0); }
-newlog() { tail -n +"$((MARK + 1))" "$LOG" 2>/dev/null; }
 queued() { find "$T/spool/input" -name '*-H' 2>/dev/null | wc -l; }
-has() { grep -Eq -- "$1" <<<"$2"; }
-expect() { # NAME REGEX TEXT
-	if has "$2" "$3"; then ok "$1"; else bad "$1" "want /$2/ in:"$'\n'"$3"; fi
-}
 
 # ---- sender verification at MAIL (cbv_mail.acl) ----
 mark
 mail alice@exim.test bob@exim.test -DFRONT_MAIL=1
-expect "MAIL pass: 250 and message accepted" '^250 OK id=' "$out"
+expect_text "MAIL pass: 250 and message accepted" "$out" '^250 OK id='
 l=$(newlog)
-expect "MAIL pass: one mainlog line with address, sender, status, reason, host, ip, elapsed" \
-	'cbv: <alice@exim\.test> sender=<> pass/accepted host=mx\.exim\.test \[(127\.0\.0\.10|\[::1\]):[0-9]+\] elapsed=[0-9]+ms cache=off: 250 ' "$l"
-expect "MAIL pass: \$acl_m_smtp_cbv_result and \$acl_m_last_poll_* set" \
-	'X-CBV result=<pass> sender=<pass> rcpt=<> reason=<accepted> host=<mx\.exim\.test> ip=<[^>]+> greeting=<220 mx\.exim\.test ESMTP Exim [^>]*> sent=<RCPT TO:<alice@exim\.test>>' "$l"
+expect_text "MAIL pass: one mainlog line with address, sender, status, reason, host, ip, elapsed" "$l" \
+	'cbv: <alice@exim\.test> sender=<> pass/accepted host=mx\.exim\.test \[(127\.0\.0\.10|\[::1\]):[0-9]+\] elapsed=[0-9]+ms cache=off: 250 '
+expect_text "MAIL pass: \$acl_m_smtp_cbv_result and \$acl_m_last_poll_* set" "$l" \
+	'X-CBV result=<pass> sender=<pass> rcpt=<> reason=<accepted> host=<mx\.exim\.test> ip=<[^>]+> greeting=<220 mx\.exim\.test ESMTP Exim [^>]*> sent=<RCPT TO:<alice@exim\.test>>'
 h=$(cat "$T"/spool/input/*-H 2>/dev/null)
-expect "MAIL pass: X-CBV header added from the ACL variables" 'X-CBV: result=<pass> host=<mx\.exim\.test> greeting=<220 mx\.exim\.test' "$h"
+expect_text "MAIL pass: X-CBV header added from the ACL variables" "$h" 'X-CBV: result=<pass> host=<mx\.exim\.test> greeting=<220 mx\.exim\.test'
 n=$(grep -c 'cbv: <alice@exim.test>' <<<"$l")
 check "MAIL pass: exactly one verification line" test "$n" -eq 1
 
 mark
 mail nobody@exim.test bob@exim.test -DFRONT_MAIL=1
-expect "MAIL fail: 550 with the remote's reply" $'^550-5\\.1\\.7 <nobody@exim\\.test>: sender verification failed\n550 5\\.1\\.7 550 5\\.1\\.1 <nobody@exim\\.test>: no such user here' "$out"
-expect "MAIL fail: mainlog verification and rejection lines" 'fail/mailbox_unknown.*' "$(newlog)"
-expect "MAIL fail: rejection logged with the reply" 'rejected MAIL <nobody@exim\.test>: cbv: sender <nobody@exim\.test> fail: 550 5\.1\.1' "$(newlog)"
+expect_text "MAIL fail: 550 with the remote's reply" "$out" $'^550-5\\.1\\.7 <nobody@exim\\.test>: sender verification failed\n550 5\\.1\\.7 550 5\\.1\\.1 <nobody@exim\\.test>: no such user here'
+expect_text "MAIL fail: mainlog verification and rejection lines" "$(newlog)" 'fail/mailbox_unknown.*'
+expect_text "MAIL fail: rejection logged with the reply" "$(newlog)" 'rejected MAIL <nobody@exim\.test>: cbv: sender <nobody@exim\.test> fail: 550 5\.1\.1'
 
 mark
 mail grey@grey.test bob@exim.test -DFRONT_MAIL=1
-expect "MAIL transient: 451 (greylisted at both MXes)" $'^451-4\\.4\\.3 <grey@grey\\.test>: sender verification deferred.*\n451 4\\.4\\.3 451 4\\.7\\.1 greylisted' "$out"
-expect "MAIL transient: mainlog" 'cbv: <grey@grey\.test> sender=<> transient/greylisted host=mx2\.grey\.test' "$(newlog)"
+expect_text "MAIL transient: 451 (greylisted at both MXes)" "$out" $'^451-4\\.4\\.3 <grey@grey\\.test>: sender verification deferred.*\n451 4\\.4\\.3 451 4\\.7\\.1 greylisted'
+expect_text "MAIL transient: mainlog" "$(newlog)" 'cbv: <grey@grey\.test> sender=<> transient/greylisted host=mx2\.grey\.test'
 
 mark
 mail x@policy.test bob@exim.test -DFRONT_MAIL=1
-expect "MAIL error (default policy): accepted" '^250 OK id=' "$out"
-expect "MAIL error (default policy): logged as accepted" 'cbv: sender <x@policy\.test> error \(accepted\): 550 5\.7\.1' "$(newlog)"
-expect "MAIL error: \$acl_m_* show error/policy_refused" 'X-CBV result=<error> sender=<error> rcpt=<> reason=<policy_refused> host=<mx\.policy\.test>' "$(newlog)"
+expect_text "MAIL error (default policy): accepted" "$out" '^250 OK id='
+expect_text "MAIL error (default policy): logged as accepted" "$(newlog)" 'cbv: sender <x@policy\.test> error \(accepted\): 550 5\.7\.1'
+expect_text "MAIL error: \$acl_m_* show error/policy_refused" "$(newlog)" 'X-CBV result=<error> sender=<error> rcpt=<> reason=<policy_refused> host=<mx\.policy\.test>'
 mail x@policy.test bob@exim.test -DFRONT_MAIL=1 -DCBV_ERROR_DEFER=1
-expect "MAIL error with CBV_ERROR_DEFER: 451" '^451 4\.4\.3 <x@policy\.test>: sender verification impossible' "$out"
+expect_text "MAIL error with CBV_ERROR_DEFER: 451" "$out" '^451 4\.4\.3 <x@policy\.test>: sender verification impossible'
 mail x@policy.test bob@exim.test -DFRONT_MAIL=1 -DCBV_ERROR_DENY=1
-expect "MAIL error with CBV_ERROR_DENY: 550" $'^550-5\\.7\\.1 <x@policy\\.test>: sender verification impossible\n550 5\\.7\\.1 550 5\\.7\\.1 Client host blocked' "$out"
+expect_text "MAIL error with CBV_ERROR_DENY: 550" "$out" $'^550-5\\.7\\.1 <x@policy\\.test>: sender verification impossible\n550 5\\.7\\.1 550 5\\.7\\.1 Client host blocked'
 
 mark
 mail x@tarpit.test bob@exim.test -DFRONT_MAIL=1 "-DCBV_SENDER_OPTIONS=timeout=1s"
-expect "MAIL tarpit with timeout=1s: 451" '^451-4\.4\.3 <x@tarpit\.test>' "$out"
-expect "MAIL tarpit: transient/timeout logged" 'cbv: <x@tarpit\.test> sender=<> transient/timeout' "$(newlog)"
+expect_text "MAIL tarpit with timeout=1s: 451" "$out" '^451-4\.4\.3 <x@tarpit\.test>'
+expect_text "MAIL tarpit: transient/timeout logged" "$(newlog)" 'cbv: <x@tarpit\.test> sender=<> transient/timeout'
 
 mail '' bob@exim.test -DFRONT_MAIL=1
-expect "null sender is not verified" '^250 OK id=' "$out"
+expect_text "null sender is not verified" "$out" '^250 OK id='
 
 # ---- recipient + sender verification at RCPT (cbv_rcpt.acl) ----
 mark
 out=$(bs_session -DFRONT_RCPT=1 -- "HELO client.test" "MAIL FROM:<alice@exim.test>" \
 	"RCPT TO:<bob@exim.test>" "RCPT TO:<nobody@exim.test>" "RCPT TO:<grey@exim.test>" \
 	"RCPT TO:<x@policy.test>" DATA "Subject: rcpt" "" body . QUIT)
-expect "RCPT pass: 250 for bob" $'250 OK\n250 Accepted' "$out"
-expect "RCPT fail: 550 with the remote's reply" $'550-5\\.1\\.1 <nobody@exim\\.test>: recipient verification failed\n550 5\\.1\\.1 550 5\\.1\\.1 <nobody@exim\\.test>: no such user here' "$out"
-expect "RCPT transient: 451" $'451-4\\.4\\.3 <grey@exim\\.test>: recipient verification deferred, try again later\n451 4\\.4\\.3 451 4\\.7\\.1 greylisted' "$out"
-expect "RCPT error: accepted by default policy" $'451 4\\.4\\.3 451 4\\.7\\.1 greylisted, try again later\n250 Accepted' "$out"
-expect "RCPT: message accepted for the good recipients" '^250 OK id=' "$out"
+expect_text "RCPT pass: 250 for bob" "$out" $'250 OK\n250 Accepted'
+expect_text "RCPT fail: 550 with the remote's reply" "$out" $'550-5\\.1\\.1 <nobody@exim\\.test>: recipient verification failed\n550 5\\.1\\.1 550 5\\.1\\.1 <nobody@exim\\.test>: no such user here'
+expect_text "RCPT transient: 451" "$out" \
+	$'451-4\\.4\\.3 <grey@exim\\.test>: recipient verification deferred, try again\n451-4\\.4\\.3 later\n451 4\\.4\\.3 451 4\\.7\\.1 greylisted'
+expect_text "RCPT error: accepted by default policy" "$out" $'451 4\\.4\\.3 451 4\\.7\\.1 greylisted, try again later\n250 Accepted'
+expect_text "RCPT: message accepted for the good recipients" "$out" '^250 OK id='
 l=$(newlog)
 n=$(grep -c 'cbv: <alice@exim.test> sender=<>' <<<"$l")
 check "RCPT: sender verified once per message, not per recipient" test "$n" -eq 1
-expect "RCPT: \$acl_m_cbv_rcpt_verdict and \$acl_m_smtp_cbv_result from the last verification" \
-	'X-CBV result=<error> sender=<pass> rcpt=<error> reason=<policy_refused>' "$l"
+expect_text "RCPT: \$acl_m_cbv_rcpt_verdict and \$acl_m_smtp_cbv_result from the last verification" "$l" \
+	'X-CBV result=<error> sender=<pass> rcpt=<error> reason=<policy_refused>'
 
 mark
 out=$(bs_session -DFRONT_RCPT=1 "-DCBV_RECIPIENT_MAILFROM=\$sender_address" -- "HELO client.test" \
 	"MAIL FROM:<alice@exim.test>" "RCPT TO:<bob@exim.test>" QUIT)
-expect "per-call sender override: probe sent with the real sender" \
-	'cbv: <bob@exim\.test> sender=<alice@exim\.test> pass/accepted' "$(newlog)"
+expect_text "per-call sender override: probe sent with the real sender" "$(newlog)" \
+	'cbv: <bob@exim\.test> sender=<alice@exim\.test> pass/accepted'
 
 mark
 mail alice@exim.test bob@exim.test -DFRONT_MAIL=1 -DFRONT_RCPT=1
-expect "MAIL and RCPT snippets together: accepted" '^250 OK id=' "$out"
-expect "MAIL and RCPT snippets together: recipient passes, sender verified once" \
-	'X-CBV result=<pass> sender=<pass> rcpt=<pass>' "$(newlog)"
+expect_text "MAIL and RCPT snippets together: accepted" "$out" '^250 OK id='
+expect_text "MAIL and RCPT snippets together: recipient passes, sender verified once" "$(newlog)" \
+	'X-CBV result=<pass> sender=<pass> rcpt=<pass>'
 
 # ---- hostile greeting: literal, never expanded (vars_acl on and off) ----
 EVIL='evil.test ${run{/bin/touch '"$T"'/pwned}} $sender_address $primary_hostname ${readfile{/etc/passwd}}'
@@ -106,17 +99,17 @@ for mode in on off; do
 	[[ $mode == off ]] && defs+=(-DCBV_NO_SETVARS=1)
 	mark
 	mail "x@[$EVIL_IP]" bob@exim.test "${defs[@]}"
-	expect "evil greeting (vars_acl $mode): verified and accepted" '^250 OK id=' "$out"
+	expect_text "evil greeting (vars_acl $mode): verified and accepted" "$out" '^250 OK id='
 	l=$(newlog)
 	lit='greeting=<220 evil\.test \$\{run\{/bin/touch [^}]*/pwned\}\} \$sender_address \$primary_hostname \$\{readfile\{/etc/passwd\}\}>'
-	expect "evil greeting (vars_acl $mode): last_poll returns it literally" "X-CBV-LP status=<pass> $lit" "$l"
+	expect_text "evil greeting (vars_acl $mode): last_poll returns it literally" "$l" "X-CBV-LP status=<pass> $lit"
 	if [[ $mode == on ]]; then
-		expect "evil greeting (vars_acl on): \$acl_m_last_poll_greeting literal" "X-CBV result=<pass>.* $lit" "$l"
+		expect_text "evil greeting (vars_acl on): \$acl_m_last_poll_greeting literal" "$l" "X-CBV result=<pass>.* $lit"
 	else
-		expect "evil greeting (vars_acl off): ACL variables not set" 'X-CBV result=<> sender=<pass> rcpt=<> reason=<> host=<> ip=<> greeting=<>' "$l"
+		expect_text "evil greeting (vars_acl off): ACL variables not set" "$l" 'X-CBV result=<> sender=<pass> rcpt=<> reason=<> host=<> ip=<> greeting=<>'
 	fi
 	check "evil greeting (vars_acl $mode): \${run} never ran" test ! -e "$T/pwned"
-	if has 'root:x:0' "$l" || has 'front\.cbv\.test x@' "$l"; then
+	if matches 'root:x:0' "$l" || matches 'front\.cbv\.test x@' "$l"; then
 		bad "evil greeting (vars_acl $mode): nothing expanded" "$l"
 	else
 		ok "evil greeting (vars_acl $mode): nothing expanded"
@@ -127,7 +120,7 @@ done
 : >"$T/evil.log"
 mark
 mail "x@[$EVIL_IP]" bob@exim.test -DFRONT_MAIL=1 "-DCBV_SENDER_MAILFROM=\${sg{a#RSET@exim.test}{#}{\\r\\n}}"
-expect "CR/LF in the probe sender: error/bad_syntax" 'cbv: <x@\[127\.0\.0\.62\]> sender=<a\?\?RSET@exim\.test> error/bad_syntax' "$(newlog)"
+expect_text "CR/LF in the probe sender: error/bad_syntax" "$(newlog)" 'cbv: <x@\[127\.0\.0\.62\]> sender=<a\?\?RSET@exim\.test> error/bad_syntax'
 DETAIL=$(cat "$T/evil.log")
 check "CR/LF in the probe sender: no connection, no bytes sent" test ! -s "$T/evil.log"
 evil_stop
@@ -138,12 +131,12 @@ chmod 644 "$T/broken.conf"
 before=$(queued)
 mark
 mail alice@exim.test bob@exim.test -DFRONT_MAIL=1 -DFRONT_CONF="$T/broken.conf"
-expect "broken cbv.conf: MAIL gets 451" '^451 Temporary local problem' "$out"
+expect_text "broken cbv.conf: MAIL gets 451" "$out" '^451 Temporary local problem'
 check "broken cbv.conf: nothing queued" test "$(queued)" -eq "$before"
 p=$(cat "$T/log/paniclog" 2>/dev/null)
-expect "broken cbv.conf: panic log names file:line:col" "cbv: smtp_callback_verify: config $T/broken\\.conf:2:[0-9]+: " "$p"
+expect_text "broken cbv.conf: panic log names file:line:col" "$p" "cbv: smtp_callback_verify: config $T/broken\\.conf:2:[0-9]+: "
 mail nobody@exim.test bob@exim.test -DFRONT_MAIL=1 -DFRONT_CONF="$T/broken.conf"
-expect "broken cbv.conf: a bad sender gets 451 too, not 550 (retried later)" '^451 ' "$out"
+expect_text "broken cbv.conf: a bad sender gets 451 too, not 550 (retried later)" "$out" '^451 '
 
 # ---- the daemon, driven by swaks ----
 if front_daemon_start -DFRONT_RCPT=1; then
@@ -151,20 +144,20 @@ if front_daemon_start -DFRONT_RCPT=1; then
 		--timeout 30 --from "$1" --to "$2" 2>&1); src=$?; }
 	mark
 	sw alice@exim.test bob@exim.test
-	expect "daemon: pass sender, pass recipient: queued" '<-  250 OK id=' "$out"
+	expect_text "daemon: pass sender, pass recipient: queued" "$out" '<-  250 OK id='
 	sw nobody@exim.test bob@exim.test
-	expect "daemon: fail sender: 550 at RCPT" '<\*\* 550 5\.1\.7 550 5\.1\.1 <nobody@exim\.test>' "$out"
+	expect_text "daemon: fail sender: 550 at RCPT" "$out" '<\*\* 550 5\.1\.7 550 5\.1\.1 <nobody@exim\.test>'
 	sw grey@grey.test bob@exim.test
-	expect "daemon: transient sender: 451" '<\*\* 451 4\.4\.3 451 4\.7\.1 greylisted' "$out"
+	expect_text "daemon: transient sender: 451" "$out" '<\*\* 451 4\.4\.3 451 4\.7\.1 greylisted'
 	sw alice@exim.test nobody@exim.test
-	expect "daemon: fail recipient: 550" '<\*\* 550 5\.1\.1 550 5\.1\.1 <nobody@exim\.test>' "$out"
+	expect_text "daemon: fail recipient: 550" "$out" '<\*\* 550 5\.1\.1 550 5\.1\.1 <nobody@exim\.test>'
 	sw alice@exim.test x@policy.test
-	expect "daemon: error recipient: accepted" '<-  250 OK id=' "$out"
+	expect_text "daemon: error recipient: accepted" "$out" '<-  250 OK id='
 	l=$(newlog)
 	n=$(grep -c ' cbv: <' <<<"$l")
 	check "daemon: one mainlog line per verification (9: the sender is not verified after a failed recipient)" test "$n" -eq 9
 	DETAIL=$l
-	expect "daemon: connection processes log X-CBV variables" 'X-CBV result=<pass> sender=<pass> rcpt=<pass>' "$l"
+	expect_text "daemon: connection processes log X-CBV variables" "$l" 'X-CBV result=<pass> sender=<pass> rcpt=<pass>'
 	front_daemon_stop
 else
 	bad "front daemon start" "$(cat "$T/log/paniclog" 2>/dev/null)"

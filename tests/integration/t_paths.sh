@@ -7,46 +7,27 @@
 # command whose reply was read, and that reply), and starttls = require
 # reaches cbvd exactly.  Leaves nothing running.
 set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$TOP/tests/integration/lib.sh"
 B=${B:-build}
 CBV="$B/cbv"
 CBVD="$B/cbvd"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '    %s\n' "$2"; }
 
-: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}" "${CBV_RIG_PORT:?}"
-for f in "$CBV" "$CBVD"; do
-	[ -x "$f" ] || { echo "not ok - $f not built"; echo "0 passed, 1 failed"; exit 1; }
-done
+need_rig
+need_built "$CBV" "$CBVD"
 TMP=$(mktemp -d)
 chmod 755 "$TMP"
 mkdir "$TMP/run"
-if [ "$(id -u)" = 0 ]; then
-	if id Debian-exim >/dev/null 2>&1; then chown Debian-exim "$TMP/run"; else chown nobody "$TMP/run"; fi
-fi
-CPID=
+cbvd_dirs "$TMP/run"
 cleanup() {
-	[ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
+	cbvd_stop
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 
 SOCK="$TMP/run/cbvd.sock"
-profile() { # NAME EXTRA...
-	local name=$1
-	shift
-	cat <<CONF
-smtp_cbv "$name" {
-  cache = ""
-  dns_servers = "$CBV_RIG_DNS"
-  port = $CBV_RIG_PORT
-  deny_networks = [ ]
-  helo = "verifier.test"
-  timeout = 6s
-  command_timeout = 2s
-  $*
-}
-CONF
+profile() { # NAME EXTRA...: the profile both paths use
+	rig_profile "$1" 'helo = "verifier.test"' 'timeout = 6s' 'command_timeout = 2s' "${@:2}"
 }
 {
 	profile default
@@ -58,10 +39,8 @@ CONF
 	profile strict "starttls = require"
 } > "$TMP/cbv.conf"
 
-"$CBVD" -f -c "$TMP/cbvd.conf" 2>"$TMP/cbvd.log" &
-CPID=$!
-for _ in $(seq 50); do grep -q ready "$TMP/cbvd.log" 2>/dev/null && break; sleep 0.1; done
-[ -S "$SOCK" ] && ok "cbvd up" || { bad "cbvd up" "$(cat "$TMP/cbvd.log")"; echo "$pass passed, $fail failed"; exit 1; }
+cbvd_start "$CBVD" "$TMP/cbvd.log" -c "$TMP/cbvd.conf"
+[ -S "$SOCK" ] && ok "cbvd up" || { bad "cbvd up" "$(cat "$TMP/cbvd.log")"; summary; exit 1; }
 
 # compare ADDRESS [PROFILE]: in process vs through cbvd
 compare() {
@@ -139,5 +118,4 @@ expect_json "unreachable: connect_failed, elapsed set" x@refused.test \
 expect_json "starttls=require reaches cbvd: no plain-text pass" x@fast.test \
 	'x["status"] == "error" and x["reason"] == "tls_required"' -p strict
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

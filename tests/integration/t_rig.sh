@@ -4,24 +4,23 @@
 # the fake servers, driven with swaks, plus one DNS answer. Run inside the
 # rig (tests/rig/rig.sh run -- ...). Exits 1 if any check failed.
 set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$TOP/tests/integration/lib.sh"
 
-: "${CBV_RIG_PORT:?run inside tests/rig/rig.sh run}"
-: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}"
+need_rig
 : "${CBV_RIG_CA:?run inside tests/rig/rig.sh run}"
 command -v swaks >/dev/null || { echo "t_rig: swaks missing (Debian package swaks)"; exit 1; }
 
 PORT=$CBV_RIG_PORT
-ok=0 bad=0
 TRANSCRIPT=
+BAD_LINES=60 # a failure shows the swaks transcript
 
-check() { # DESCRIPTION EXPECTED GOT
+# expect_reply DESCRIPTION EXPECTED GOT: GOT starts with EXPECTED.
+expect_reply() {
 	if [[ $3 == "$2"* ]]; then
-		ok=$((ok + 1))
-		echo "ok - $1"
+		ok "$1"
 	else
-		bad=$((bad + 1))
-		echo "not ok - $1: expected '$2', got '$3'"
-		if [[ -n $TRANSCRIPT ]]; then printf '#   %s\n' "${TRANSCRIPT//$'\n'/$'\n'#   }"; fi
+		bad "$1" "expected '$2', got '$3'${TRANSCRIPT:+$'\n'$TRANSCRIPT}"
 	fi
 }
 
@@ -47,65 +46,64 @@ reply_to() {
 
 # ---- the real Exim ----
 session 127.0.0.10 '<>' alice@exim.test
-check "exim 127.0.0.10: greeting" "220 mx.exim.test ESMTP Exim 4.96" "$(reply_to banner)"
-check "exim 127.0.0.10: null sender accepted" "250" "$(reply_to 'MAIL FROM')"
-check "exim 127.0.0.10: alice@exim.test" "250" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.10: greeting" "220 mx.exim.test ESMTP Exim 4.96" "$(reply_to banner)"
+expect_reply "exim 127.0.0.10: null sender accepted" "250" "$(reply_to 'MAIL FROM')"
+expect_reply "exim 127.0.0.10: alice@exim.test" "250" "$(reply_to 'RCPT TO')"
 if grep -q '^<-  250-STARTTLS' <<<"$TRANSCRIPT"; then s=yes; else s=no; fi
-check "exim 127.0.0.10: STARTTLS advertised" yes "$s"
+expect_reply "exim 127.0.0.10: STARTTLS advertised" yes "$s"
 
 session 127.0.0.10 sender@example.org nobody@exim.test
-check "exim 127.0.0.10: nobody@exim.test" "550 5.1.1" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.10: nobody@exim.test" "550 5.1.1" "$(reply_to 'RCPT TO')"
 session 127.0.0.10 '<>' grey@exim.test
-check "exim 127.0.0.10: grey@exim.test" "451 4.7.1" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.10: grey@exim.test" "451 4.7.1" "$(reply_to 'RCPT TO')"
 session 127.0.0.10 '<>' bob@two.test
-check "exim 127.0.0.10: bob@two.test" "250" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.10: bob@two.test" "250" "$(reply_to 'RCPT TO')"
 session 127.0.0.10 '<>' postmaster@implicit.test
-check "exim 127.0.0.10: postmaster@implicit.test" "250" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.10: postmaster@implicit.test" "250" "$(reply_to 'RCPT TO')"
 session 127.0.0.10 '<>' alice@not-ours.example
-check "exim 127.0.0.10: no relaying" "550" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.10: no relaying" "550" "$(reply_to 'RCPT TO')"
 session ::1 '<>' alice@exim.test
-check "exim [::1]: alice@exim.test" "250" "$(reply_to 'RCPT TO')"
+expect_reply "exim [::1]: alice@exim.test" "250" "$(reply_to 'RCPT TO')"
 session 127.0.0.12 '<>' grey@grey.test
-check "exim 127.0.0.12: grey@grey.test" "451 4.7.1" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.12: grey@grey.test" "451 4.7.1" "$(reply_to 'RCPT TO')"
 session 127.0.0.12 '<>' alice@grey.test
-check "exim 127.0.0.12: alice@grey.test" "250" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.12: alice@grey.test" "250" "$(reply_to 'RCPT TO')"
 
 session 127.0.0.11 '<>' alice@tls.test
-check "exim 127.0.0.11 without TLS: MAIL" "530 5.7.0 Must issue a STARTTLS command first" \
+expect_reply "exim 127.0.0.11 without TLS: MAIL" "530 5.7.0 Must issue a STARTTLS command first" \
 	"$(reply_to 'MAIL FROM')"
 session 127.0.0.11 '<>' alice@tls.test --tls
-check "exim 127.0.0.11 with TLS: STARTTLS" "220" "$(reply_to STARTTLS)"
-check "exim 127.0.0.11 with TLS: MAIL" "250" "$(reply_to 'MAIL FROM')"
-check "exim 127.0.0.11 with TLS: alice@tls.test" "250" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.11 with TLS: STARTTLS" "220" "$(reply_to STARTTLS)"
+expect_reply "exim 127.0.0.11 with TLS: MAIL" "250" "$(reply_to 'MAIL FROM')"
+expect_reply "exim 127.0.0.11 with TLS: alice@tls.test" "250" "$(reply_to 'RCPT TO')"
 # The certificate verifies against the rig's CA under its MX name.
 session 127.0.0.11 '<>' bob@tls.test --tls --tls-verify --tls-ca-path "$CBV_RIG_CA" \
 	--tls-sni mx.tls.test
-check "exim 127.0.0.11 TLS verified against CBV_RIG_CA: bob@tls.test" "250" "$(reply_to 'RCPT TO')"
+expect_reply "exim 127.0.0.11 TLS verified against CBV_RIG_CA: bob@tls.test" "250" "$(reply_to 'RCPT TO')"
 
 # ---- fake servers ----
 session 127.0.0.30 '<>' alice@fast.test
-check "fast: greeting" "220" "$(reply_to banner)"
-check "fast: alice@fast.test" "250 2.1.5" "$(reply_to 'RCPT TO')"
+expect_reply "fast: greeting" "220" "$(reply_to banner)"
+expect_reply "fast: alice@fast.test" "250 2.1.5" "$(reply_to 'RCPT TO')"
 session 127.0.0.30 '<>' unknown42@fast.test
-check "fast: unknown42@fast.test" "550 5.1.1" "$(reply_to 'RCPT TO')"
+expect_reply "fast: unknown42@fast.test" "550 5.1.1" "$(reply_to 'RCPT TO')"
 session 127.0.0.29 '<>' alice@policy.test
-check "policy: RCPT" "550 5.7.1" "$(reply_to 'RCPT TO')"
+expect_reply "policy: RCPT" "550 5.7.1" "$(reply_to 'RCPT TO')"
 session 127.0.0.28 '<>' alice@nullsender.test
-check "nullsender: MAIL FROM:<>" "550 5.7.1" "$(reply_to 'MAIL FROM')"
+expect_reply "nullsender: MAIL FROM:<>" "550 5.7.1" "$(reply_to 'MAIL FROM')"
 session 127.0.0.28 sender@example.org alice@nullsender.test
-check "nullsender: MAIL FROM:<sender@example.org>" "250" "$(reply_to 'MAIL FROM')"
-check "nullsender: RCPT after a real sender" "250" "$(reply_to 'RCPT TO')"
+expect_reply "nullsender: MAIL FROM:<sender@example.org>" "250" "$(reply_to 'MAIL FROM')"
+expect_reply "nullsender: RCPT after a real sender" "250" "$(reply_to 'RCPT TO')"
 session 127.0.0.26 '<>' alice@mid421.test
-check "mid421: MAIL" "421 4.3.2" "$(reply_to 'MAIL FROM')"
+expect_reply "mid421: MAIL" "421 4.3.2" "$(reply_to 'MAIL FROM')"
 session 127.0.0.27 '<>' alice@greet554.test
-check "greet554: greeting" "554 5.3.2" "$(reply_to banner)"
+expect_reply "greet554: greeting" "554 5.3.2" "$(reply_to banner)"
 
 # ---- DNS ----
 if command -v dig >/dev/null; then
 	TRANSCRIPT=
 	ans=$(dig +short +time=2 +tries=1 -p "${CBV_RIG_DNS##*:}" "@${CBV_RIG_DNS%:*}" MX exim.test 2>&1)
-	check "dns: MX exim.test" "10 mx.exim.test." "$ans"
+	expect_reply "dns: MX exim.test" "10 mx.exim.test." "$ans"
 fi
 
-echo "t_rig: $ok ok, $bad not ok"
-exit $((bad > 0))
+summary t_rig

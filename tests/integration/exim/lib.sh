@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/integration/exim/lib.sh - shared by t_exim_*.sh, demo.sh and
 # bench/exim_bench.sh: a private "front" Exim (tests/integration/exim/exim.conf
 # with the exim-conf drop-ins) calling cbv.so, inside the loopback rig.
@@ -7,7 +8,12 @@
 #   front -be '${dlfunc{...}}'      front -DFRONT_MAIL=1 -bs < session
 #   front_daemon_start [-D...] / front_daemon_stop
 #   evil_start 'GREETING' / evil_stop
-#   ok NAME / bad NAME DETAIL / summary
+#   mark / newlog          the front's mainlog lines written since the mark
+#   be EXPANSION / be_lines EXPANSION...    exim -be: $out, $err, $rc
+#   be_expect NAME EXPANSION WANT / be_error NAME EXPANSION ERE
+#
+# ok, bad, check, summary, expect_text, rig_profile... come from
+# tests/integration/lib.sh, sourced here.
 #
 # Needs the rig's environment (CBV_RIG_DNS, CBV_RIG_PORT), root, and B.
 # Everything listens on loopback: the front daemon on 127.0.0.61, the
@@ -19,32 +25,18 @@ case $B in /*) ;; *) B=$TOP/$B ;; esac
 EXIM=${EXIM:-/usr/sbin/exim4}
 FRONT_IP=127.0.0.61
 EVIL_IP=127.0.0.62
-T_PASS=0 T_FAIL=0
-
-ok() { T_PASS=$((T_PASS + 1)); echo "ok - $1"; }
-bad() {
-	T_FAIL=$((T_FAIL + 1))
-	echo "not ok - $1"
-	[[ -n ${2:-} ]] && printf '%s\n' "$2" | head -n 20 | sed 's/^/    /'
-	return 0
-}
-# check NAME COND-COMMAND...: ok if the command succeeds.
-check() { local n=$1; shift; if "$@"; then ok "$n"; else bad "$n" "${DETAIL:-}"; fi; }
-summary() {
-	echo "$T_PASS passed, $T_FAIL failed"
-	((T_FAIL == 0))
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # Exits 0 with a SKIP line when cbv.so cannot be dlopen()ed into Exim (the
 # sanitizer build: libasan must be loaded first, which Exim is not).
 skip_if_sanitized() {
 	if [[ ! -e $B/cbv.so ]]; then
-		echo "ok - # SKIP $B/cbv.so not built"
+		skip "$B/cbv.so not built"
 		echo "0 passed, 0 failed"
 		exit 0
 	fi
 	if nm -D "$B/cbv.so" 2>/dev/null | grep -q '__asan_\|__ubsan_'; then
-		echo "ok - # SKIP sanitizer build: cbv.so cannot be loaded into Exim"
+		skip "sanitizer build: cbv.so cannot be loaded into Exim"
 		echo "0 passed, 0 failed"
 		exit 0
 	fi
@@ -52,38 +44,19 @@ skip_if_sanitized() {
 
 # Writes a cbv.conf for the rig into $1.
 rig_cbv_conf() {
-	cat >"$1" <<-EOF
-	# rig profile: the rig's DNS and port, loopback allowed
-	smtp_cbv "default" {
-	  cache = ""
-	  dns_servers = "$CBV_RIG_DNS"
-	  port = $CBV_RIG_PORT
-	  deny_networks = [ ]
-	  timeout = 10s
-	  command_timeout = 5s
-	}
-	smtp_cbv "quick" {
-	  cache = ""
-	  dns_servers = "$CBV_RIG_DNS"
-	  port = $CBV_RIG_PORT
-	  deny_networks = [ ]
-	  timeout = 2s
-	}
-	smtp_cbv "mapped" {
-	  cache = ""
-	  dns_servers = "$CBV_RIG_DNS"
-	  port = $CBV_RIG_PORT
-	  deny_networks = [ ]
-	  map = [ "^(.+)\.mapped\.example$" = "\$1.test" ]
-	}
-	EOF
+	{
+		echo "# rig profile: the rig's DNS and port, loopback allowed"
+		rig_profile default 'timeout = 10s' 'command_timeout = 5s'
+		rig_profile quick 'timeout = 2s'
+		rig_profile mapped 'map = [ "^(.+)\.mapped\.example$" = "$1.test" ]'
+	} >"$1"
 	chmod 644 "$1"
 }
 
 # Creates T: config, module and conf copies readable by Debian-exim (the
 # -bs process and the daemon's children run as that user), spool, logs.
 front_setup() {
-	: "${CBV_RIG_DNS:?run inside tests/rig/rig.sh run}" "${CBV_RIG_PORT:?}"
+	need_rig
 	T=$(mktemp -d /tmp/cbv-front.XXXXXX)
 	chmod 755 "$T"
 	mkdir -p "$T/spool" "$T/log" "$T/src"
@@ -100,6 +73,50 @@ front_setup() {
 }
 
 front() { "$EXIM" "${FRONT_ARGS[@]}" "$@"; }
+
+# mark, then newlog: the lines of the front's mainlog written since.
+mark() { MARK=$( (wc -l <"$T/log/mainlog") 2>/dev/null || echo 0); }
+newlog() { tail -n +"$((MARK + 1))" "$T/log/mainlog" 2>/dev/null; }
+
+# be EXPANSION: one exim -be expansion (read from stdin, so long lines
+# pass; Exim prompts "> "; one process: callout descriptors live as long
+# as it does); the result in $out, stderr in $err, rc 1 when the
+# expansion failed ("Failed: ..." in out).
+be() {
+	out=$(printf '%s\n' "$1" | front -be 2>"$T/be.err")
+	out=${out#> }
+	out=${out%$'\n'> }
+	out=${out%$'\n'>}
+	rc=0
+	[[ $out == Failed:* ]] && rc=1
+	err=$(cat "$T/be.err")
+}
+# be_lines EXPANSION...: several expansions in one exim -be process (so
+# an expansion may fail and the next still see the descriptors); $out is
+# their results joined with "|" (a failure shows as "Failed: ...").
+be_lines() {
+	local lines=() l
+	mapfile -t lines < <(printf '%s\n' "$@" | front -be 2>"$T/be.err")
+	out=
+	for l in "${lines[@]:0:$#}"; do out+="${l#> }|"; done
+	out=${out%|}
+	err=$(cat "$T/be.err")
+}
+# be_expect NAME EXPANSION WANT: the expansion succeeds with exactly WANT.
+be_expect() {
+	be "$2"
+	if [[ $rc -eq 0 && $out == "$3" ]]; then ok "$1"; else bad "$1" "want: $3"$'\n'"rc=$rc out=$out err=$err"; fi
+}
+# be_error NAME EXPANSION ERE: the expansion fails (ERROR, never a crash),
+# and its message matches.
+be_error() {
+	be "$2"
+	if [[ $rc -ne 0 ]] && matches "$3" "$out$err" && ! grep -qi 'segmentation\|signal' <<<"$err"; then
+		ok "$1"
+	else
+		bad "$1" "want ERROR /$3/"$'\n'"rc=$rc out=$out err=$err"
+	fi
+}
 
 # One SMTP session over -bs; lines given as arguments, CRLF added.
 # stdout: Exim's replies.
