@@ -267,11 +267,11 @@ static int cmd_verify(int argc, char **argv)
 		}
 	}
 	if (server != NULL) {
-		struct cbv_callout_url u;
+		struct cbv_url u;
 		struct cbv_err err;
 
-		if (cbv_callout_url_parse(server, &u, &err) != CBV_OK) {
-			fprintf(stderr, "cbv: -S: %s\n", err.msg);
+		if (cbv_url_parse(server, strnlen(server, CBV_URL_MAX + 1), 0, &u, &err) != CBV_OK) {
+			fprintf(stderr, "cbv: -S: callout URL: %s\n", err.msg);
 			goto done;
 		}
 	}

@@ -23,6 +23,7 @@
 #include "cbv_result.h"
 #include "cbv_status.h"
 #include "cbv_text.h"
+#include "cbv_url.h"
 #include "cbv_verify.h"
 
 #define CBV_VERSION "0.1.0"

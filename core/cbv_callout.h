@@ -47,23 +47,6 @@
 
 struct cbv_callout;
 
-/* A parsed server URL. */
-struct cbv_callout_url {
-	int unix_socket;           /* 1: path is set; 0: host and port are */
-	char path[108];            /* sun_path size on Linux */
-	char host[CBV_DOMAIN_MAX + 1]; /* name or address, IPv6 without [] */
-	unsigned port;
-};
-
-/*
- * Parses "unix:///absolute/path" or "inet://HOST:PORT" (HOST a name, an
- * IPv4 address or [IPv6]; PORT 1..65535).  Strict: no user, query,
- * fragment, trailing text or control characters; at most CBV_URL_MAX
- * bytes.  CBV_OK or CBV_EINVAL with a message.
- */
-enum cbv_status cbv_callout_url_parse(const char *url, struct cbv_callout_url *u,
-                                      struct cbv_err *err);
-
 /*
  * Checks a mailfromd REST string ("MODE=hostonly HOST=mx.example.com
  * EHLO=... MAILFROM=...": KEY=VALUE pairs, keys case-insensitive, values
