@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "cbv.h"
-#include "cbv_callout.h"
 #include "cbv_cli.h"
 
 #define EX_USAGE_CBV 64

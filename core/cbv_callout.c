@@ -1,8 +1,8 @@
 /*
  * cbv_callout.c - blocking client for the mailfromd callout protocol.
- * See cbv_callout.h and docs/callout-protocol.md.
+ * See cbv_callout.h, cbv_callout_impl.h and docs/callout-protocol.md.
  */
-#include "cbv_callout.h"
+#include "cbv_callout_impl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -25,6 +25,7 @@
 #include "cbv_map.h"
 #include "cbv_net.h"
 #include "cbv_reply.h"
+#include "cbv_session.h"
 
 enum vstate { VS_DNS, VS_SESSION, VS_DONE };
 

@@ -29,7 +29,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "cbv_cproto.h"
+#include "cbv.h"
 #include "cbvd.h"
 
 #define EX_USAGE 64

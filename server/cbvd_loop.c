@@ -40,9 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cbv_callout.h"
-#include "cbv_clock.h"
-#include "cbv_cproto.h"
+#include "cbv.h"
 #include "cbvd.h"
 
 enum job_state { J_PENDING, J_QUEUED, J_RUNNING, J_DONE };

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cbv_callout.h"
+#include "cbv_callout_impl.h"
 #include "cbv_url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

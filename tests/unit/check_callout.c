@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cbv_callout.h"
+#include "cbv_callout_impl.h"
 #include "cbv_clock.h"
 #include "cbv_url.h"
 
