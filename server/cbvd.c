@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -190,12 +189,6 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	struct cbv_err err;
 	char host[256];
-
-	/* A verification's buffers are large enough for glibc to mmap and
-	 * munmap them each time (a page fault per page, every verification);
-	 * a daemon running thousands keeps them in its heap instead. */
-	mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
-	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
 
 	while ((opt = getopt(argc, argv, "c:l:fdh")) != -1) {
 		switch (opt) {
