@@ -58,6 +58,16 @@ DEPFLAGS := -MMD -MP
 # Sanitizer builds go to their own tree so they never mix with normal objects.
 B := build$(if $(SAN),-san)
 
+# The public API (core/cbv.h says what and why): these headers are copied
+# into $(PUB_INC), the only core directory cli/, dlfunc/ and server/ are
+# compiled against, so a private core header there fails to build.  Core,
+# tests and bench/ use -Icore (tests and bench test internals).
+PUB_HDR   := $(addprefix core/,cbv.h cbv_addr.h cbv_cache.h cbv_cache_rec.h cbv_callout.h \
+             cbv_cidr.h cbv_clock.h cbv_config.h cbv_cproto.h cbv_limits.h cbv_log.h cbv_map.h \
+             cbv_result.h cbv_status.h cbv_text.h cbv_url.h cbv_verify.h)
+PUB_INC   := $(B)/include
+DRIVER_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -I$(PUB_INC)
+
 CORE_SRC  := $(sort $(wildcard core/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(B)/%.o)
 LIBCBV    := $(B)/libcbv.a
@@ -93,6 +103,20 @@ $(B)/%.o: %.c
 # Every object sees -DCBV_VERSION: rebuild them when VERSION changes.
 $(CORE_OBJ) $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c server/*.c dlfunc/*.c)): VERSION
 
+# Copied afresh as a whole, so a header dropped from PUB_HDR is gone too.
+$(PUB_INC)/.stamp: $(PUB_HDR) Makefile
+	@rm -rf $(PUB_INC) && mkdir -p $(PUB_INC)
+	cp $(PUB_HDR) $(PUB_INC)/
+	@touch $@
+
+$(B)/cli/%.o: cli/%.c $(PUB_INC)/.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(DRIVER_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(B)/server/%.o: server/%.c $(PUB_INC)/.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(DRIVER_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
 $(LIBCBV): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -107,9 +131,9 @@ $(CBVD): $(patsubst %.c,$(B)/%.o,$(wildcard server/*.c)) $(LIBCBV)
 $(DLFUNC): $(patsubst %.c,$(B)/%.o,$(wildcard dlfunc/*.c)) $(LIBCBV)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS)
 
-$(B)/dlfunc/%.o: dlfunc/%.c
+$(B)/dlfunc/%.o: dlfunc/%.c $(PUB_INC)/.stamp
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -I/usr/include/exim4 -c -o $@ $<
+	$(CC) $(DRIVER_CFLAGS) $(DEPFLAGS) -I/usr/include/exim4 -c -o $@ $<
 
 $(FAKESMTP): tests/fakes/fakesmtp.c
 	@mkdir -p $(dir $@)

@@ -56,7 +56,7 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int dial(const struct cbv_cproto_url *u)
+static int dial(const struct cbv_url *u)
 {
 	int fd = socket(u->family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 	const char *server = NULL, *timeouts = NULL;
 	long conc = 1, total = 1, started = 0, done = 0;
 	int opt;
-	struct cbv_cproto_url u;
+	struct cbv_url u;
 	struct cbv_err err;
 	struct conn *cs;
 	struct pollfd *pf;
@@ -127,8 +127,9 @@ int main(int argc, char **argv)
 		snprintf(tline, sizeof(tline), "TIMEOUT %s\r\n", timeouts);
 		setup[3] = tline;
 	}
-	if (cbv_cproto_url_parse(server, &u, &err) != CBV_OK) {
-		fprintf(stderr, "cbvd_bench: %s\n", err.msg);
+	if (cbv_url_parse(server, strnlen(server, CBV_URL_MAX + 1), CBV_URL_NUMERIC, &u, &err) !=
+	    CBV_OK) {
+		fprintf(stderr, "cbvd_bench: %s: %s\n", server, err.msg);
 		return 64;
 	}
 	if (conc > total)

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "cbv.h"
-#include "cbv_callout.h"
 #include "cbv_cli.h"
 
 #define EX_USAGE_CBV 64
@@ -185,7 +184,20 @@ static void trace_result(const struct cbv_result *r)
 	fprintf(stderr, "*** cache: %d\n", r->cache);
 }
 
-static int cmd_verify(int argc, char **argv)
+/* What `cbv verify` was asked to do. */
+struct verify_opts {
+	const char *path, *profile, *sender;
+	const char *server, *rest; /* -S, -R; NULL: verify in process */
+	char **opts;               /* -o KEY=VALUE, nopts of them */
+	int nopts, json, verbose, explicit_path;
+};
+
+/*
+ * Reads the options into *o (o->opts is calloc'd: the caller frees it).
+ * Returns 0, 1 after --help (printed), or -1 after a usage error
+ * (printed); -2 if out of memory.
+ */
+static int verify_getopt(int argc, char **argv, struct verify_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -199,161 +211,231 @@ static int cmd_verify(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = CBV_CONF_DEFAULT, *profile = NULL, *sender = NULL;
-	const char *server = NULL, *rest = NULL;
-	struct cbv_callout_slot *slot = NULL;
-	char **opts = NULL;
-	int nopts = 0, json = 0, verbose = 0, explicit_path = 0, c;
-	int any_fail = 0, any_temp = 0, any_error = 0, rc = EX_USAGE_CBV;
-	struct cbv_config *conf = NULL;
-	struct cbv_profile p;
-	char hostname[256];
-	int have_profile = 0;
+	int c;
 
-	opts = calloc((size_t)argc + 1, sizeof(*opts));
-	if (opts == NULL)
-		return 70;
+	memset(o, 0, sizeof(*o));
+	o->path = CBV_CONF_DEFAULT;
+	o->opts = calloc((size_t)argc + 1, sizeof(*o->opts));
+	if (o->opts == NULL)
+		return -2;
 	while ((c = getopt_long(argc, argv, "+c:p:f:o:vjhS:R:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			path = optarg;
-			explicit_path = 1;
+			o->path = optarg;
+			o->explicit_path = 1;
 			break;
 		case 'p':
-			profile = optarg;
+			o->profile = optarg;
 			break;
 		case 'f':
-			sender = optarg;
+			o->sender = optarg;
 			break;
 		case 'o':
-			opts[nopts++] = optarg;
+			o->opts[o->nopts++] = optarg;
 			break;
 		case 'v':
-			verbose++;
+			o->verbose++;
 			break;
 		case 'j':
-			json = 1;
+			o->json = 1;
 			break;
 		case 'S':
-			server = optarg;
+			o->server = optarg;
 			break;
 		case 'R':
-			rest = optarg;
+			o->rest = optarg;
 			break;
 		case 'h':
 			usage(stdout);
-			free(opts);
-			return 0;
+			return 1;
 		default:
 			usage(stderr);
-			goto done;
+			return -1;
 		}
 	}
 	if (optind >= argc) {
 		usage(stderr);
-		goto done;
+		return -1;
 	}
-	if (rest != NULL) {
+	return 0;
+}
+
+/* -S and -R are checked before anything is loaded.  0, or -1 (printed). */
+static int check_server_opts(const struct verify_opts *o)
+{
+	struct cbv_err err;
+
+	if (o->rest != NULL) {
 		char canon[CBV_CALLOUT_REQ_MAX + 1];
-		struct cbv_err err;
 
-		if (server == NULL) {
+		if (o->server == NULL) {
 			fprintf(stderr, "cbv: -R needs -S URL\n");
-			goto done;
+			return -1;
 		}
-		if (cbv_callout_rest_format(rest, canon, sizeof(canon), &err) != CBV_OK) {
+		if (cbv_callout_rest_format(o->rest, canon, sizeof(canon), &err) != CBV_OK) {
 			fprintf(stderr, "cbv: -R: %s\n", err.msg);
-			goto done;
+			return -1;
 		}
 	}
-	if (server != NULL) {
-		struct cbv_callout_url u;
-		struct cbv_err err;
+	if (o->server != NULL) {
+		struct cbv_url u;
 
-		if (cbv_callout_url_parse(server, &u, &err) != CBV_OK) {
-			fprintf(stderr, "cbv: -S: %s\n", err.msg);
-			goto done;
+		if (cbv_url_parse(o->server, strnlen(o->server, CBV_URL_MAX + 1), 0, &u, &err) !=
+		    CBV_OK) {
+			fprintf(stderr, "cbv: -S: callout URL: %s\n", err.msg);
+			return -1;
 		}
 	}
-	cbv_log_set(log_stderr, NULL, verbose >= 2 ? CBV_LOG_DEBUG : verbose ? CBV_LOG_INFO : CBV_LOG_WARN);
-	conf = load_config(path, explicit_path);
-	if (conf == NULL)
-		goto done;
-	if (cbv_config_profile(conf, profile) == NULL) {
-		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", path, profile);
-		goto done;
+	return 0;
+}
+
+/*
+ * Loads the config into *conf (the caller frees it) and copies the chosen
+ * profile into *p with the -o options applied (*have_profile set once p
+ * holds a copy: the caller clears it).  Returns 0, or -1 with the error
+ * printed.
+ */
+static int verify_profile(const struct verify_opts *o, struct cbv_config **conf,
+                          struct cbv_profile *p, int *have_profile)
+{
+	*conf = load_config(o->path, o->explicit_path);
+	if (*conf == NULL)
+		return -1;
+	if (cbv_config_profile(*conf, o->profile) == NULL) {
+		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", o->path, o->profile);
+		return -1;
 	}
-	cbv_profile_copy(&p, cbv_config_profile(conf, profile));
-	have_profile = 1;
-	for (int i = 0; i < nopts; i++) {
+	cbv_profile_copy(p, cbv_config_profile(*conf, o->profile));
+	*have_profile = 1;
+	for (int i = 0; i < o->nopts; i++) {
 		struct cbv_err err;
-		char *eq = strchr(opts[i], '=');
+		char *eq = strchr(o->opts[i], '=');
 
 		if (eq == NULL) {
-			fprintf(stderr, "cbv: -o %s: expected KEY=VALUE\n", opts[i]);
-			goto done;
+			fprintf(stderr, "cbv: -o %s: expected KEY=VALUE\n", o->opts[i]);
+			return -1;
 		}
 		*eq = '\0';
-		if (cbv_profile_set(&p, opts[i], eq + 1, &err) != CBV_OK) {
+		if (cbv_profile_set(p, o->opts[i], eq + 1, &err) != CBV_OK) {
 			fprintf(stderr, "cbv: -o: %s\n", err.msg);
-			goto done;
+			return -1;
 		}
 	}
+	return 0;
+}
+
+/* The local path: one in-process verification.  NULL (printed) if none could be made. */
+static struct cbv_result *verify_local(const struct cbv_profile *p, const struct verify_opts *o,
+                                       const char *address, const char *hostname)
+{
+	struct cbv_request req = { .address = address, .sender = o->sender, .default_helo = hostname };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	if (o->verbose)
+		req.trace = trace_stderr;
+	if (cbv_verify(p, &req, &r, &err) != CBV_OK) {
+		fprintf(stderr, "cbv: %s: %s\n", address, err.msg);
+		return NULL;
+	}
+	return r;
+}
+
+/*
+ * The server path: one verification through the callout server, the slot
+ * made on first use.  Returns the result, or NULL (printed) with *stop
+ * set when nothing more can be verified: 1 for starttls = require
+ * against calloutd (never weakened), -1 when no slot could be made (a
+ * usage-class failure: exit 64).
+ */
+static struct cbv_result *verify_server(struct cbv_callout_slot **slot,
+                                        const struct cbv_profile *p,
+                                        const struct verify_opts *o, const char *address,
+                                        const char *hostname, int *stop)
+{
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+	enum cbv_status st;
+
+	if (*slot == NULL) {
+		char sid[64];
+
+		snprintf(sid, sizeof(sid), "cbv:%ld", (long)getpid());
+		*slot = cbv_callout_slot_new(o->server, sid, &err);
+		if (*slot == NULL) {
+			fprintf(stderr, "cbv: --server: %s\n", err.msg);
+			*stop = -1;
+			return NULL;
+		}
+		cbv_callout_slot_configure(*slot, p, o->sender, hostname, o->verbose);
+	}
+	st = cbv_callout_slot_verify(*slot, address, o->rest, &r, &err);
+	if (o->verbose && cbv_callout_slot_greeting(*slot)[0] != '\0')
+		fprintf(stderr, "*** callout server %s: OK %s\n", o->server,
+		        cbv_callout_slot_greeting(*slot));
+	if (st == CBV_ECONFIG) {
+		fprintf(stderr, "cbv: %s\n", err.msg);
+		*stop = 1;
+		return NULL;
+	}
+	if (st == CBV_OK) {
+		if (o->verbose)
+			trace_result(r);
+		return r;
+	}
+	if (o->verbose)
+		fprintf(stderr, "cbv: %s: %s\n", address, err.msg);
+	r = synth_result(address, &err);
+	if (r == NULL)
+		fprintf(stderr, "cbv: %s: out of memory\n", address);
+	return r;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct verify_opts o;
+	struct cbv_callout_slot *slot = NULL;
+	struct cbv_config *conf = NULL;
+	struct cbv_profile p;
+	char hostname[256];
+	int have_profile = 0, any_fail = 0, any_temp = 0, any_error = 0, stop = 0;
+	int rc = EX_USAGE_CBV;
+	enum cbv_log_level level = CBV_LOG_WARN;
+
+	switch (verify_getopt(argc, argv, &o)) {
+	case -2:
+		return 70;
+	case 1:
+		rc = 0;
+		goto done;
+	case -1:
+		goto done;
+	}
+	if (check_server_opts(&o) != 0)
+		goto done;
+	if (o.verbose)
+		level = o.verbose >= 2 ? CBV_LOG_DEBUG : CBV_LOG_INFO;
+	cbv_log_set(log_stderr, NULL, level);
+	if (verify_profile(&o, &conf, &p, &have_profile) != 0)
+		goto done;
 	if (gethostname(hostname, sizeof(hostname)) != 0)
 		snprintf(hostname, sizeof(hostname), "localhost");
 	hostname[sizeof(hostname) - 1] = '\0';
 
-	for (int i = optind; i < argc; i++) {
-		struct cbv_request req = { .address = argv[i], .sender = sender,
-			                   .default_helo = hostname };
-		struct cbv_result *r = NULL;
-		struct cbv_err err;
+	for (int i = optind; i < argc && !stop; i++) {
+		struct cbv_result *r;
 
-		if (server != NULL) {
-			enum cbv_status st = CBV_OK;
-			char sid[64];
-
-			if (slot == NULL) {
-				snprintf(sid, sizeof(sid), "cbv:%ld", (long)getpid());
-				slot = cbv_callout_slot_new(server, sid, &err);
-				if (slot == NULL) {
-					fprintf(stderr, "cbv: --server: %s\n", err.msg);
-					goto done;
-				}
-				cbv_callout_slot_configure(slot, &p, sender, hostname, verbose);
-			}
-			st = cbv_callout_slot_verify(slot, argv[i], rest, &r, &err);
-			if (verbose && cbv_callout_slot_greeting(slot)[0] != '\0')
-				fprintf(stderr, "*** callout server %s: OK %s\n", server,
-				        cbv_callout_slot_greeting(slot));
-			if (st == CBV_ECONFIG) {
-				/* starttls = require against calloutd: never weakened */
-				fprintf(stderr, "cbv: %s\n", err.msg);
-				any_error = 1;
-				break;
-			}
-			if (st != CBV_OK) {
-				if (verbose)
-					fprintf(stderr, "cbv: %s: %s\n", argv[i], err.msg);
-				r = synth_result(argv[i], &err);
-				if (r == NULL) {
-					fprintf(stderr, "cbv: %s: out of memory\n", argv[i]);
-					any_error = 1;
-					continue;
-				}
-			} else if (verbose) {
-				trace_result(r);
-			}
-		} else {
-			if (verbose)
-				req.trace = trace_stderr;
-			if (cbv_verify(&p, &req, &r, &err) != CBV_OK) {
-				fprintf(stderr, "cbv: %s: %s\n", argv[i], err.msg);
-				any_error = 1;
-				continue;
-			}
+		if (o.server != NULL)
+			r = verify_server(&slot, &p, &o, argv[i], hostname, &stop);
+		else
+			r = verify_local(&p, &o, argv[i], hostname);
+		if (stop < 0)
+			goto done;
+		if (r == NULL) {
+			any_error = 1;
+			continue;
 		}
-		if (json)
+		if (o.json)
 			print_json(argv[i], r);
 		else
 			print_line(argv[i], r);
@@ -369,7 +451,7 @@ done:
 	if (have_profile)
 		cbv_profile_clear(&p);
 	cbv_config_free(conf);
-	free(opts);
+	free(o.opts);
 	return rc;
 }
 

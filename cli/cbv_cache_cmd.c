@@ -28,8 +28,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cbv_addr.h"
-#include "cbv_cache.h"
+#include "cbv.h"
 #include "cbv_cli.h"
 
 #define EX_NOSTORE 66

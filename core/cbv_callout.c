@@ -1,8 +1,8 @@
 /*
  * cbv_callout.c - blocking client for the mailfromd callout protocol.
- * See cbv_callout.h and docs/callout-protocol.md.
+ * See cbv_callout.h, cbv_callout_impl.h and docs/callout-protocol.md.
  */
-#include "cbv_callout.h"
+#include "cbv_callout_impl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,20 +57,13 @@ static int ascii_ieq(const char *a, size_t alen, const char *b)
 	return 1;
 }
 
-/* The grammar is cbv_url's; this keeps the callout client's view of it. */
-enum cbv_status cbv_callout_url_parse(const char *url, struct cbv_callout_url *u,
-                                      struct cbv_err *err)
+/* A server URL: cbv_url's grammar, host names allowed (we connect). */
+static enum cbv_status url_parse(const char *url, struct cbv_url *u, struct cbv_err *err)
 {
-	struct cbv_url p;
 	struct cbv_err e;
 
-	memset(u, 0, sizeof(*u));
-	if (cbv_url_parse(url, url == NULL ? 0 : strnlen(url, CBV_URL_MAX + 1), 0, &p, &e) != CBV_OK)
+	if (cbv_url_parse(url, url == NULL ? 0 : strnlen(url, CBV_URL_MAX + 1), 0, u, &e) != CBV_OK)
 		return cbv_err_set(err, CBV_EINVAL, "callout URL: %s", e.msg);
-	u->unix_socket = p.family == AF_UNIX;
-	memcpy(u->path, p.path, sizeof(u->path));
-	memcpy(u->host, p.host, sizeof(u->host));
-	u->port = p.port;
 	return CBV_OK;
 }
 
@@ -439,10 +432,10 @@ static enum cbv_status expect_ok(struct cbv_callout *c, int64_t deadline, const 
 	return cbv_err_set(err, CBV_EPROTO, PROTO "%s: %s: %s", c->peer, stage, tmp);
 }
 
-static int connect_url(const struct cbv_callout_url *u, struct cbv_callout *c,
+static int connect_url(const struct cbv_url *u, struct cbv_callout *c,
                        int64_t deadline, struct cbv_err *err)
 {
-	if (u->unix_socket) {
+	if (u->family == AF_UNIX) {
 		struct sockaddr_un sun;
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
@@ -482,7 +475,7 @@ static int connect_url(const struct cbv_callout_url *u, struct cbv_callout *c,
 
 		if (st != CBV_OK)
 			return st;
-		if (!u->unix_socket)
+		if (u->family != AF_UNIX)
 			return cbv_net_connect_result(c->fd, err);
 		int soerr = 0;
 		socklen_t sl = sizeof(soerr);
@@ -497,14 +490,14 @@ static int connect_url(const struct cbv_callout_url *u, struct cbv_callout *c,
 enum cbv_status cbv_callout_open(const char *url, unsigned timeout_ms,
                                  struct cbv_callout **out, struct cbv_err *err)
 {
-	struct cbv_callout_url u;
+	struct cbv_url u;
 	struct cbv_callout *c = NULL;
 	struct cbv_callout_line pl;
 	int64_t deadline = cbv_now_ms() + timeout_ms;
 	enum cbv_status st;
 
 	*out = NULL;
-	st = cbv_callout_url_parse(url, &u, err);
+	st = url_parse(url, &u, err);
 	if (st != CBV_OK)
 		return st;
 	c = cbv_calloc(1, sizeof(*c));
@@ -1029,10 +1022,10 @@ struct cbv_callout_slot {
 struct cbv_callout_slot *cbv_callout_slot_new(const char *url, const char *sid,
                                               struct cbv_err *err)
 {
-	struct cbv_callout_url u;
+	struct cbv_url u;
 	struct cbv_callout_slot *s;
 
-	if (cbv_callout_url_parse(url, &u, err) != CBV_OK)
+	if (url_parse(url, &u, err) != CBV_OK)
 		return NULL;
 	s = cbv_calloc(1, sizeof(*s));
 	if (s == NULL) {

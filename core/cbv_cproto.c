@@ -1,15 +1,12 @@
 /*
- * cbv_cproto.c - callout protocol request parser and listen URLs (see
- * cbv_cproto.h).  Error texts follow Debian's calloutd 8.15 word for word
- * where it has one, so a client that matches on them keeps working.
+ * cbv_cproto.c - callout protocol request parser (see cbv_cproto.h).
+ * Error texts follow Debian's calloutd 8.15 word for word where it has
+ * one, so a client that matches on them keeps working.
  */
 #include "cbv_cproto.h"
 
 #include "cbv_text.h"
-#include "cbv_url.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -310,22 +307,4 @@ void cbv_cproto_unbracket(char *addr)
 		memmove(addr, addr + 1, len - 2);
 		addr[len - 2] = '\0';
 	}
-}
-
-/* The grammar is cbv_url's (numeric hosts: we bind, never resolve). */
-enum cbv_status cbv_cproto_url_parse(const char *url, struct cbv_cproto_url *u,
-                                     struct cbv_err *err)
-{
-	struct cbv_url p;
-	struct cbv_err e;
-
-	memset(u, 0, sizeof(*u));
-	if (cbv_url_parse(url, strnlen(url, CBV_URL_MAX + 1), CBV_URL_NUMERIC, &p, &e) != CBV_OK)
-		return cbv_err_set(err, CBV_EINVAL, "%.200s: %s", url, e.msg);
-	u->family = p.family;
-	u->sa = p.sa;
-	u->salen = p.salen;
-	memcpy(u->path, p.path, sizeof(u->path));
-	u->loopback = p.loopback;
-	return CBV_OK;
 }

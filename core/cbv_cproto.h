@@ -1,6 +1,6 @@
 /*
  * cbv_cproto.h - the server side of the mailfromd callout protocol: one
- * request line -> a parsed request, and listen URLs -> addresses.
+ * request line -> a parsed request (listen URLs are cbv_url's).
  *
  * The protocol (docs/callout-protocol.md has transcripts of Debian's
  * calloutd 8.15) is line based, CRLF terminated, commands case-insensitive:
@@ -30,8 +30,6 @@
 #define CBV_CPROTO_H
 
 #include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include "cbv_limits.h"
 #include "cbv_status.h"
@@ -121,23 +119,5 @@ const char *cbv_cproto_mode_name(enum cbv_cproto_mode m);
  * "<a@b>" -> "a@b"), in place.
  */
 void cbv_cproto_unbracket(char *addr);
-
-/* A listen (or connect) URL, resolved without DNS. */
-struct cbv_cproto_url {
-	int family;                        /* AF_UNIX, AF_INET or AF_INET6 */
-	struct sockaddr_storage sa;        /* port set for inet */
-	socklen_t salen;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* AF_UNIX */
-	int loopback;                      /* AF_UNIX, 127.0.0.0/8 or ::1 */
-};
-
-/*
- * Parses unix:///PATH (or unix:/PATH), inet://IPV4:PORT, inet://[IPV6]:PORT
- * or inet6://[IPV6]:PORT; "localhost" stands for 127.0.0.1.  Numeric only,
- * port 1-65535, path absolute and short enough for sun_path.
- * Returns CBV_OK or CBV_EINVAL with err->msg "URL: what".
- */
-enum cbv_status cbv_cproto_url_parse(const char *url, struct cbv_cproto_url *u,
-                                     struct cbv_err *err);
 
 #endif

@@ -60,15 +60,85 @@ static void read_ecode(const char *s, size_t len, char first, char *ecode)
 	ecode[i] = '\0';
 }
 
-/* Empties r for a new reply. */
 void cbv_reply_init(struct cbv_reply *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+void cbv_reply_reset(struct cbv_reply *r)
 {
 	r->code = 0;
 	r->ecode[0] = '\0';
 	r->nlines = 0;
 	r->complete = 0;
 	r->len = 0;
-	r->text[0] = '\0';
+	if (r->text != NULL)
+		r->text[0] = '\0';
+}
+
+void cbv_reply_clear(struct cbv_reply *r)
+{
+	if (r == NULL)
+		return;
+	cbv_free(r->text);
+	cbv_reply_init(r);
+}
+
+enum cbv_status cbv_reply_copy(struct cbv_reply *dst, const struct cbv_reply *src,
+                               struct cbv_err *err)
+{
+	char *text = dst->text;
+	size_t cap = dst->cap;
+
+	if (src->text != NULL && cap < src->len + 1) {
+		text = cbv_malloc(src->len + 1);
+		if (text == NULL) {
+			cbv_reply_clear(dst);
+			return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		}
+		cbv_free(dst->text);
+		cap = src->len + 1;
+	}
+	*dst = *src;
+	dst->text = text;
+	dst->cap = cap;
+	if (text != NULL)
+		memcpy(text, cbv_reply_text(src), src->len + 1);
+	return CBV_OK;
+}
+
+const char *cbv_reply_text(const struct cbv_reply *r)
+{
+	return r->text != NULL ? r->text : "";
+}
+
+/*
+ * Makes room for need bytes of text (NUL included, need <=
+ * CBV_REPLY_KEEP_MAX), doubling from CBV_REPLY_ALLOC_MIN.  r is unchanged
+ * on CBV_ENOMEM.
+ */
+static enum cbv_status reserve(struct cbv_reply *r, size_t need, struct cbv_err *err)
+{
+	size_t cap = r->cap != 0 ? r->cap : CBV_REPLY_ALLOC_MIN;
+	char *p;
+
+	if (need <= r->cap)
+		return CBV_OK;
+	while (cap < need)
+		cap *= 2;
+	if (cap > CBV_REPLY_KEEP_MAX)
+		cap = CBV_REPLY_KEEP_MAX;
+	p = cbv_malloc(cap);
+	if (p == NULL)
+		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	if (r->text != NULL)
+		memcpy(p, r->text, r->len + 1);
+	else
+		p[0] = '\0';
+	cbv_free(r->text);
+	r->text = p;
+	r->cap = cap;
+	return CBV_OK;
 }
 
 /*
@@ -125,6 +195,9 @@ enum cbv_status cbv_reply_feed(struct cbv_reply *r, const char *line,
 		                 CBV_REPLY_KEEP_MAX - 1);
 		goto done;
 	}
+	st = reserve(r, r->len + need + 1, err);
+	if (st != CBV_OK)
+		goto done;
 	if (r->nlines == 0) {
 		r->code = code;
 		if (len > 4)
@@ -167,7 +240,7 @@ enum cbv_status cbv_reply_parse(const char *buf, size_t len,
 	const char *lf;
 
 	*used = 0;
-	cbv_reply_init(r);
+	cbv_reply_reset(r);
 	while (!r->complete) {
 		lf = pos < len ? memchr(buf + pos, '\n', len - pos) : NULL;
 		if (lf == NULL) {
@@ -191,6 +264,6 @@ enum cbv_status cbv_reply_parse(const char *buf, size_t len,
 	*used = pos;
 done:
 	if (st != CBV_OK)
-		cbv_reply_init(r);
+		cbv_reply_reset(r);
 	return st;
 }

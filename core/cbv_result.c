@@ -2,7 +2,7 @@
  * cbv_result.c - construction and field access for struct cbv_result,
  * the reason words and the one mapping from a reply to a verdict.
  */
-#include "cbv_result.h"
+#include "cbv_result_impl.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -193,7 +193,7 @@ static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt
 	memcpy(s->out + s->out_len + n, "\r\n", 2);
 	s->out_len += (size_t)n + 2;
 	s->stage = next;
-	cbv_reply_init(&s->cur);
+	cbv_reply_reset(&s->cur);
 	set_deadline(s, s->o.command_timeout_ms);
 }
 
@@ -302,10 +302,22 @@ static int ondemand_tls(const struct cbv_session *s, const struct cbv_reply *r)
 	       s->tls == NULL && s->cap_starttls && !s->ondemand;
 }
 
+/*
+ * Copies r into the outcome's greeting or EHLO reply (whose buffer is
+ * reused when it fits); -1 (session failed) on ENOMEM.
+ */
+static int keep_reply(struct cbv_session *s, struct cbv_reply *dst, const struct cbv_reply *r)
+{
+	if (cbv_reply_copy(dst, r, &s->res.err) == CBV_OK)
+		return 0;
+	failed(s);
+	return -1;
+}
+
 /* Acts on one complete reply. */
 static void on_reply(struct cbv_session *s)
 {
-	struct cbv_reply *r = &s->cur;
+	struct cbv_reply *r = &s->cur, swap;
 	int ok = r->code >= 200 && r->code < 300;
 
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] <<< %s", s->host, s->peer, r->text);
@@ -340,10 +352,17 @@ static void on_reply(struct cbv_session *s)
 		send_starttls(s);
 		return;
 	}
-	s->res.reply = *r;
+	/* The outcome's reply takes cur's buffer, cur the old one: no copy,
+	 * and two buffers serve the whole conversation. */
+	swap = s->res.reply;
+	s->res.reply = s->cur;
+	s->cur = swap;
+	cbv_reply_reset(&s->cur);
+	r = &s->res.reply;
 	switch (s->stage) {
 	case CBV_STAGE_GREETING:
-		s->res.greeting = *r;
+		if (keep_reply(s, &s->res.greeting, r) != 0)
+			return;
 		trace(s, CBV_TRACE_GRTNG, r->text);
 		if (!ok) {
 			finish(s, CBV_OK);
@@ -353,7 +372,8 @@ static void on_reply(struct cbv_session *s)
 		return;
 	case CBV_STAGE_EHLO:
 	case CBV_STAGE_HELO:
-		s->res.ehlo = *r;
+		if (keep_reply(s, &s->res.ehlo, r) != 0)
+			return;
 		trace(s, CBV_TRACE_HELO, r->text);
 		if (ok) {
 			if (s->stage == CBV_STAGE_EHLO)
@@ -391,7 +411,7 @@ static void on_reply(struct cbv_session *s)
 		if (ok) {
 			if (s->pipelined) {
 				s->stage = CBV_STAGE_RCPT;
-				cbv_reply_init(&s->cur);
+				cbv_reply_reset(&s->cur);
 				set_deadline(s, s->o.command_timeout_ms);
 			} else {
 				send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->rcpt_to);
@@ -401,7 +421,7 @@ static void on_reply(struct cbv_session *s)
 			if (s->pipelined) {
 				s->skip_rcpt = 1;
 				s->stage = CBV_STAGE_RCPT;
-				cbv_reply_init(&s->cur);
+				cbv_reply_reset(&s->cur);
 			} else {
 				send_starttls(s);
 			}
@@ -491,9 +511,11 @@ static int read_reply(struct cbv_session *s)
 			return -1;
 		}
 		if (got > 0) {
-			if (cbv_reply_feed(&s->cur, line, len, &err) != CBV_OK) {
-				fail(s, CBV_EPROTO, "%s [%s]: %s reply: %s", s->host, s->peer,
-				     cbv_stage_name(s->stage), err.msg);
+			enum cbv_status st = cbv_reply_feed(&s->cur, line, len, &err);
+
+			if (st != CBV_OK) {
+				fail(s, st == CBV_ENOMEM ? CBV_ENOMEM : CBV_EPROTO, "%s [%s]: %s reply: %s",
+				     s->host, s->peer, cbv_stage_name(s->stage), err.msg);
 				return -1;
 			}
 			if (s->cur.complete)
@@ -710,5 +732,9 @@ void cbv_session_free(struct cbv_session *s)
 	if (s == NULL)
 		return;
 	close_conn(s, 0);
+	cbv_reply_clear(&s->cur);
+	cbv_reply_clear(&s->res.reply);
+	cbv_reply_clear(&s->res.greeting);
+	cbv_reply_clear(&s->res.ehlo);
 	cbv_free(s);
 }

@@ -38,25 +38,17 @@
 
 #include "cbv_config.h"
 #include "cbv_limits.h"
+#include "cbv_log.h"
 #include "cbv_reply.h"
-#include "cbv_result.h"
+#include "cbv_result_impl.h"
 #include "cbv_status.h"
 
-/* enum cbv_stage is in cbv_result.h (the verdict mapping needs it). */
+/* enum cbv_stage is in cbv_result_impl.h (the verdict mapping needs it). */
 
 /* Returns "connect", "greeting", "EHLO", ... for messages. */
 const char *cbv_stage_name(enum cbv_stage s);
 
-/* What the trace hook is told about (mailfromd's progress line kinds). */
-enum cbv_trace {
-	CBV_TRACE_INIT,  /* connecting: text is "host [ip]:port" */
-	CBV_TRACE_GRTNG, /* greeting received (full, sanitized) */
-	CBV_TRACE_HELO,  /* EHLO/HELO reply received */
-	CBV_TRACE_SENT,  /* a command line sent (without CRLF) */
-	CBV_TRACE_RECV   /* a reply received (full, sanitized) */
-};
-
-typedef void cbv_trace_fn(void *arg, enum cbv_trace kind, const char *text);
+/* enum cbv_trace and cbv_trace_fn, the transcript hook, are in cbv_log.h. */
 
 struct cbv_session_opts {
 	const char *host;          /* MX name: SNI, messages; may be an IP */

@@ -27,6 +27,7 @@
 #include "cbv_map.h"
 #include "cbv_net.h"
 #include "cbv_reply.h"
+#include "cbv_session.h"
 
 /* VS_FLIGHT: another verification of the same key is running; we poll the store. */
 enum vstate { VS_FLIGHT, VS_DNS, VS_SESSION, VS_DONE };
@@ -316,10 +317,10 @@ static void record_poll(struct cbv_verify *v, const struct cbv_host *h,
 
 	cbv_net_format((const struct sockaddr *)&h->addr, ip, sizeof(ip));
 	if (cbv_result_set(&r->host, h->name) != 0 || cbv_result_set(&r->ip, ip) != 0 ||
-	    cbv_result_set(&r->greeting, o->greeting.text) != 0 ||
-	    cbv_result_set(&r->helo, o->ehlo.text) != 0 ||
+	    cbv_result_set(&r->greeting, cbv_reply_text(&o->greeting)) != 0 ||
+	    cbv_result_set(&r->helo, cbv_reply_text(&o->ehlo)) != 0 ||
 	    cbv_result_set(&r->sent, o->sent) != 0 ||
-	    cbv_result_set(&r->recv, o->reply.text) != 0)
+	    cbv_result_set(&r->recv, cbv_reply_text(&o->reply)) != 0)
 		cbv_log(CBV_LOG_ERR, "cbv: out of memory recording the last poll");
 	snprintf(r->tls, sizeof(r->tls), "%s", o->tls);
 }
@@ -334,7 +335,7 @@ static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
 		v->res->reason = vd.reason;
 		v->res->code = o->reply.code;
 		snprintf(v->res->ecode, sizeof(v->res->ecode), "%s", o->reply.ecode);
-		if (cbv_result_set(&v->res->message, o->reply.text) != 0)
+		if (cbv_result_set(&v->res->message, cbv_reply_text(&o->reply)) != 0)
 			v->res->message[0] = '\0';
 		return;
 	}

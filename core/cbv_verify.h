@@ -52,8 +52,8 @@
 #include <stdint.h>
 
 #include "cbv_config.h"
+#include "cbv_log.h"
 #include "cbv_result.h"
-#include "cbv_session.h"
 #include "cbv_status.h"
 
 /*

@@ -52,7 +52,6 @@
 #include <sys/stat.h>
 
 #include "cbv.h"
-#include "cbv_callout.h"
 
 #ifndef CBV_CONF_DEFAULT
 #define CBV_CONF_DEFAULT "/etc/exim4/cbv.conf"

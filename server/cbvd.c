@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,7 +28,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "cbv_cproto.h"
+#include "cbv.h"
 #include "cbvd.h"
 
 #define EX_USAGE 64
@@ -91,7 +90,7 @@ static void die(int code, const char *fmt, ...)
 }
 
 /* Removes a stale UNIX socket (nobody accepting on it); refuses others. */
-static void clear_unix_path(const char *url, const struct cbv_cproto_url *u)
+static void clear_unix_path(const char *url, const struct cbv_url *u)
 {
 	struct stat sb;
 	int fd, r;
@@ -111,7 +110,7 @@ static void clear_unix_path(const char *url, const struct cbv_cproto_url *u)
 		die(1, "%s: cannot remove stale socket: %s", url, strerror(errno));
 }
 
-static int open_listener(const char *url, const struct cbv_cproto_url *u)
+static int open_listener(const char *url, const struct cbv_url *u)
 {
 	int fd, one = 1;
 
@@ -150,7 +149,7 @@ static struct passwd *server_user(const char *name)
 	die(EX_CONFIG, "neither Debian-exim nor nobody exists: set server { user = ... }");
 }
 
-static void drop_root(const char *name, struct cbv_cproto_url *urls, size_t n)
+static void drop_root(const char *name, struct cbv_url *urls, size_t n)
 {
 	struct passwd *pw;
 	uid_t uid;
@@ -179,7 +178,7 @@ static void drop_root(const char *name, struct cbv_cproto_url *urls, size_t n)
 int main(int argc, char **argv)
 {
 	const char *conf = CBV_CONF_DEFAULT, *cli_urls[CBV_LISTEN_MAX];
-	struct cbv_cproto_url urls[2 * CBV_LISTEN_MAX];
+	struct cbv_url urls[2 * CBV_LISTEN_MAX];
 	const char *url_text[2 * CBV_LISTEN_MAX];
 	int fds[2 * CBV_LISTEN_MAX], is_unix[2 * CBV_LISTEN_MAX];
 	size_t ncli = 0, n = 0;
@@ -191,12 +190,6 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	struct cbv_err err;
 	char host[256];
-
-	/* A verification's buffers are large enough for glibc to mmap and
-	 * munmap them each time (a page fault per page, every verification);
-	 * a daemon running thousands keeps them in its heap instead. */
-	mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
-	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
 
 	while ((opt = getopt(argc, argv, "c:l:fdhV")) != -1) {
 		switch (opt) {
@@ -236,8 +229,10 @@ int main(int argc, char **argv)
 	if (n == 0)
 		die(EX_USAGE, "nothing to listen on: use -l URL or server { listen = [ ... ] }");
 	for (size_t i = 0; i < n; i++) {
-		if (cbv_cproto_url_parse(url_text[i], &urls[i], &err) != CBV_OK)
-			die(EX_USAGE, "%s", err.msg);
+		/* Numeric hosts only: we bind, and never resolve to do it. */
+		if (cbv_url_parse(url_text[i], strnlen(url_text[i], CBV_URL_MAX + 1), CBV_URL_NUMERIC,
+		                  &urls[i], &err) != CBV_OK)
+			die(EX_USAGE, "%.200s: %s", url_text[i], err.msg);
 		if (!urls[i].loopback && !sc->allow_remote)
 			die(EX_USAGE, "%s: not a loopback address (the protocol has no "
 			              "authentication; set server { allow_remote = yes } to allow it)",

@@ -2,11 +2,12 @@
  * cbvd_loop.c - the event loop: callout protocol clients and the core
  * verification machines they run, all in one poll(2) loop.
  *
- * Each turn builds one pollfd array: the signal pipe, the listeners, every
- * client, and the fds of every running verification (cbv_verify_pollfds(),
- * the same machine cbv_verify() drives for cbv.so), waits until the
- * earliest deadline, then advances in a fixed order so nothing is freed
- * while its pollfds are being looked at:
+ * One pollfd array: the signal pipe and the listeners (set once), then
+ * every client and the fds of every running verification
+ * (cbv_verify_pollfds(), the same machine cbv_verify() drives for cbv.so),
+ * rebuilt each turn.  A turn (loop_turn()) waits until the earliest
+ * deadline, then advances in a fixed order so nothing is freed while its
+ * pollfds are being looked at:
  *
  *   1. verifications with events or past their wake time; finished ones
  *      report to their client (which may complete its RUN);
@@ -45,9 +46,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cbv_callout.h"
-#include "cbv_clock.h"
-#include "cbv_cproto.h"
+#include "cbv.h"
 #include "cbvd.h"
 
 enum job_state { J_PENDING, J_QUEUED, J_RUNNING, J_DONE };
@@ -892,11 +891,173 @@ static void accept_clients(struct loop *L, size_t i)
 
 /* ---- the loop ---- */
 
+/*
+ * The client part of this turn's pollfds, from index n; returns the new
+ * count.  *busy is set when a client has buffered input to parse (its
+ * RUN just ended), so poll() must not wait.
+ */
+static size_t client_pollfds(struct loop *L, size_t n, int *busy)
+{
+	for (struct client *c = L->clients; c != NULL; c = c->next) {
+		short ev = 0;
+
+		if (c->olen > 0)
+			ev |= POLLOUT;
+		if (c->inlen < sizeof(c->in) && c->olen < CBVD_OUT_HIGH)
+			ev |= POLLIN;
+		else
+			ev |= POLLRDHUP; /* still notice a client that leaves */
+		if (c->resume)
+			*busy = 1;
+		c->pfd = (int)n;
+		L->pfds[n++] = (struct pollfd){ .fd = c->fd, .events = ev };
+	}
+	return n;
+}
+
+/*
+ * The running verifications' pollfds, from index n; returns the new
+ * count and lowers *wake to the earliest time one must be processed.
+ */
+static size_t job_pollfds(struct loop *L, size_t n, int64_t *wake)
+{
+	for (struct job *j = L->running.head; j != NULL; j = j->next) {
+		int64_t w = 0;
+		int k = cbv_verify_pollfds(j->v, L->pfds + n, CBV_VERIFY_POLLFDS_MAX, &w);
+
+		if (k < 0) { /* done without telling us: process at once */
+			k = 0;
+			w = 1;
+		}
+		j->pfd_off = (int)n;
+		j->npfd = k;
+		j->wake = w;
+		n += (size_t)k;
+		if (w != 0 && w < *wake)
+			*wake = w;
+	}
+	return n;
+}
+
+/* poll()'s timeout: 0 when busy, -1 with nothing to wake for, else at most 60 s. */
+static int poll_timeout(int64_t wake, int busy)
+{
+	int64_t now = cbv_now_ms();
+
+	if (busy)
+		return 0;
+	if (wake == INT64_MAX)
+		return -1;
+	if (wake <= now)
+		return 0;
+	return wake - now > 60000 ? 60000 : (int)(wake - now);
+}
+
+/* Phase 1: verifications with events or past their wake time. */
+static void process_jobs(struct loop *L, int64_t now)
+{
+	struct job *j, *jnext;
+
+	for (j = L->running.head; j != NULL; j = jnext) {
+		int ev = 0;
+
+		jnext = j->next;
+		if (j->pfd_off < 0)
+			continue;
+		for (int k = 0; k < j->npfd; k++)
+			ev |= L->pfds[j->pfd_off + k].revents;
+		if (ev == 0 && j->wake > now)
+			continue;
+		cbv_verify_process(j->v, L->pfds + j->pfd_off, j->npfd);
+		if (cbv_verify_done(j->v)) {
+			struct cbv_result *res = cbv_verify_take_result(j->v);
+
+			job_done(L, j, res);
+			cbv_result_free(res);
+		}
+	}
+	for (j = L->running.head; j != NULL; j = j->next)
+		j->pfd_off = -1;
+}
+
+/* Phase 2: clients read, parse and write; the dead are freed. */
+static void process_clients(struct loop *L)
+{
+	struct client *c, *cnext;
+
+	for (c = L->clients; c != NULL; c = cnext) {
+		cnext = c->next;
+		if (!c->dead && c->pfd >= 0)
+			client_process(L, c, L->pfds[c->pfd].revents);
+		else if (!c->dead && c->resume)
+			client_process(L, c, 0);
+		c->pfd = -1;
+		if (c->dead)
+			client_free(L, c);
+	}
+}
+
+/* Phase 4: queued verifications start, oldest first, up to max_inflight. */
+static void start_queued(struct loop *L)
+{
+	struct client *c, *cnext;
+
+	while (L->inflight < L->lc->max_inflight && L->queue.head != NULL) {
+		struct job *j = L->queue.head;
+
+		jl_remove(&L->queue, j);
+		job_start(L, j);
+	}
+	/* Clients whose RUN ended here (bad syntax ends at once) are dealt
+	 * with at the top of the next turn; dead ones are freed now. */
+	for (c = L->clients; c != NULL; c = cnext) {
+		cnext = c->next;
+		if (c->dead)
+			client_free(L, c);
+	}
+}
+
+/*
+ * One turn: poll everything, then the four phases in their order.  The
+ * signal pipe and the listeners sit at fixed indexes, set once by
+ * cbvd_loop_run(); clients and verifications change every turn (a
+ * machine asks for other fds as it moves on), so they are rebuilt.
+ * Returns 0, or -1 if poll() failed.
+ */
+static int loop_turn(struct loop *L)
+{
+	const struct cbvd_loop_conf *lc = L->lc;
+	size_t n = 1 + lc->nlisten;
+	int64_t wake = INT64_MAX;
+	int r, busy = 0;
+
+	n = client_pollfds(L, n, &busy);
+	n = job_pollfds(L, n, &wake);
+	r = poll(L->pfds, (nfds_t)n, poll_timeout(wake, busy));
+	if (r < 0) {
+		if (errno == EINTR)
+			return 0;
+		cbv_log(CBV_LOG_ERR, "cbvd: poll: %s", strerror(errno));
+		return -1;
+	}
+	if (L->pfds[0].revents & POLLIN) {
+		char b[16];
+
+		if (read(lc->signal_fd, b, sizeof(b)) > 0)
+			L->stop = 1;
+	}
+	process_jobs(L, cbv_now_ms());
+	process_clients(L);
+	for (size_t i = 0; i < lc->nlisten; i++) /* phase 3 */
+		if (L->pfds[1 + i].revents & POLLIN)
+			accept_clients(L, i);
+	start_queued(L);
+	return 0;
+}
+
 int cbvd_loop_run(const struct cbvd_loop_conf *lc)
 {
 	struct loop L;
-	struct client *c, *cnext;
-	struct job *j, *jnext;
 
 	memset(&L, 0, sizeof(L));
 	L.lc = lc;
@@ -907,125 +1068,17 @@ int cbvd_loop_run(const struct cbvd_loop_conf *lc)
 		cbv_log(CBV_LOG_ERR, "cbvd: out of memory");
 		return 1;
 	}
-	while (!L.stop) {
-		size_t n = 0, first_listen, i;
-		int64_t now, wake = INT64_MAX;
-		int timeout, r, busy = 0;
-
-		L.pfds[n++] = (struct pollfd){ .fd = lc->signal_fd, .events = POLLIN };
-		first_listen = n;
-		for (i = 0; i < lc->nlisten; i++)
-			L.pfds[n++] = (struct pollfd){ .fd = lc->listen_fds[i], .events = POLLIN };
-		for (c = L.clients; c != NULL; c = c->next) {
-			short ev = 0;
-
-			if (c->olen > 0)
-				ev |= POLLOUT;
-			if (c->inlen < sizeof(c->in) && c->olen < CBVD_OUT_HIGH)
-				ev |= POLLIN;
-			else
-				ev |= POLLRDHUP; /* still notice a client that leaves */
-			if (c->resume)
-				busy = 1;
-			c->pfd = (int)n;
-			L.pfds[n++] = (struct pollfd){ .fd = c->fd, .events = ev };
-		}
-		for (j = L.running.head; j != NULL; j = j->next) {
-			int64_t w = 0;
-			int k = cbv_verify_pollfds(j->v, L.pfds + n, CBV_VERIFY_POLLFDS_MAX, &w);
-
-			if (k < 0) { /* done without telling us: process at once */
-				k = 0;
-				w = 1;
-			}
-			j->pfd_off = (int)n;
-			j->npfd = k;
-			j->wake = w;
-			n += (size_t)k;
-			if (w != 0 && w < wake)
-				wake = w;
-		}
-		now = cbv_now_ms();
-		if (busy)
-			timeout = 0;
-		else if (wake == INT64_MAX)
-			timeout = -1;
-		else
-			timeout = wake <= now ? 0 : wake - now > 60000 ? 60000 : (int)(wake - now);
-		r = poll(L.pfds, (nfds_t)n, timeout);
-		if (r < 0 && errno != EINTR) {
-			cbv_log(CBV_LOG_ERR, "cbvd: poll: %s", strerror(errno));
-			break;
-		}
-		if (r < 0)
-			continue;
-		if (L.pfds[0].revents & POLLIN) {
-			char b[16];
-
-			if (read(lc->signal_fd, b, sizeof(b)) > 0)
-				L.stop = 1;
-		}
-		now = cbv_now_ms();
-
-		/* 1. verifications */
-		for (j = L.running.head; j != NULL; j = jnext) {
-			int ev = 0;
-
-			jnext = j->next;
-			if (j->pfd_off < 0)
-				continue;
-			for (int k = 0; k < j->npfd; k++)
-				ev |= L.pfds[j->pfd_off + k].revents;
-			if (ev == 0 && j->wake > now)
-				continue;
-			cbv_verify_process(j->v, L.pfds + j->pfd_off, j->npfd);
-			if (cbv_verify_done(j->v)) {
-				struct cbv_result *res = cbv_verify_take_result(j->v);
-
-				job_done(&L, j, res);
-				cbv_result_free(res);
-			}
-		}
-		for (j = L.running.head; j != NULL; j = j->next)
-			j->pfd_off = -1;
-
-		/* 2. clients */
-		for (c = L.clients; c != NULL; c = cnext) {
-			cnext = c->next;
-			if (!c->dead && c->pfd >= 0)
-				client_process(&L, c, L.pfds[c->pfd].revents);
-			else if (!c->dead && c->resume)
-				client_process(&L, c, 0);
-			c->pfd = -1;
-			if (c->dead)
-				client_free(&L, c);
-		}
-
-		/* 3. listeners */
-		for (i = 0; i < lc->nlisten; i++)
-			if (L.pfds[first_listen + i].revents & POLLIN)
-				accept_clients(&L, i);
-
-		/* 4. queued verifications, oldest first */
-		while (L.inflight < lc->max_inflight && L.queue.head != NULL) {
-			j = L.queue.head;
-			jl_remove(&L.queue, j);
-			job_start(&L, j);
-		}
-		/* Clients whose RUN ended in phase 4 (bad syntax ends at once)
-		 * and dead ones are dealt with at the top of the next turn. */
-		for (c = L.clients; c != NULL; c = cnext) {
-			cnext = c->next;
-			if (c->dead)
-				client_free(&L, c);
-		}
-	}
+	L.pfds[0] = (struct pollfd){ .fd = lc->signal_fd, .events = POLLIN };
+	for (size_t i = 0; i < lc->nlisten; i++)
+		L.pfds[1 + i] = (struct pollfd){ .fd = lc->listen_fds[i], .events = POLLIN };
+	while (!L.stop && loop_turn(&L) == 0)
+		;
 	cbv_log(CBV_LOG_INFO, "cbvd: shutting down: %zu clients, %zu running, %zu queued",
 	        L.nclients, L.inflight, L.queue.n);
 	while (L.clients != NULL)
 		client_free(&L, L.clients);
 	while (L.running.head != NULL) { /* detached ones (L.stop: no more are) */
-		j = L.running.head;
+		struct job *j = L.running.head;
 		jl_remove(&L.running, j);
 		job_free(j);
 	}

@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cbv_callout.h"
+#include "cbv_callout_impl.h"
+#include "cbv_url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -75,10 +76,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(strcmp(out, again) == 0);
 	}
 	{
-		struct cbv_callout_url u;
+		struct cbv_url u;
 
-		if (cbv_callout_url_parse(copy, &u, NULL) == CBV_OK)
-			check(u.unix_socket ? u.path[0] == '/' : (u.port > 0 && u.port < 65536));
+		if (cbv_url_parse(copy, strlen(copy), 0, &u, NULL) == CBV_OK)
+			check(u.family == AF_UNIX ? u.path[0] == '/' : (u.port > 0 && u.port < 65536));
 	}
 	free(copy);
 	return 0;

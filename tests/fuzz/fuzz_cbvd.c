@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cbv_cproto.h"
+#include "cbv_url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -80,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *p = (const char *)data, *end = p + size;
 	char url[600];
-	struct cbv_cproto_url u;
+	struct cbv_url u;
 	struct cbv_err err;
 
 	while (p < end) {
@@ -95,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < sizeof(url)) {
 		memcpy(url, data, size);
 		url[size] = '\0';
-		if (cbv_cproto_url_parse(url, &u, &err) == CBV_OK)
+		if (cbv_url_parse(url, strlen(url), CBV_URL_NUMERIC, &u, &err) == CBV_OK)
 			check(u.family != 0 && u.salen > 0);
 	}
 	return 0;

@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	cbv_buf_init(&buf);
-	cbv_reply_init(&line_by_line);
+	cbv_reply_reset(&line_by_line);
 	while (st == CBV_OK) {
 		rc = cbv_buf_getline(&buf, CBV_REPLY_LINE_MAX, &line, &len);
 		if (rc < 0)
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(strcmp(line_by_line.text, whole.text) == 0);
 			check(off - cbv_buf_pending(&buf) == used);
 		}
-		cbv_reply_init(&line_by_line);
+		cbv_reply_reset(&line_by_line);
 	}
 	if (replies == 0)
 		check(whole_st != CBV_OK);

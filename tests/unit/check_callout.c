@@ -16,8 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cbv_callout.h"
+#include "cbv_callout_impl.h"
 #include "cbv_clock.h"
+#include "cbv_url.h"
 
 #define NROWS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -64,17 +65,17 @@ static const struct url_row url_rows[] = {
 START_TEST(test_url)
 {
 	const struct url_row *row = &url_rows[_i];
-	struct cbv_callout_url u;
+	struct cbv_url u;
 	struct cbv_err err;
-	enum cbv_status st = cbv_callout_url_parse(row->in, &u, &err);
+	enum cbv_status st = cbv_url_parse(row->in, strlen(row->in), 0, &u, &err);
 
 	ck_assert_msg(st == row->st, "%s: status %d, want %d", row->in, st, row->st);
 	if (st != CBV_OK) {
 		ck_assert_str_ne(err.msg, "");
 		return;
 	}
-	ck_assert_int_eq(u.unix_socket, row->unix_socket);
-	if (u.unix_socket) {
+	ck_assert_int_eq(u.family == AF_UNIX, row->unix_socket);
+	if (u.family == AF_UNIX) {
 		ck_assert_str_eq(u.path, row->where);
 	} else {
 		ck_assert_str_eq(u.host, row->where);
@@ -85,14 +86,14 @@ END_TEST
 
 START_TEST(test_url_null_and_long)
 {
-	struct cbv_callout_url u;
+	struct cbv_url u;
 	char big[CBV_URL_MAX + 20];
 
-	ck_assert_int_eq(cbv_callout_url_parse(NULL, &u, NULL), CBV_EINVAL);
+	ck_assert_int_eq(cbv_url_parse(NULL, 0, 0, &u, NULL), CBV_EINVAL);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	memcpy(big, "inet://", 7);
-	ck_assert_int_eq(cbv_callout_url_parse(big, &u, NULL), CBV_EINVAL);
+	ck_assert_int_eq(cbv_url_parse(big, strlen(big), 0, &u, NULL), CBV_EINVAL);
 }
 END_TEST
 

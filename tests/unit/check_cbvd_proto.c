@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cbv_cproto.h"
+#include "cbv_url.h"
 
 /* ---- good requests: line -> command and the field that matters ---- */
 
@@ -218,9 +219,9 @@ static const struct {
 
 START_TEST(url_table)
 {
-	struct cbv_cproto_url u;
+	struct cbv_url u;
 	struct cbv_err err;
-	enum cbv_status st = cbv_cproto_url_parse(urls[_i].url, &u, &err);
+	enum cbv_status st = cbv_url_parse(urls[_i].url, strlen(urls[_i].url), CBV_URL_NUMERIC, &u, &err);
 
 	ck_assert_int_eq(st == CBV_OK, urls[_i].ok);
 	if (st == CBV_OK) {
@@ -233,11 +234,11 @@ END_TEST
 START_TEST(url_unix_too_long)
 {
 	char url[200];
-	struct cbv_cproto_url u;
+	struct cbv_url u;
 	struct cbv_err err;
 
 	snprintf(url, sizeof(url), "unix:///%0150d", 0);
-	ck_assert_int_eq(cbv_cproto_url_parse(url, &u, &err), CBV_EINVAL);
+	ck_assert_int_eq(cbv_url_parse(url, strlen(url), CBV_URL_NUMERIC, &u, &err), CBV_EINVAL);
 }
 END_TEST
 

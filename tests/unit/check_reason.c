@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "cbv_reply.h"
-#include "cbv_result.h"
+#include "cbv_result_impl.h"
 #include "cbv_status.h"
 
 #define NROWS(a) ((int)(sizeof(a) / sizeof((a)[0])))

@@ -102,7 +102,7 @@ static const struct parse_row parse_rows[] = {
 START_TEST(test_parse)
 {
 	const struct parse_row *row = &parse_rows[_i];
-	struct cbv_reply *r = malloc(sizeof(*r));
+	struct cbv_reply *r = calloc(1, sizeof(*r));
 	struct cbv_err err;
 	size_t used = 12345;
 	enum cbv_status st;
@@ -129,6 +129,7 @@ START_TEST(test_parse)
 		ck_assert_uint_eq(r->nlines, 0);
 		ck_assert_uint_eq(r->len, 0);
 	}
+	cbv_reply_clear(r);
 	free(r);
 }
 END_TEST
@@ -144,7 +145,7 @@ static enum cbv_status feed_n(struct cbv_reply *r, unsigned n, size_t len,
 	ck_assert_uint_ge(len, 3);
 	memset(line, 'x', len);
 	memcpy(line, "250", 3);
-	cbv_reply_init(r);
+	cbv_reply_reset(r);
 	for (unsigned k = 0; k < n && st == CBV_OK; k++) {
 		if (len > 3)
 			line[3] = k + 1 == n ? ' ' : '-';
@@ -171,7 +172,7 @@ static const struct count_row count_rows[] = {
 START_TEST(test_line_count)
 {
 	const struct count_row *row = &count_rows[_i];
-	struct cbv_reply *r = malloc(sizeof(*r));
+	struct cbv_reply *r = calloc(1, sizeof(*r));
 	struct cbv_err err;
 	enum cbv_status st;
 
@@ -186,6 +187,7 @@ START_TEST(test_line_count)
 		ck_assert_uint_eq(r->nlines, CBV_REPLY_LINES_MAX);
 		ck_assert_int_eq(r->complete, 0);
 	}
+	cbv_reply_clear(r);
 	free(r);
 }
 END_TEST
@@ -208,7 +210,7 @@ static const struct len_row len_rows[] = {
 START_TEST(test_line_len)
 {
 	const struct len_row *row = &len_rows[_i];
-	struct cbv_reply *r = malloc(sizeof(*r));
+	struct cbv_reply *r = calloc(1, sizeof(*r));
 	char *buf = malloc(row->len + 2);
 	struct cbv_err err;
 	size_t used;
@@ -234,6 +236,7 @@ START_TEST(test_line_len)
 	ck_assert_ptr_nonnull(strstr(err.msg, row->st == CBV_OK ? "incomplete reply" :
 	                                                         "reply line too long"));
 	free(buf);
+	cbv_reply_clear(r);
 	free(r);
 }
 END_TEST
@@ -262,7 +265,7 @@ static const struct keep_row keep_rows[] = {
 START_TEST(test_truncate)
 {
 	const struct keep_row *row = &keep_rows[_i];
-	struct cbv_reply *r = malloc(sizeof(*r));
+	struct cbv_reply *r = calloc(1, sizeof(*r));
 	struct cbv_err err;
 
 	ck_assert_ptr_nonnull(r);
@@ -271,6 +274,7 @@ START_TEST(test_truncate)
 		ck_assert_msg(strstr(err.msg, "reply longer than 16383 bytes") != NULL, "%s", err.msg);
 		ck_assert_int_eq(r->complete, 0);
 		ck_assert_uint_le(r->len, row->kept);
+		cbv_reply_clear(r);
 		free(r);
 		return;
 	}
@@ -279,6 +283,7 @@ START_TEST(test_truncate)
 	ck_assert_uint_eq(r->len, row->kept);
 	ck_assert_uint_eq(strlen(r->text), r->len);
 	ck_assert_mem_eq(r->text, row->nlines > 1 ? "250-" : "250 ", 4);
+	cbv_reply_clear(r);
 	free(r);
 }
 END_TEST
@@ -308,12 +313,90 @@ START_TEST(test_state)
 	ck_assert_int_eq(cbv_reply_feed(&r, S("451 again"), &err), CBV_EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "already complete"));
 	ck_assert_str_eq(r.text, "451-4.7.1 wait\n451 5.1.1 later");
-	/* init empties it for the next reply; err may be NULL */
-	cbv_reply_init(&r);
+	/* reset empties it for the next reply; err may be NULL */
+	cbv_reply_reset(&r);
 	ck_assert_int_eq(cbv_reply_feed(&r, S("xyz"), NULL), CBV_EPROTO);
 	ck_assert_int_eq(cbv_reply_feed(&r, S("221 bye"), NULL), CBV_OK);
 	ck_assert_str_eq(r.text, "221 bye");
 	ck_assert_str_eq(r.ecode, "");
+	cbv_reply_clear(&r);
+}
+END_TEST
+
+/* The text is on the heap at about its size, and copies are right-sized. */
+START_TEST(test_heap)
+{
+	struct cbv_reply r, c;
+	struct cbv_err err;
+
+	cbv_reply_init(&r);
+	cbv_reply_init(&c);
+	ck_assert_ptr_null(r.text);
+	ck_assert_str_eq(cbv_reply_text(&r), "");
+	ck_assert_int_eq(cbv_reply_feed(&r, S("250 ok"), &err), CBV_OK);
+	ck_assert_uint_eq(r.cap, CBV_REPLY_ALLOC_MIN);
+	ck_assert_int_eq(cbv_reply_copy(&c, &r, &err), CBV_OK);
+	ck_assert_uint_eq(c.cap, strlen("250 ok") + 1);
+	ck_assert_ptr_ne(c.text, r.text);
+	ck_assert_str_eq(c.text, "250 ok");
+	ck_assert_int_eq(c.code, 250);
+	/* a copy reuses a buffer that fits: an empty reply empties it */
+	cbv_reply_clear(&r);
+	ck_assert_int_eq(cbv_reply_copy(&c, &r, &err), CBV_OK);
+	ck_assert_str_eq(cbv_reply_text(&c), "");
+	ck_assert_uint_eq(c.len, 0);
+	ck_assert_int_eq(c.code, 0);
+	ck_assert_uint_eq(c.cap, strlen("250 ok") + 1);
+	/* ... and a longer text gets a new buffer of its size */
+	ck_assert_int_eq(cbv_reply_feed(&r, S("250 longer text"), &err), CBV_OK);
+	ck_assert_int_eq(cbv_reply_copy(&c, &r, &err), CBV_OK);
+	ck_assert_uint_eq(c.cap, strlen("250 longer text") + 1);
+	ck_assert_str_eq(c.text, "250 longer text");
+	/* a maximal reply grows by doubling to CBV_REPLY_KEEP_MAX, no further */
+	ck_assert_int_eq(feed_n(&r, 8, 2047, &err), CBV_OK);
+	ck_assert_uint_eq(r.len, CBV_REPLY_KEEP_MAX - 1);
+	ck_assert_uint_eq(r.cap, CBV_REPLY_KEEP_MAX);
+	cbv_reply_clear(&r);
+	cbv_reply_clear(&c);
+	cbv_reply_clear(NULL);
+}
+END_TEST
+
+/* Out of memory: feeding leaves the reply as it was, a copy leaves dst empty. */
+START_TEST(test_oom)
+{
+	struct cbv_reply r, c;
+	struct cbv_err err;
+
+	cbv_reply_init(&r);
+	cbv_reply_init(&c);
+	cbv_alloc_fail_after(0);
+	ck_assert_int_eq(cbv_reply_feed(&r, S("250-first"), &err), CBV_ENOMEM);
+	ck_assert_uint_eq(r.nlines, 0);
+	ck_assert_ptr_null(r.text);
+	cbv_alloc_fail_after(-1);
+	ck_assert_int_eq(cbv_reply_feed(&r, S("250-first"), &err), CBV_OK);
+	/* the next growth fails: the first line stays, alone */
+	cbv_alloc_fail_after(0);
+	{
+		char big[CBV_REPLY_LINE_MAX];
+
+		memset(big, 'x', sizeof(big));
+		memcpy(big, "250 ", 4);
+		ck_assert_int_eq(cbv_reply_feed(&r, big, sizeof(big), &err), CBV_ENOMEM);
+	}
+	ck_assert_uint_eq(r.nlines, 1);
+	ck_assert_int_eq(r.complete, 0);
+	ck_assert_str_eq(r.text, "250-first");
+	ck_assert_int_eq(cbv_reply_copy(&c, &r, &err), CBV_ENOMEM);
+	ck_assert_int_eq(err.code, CBV_ENOMEM);
+	ck_assert_ptr_null(c.text);
+	ck_assert_uint_eq(c.nlines, 0);
+	cbv_alloc_fail_after(-1);
+	ck_assert_int_eq(cbv_reply_copy(&c, &r, &err), CBV_OK);
+	ck_assert_str_eq(c.text, "250-first");
+	cbv_reply_clear(&r);
+	cbv_reply_clear(&c);
 }
 END_TEST
 
@@ -378,6 +461,10 @@ static Suite *reply_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("state");
 	tcase_add_test(tc, test_state);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("heap");
+	tcase_add_test(tc, test_heap);
+	tcase_add_test(tc, test_oom);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("sanitize");
 	tcase_add_loop_test(tc, test_sanitize, 0, NROWS(san_rows));

@@ -27,7 +27,7 @@
 #define STOCK "127.0.0.10" /* Exim as Debian ships it: no tickets */
 #define STOCK_NAME "mx.exim.test"
 
-static struct cbv_session_outcome out; /* ~50 kB: not on Check's stack */
+static struct cbv_session_outcome out; /* codes and flags: its reply texts die with the session */
 
 static const char *ca_dir(void)
 {
