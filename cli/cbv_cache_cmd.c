@@ -481,9 +481,19 @@ int cbv_cache_cmd(int argc, char **argv)
 		        p.name);
 		goto done;
 	}
-	if ((rc = store_exists(p.cache)) != 0)
+	if (!cbv_cache_is_redis(p.cache) && (rc = store_exists(p.cache)) != 0)
 		goto done;
 	cache = cbv_cache_new(p.cache, (size_t)p.cache_size);
+	if (cache != NULL) {
+		/* Redis: no fallback here; the tool looks at Redis itself */
+		struct cbv_cache_opts o = { p.cache_timeout_ms, p.cache_prefix,
+			                    p.cache_password_file, NULL };
+
+		if (cbv_cache_set_options(cache, &o) != 0) {
+			cbv_cache_free(cache);
+			cache = NULL;
+		}
+	}
 	if (cache == NULL) {
 		fprintf(stderr, "cbv: out of memory\n");
 		rc = EX_NOMEM;

@@ -8,6 +8,10 @@ PKGS="build-essential pkg-config libpcre2-dev libc-ares-dev libssl-dev
 check libsubunit-dev exim4-dev exim4-daemon-heavy dnsmasq-base swaks
 openssl ca-certificates clang valgrind python3 mailfromd util-linux
 iproute2 bind9-dnsutils"
+# build: the Redis cache backend (hiredis)
+PKGS="$PKGS libhiredis-dev"
+# tests: a real redis-server, started by the tests on loopback
+PKGS="$PKGS redis-server"
 
 missing=""
 for p in $PKGS; do
