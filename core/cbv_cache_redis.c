@@ -476,10 +476,17 @@ struct script {
 	char sha[41];
 };
 
-/* Flight: READY if a record answers, else SET NX PX; BUSY with its PTTL. */
+/*
+ * Flight: READY if a record answers, else SET NX PX; BUSY with its PTTL.
+ * A lease key of another type or without an expiry is none of ours (it
+ * would block every verification of the address): it is replaced.
+ */
 static struct script flight_lua = {
 	"if redis.call('EXISTS', KEYS[1]) + redis.call('EXISTS', KEYS[2]) > 0 then "
 	"return {1, 0} end "
+	"local ty = redis.call('TYPE', KEYS[3]).ok "
+	"if (ty ~= 'string' and ty ~= 'none') or redis.call('PTTL', KEYS[3]) == -1 then "
+	"redis.call('DEL', KEYS[3]) end "
 	"if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 0} end "
 	"return {2, redis.call('PTTL', KEYS[3])}",
 	""
