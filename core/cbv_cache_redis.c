@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -40,6 +41,7 @@ struct cbv_cache_redis {
 	int64_t backoff_ms;
 	int logged_damaged;
 	uint32_t serial;
+	unsigned long used;  /* commands answered on this connection */
 };
 
 /* ---- URLs and secrets ---- */
@@ -264,16 +266,80 @@ static void outage(struct cbv_cache_redis *r, const char *what)
 	r->retry_ms = mono_ms() + r->backoff_ms;
 }
 
-/* Answer of one command; NULL after an outage (logged).  Free with freeReplyObject. */
+/*
+ * Sends the formatted command ourselves with MSG_NOSIGNAL: hiredis writes
+ * with write(2), which raises SIGPIPE on a closed connection, and cbv.so
+ * lives in Exim's process.  SO_SNDTIMEO (cache_timeout) bounds each send.
+ * 0, or -1 with ctx->err set as hiredis would.
+ */
+static int send_all(redisContext *ctx, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(ctx->fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ctx->err = REDIS_ERR_IO;
+			snprintf(ctx->errstr, sizeof(ctx->errstr), "%s",
+			         n < 0 ? strerror(errno) : "nothing sent");
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* One command on the connection; NULL (ctx->err set) on failure. */
+static redisReply *roundtrip(redisContext *ctx, int argc, const char **argv,
+                             const size_t *lens)
+{
+	char *cmd = NULL;
+	void *rep = NULL;
+	int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+
+	if (len < 0 || cmd == NULL) {
+		ctx->err = REDIS_ERR_OOM;
+		snprintf(ctx->errstr, sizeof(ctx->errstr), "out of memory");
+		return NULL;
+	}
+	if (send_all(ctx, cmd, (size_t)len) == 0 && redisGetReply(ctx, &rep) != REDIS_OK)
+		rep = NULL;
+	redisFreeCommand(cmd);
+	return rep;
+}
+
+static int connect_now(struct cbv_cache_redis *r);
+
+/*
+ * Answer of one command; NULL after an outage (logged).  Free with
+ * freeReplyObject.  A connection that served earlier commands and is now
+ * found closed (Redis restarted, a proxy dropped it while idle) is made
+ * again once, at once, before this counts as an outage.
+ */
 static redisReply *command(struct cbv_cache_redis *r, int argc, const char **argv,
                            const size_t *lens)
 {
-	redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
+	redisReply *rep = roundtrip(r->ctx, argc, argv, lens);
 	char what[160];
+	int e = errno;
 
+	if ((rep == NULL || r->ctx->err != 0) && r->used > 0 &&
+	    (r->ctx->err == REDIS_ERR_EOF ||
+	     (r->ctx->err == REDIS_ERR_IO && (e == ECONNRESET || e == EPIPE)))) {
+		if (rep != NULL)
+			freeReplyObject(rep);
+		redisFree(r->ctx);
+		r->ctx = NULL;
+		if (!connect_now(r))
+			return NULL; /* an outage, logged */
+		rep = roundtrip(r->ctx, argc, argv, lens);
+		e = errno;
+	}
 	if (rep == NULL || r->ctx->err != 0) {
 		snprintf(what, sizeof(what), "%s failed: %s", argv[0],
-		         r->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
+		         r->ctx->err == REDIS_ERR_IO && (e == EAGAIN || e == EWOULDBLOCK)
 		                 ? "no answer within cache_timeout"
 		                 : r->ctx->errstr);
 		if (rep != NULL)
@@ -281,6 +347,7 @@ static redisReply *command(struct cbv_cache_redis *r, int argc, const char **arg
 		outage(r, what);
 		return NULL;
 	}
+	r->used++;
 	return rep;
 }
 
@@ -296,12 +363,6 @@ static void damaged_once(struct cbv_cache_redis *r, const char *what)
 /* 1 if connected (connecting when due), 0 when down. */
 static int ensure(struct cbv_cache_redis *r)
 {
-	struct timeval tv = { (time_t)(r->timeout_ms / 1000),
-		              (suseconds_t)(r->timeout_ms % 1000) * 1000 };
-	char secret[CBV_REDIS_SECRET_MAX + 2], what[320], db[16];
-	struct cbv_err err;
-	redisReply *rep;
-
 	if (r->pid != getpid()) {
 		/* a forked child: the parent's connection is not ours to talk on */
 		if (r->ctx != NULL) {
@@ -317,6 +378,19 @@ static int ensure(struct cbv_cache_redis *r)
 		return 1;
 	if (r->down && mono_ms() < r->retry_ms)
 		return 0;
+	return connect_now(r);
+}
+
+/* Connects, AUTHs and SELECTs (or PINGs); 1 if usable, else an outage (0). */
+static int connect_now(struct cbv_cache_redis *r)
+{
+	struct timeval tv = { (time_t)(r->timeout_ms / 1000),
+		              (suseconds_t)(r->timeout_ms % 1000) * 1000 };
+	char secret[CBV_REDIS_SECRET_MAX + 2], what[320], db[16];
+	struct cbv_err err;
+	redisReply *rep;
+
+	r->used = 0;
 	r->ctx = r->u.unix_socket ? redisConnectUnixWithTimeout(r->u.path, tv)
 	                          : redisConnectWithTimeout(r->u.host, (int)r->u.port, tv);
 	if (r->ctx == NULL) {

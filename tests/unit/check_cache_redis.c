@@ -572,6 +572,28 @@ START_TEST(killed_then_restarted)
 }
 END_TEST
 
+/* Redis restarted between two calls: the stale connection is made again, no outage. */
+START_TEST(restarted_while_idle)
+{
+	struct cbv_cache *c = open_redis(url, NULL);
+	struct cbv_cache_key k = key_of("example.test", "bob");
+	struct cbv_result *r = result(CBV_PASS, "accepted", 250, "bob@example.test"), *got;
+	struct cbv_cache_ttl ttl;
+
+	ttl_all(&ttl);
+	signal(SIGPIPE, SIG_DFL); /* a write on the dead connection must not raise it */
+	ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OK);
+	redis_stop();
+	redis_start(NULL);
+	ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_HIT);
+	cbv_result_free(got);
+	ck_assert_int_eq(errs, 0);
+	cbv_result_free(r);
+	cbv_cache_free(c);
+}
+END_TEST
+
 START_TEST(fallback_while_down)
 {
 	struct cbv_cache *c = cbv_cache_new(url, 0);
@@ -897,6 +919,7 @@ static Suite *suite(void)
 	ADD("rate_cap", rate_cap_across_hosts);
 	ADD("concurrency_cap", concurrency_cap_across_hosts);
 	ADD("outage", killed_then_restarted);
+	ADD("restarted_idle", restarted_while_idle);
 	ADD("fallback", fallback_while_down);
 	ADD("auth", auth);
 	ADD("password_mode", password_file_mode);
