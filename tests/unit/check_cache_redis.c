@@ -89,6 +89,7 @@ static void redis_start(const char *pass)
 	char p[16];
 
 	snprintf(p, sizeof(p), "%d", port);
+	fflush(NULL); /* the child must not print our buffered lines again */
 	redis_pid = fork();
 	ck_assert_int_ge(redis_pid, 0);
 	if (redis_pid == 0) {
