@@ -347,6 +347,13 @@ static void print_stats(const char *path, const struct cbv_cache_stats *st, int 
 	printf("\nexpired    %lu (removed by `cbv cache purge`)\n", st->expired);
 	printf("damaged    %lu\n", st->damaged);
 	printf("leases     %lu flights and slots, %lu rate buckets\n", st->leases, st->buckets);
+	if (cbv_cache_is_redis(path)) {
+		/* Redis: its whole memory (not only our keys) and maxmemory (0 = none) */
+		printf("redis      %s used_memory, maxmemory %s\n",
+		       size_text(st->used_bytes, b2, sizeof(b2)),
+		       st->map_bytes > 0 ? size_text(st->map_bytes, b3, sizeof(b3)) : "none");
+		return;
+	}
 	printf("file       %s (%llu bytes)\n", size_text(st->file_bytes, b1, sizeof(b1)),
 	       st->file_bytes);
 	printf("map        %s in use of %s (%.1f%%)\n", size_text(st->used_bytes, b2, sizeof(b2)),

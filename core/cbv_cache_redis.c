@@ -256,7 +256,7 @@ static void outage(struct cbv_cache_redis *r, const char *what)
 	if (!r->down) {
 		r->down = 1;
 		r->backoff_ms = CBV_REDIS_BACKOFF_MIN_MS;
-		cbv_log(CBV_LOG_ERR, "cache %s: %s; verifying without it, retrying with backoff",
+		cbv_log(CBV_LOG_ERR, "cache %s: %s; retrying with backoff; verifying without it",
 		        r->url, what);
 	} else if (r->backoff_ms < CBV_REDIS_BACKOFF_MAX_MS) {
 		r->backoff_ms *= 2;
