@@ -844,6 +844,45 @@ START_TEST(wrong_values)
 }
 END_TEST
 
+/* Fail the Nth allocation: NULL or a working handle, never a crash or a leak. */
+START_TEST(oom)
+{
+	struct cbv_cache_key k = key_of("example.test", "bob");
+	struct cbv_result *r = result(CBV_PASS, "accepted", 250, "bob@example.test"), *got;
+	struct cbv_cache_ttl ttl;
+	char fb[128];
+	struct cbv_cache_opts o = { 0, "o:", NULL, fb };
+	int done = 0, n0 = 0;
+
+	snprintf(fb, sizeof(fb), "%s/fallback", dir);
+	ttl_all(&ttl);
+	for (long n = 0; n < 200 && !done; n++) {
+		struct cbv_cache *c;
+		enum cbv_cache_status st;
+
+		cbv_alloc_fail_after(n);
+		c = cbv_cache_new(url, 0);
+		if (c != NULL && cbv_cache_set_options(c, &o) == 0) {
+			cbv_cache_store(c, &k, r, &ttl, 0);
+			st = cbv_cache_lookup(c, &k, &got, NULL);
+			ck_assert(st == CBV_CACHE_HIT || st == CBV_CACHE_MISS);
+			ck_assert((st == CBV_CACHE_HIT) == (got != NULL));
+			if (got != NULL) {
+				ck_assert_str_eq(got->message, r->message);
+				n0 = (int)n;
+				done = 1;
+			}
+			cbv_result_free(got);
+		}
+		cbv_alloc_fail_after(-1);
+		cbv_cache_free(c);
+	}
+	ck_assert(done);
+	ck_assert_int_gt(n0, 0); /* some allocation did fail on the way */
+	cbv_result_free(r);
+}
+END_TEST
+
 /* ---- maintenance ---- */
 
 static int count_entry(const struct cbv_cache_entry *e, void *arg)
@@ -926,6 +965,7 @@ static Suite *suite(void)
 	ADD("password_mode", password_file_mode);
 	ADD("wrong_values", wrong_values);
 	ADD("maintenance", maintenance);
+	ADD("oom", oom);
 	tc = tcase_create("garbage");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 20);
