@@ -8,16 +8,17 @@ PKGS="build-essential pkg-config libpcre2-dev libc-ares-dev libssl-dev
 check libsubunit-dev exim4-dev exim4-daemon-heavy dnsmasq-base swaks
 openssl ca-certificates clang valgrind python3 mailfromd util-linux
 iproute2 bind9-dnsutils"
-# build: the Redis cache backend (hiredis)
-PKGS="$PKGS libhiredis-dev"
-# tests: a real redis-server, started by the tests on loopback
-PKGS="$PKGS redis-server"
 
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing="$missing $p"
 	fi
+done
+# The Redis cache backend: hiredis to build it, redis-server for its tests.
+for p in libhiredis-dev redis-server; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
 
