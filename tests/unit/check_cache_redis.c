@@ -410,6 +410,27 @@ START_TEST(flight_two_hosts)
 }
 END_TEST
 
+/* Scripts flushed from Redis (a restart, SCRIPT FLUSH): EVAL takes over from EVALSHA. */
+START_TEST(scripts_flushed)
+{
+	struct cbv_cache *c = open_redis(url, NULL);
+	struct cbv_cache_key k = key_of("example.test", "bob");
+	uint64_t t = 0;
+	redisContext *rc = raw();
+
+	ck_assert_int_eq(cbv_cache_flight_begin(c, &k, 60, &t, NULL), CBV_CACHE_OWN);
+	cbv_cache_flight_end(c, &k, t);
+	freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+	ck_assert_int_eq(cbv_cache_flight_begin(c, &k, 60, &t, NULL), CBV_CACHE_OWN);
+	/* EVAL loaded it again: the next EVALSHA finds it */
+	cbv_cache_flight_end(c, &k, t);
+	ck_assert_int_eq(cbv_cache_flight_begin(c, &k, 60, &t, NULL), CBV_CACHE_OWN);
+	ck_assert_int_eq(errs, 0);
+	redisFree(rc);
+	cbv_cache_free(c);
+}
+END_TEST
+
 START_TEST(flight_owner_killed)
 {
 	struct cbv_cache *c = open_redis(url, NULL);
@@ -956,6 +977,7 @@ static Suite *suite(void)
 	ADD("domain_facts", domain_facts);
 	ADD("flight", flight_two_hosts);
 	ADD("flight_killed", flight_owner_killed);
+	ADD("scripts_flushed", scripts_flushed);
 	ADD("rate_cap", rate_cap_across_hosts);
 	ADD("concurrency_cap", concurrency_cap_across_hosts);
 	ADD("outage", killed_then_restarted);
