@@ -1,8 +1,9 @@
 /*
  * cbv_cache_redis.c - the Redis backend behind cbv_cache.h (see
- * cbv_cache_redis.h for the keys and the outage rules), on hiredis's
- * blocking API with socket timeouts: connect and each reply within
- * cache_timeout.  hiredis parses the replies; our values go through
+ * cbv_cache_redis.h for the keys and the outage rules).  hiredis
+ * connects (within cache_timeout), formats commands and parses replies;
+ * we send (MSG_NOSIGNAL) and read under poll(2) ourselves, so each reply
+ * arrives within cache_timeout in all.  Our values go through
  * cbv_cache_rec_decode(), so nothing Redis sends is trusted.
  */
 #include "cbv_cache_redis.h"
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -290,9 +292,56 @@ static int send_all(redisContext *ctx, const char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * Reads one reply within timeout_ms in all: poll(2) gets what is left, so
+ * a server dripping bytes cannot stretch a call past cache_timeout (the
+ * socket's own SO_RCVTIMEO bounds only each read).  hiredis parses.
+ */
+static void *read_reply(redisContext *ctx, unsigned timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+	void *rep = NULL;
+	char buf[16384];
+
+	for (;;) {
+		struct pollfd pfd = { ctx->fd, POLLIN, 0 };
+		int64_t left;
+		ssize_t n;
+		int rc;
+
+		if (redisGetReplyFromReader(ctx, &rep) != REDIS_OK)
+			return NULL; /* a protocol error: ctx->err set */
+		if (rep != NULL)
+			return rep;
+		left = deadline - mono_ms();
+		if (left <= 0 || (rc = poll(&pfd, 1, (int)left)) == 0) {
+			ctx->err = REDIS_ERR_IO;
+			errno = EAGAIN;
+			snprintf(ctx->errstr, sizeof(ctx->errstr), "timed out");
+			return NULL;
+		}
+		if (rc < 0 && errno == EINTR)
+			continue;
+		n = rc < 0 ? -1 : recv(ctx->fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ctx->err = n == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO;
+			snprintf(ctx->errstr, sizeof(ctx->errstr), "%s",
+			         n == 0 ? "Server closed the connection" : strerror(errno));
+			return NULL;
+		}
+		if (redisReaderFeed(ctx->reader, buf, (size_t)n) != REDIS_OK) {
+			ctx->err = REDIS_ERR_OOM;
+			snprintf(ctx->errstr, sizeof(ctx->errstr), "out of memory");
+			return NULL;
+		}
+	}
+}
+
 /* One command on the connection; NULL (ctx->err set) on failure. */
 static redisReply *roundtrip(redisContext *ctx, int argc, const char **argv,
-                             const size_t *lens)
+                             const size_t *lens, unsigned timeout_ms)
 {
 	char *cmd = NULL;
 	void *rep = NULL;
@@ -303,8 +352,8 @@ static redisReply *roundtrip(redisContext *ctx, int argc, const char **argv,
 		snprintf(ctx->errstr, sizeof(ctx->errstr), "out of memory");
 		return NULL;
 	}
-	if (send_all(ctx, cmd, (size_t)len) == 0 && redisGetReply(ctx, &rep) != REDIS_OK)
-		rep = NULL;
+	if (send_all(ctx, cmd, (size_t)len) == 0)
+		rep = read_reply(ctx, timeout_ms);
 	redisFreeCommand(cmd);
 	return rep;
 }
@@ -320,7 +369,7 @@ static int connect_now(struct cbv_cache_redis *r);
 static redisReply *command(struct cbv_cache_redis *r, int argc, const char **argv,
                            const size_t *lens)
 {
-	redisReply *rep = roundtrip(r->ctx, argc, argv, lens);
+	redisReply *rep = roundtrip(r->ctx, argc, argv, lens, r->timeout_ms);
 	char what[160];
 	int e = errno;
 
@@ -333,7 +382,7 @@ static redisReply *command(struct cbv_cache_redis *r, int argc, const char **arg
 		r->ctx = NULL;
 		if (!connect_now(r))
 			return NULL; /* an outage, logged */
-		rep = roundtrip(r->ctx, argc, argv, lens);
+		rep = roundtrip(r->ctx, argc, argv, lens, r->timeout_ms);
 		e = errno;
 	}
 	if (rep == NULL || r->ctx->err != 0) {

@@ -729,8 +729,8 @@ START_TEST(password_file_mode)
 }
 END_TEST
 
-/* A fake Redis on loopback that answers every request with reply. */
-static pid_t fake_redis(const char *reply, int *fport)
+/* A fake Redis on loopback that answers every request with reply (drip: a byte each 40 ms). */
+static pid_t fake_redis_drip(const char *reply, int *fport, int drip)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t len = sizeof(sa);
@@ -753,7 +753,12 @@ static pid_t fake_redis(const char *reply, int *fport)
 			if (c < 0)
 				_exit(0);
 			while (read(c, buf, sizeof(buf)) > 0) {
-				if (write(c, reply, strlen(reply)) < 0)
+				for (size_t i = 0; drip && i < strlen(reply); i++) {
+					usleep(40000);
+					if (write(c, reply + i, 1) < 0)
+						break;
+				}
+				if (!drip && write(c, reply, strlen(reply)) < 0)
 					break;
 			}
 			close(c);
@@ -762,6 +767,29 @@ static pid_t fake_redis(const char *reply, int *fport)
 	close(fd);
 	return pid;
 }
+
+static pid_t fake_redis(const char *reply, int *fport)
+{
+	return fake_redis_drip(reply, fport, 0);
+}
+
+/* A Redis that drips its answers: each read is quick, the reply is not: OFF. */
+START_TEST(dripping_server)
+{
+	int fport = 0;
+	pid_t pid = fake_redis_drip("+PONG\r\n", &fport, 1);
+	char u[64];
+	struct cbv_cache *c;
+
+	snprintf(u, sizeof(u), "redis://127.0.0.1:%d", fport);
+	c = open_redis(u, NULL);
+	ck_assert_int_eq(cbv_cache_usable(c), 0);
+	ck_assert_ptr_nonnull(strstr(last_err, "no answer within cache_timeout"));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cbv_cache_free(c);
+}
+END_TEST
 
 static const char *const garbage[] = {
 	"garbage\r\n",                     /* not RESP */
@@ -988,6 +1016,7 @@ static Suite *suite(void)
 	ADD("wrong_values", wrong_values);
 	ADD("maintenance", maintenance);
 	ADD("oom", oom);
+	ADD("dripping", dripping_server);
 	tc = tcase_create("garbage");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 20);
