@@ -44,6 +44,14 @@
  *
  * TTLs are the caller's (seconds, 0 = never stored).  Times come from the
  * wall clock in ms, or a clock the caller injects (tests).
+ *
+ * Fleets.  A path "redis://HOST:PORT[/DB]" or "redis+unix:///PATH[?db=N]"
+ * puts the same calls, records and meanings on one Redis shared by many
+ * MX hosts (cbv_cache_redis.h; options with cbv_cache_set_options()).
+ * OFF then also means Redis is down, slow or refusing us (logged once per
+ * outage, retried with backoff), unless a local LMDB fallback is set.
+ * Tickets of the Redis backend have their top bit set; the others are the
+ * fallback's, so each ends where it was taken.
  */
 #ifndef CBV_CACHE_H
 #define CBV_CACHE_H

@@ -28,6 +28,7 @@
 
 #include "cbv_cache.h"
 #include "cbv_cache_redis.h"
+#include "cbv_config.h"
 #include "cbv_log.h"
 #include "cbv_status.h"
 
@@ -251,6 +252,52 @@ START_TEST(url_grammar)
 		ck_assert_uint_eq(u.port, urls[_i].port);
 		ck_assert_uint_eq(u.db, urls[_i].db);
 	}
+}
+END_TEST
+
+/* The profile keys: what cbv.conf (and per-call OPTIONS) accept. */
+static const struct {
+	const char *key, *value;
+	int ok;
+} key_rows[] = {
+	{ "cache", "redis://127.0.0.1:6379/2", 1 },
+	{ "cache", "\"redis+unix:///run/redis/redis.sock?db=1\"", 1 }, /* quoted: = ends a bare word */
+	{ "cache", "/var/spool/exim4/db/cbv", 1 },
+	{ "cache", "", 1 },
+	{ "cache", "redis://:secret@127.0.0.1:6379", 0 },
+	{ "cache", "redis://127.0.0.1", 0 },
+	{ "cache", "relative/path", 0 },
+	{ "cache_timeout", "50ms", 1 },
+	{ "cache_timeout", "0", 0 },
+	{ "cache_timeout", "11s", 0 },
+	{ "cache_fallback", "/var/spool/exim4/db/cbv", 1 },
+	{ "cache_fallback", "redis://127.0.0.1:6379", 0 },
+	{ "cache_password_file", "/etc/exim4/cbv-redis.secret", 1 },
+	{ "cache_password_file", "secret.txt", 0 },
+	{ "cache_prefix", "mx-eu:", 1 },
+	{ "cache_prefix", "a b", 0 },
+	{ "cache_prefix", "x*", 0 },
+	{ "cache_prefix", "", 0 },
+};
+
+START_TEST(profile_keys)
+{
+	struct cbv_profile p;
+	struct cbv_err err;
+	enum cbv_status st;
+
+	cbv_profile_defaults(&p);
+	ck_assert_uint_eq(p.cache_timeout_ms, 100);
+	ck_assert_str_eq(p.cache_prefix, "cbv:");
+	ck_assert_str_eq(p.cache_password_file, "");
+	ck_assert_str_eq(p.cache_fallback, "");
+	st = cbv_profile_set(&p, key_rows[_i].key, key_rows[_i].value, &err);
+	ck_assert_msg((st == CBV_OK) == key_rows[_i].ok, "%s = %s: %s", key_rows[_i].key, key_rows[_i].value,
+	              st == CBV_OK ? "accepted" : err.msg);
+	/* a refused URL never echoes a secret it held */
+	if (st != CBV_OK)
+		ck_assert_ptr_null(strstr(err.msg, "secret@"));
+	cbv_profile_clear(&p);
 }
 END_TEST
 
@@ -611,6 +658,32 @@ START_TEST(restarted_while_idle)
 	ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_HIT);
 	cbv_result_free(got);
 	ck_assert_int_eq(errs, 0);
+	cbv_result_free(r);
+	cbv_cache_free(c);
+}
+END_TEST
+
+/* A Redis that stops answering (SIGSTOP: connected, silent): OFF, then backoff, then back. */
+START_TEST(silent_redis)
+{
+	struct cbv_cache *c = open_redis(url, NULL);
+	struct cbv_cache_key k = key_of("example.test", "bob");
+	struct cbv_result *r = result(CBV_PASS, "accepted", 250, "bob@example.test"), *got;
+	struct cbv_cache_ttl ttl;
+
+	ttl_all(&ttl);
+	ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OK);
+	kill(redis_pid, SIGSTOP);
+	ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_OFF);
+	ck_assert_ptr_nonnull(strstr(last_err, "no answer within cache_timeout"));
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_OFF);
+	ck_assert_int_eq(errs, 1);
+	kill(redis_pid, SIGCONT);
+	usleep(1100 * 1000);
+	ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_HIT);
+	cbv_result_free(got);
+	ck_assert_int_eq(errs, 1);
 	cbv_result_free(r);
 	cbv_cache_free(c);
 }
@@ -994,6 +1067,9 @@ static Suite *suite(void)
 	tc = tcase_create("url");
 	tcase_add_loop_test(tc, url_grammar, 0, (int)(sizeof(urls) / sizeof(urls[0])));
 	suite_add_tcase(s, tc);
+	tc = tcase_create("profile_keys");
+	tcase_add_loop_test(tc, profile_keys, 0, (int)(sizeof(key_rows) / sizeof(key_rows[0])));
+	suite_add_tcase(s, tc);
 #define ADD(name, fn)                                                                              \
 	tc = tcase_create(name);                                                                   \
 	tcase_add_checked_fixture(tc, setup, teardown);                                            \
@@ -1010,6 +1086,7 @@ static Suite *suite(void)
 	ADD("concurrency_cap", concurrency_cap_across_hosts);
 	ADD("outage", killed_then_restarted);
 	ADD("restarted_idle", restarted_while_idle);
+	ADD("silent", silent_redis);
 	ADD("fallback", fallback_while_down);
 	ADD("auth", auth);
 	ADD("password_mode", password_file_mode);
