@@ -35,14 +35,14 @@ struct cbv_cache_redis {
 	char prefix[CBV_REDIS_PREFIX_MAX + 1];
 	char *password_file;
 	unsigned timeout_ms;
-	redisContext *ctx;   /* connected in process pid, else NULL */
+	redisContext *ctx; /* connected in process pid, else NULL */
 	pid_t pid;
-	int down;            /* in an outage: logged, retry at retry_ms */
-	int64_t retry_ms;    /* monotonic */
+	int down;         /* in an outage: logged, retry at retry_ms */
+	int64_t retry_ms; /* monotonic */
 	int64_t backoff_ms;
 	int logged_damaged;
 	uint32_t serial;
-	unsigned long used;  /* commands answered on this connection */
+	unsigned long used; /* commands answered on this connection */
 };
 
 /* ---- URLs and secrets ---- */
@@ -928,9 +928,8 @@ enum cbv_cache_status cbv_cache_redis_acquire(struct cbv_cache_redis *r, int64_t
 		return CBV_CACHE_OFF;
 	/* bounded like the LMDB bucket, so the arithmetic stays exact in Lua's doubles */
 	snprintf(a1, sizeof(a1), "%u", max);
-	snprintf(a2, sizeof(a2), "%u", rate_window_s > 0 && rate_count < 1000000 ? rate_count
-	                               : rate_window_s > 0                       ? 1000000
-	                                                                         : 0);
+	snprintf(a2, sizeof(a2), "%u", rate_window_s > 0 && rate_count < 1000000 ? rate_count : rate_window_s > 0 ? 1000000
+	                                                                                                          : 0);
 	snprintf(a3, sizeof(a3), "%llu",
 	         (unsigned long long)(rate_window_s < 1000000 ? rate_window_s : 1000000) * 1000);
 	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)(lease_s == 0 ? 1 : lease_s) * 1000);
@@ -946,9 +945,9 @@ enum cbv_cache_status cbv_cache_redis_acquire(struct cbv_cache_redis *r, int64_t
 		} else {
 			st = CBV_CACHE_LIMITED;
 			*wake_ms = now + (b > 0 ? b : 1);
-			*which = a == 2                 ? CBV_LIMIT_DOMAIN_RATE
-			         : kind == 'H'          ? CBV_LIMIT_HOST_CONCURRENCY
-			                                : CBV_LIMIT_DOMAIN_CONCURRENCY;
+			*which = a == 2        ? CBV_LIMIT_DOMAIN_RATE
+			         : kind == 'H' ? CBV_LIMIT_HOST_CONCURRENCY
+			                       : CBV_LIMIT_DOMAIN_CONCURRENCY;
 		}
 	}
 	freeReplyObject(rep);

@@ -42,11 +42,11 @@
 
 /* A parsed cache URL. */
 struct cbv_redis_url {
-	int unix_socket;       /* 1: path; 0: host and port */
-	char host[256];        /* name or IP (brackets removed) */
+	int unix_socket; /* 1: path; 0: host and port */
+	char host[256];  /* name or IP (brackets removed) */
 	unsigned port;
-	char path[108];        /* sun_path */
-	unsigned db;           /* SELECT, 0..15 by default config; we allow 0..1023 */
+	char path[108]; /* sun_path */
+	unsigned db;    /* SELECT, 0..15 by default config; we allow 0..1023 */
 };
 
 /* 1 if s (len bytes) starts like a Redis URL ("redis://" or "redis+unix://"). */

@@ -225,7 +225,7 @@ static const struct {
 	{ "redis://redis.example.net:6379", 1, 0, 6379, 0 },
 	{ "redis+unix:///run/redis/redis.sock", 1, 1, 0, 0 },
 	{ "redis+unix:///run/redis/redis.sock?db=5", 1, 1, 0, 5 },
-	{ "redis://127.0.0.1", 0, 0, 0, 0 },              /* no port */
+	{ "redis://127.0.0.1", 0, 0, 0, 0 }, /* no port */
 	{ "redis://127.0.0.1:0", 0, 0, 0, 0 },
 	{ "redis://127.0.0.1:65536", 0, 0, 0, 0 },
 	{ "redis://:secret@127.0.0.1:6379", 0, 0, 0, 0 }, /* credentials: never in the URL */
@@ -235,7 +235,7 @@ static const struct {
 	{ "redis+unix://relative.sock", 0, 0, 0, 0 },
 	{ "redis+unix:///s.sock?db=", 0, 0, 0, 0 },
 	{ "redis+unix:///s.sock?x=1", 0, 0, 0, 0 },
-	{ "rediss://127.0.0.1:6379", 0, 0, 0, 0 },         /* TLS: not supported */
+	{ "rediss://127.0.0.1:6379", 0, 0, 0, 0 },          /* TLS: not supported */
 	{ "redis-sentinel://127.0.0.1:26379", 0, 0, 0, 0 }, /* Sentinel: not supported */
 };
 
@@ -537,9 +537,9 @@ START_TEST(rate_cap_across_hosts)
 		struct cbv_cache *mine = open_redis(url, NULL);
 
 		_exit(cbv_cache_domain_acquire(mine, "rate.test", &caps, &t, NULL, NULL) ==
-		              CBV_CACHE_OK
-		          ? 0
-		          : 1);
+		                      CBV_CACHE_OK
+		              ? 0
+		              : 1);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
@@ -865,11 +865,11 @@ START_TEST(dripping_server)
 END_TEST
 
 static const char *const garbage[] = {
-	"garbage\r\n",                     /* not RESP */
-	"$999999999999\r\nabc",            /* a bulk longer than it is, then silence */
-	"*2\r\n:1\r\n",                    /* a short array, then silence */
-	"+PONG\r\n",                       /* PING answered, every other command too */
-	"-ERR no\r\n",                     /* errors to everything */
+	"garbage\r\n",                             /* not RESP */
+	"$999999999999\r\nabc",                    /* a bulk longer than it is, then silence */
+	"*2\r\n:1\r\n",                            /* a short array, then silence */
+	"+PONG\r\n",                               /* PING answered, every other command too */
+	"-ERR no\r\n",                             /* errors to everything */
 	"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n", /* arrays of the wrong size */
 };
 
@@ -1070,11 +1070,11 @@ static Suite *suite(void)
 	tc = tcase_create("profile_keys");
 	tcase_add_loop_test(tc, profile_keys, 0, (int)(sizeof(key_rows) / sizeof(key_rows[0])));
 	suite_add_tcase(s, tc);
-#define ADD(name, fn)                                                                              \
-	tc = tcase_create(name);                                                                   \
-	tcase_add_checked_fixture(tc, setup, teardown);                                            \
-	tcase_set_timeout(tc, 20);                                                                 \
-	tcase_add_test(tc, fn);                                                                    \
+#define ADD(name, fn)                                   \
+	tc = tcase_create(name);                        \
+	tcase_add_checked_fixture(tc, setup, teardown); \
+	tcase_set_timeout(tc, 20);                      \
+	tcase_add_test(tc, fn);                         \
 	suite_add_tcase(s, tc)
 	ADD("round_trip", round_trip_two_hosts);
 	ADD("lifetimes", lifetimes);
