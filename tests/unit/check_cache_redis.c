@@ -514,6 +514,82 @@ START_TEST(flight_owner_killed)
 }
 END_TEST
 
+/*
+ * A storm over four "hosts" (processes, each its own handle): every one
+ * verifies each of 10 addresses 5 times, in its own order.  Exactly one
+ * callout per address (OWN), the rest wait (BUSY) and get the answer
+ * (READY, then a HIT).
+ */
+START_TEST(storm_four_hosts)
+{
+	int fds[2], owns = 0, hits = 0, bad = 0, status;
+	pid_t kids[4];
+	char ch;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	for (int h = 0; h < 4; h++) {
+		kids[h] = fork();
+		ck_assert_int_ge(kids[h], 0);
+		if (kids[h] != 0)
+			continue;
+		close(fds[0]);
+		struct cbv_cache *c = open_redis(url, NULL);
+		struct cbv_cache_ttl ttl;
+
+		ttl_all(&ttl);
+		for (int n = 0; n < 50; n++) {
+			char local[16], rcpt[64];
+			int a = (n * (h + 1) + h) % 10;
+			struct cbv_cache_key k;
+
+			snprintf(local, sizeof(local), "u%d", a);
+			snprintf(rcpt, sizeof(rcpt), "u%d@storm.test", a);
+			k = key_of("storm.test", local);
+			for (;;) {
+				uint64_t t = 0;
+				struct cbv_result *got = NULL;
+				enum cbv_cache_status st = cbv_cache_flight_begin(c, &k, 60, &t, NULL);
+
+				if (st == CBV_CACHE_OWN) {
+					struct cbv_result *r = result(CBV_PASS, "accepted", 250, rcpt);
+
+					usleep(5000); /* the callout */
+					ch = cbv_cache_store(c, &k, r, &ttl, t) == CBV_CACHE_OK ? 'O' : 'X';
+					cbv_result_free(r);
+				} else if (st == CBV_CACHE_READY) {
+					ch = cbv_cache_lookup(c, &k, &got, NULL) == CBV_CACHE_HIT ? 'H' : 'X';
+					cbv_result_free(got);
+				} else if (st == CBV_CACHE_BUSY) {
+					usleep(1000);
+					continue;
+				} else {
+					ch = 'X';
+				}
+				break;
+			}
+			if (write(fds[1], &ch, 1) != 1)
+				_exit(2);
+		}
+		cbv_cache_free(c);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (read(fds[0], &ch, 1) == 1) {
+		owns += ch == 'O';
+		hits += ch == 'H';
+		bad += ch == 'X';
+	}
+	close(fds[0]);
+	for (int h = 0; h < 4; h++) {
+		ck_assert_int_eq(waitpid(kids[h], &status, 0), kids[h]);
+		ck_assert_int_eq(WEXITSTATUS(status), 0);
+	}
+	ck_assert_int_eq(bad, 0);
+	ck_assert_int_eq(owns, 10);
+	ck_assert_int_eq(hits, 4 * 50 - 10);
+}
+END_TEST
+
 /* ---- caps ---- */
 
 START_TEST(rate_cap_across_hosts)
@@ -1082,6 +1158,7 @@ static Suite *suite(void)
 	ADD("flight", flight_two_hosts);
 	ADD("flight_killed", flight_owner_killed);
 	ADD("scripts_flushed", scripts_flushed);
+	ADD("storm", storm_four_hosts);
 	ADD("rate_cap", rate_cap_across_hosts);
 	ADD("concurrency_cap", concurrency_cap_across_hosts);
 	ADD("outage", killed_then_restarted);
