@@ -30,6 +30,7 @@ VERSION_DEF := -DCBV_VERSION='"$(CBV_VERSION)"'
 PKG       := libcares libpcre2-8 openssl
 PKG       += libidn2
 PKG       += lmdb
+PKG       += hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKG) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKG) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)

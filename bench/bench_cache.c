@@ -5,17 +5,30 @@
  * (default 1 million), with the file size.  Prints numbers; asserts
  * nothing.  Needs no rig: it works in a mkdtemp directory under TMPDIR.
  *
- *   bench_cache [-n RECORDS] [-m MAP_MB] [-l LOOKUPS]
+ * Then the same through Redis (when redis-server is installed): it starts
+ * one on a free loopback port (no persistence), measures a hit, a miss, a
+ * flight and a cap, bytes per record (INFO used_memory over 10000
+ * records), a storm over 4 simulated hosts, and an outage: the first call
+ * after Redis dies, and the calls during the backoff.  Run it in `unshare -n` like other servers.
+ *
+ *   bench_cache [-n RECORDS] [-m MAP_MB] [-l LOOKUPS] [-R]   (-R: Redis only)
  *
  * Records look like real ones: a two-line RCPT reply, an EHLO reply of
  * eight lines, a greeting, a TLS description (about 600 bytes of text).
  */
 #define _GNU_SOURCE /* nftw's FTW_DEPTH|FTW_PHYS */
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,6 +114,243 @@ static void key_for(long i, char *local, size_t n, struct cbv_cache_key *k, char
 	k->fp_len = strlen(k->fp);
 }
 
+/* ---- Redis ---- */
+
+static pid_t redis_pid;
+static int redis_port;
+
+static unsigned long long redis_used_memory(void)
+{
+	struct timeval tv = { 1, 0 };
+	redisContext *rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+	redisReply *rep;
+	unsigned long long v = 0;
+	const char *p;
+
+	if (rc == NULL || rc->err != 0) {
+		if (rc != NULL)
+			redisFree(rc);
+		return 0;
+	}
+	rep = redisCommand(rc, "INFO memory");
+	if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
+	    (p = strstr(rep->str, "\nused_memory:")) != NULL)
+		v = strtoull(p + 13, NULL, 10);
+	if (rep != NULL)
+		freeReplyObject(rep);
+	redisFree(rc);
+	return v;
+}
+
+/* Starts redis-server on a free loopback port; 0 when it answers. */
+static int redis_start(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	char p[16];
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+		return -1;
+	redis_port = ntohs(sa.sin_port);
+	close(fd);
+	snprintf(p, sizeof(p), "%d", redis_port);
+	fflush(NULL); /* the child must not print our buffered lines again */
+	redis_pid = fork();
+	if (redis_pid < 0)
+		return -1;
+	if (redis_pid == 0) {
+		const char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1",
+			               "--save", "", "--appendonly", "no", "--dir", dir,
+			               "--loglevel", "warning", "--logfile", "", NULL };
+
+		if (freopen("/dev/null", "w", stdout) == NULL)
+			_exit(126);
+		execvp("redis-server", (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 300; i++) {
+		if (redis_used_memory() > 0)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+static void redis_stop(void)
+{
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGKILL);
+		waitpid(redis_pid, NULL, 0);
+	}
+	redis_pid = 0;
+}
+
+/*
+ * The storm over 4 simulated hosts (processes, a handle each) sharing one
+ * Redis: each verifies 250 times among 50 addresses of one domain, a
+ * "callout" being a 20 ms sleep under the single-flight lease.  Prints the
+ * callouts made (1 per address is the goal) and the wall time.
+ */
+static void storm(const char *url, struct cbv_result *r)
+{
+	int fds[2], callouts = 0, answered = 0;
+	int64_t t0 = now_ns();
+	pid_t kids[4];
+	char ch;
+
+	if (pipe(fds) != 0)
+		return;
+	fflush(NULL);
+	for (int h = 0; h < 4; h++) {
+		kids[h] = fork();
+		if (kids[h] != 0)
+			continue;
+		close(fds[0]);
+		struct cbv_cache *c = cbv_cache_new(url, 0);
+		struct cbv_cache_ttl ttl;
+
+		cbv_cache_ttl_defaults(&ttl);
+		for (int n = 0; n < 250 && c != NULL; n++) {
+			char local[16];
+			struct cbv_cache_key k = { "storm.example.test", local, "", 25, "fp", 2 };
+
+			snprintf(local, sizeof(local), "u%d", (n * 7 + h * 13) % 50);
+			for (;;) {
+				uint64_t t = 0;
+				struct cbv_result *got = NULL;
+				enum cbv_cache_status st = cbv_cache_flight_begin(c, &k, 60, &t, NULL);
+
+				if (st == CBV_CACHE_BUSY) {
+					usleep(2000);
+					continue;
+				}
+				if (st == CBV_CACHE_OWN || st == CBV_CACHE_OFF) {
+					usleep(20000);
+					cbv_cache_store(c, &k, r, &ttl, t);
+					ch = 'C';
+				} else {
+					cbv_cache_lookup(c, &k, &got, NULL);
+					cbv_result_free(got);
+					ch = 'A';
+				}
+				break;
+			}
+			if (write(fds[1], &ch, 1) != 1)
+				_exit(1);
+		}
+		cbv_cache_free(c);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (read(fds[0], &ch, 1) == 1) {
+		callouts += ch == 'C';
+		answered += ch == 'A';
+	}
+	close(fds[0]);
+	for (int h = 0; h < 4; h++)
+		if (kids[h] > 0)
+			waitpid(kids[h], NULL, 0); /* not wait(): redis-server is our child too */
+	printf("%-44s %d callouts for 50 addresses, %d answered by the cache, %.0f ms wall\n",
+	       "redis storm, 4 hosts x 250 verifications", callouts, answered,
+	       (now_ns() - t0) / 1e6);
+}
+
+static void bench_redis(struct cbv_result *r, long lookups, int64_t *ns)
+{
+	char url[64], local[64], domain[64];
+	struct cbv_cache_key k;
+	struct cbv_cache_ttl ttl;
+	struct cbv_cache_caps caps;
+	struct cbv_result *got;
+	struct cbv_cache *c;
+	unsigned long long m0, m1;
+	uint64_t ticket;
+	int64_t t0;
+	long n = 10000;
+
+	if (redis_start() != 0) {
+		printf("redis: SKIP (no redis-server)\n");
+		redis_stop();
+		return;
+	}
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
+	printf("redis %s (hiredis, cache_timeout 100ms, loopback)\n", url);
+	cbv_cache_ttl_defaults(&ttl);
+	cbv_cache_caps_defaults(&caps);
+	caps.rate_count = 0;
+	c = cbv_cache_new(url, 0);
+	if (c == NULL || !cbv_cache_usable(c)) {
+		printf("redis: cannot use %s\n", url);
+		cbv_cache_free(c);
+		redis_stop();
+		return;
+	}
+	m0 = redis_used_memory();
+	for (long i = 0; i < n; i++) {
+		key_for(i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		cbv_cache_store(c, &k, r, &ttl, 0);
+		ns[i] = now_ns() - t0;
+	}
+	m1 = redis_used_memory();
+	report("redis store (10000 records)", ns, n);
+	printf("%-44s %.0f bytes a record (INFO used_memory over %ld records)\n", "redis size",
+	       m1 > m0 ? (double)(m1 - m0) / (double)n : 0.0, n);
+	for (long i = 0; i < lookups; i++) {
+		key_for(i % n, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		if (cbv_cache_lookup(c, &k, &got, NULL) != CBV_CACHE_HIT) {
+			printf("redis: record %ld missing\n", i % n);
+			break;
+		}
+		ns[i] = now_ns() - t0;
+		cbv_result_free(got);
+		if (i == lookups - 1)
+			report("redis lookup, hit, result built", ns, lookups);
+	}
+	for (long i = 0; i < lookups; i++) {
+		key_for(n + i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		cbv_cache_lookup(c, &k, &got, NULL);
+		ns[i] = now_ns() - t0;
+	}
+	report("redis lookup, miss", ns, lookups);
+	for (long i = 0; i < n; i++) {
+		key_for(2 * n + lookups + i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		cbv_cache_flight_begin(c, &k, 60, &ticket, NULL);
+		cbv_cache_store(c, &k, r, &ttl, ticket);
+		ns[i] = now_ns() - t0;
+	}
+	report("redis flight_begin + store", ns, n);
+	for (long i = 0; i < n; i++) {
+		key_for(i, local, sizeof(local), &k, domain, sizeof(domain));
+		t0 = now_ns();
+		if (cbv_cache_domain_acquire(c, domain, &caps, &ticket, NULL, NULL) == CBV_CACHE_OK)
+			cbv_cache_domain_release(c, domain, ticket);
+		ns[i] = now_ns() - t0;
+	}
+	report("redis domain_acquire + release", ns, n);
+	storm(url, r);
+	/* the outage: Redis dies; the first call finds out, the next ones are in backoff */
+	redis_stop();
+	key_for(0, local, sizeof(local), &k, domain, sizeof(domain));
+	t0 = now_ns();
+	cbv_cache_lookup(c, &k, &got, NULL);
+	printf("%-44s %8.2f us (connection refused; a silent host costs cache_timeout)\n",
+	       "redis down: first call", (now_ns() - t0) / 1000.0);
+	for (long i = 0; i < n; i++) {
+		t0 = now_ns();
+		cbv_cache_lookup(c, &k, &got, NULL);
+		ns[i] = now_ns() - t0;
+	}
+	report("redis down: lookup in backoff (added/call)", ns, n);
+	cbv_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	long records = 1000000, lookups = 200000;
@@ -115,17 +365,19 @@ int main(int argc, char **argv)
 	struct cbv_cache *c;
 	int64_t *ns, t0, fill0;
 	uint64_t ticket;
-	int opt;
+	int opt, redis_only = 0;
 
-	while ((opt = getopt(argc, argv, "n:m:l:")) != -1) {
-		if (opt == 'n')
+	while ((opt = getopt(argc, argv, "n:m:l:R")) != -1) {
+		if (opt == 'R')
+			redis_only = 1;
+		else if (opt == 'n')
 			records = atol(optarg);
 		else if (opt == 'm')
 			map_mb = (size_t)atol(optarg);
 		else if (opt == 'l')
 			lookups = atol(optarg);
 		else {
-			fprintf(stderr, "usage: bench_cache [-n RECORDS] [-m MAP_MB] [-l LOOKUPS]\n");
+			fprintf(stderr, "usage: bench_cache [-n RECORDS] [-m MAP_MB] [-l LOOKUPS] [-R]\n");
 			return 2;
 		}
 	}
@@ -144,7 +396,7 @@ int main(int argc, char **argv)
 	cbv_cache_caps_defaults(&caps);
 	caps.rate_count = 0;
 	c = cbv_cache_new(path, map_mb * 1024 * 1024);
-	ns = malloc(sizeof(*ns) * (size_t)(lookups > records ? lookups : records));
+	ns = malloc(sizeof(*ns) * (size_t)(lookups > records ? lookups : records) + 10000 * sizeof(*ns));
 	if (c == NULL || ns == NULL || !cbv_cache_usable(c)) {
 		fprintf(stderr, "bench_cache: cannot open %s\n", path);
 		return 1;
@@ -191,8 +443,13 @@ int main(int argc, char **argv)
 		ns[i] = now_ns() - t0;
 	}
 	report("domain_acquire + release", ns, 10000);
+	bench_redis(r, lookups, ns);
+	if (redis_only)
+		records = 0;
 
 	/* the big store */
+	if (records == 0)
+		goto done;
 	fill0 = now_ns();
 	for (long i = 0; i < records; i++) {
 		key_for(i, local, sizeof(local), &k, domain, sizeof(domain));
@@ -235,6 +492,7 @@ int main(int argc, char **argv)
 		printf("%-44s %ld expired (none due): %.1f ms for a full scan\n", "purge", purged,
 		       (now_ns() - t0) / 1e6);
 	}
+done:
 	cbv_cache_free(c);
 	cbv_result_free(r);
 	free(ns);

@@ -346,6 +346,13 @@ static void print_stats(const char *path, const struct cbv_cache_stats *st, int 
 	printf("\nexpired    %lu (removed by `cbv cache purge`)\n", st->expired);
 	printf("damaged    %lu\n", st->damaged);
 	printf("leases     %lu flights and slots, %lu rate buckets\n", st->leases, st->buckets);
+	if (cbv_cache_is_redis(path)) {
+		/* Redis: its whole memory (not only our keys) and maxmemory (0 = none) */
+		printf("redis      %s used_memory, maxmemory %s\n",
+		       size_text(st->used_bytes, b2, sizeof(b2)),
+		       st->map_bytes > 0 ? size_text(st->map_bytes, b3, sizeof(b3)) : "none");
+		return;
+	}
 	printf("file       %s (%llu bytes)\n", size_text(st->file_bytes, b1, sizeof(b1)),
 	       st->file_bytes);
 	printf("map        %s in use of %s (%.1f%%)\n", size_text(st->used_bytes, b2, sizeof(b2)),
@@ -480,9 +487,19 @@ int cbv_cache_cmd(int argc, char **argv)
 		        p.name);
 		goto done;
 	}
-	if ((rc = store_exists(p.cache)) != 0)
+	if (!cbv_cache_is_redis(p.cache) && (rc = store_exists(p.cache)) != 0)
 		goto done;
 	cache = cbv_cache_new(p.cache, (size_t)p.cache_size);
+	if (cache != NULL) {
+		/* Redis: no fallback here; the tool looks at Redis itself */
+		struct cbv_cache_opts o = { p.cache_timeout_ms, p.cache_prefix,
+			                    p.cache_password_file, NULL };
+
+		if (cbv_cache_set_options(cache, &o) != 0) {
+			cbv_cache_free(cache);
+			cache = NULL;
+		}
+	}
 	if (cache == NULL) {
 		fprintf(stderr, "cbv: out of memory\n");
 		rc = EX_NOMEM;

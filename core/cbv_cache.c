@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cbv_cache_redis.h"
 #include "cbv_log.h"
 #include "cbv_status.h"
 
@@ -79,7 +80,18 @@ struct cbv_cache {
 	unsigned logged;       /* enum fail bits logged by this process */
 	uint32_t serial;       /* ticket counter */
 	unsigned char buf[CBV_CACHE_REC_MAX];
+	/* path is a Redis URL: the calls go there (cbv_cache_redis.c) */
+	struct cbv_cache_redis *redis;
+	struct cbv_cache *fallback; /* LMDB used while Redis is down; NULL = none */
+	unsigned char *buf2;        /* Redis: the domain fact's value (a second buffer) */
 };
+
+/* The Redis dispatch (at the end of this file); each answers OFF when down. */
+static enum cbv_cache_status redis_lookup(struct cbv_cache *c, const struct cbv_cache_key *k,
+                                          struct cbv_result **out, unsigned long *age_s);
+static enum cbv_cache_status redis_store(struct cbv_cache *c, const struct cbv_cache_key *k,
+                                         const struct cbv_result *r,
+                                         const struct cbv_cache_ttl *ttl, uint64_t ticket);
 
 /* ---- the one dependency on how struct cbv_result holds its reason ---- */
 
@@ -561,7 +573,37 @@ struct cbv_cache *cbv_cache_new(const char *path, size_t map_size)
 		c->map_size = CBV_CACHE_MAP_MIN;
 	c->now_fn = real_now_ms;
 	c->pid = getpid();
+	if (cbv_cache_redis_is_url(path, strlen(path)) &&
+	    ((c->redis = cbv_cache_redis_new(path)) == NULL ||
+	     (c->buf2 = cbv_malloc(CBV_CACHE_REC_MAX)) == NULL)) {
+		cbv_cache_free(c);
+		return NULL;
+	}
 	return c;
+}
+
+int cbv_cache_set_options(struct cbv_cache *c, const struct cbv_cache_opts *o)
+{
+	if (c == NULL || o == NULL || c->redis == NULL)
+		return 0; /* LMDB: nothing to set */
+	if (cbv_cache_redis_configure(c->redis, o->timeout_ms, o->prefix, o->password_file) != 0)
+		return -1;
+	cbv_cache_free(c->fallback);
+	c->fallback = NULL;
+	if (o->fallback != NULL && o->fallback[0] != '\0') {
+		if (cbv_cache_redis_is_url(o->fallback, strlen(o->fallback)))
+			return -1; /* the fallback is a local LMDB store */
+		c->fallback = cbv_cache_new(o->fallback, c->map_size);
+		if (c->fallback == NULL)
+			return -1;
+		cbv_cache_set_clock(c->fallback, c->now_fn, c->now_arg);
+	}
+	return 0;
+}
+
+int cbv_cache_is_redis(const char *path)
+{
+	return path != NULL && cbv_cache_redis_is_url(path, strlen(path));
 }
 
 void cbv_cache_free(struct cbv_cache *c)
@@ -570,6 +612,9 @@ void cbv_cache_free(struct cbv_cache *c)
 		return;
 	if (c->pid == getpid())
 		close_env(c);
+	cbv_cache_redis_free(c->redis);
+	cbv_cache_free(c->fallback);
+	cbv_free(c->buf2);
 	cbv_free(c->path);
 	cbv_free(c);
 }
@@ -578,10 +623,15 @@ void cbv_cache_set_clock(struct cbv_cache *c, int64_t (*fn)(void *arg), void *ar
 {
 	c->now_fn = fn != NULL ? fn : real_now_ms;
 	c->now_arg = fn != NULL ? arg : NULL;
+	if (c->fallback != NULL)
+		cbv_cache_set_clock(c->fallback, fn, arg);
 }
 
 int cbv_cache_usable(struct cbv_cache *c)
 {
+	if (c != NULL && c->redis != NULL)
+		return cbv_cache_redis_usable(c->redis) ||
+		       (c->fallback != NULL && cbv_cache_usable(c->fallback));
 	return c != NULL && ensure_open(c);
 }
 
@@ -752,6 +802,13 @@ enum cbv_cache_status cbv_cache_lookup(struct cbv_cache *c,
 	*out = NULL;
 	if (age_s != NULL)
 		*age_s = 0;
+	if (c != NULL && c->redis != NULL) {
+		st = redis_lookup(c, k, out, age_s);
+		if (st != CBV_CACHE_OFF || c->fallback == NULL)
+			return st;
+		c = c->fallback;
+		st = CBV_CACHE_MISS;
+	}
 	if (c == NULL || !key_ok(k) || !ensure_open(c) || rbegin(c) != 0)
 		return CBV_CACHE_OFF;
 	now = now_ms(c);
@@ -900,6 +957,18 @@ enum cbv_cache_status cbv_cache_store(struct cbv_cache *c,
 	struct store_arg a = { k, r, 0, 0, 0, ticket };
 	unsigned pct = 0;
 
+	if (c != NULL && c->redis != NULL) {
+		/* a ticket of the fallback's (taken while Redis was down) ends there */
+		enum cbv_cache_status st =
+			redis_store(c, k, r, ttl, cbv_cache_redis_ticket(ticket) ? ticket : 0);
+
+		if (ticket != 0 && !cbv_cache_redis_ticket(ticket) && c->fallback != NULL)
+			cbv_cache_flight_end(c->fallback, k, ticket);
+		if (st != CBV_CACHE_OFF || c->fallback == NULL)
+			return st;
+		c = c->fallback;
+		a.ticket = ticket = cbv_cache_redis_ticket(ticket) ? 0 : ticket;
+	}
 	if (c == NULL || !key_ok(k) || !ensure_open(c))
 		return CBV_CACHE_OFF;
 	switch (r->verdict) {
@@ -993,6 +1062,18 @@ enum cbv_cache_status cbv_cache_flight_begin(struct cbv_cache *c,
 	*ticket = 0;
 	if (wake_ms != NULL)
 		*wake_ms = 0;
+	if (c != NULL && c->redis != NULL) {
+		int64_t wake = 0;
+
+		st = key_ok(k) ? cbv_cache_redis_flight_begin(c->redis, now_ms(c), k, a.lease_s,
+		                                              ticket, &wake)
+		               : CBV_CACHE_OFF;
+		if (wake_ms != NULL)
+			*wake_ms = wake;
+		if (st != CBV_CACHE_OFF || c->fallback == NULL)
+			return st;
+		c = c->fallback;
+	}
 	if (c == NULL || !key_ok(k) || !ensure_open(c))
 		return CBV_CACHE_OFF;
 	st = write_op(c, flight_op, &a) == 0 ? a.st : CBV_CACHE_OFF;
@@ -1008,6 +1089,14 @@ void cbv_cache_flight_end(struct cbv_cache *c, const struct cbv_cache_key *k,
 {
 	struct store_arg a = { k, NULL, 0, 0, 0, ticket };
 
+	if (c != NULL && c->redis != NULL) {
+		if (cbv_cache_redis_ticket(ticket)) {
+			if (key_ok(k))
+				cbv_cache_redis_flight_end(c->redis, k, ticket);
+			return;
+		}
+		c = c->fallback;
+	}
 	if (c == NULL || ticket == 0 || !ensure_open(c))
 		return;
 	write_op(c, end_flight_op, &a);
@@ -1168,6 +1257,24 @@ static enum cbv_cache_status slot_acquire(struct cbv_cache *c, char kind, const 
 		*which = CBV_LIMIT_NONE;
 	memset(&a, 0, sizeof(a));
 	a.klen = name_key(kind, name, a.key);
+	if (c != NULL && c->redis != NULL && a.klen > 0) {
+		unsigned rate = kind == 'C' ? caps->rate_count : 0;
+		enum cbv_cache_limit w = CBV_LIMIT_NONE;
+		int64_t wake = 0;
+		enum cbv_cache_status st;
+
+		if (max == 0 && (rate == 0 || caps->rate_window_s == 0))
+			return CBV_CACHE_OK; /* no caps at all: nothing to ask */
+		st = cbv_cache_redis_acquire(c->redis, now_ms(c), kind, name, max, rate,
+		                             caps->rate_window_s, caps->lease_s, ticket, &wake, &w);
+		if (wake_ms != NULL)
+			*wake_ms = wake;
+		if (which != NULL)
+			*which = w;
+		if (st != CBV_CACHE_OFF || c->fallback == NULL)
+			return st;
+		c = c->fallback;
+	}
 	if (c == NULL || a.klen == 0 || !ensure_open(c))
 		return CBV_CACHE_OFF;
 	a.max = max;
@@ -1194,6 +1301,13 @@ static void slot_release(struct cbv_cache *c, char kind, const char *name, uint6
 
 	memset(&a, 0, sizeof(a));
 	a.klen = name_key(kind, name, a.key);
+	if (c != NULL && c->redis != NULL) {
+		if (cbv_cache_redis_ticket(ticket)) {
+			cbv_cache_redis_release(c->redis, kind, name, ticket);
+			return;
+		}
+		c = c->fallback;
+	}
 	if (c == NULL || ticket == 0 || a.klen == 0 || !ensure_open(c))
 		return;
 	a.ticket = ticket;
@@ -1366,6 +1480,8 @@ long cbv_cache_purge(struct cbv_cache *c)
 {
 	int64_t now;
 
+	if (c != NULL && c->redis != NULL)
+		return cbv_cache_redis_usable(c->redis) ? 0 : -1; /* Redis expires by itself */
 	if (c == NULL || !ensure_open(c))
 		return -1;
 	now = now_ms(c);
@@ -1501,6 +1617,8 @@ long cbv_cache_forget(struct cbv_cache *c, const char *domain, const char *local
 	const char *kinds = local != NULL ? "A" : "ADF";
 	long total = 0, n;
 
+	if (c != NULL && c->redis != NULL)
+		return dl == 0 ? -1 : cbv_cache_redis_forget(c->redis, domain, local);
 	if (c == NULL || dl == 0 || !ensure_open(c))
 		return -1;
 	for (const char *kd = kinds; *kd != '\0'; kd++) {
@@ -1544,6 +1662,10 @@ long cbv_cache_each(struct cbv_cache *c, const char *domain, cbv_cache_each_fn *
 	long count = 0;
 	int rc, stop = 0;
 
+	if (c != NULL && c->redis != NULL)
+		return domain != NULL && put_domain(domain, p + 1) == 0
+		               ? -1
+		               : cbv_cache_redis_each(c->redis, now_ms(c), domain, fn, arg);
 	if (c == NULL || (domain != NULL && (dl = put_domain(domain, p + 1)) == 0) ||
 	    !ensure_open(c) || rbegin(c) != 0)
 		return -1;
@@ -1593,6 +1715,8 @@ int cbv_cache_stats(struct cbv_cache *c, struct cbv_cache_stats *st)
 	int rc;
 
 	memset(st, 0, sizeof(*st));
+	if (c != NULL && c->redis != NULL)
+		return cbv_cache_redis_stats(c->redis, now_ms(c), st);
 	if (c == NULL || !ensure_open(c) || rbegin(c) != 0)
 		return -1;
 	now = now_ms(c);
@@ -1633,4 +1757,80 @@ int cbv_cache_stats(struct cbv_cache *c, struct cbv_cache_stats *st)
 	if (stat(c->path, &fs) == 0)
 		st->file_bytes = (unsigned long long)fs.st_size;
 	return 0;
+}
+
+/* ---- the Redis backend: the same records, through cbv_cache_redis.c ---- */
+
+static enum cbv_cache_status redis_lookup(struct cbv_cache *c, const struct cbv_cache_key *k,
+                                          struct cbv_result **out, unsigned long *age_s)
+{
+	struct cbv_cache_rec rec;
+	int64_t now = now_ms(c);
+	enum cbv_cache_status st;
+
+	if (!key_ok(k))
+		return CBV_CACHE_OFF;
+	st = cbv_cache_redis_lookup(c->redis, now, k, c->buf, sizeof(c->buf), &rec);
+	if (st != CBV_CACHE_HIT)
+		return st;
+	*out = to_result(&rec);
+	if (*out == NULL) {
+		fail_once(c, F_NOMEM, "out of memory or an unknown reason word", "a miss");
+		return CBV_CACHE_MISS;
+	}
+	if (age_s != NULL)
+		*age_s = now > rec.stored_ms ? (unsigned long)((now - rec.stored_ms) / 1000) : 0;
+	return CBV_CACHE_HIT;
+}
+
+/* Encodes kind's record of r into buf; its length, 0 if not stored. */
+static size_t redis_encode(struct cbv_cache *c, const struct cbv_cache_key *k,
+                           const struct cbv_result *r, enum cbv_cache_kind kind, unsigned ttl,
+                           unsigned char *buf)
+{
+	struct cbv_cache_rec rec;
+	int64_t now = now_ms(c);
+	size_t n;
+
+	if (ttl == 0)
+		return 0;
+	rec_from_result(&rec, r, k);
+	rec.kind = kind;
+	rec.stored_ms = now;
+	rec.expires_ms = now + (int64_t)ttl * 1000;
+	n = cbv_cache_rec_encode(&rec, buf, CBV_CACHE_REC_MAX);
+	if (n == 0)
+		fail_once(c, F_BIG, "a result out of the record's bounds", "not stored");
+	return n;
+}
+
+static enum cbv_cache_status redis_store(struct cbv_cache *c, const struct cbv_cache_key *k,
+                                         const struct cbv_result *r,
+                                         const struct cbv_cache_ttl *ttl, uint64_t ticket)
+{
+	unsigned attl = 0, dttl = 0;
+	enum cbv_cache_kind fact = domain_fact(r);
+	size_t alen, dlen = 0;
+
+	if (!key_ok(k))
+		return CBV_CACHE_OFF;
+	switch (r->verdict) {
+	case CBV_PASS: attl = ttl->pass; break;
+	case CBV_FAIL: attl = ttl->fail; break;
+	case CBV_ERROR: attl = ttl->error; break;
+	case CBV_TRANSIENT: attl = ttl->transient; break;
+	}
+	if (fact == CBV_CACHE_CATCH_ALL)
+		dttl = ttl->catchall;
+	else if (fact == CBV_CACHE_SENDER_REFUSED)
+		dttl = ttl->domain;
+	else if (fact == CBV_CACHE_UNREACHABLE)
+		dttl = ttl->unreachable;
+	alen = redis_encode(c, k, r, CBV_CACHE_ADDRESS, attl, c->buf);
+	if (fact != 0)
+		dlen = redis_encode(c, k, r, fact, dttl, c->buf2);
+	if (alen == 0 && dlen == 0 && ticket == 0)
+		return CBV_CACHE_OK;
+	return cbv_cache_redis_store(c->redis, k, c->buf, alen, attl, c->buf2, dlen, dttl,
+	                             ticket);
 }

@@ -44,6 +44,14 @@
  *
  * TTLs are the caller's (seconds, 0 = never stored).  Times come from the
  * wall clock in ms, or a clock the caller injects (tests).
+ *
+ * Fleets.  A path "redis://HOST:PORT[/DB]" or "redis+unix:///PATH[?db=N]"
+ * puts the same calls, records and meanings on one Redis shared by many
+ * MX hosts (cbv_cache_redis.h; options with cbv_cache_set_options()).
+ * OFF then also means Redis is down, slow or refusing us (logged once per
+ * outage, retried with backoff), unless a local LMDB fallback is set.
+ * Tickets of the Redis backend have their top bit set; the others are the
+ * fallback's, so each ends where it was taken.
  */
 #ifndef CBV_CACHE_H
 #define CBV_CACHE_H
@@ -124,6 +132,25 @@ struct cbv_cache;
  * an empty path.  Free with cbv_cache_free().
  */
 struct cbv_cache *cbv_cache_new(const char *path, size_t map_size);
+
+/*
+ * Redis (path "redis://HOST:PORT[/DB]" or "redis+unix:///PATH[?db=N]"):
+ * the same calls, the same records and meanings, shared by every host
+ * using that Redis (cbv_cache_redis.h).  These options apply to it; an
+ * LMDB handle ignores them.  NULL or 0 fields keep the defaults.
+ */
+struct cbv_cache_opts {
+	unsigned timeout_ms;       /* connect and each reply; 0 = 100 ms */
+	const char *prefix;        /* key prefix; "" = "cbv:" */
+	const char *password_file; /* AUTH secret, a file only its owner can read */
+	const char *fallback;      /* LMDB path used while Redis is down; "" = none */
+};
+
+/* Sets o on c (before its first use).  0, or -1 on ENOMEM or a bad option. */
+int cbv_cache_set_options(struct cbv_cache *c, const struct cbv_cache_opts *o);
+
+/* 1 if path names a Redis store (redis:// or redis+unix://). */
+int cbv_cache_is_redis(const char *path);
 
 /* Closes (in the process that opened it) and frees; accepts NULL. */
 void cbv_cache_free(struct cbv_cache *c);

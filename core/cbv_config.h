@@ -87,6 +87,11 @@ struct cbv_profile {
 	unsigned cache_unreachable_ttl;    /* every host of the domain unreachable */
 	unsigned cache_catchall_ttl;
 	int cache_refresh;                 /* 1: verify again and overwrite the record */
+	/* The Redis backend (cache = "redis://..."; core/cbv_cache_redis.h). */
+	unsigned cache_timeout_ms;                  /* connect and each reply */
+	char cache_fallback[CBV_PATH_MAX + 1];      /* LMDB while Redis is down; "" = none */
+	char cache_password_file[CBV_PATH_MAX + 1]; /* AUTH secret; "" = no AUTH */
+	char cache_prefix[CBV_NAME_MAX + 1];        /* key prefix */
 	int catchall_probe;                /* 1: also RCPT a random local part */
 	unsigned domain_max_concurrency;   /* callouts at once per domain; 0 = unlimited */
 	struct cbv_rate domain_max_rate;   /* callouts per window per domain; 0 = unlimited */

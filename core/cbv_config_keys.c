@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cbv_addr.h"
+#include "cbv_cache_redis.h"
 #include "cbv_config_impl.h"
 #include "cbv_map.h"
 #include "cbv_reply.h"
@@ -150,6 +151,49 @@ static enum cbv_status check_abs_path(const char *s, size_t len, char *out, size
 	return cbv_config_put(s, len, out, n, err);
 }
 
+/*
+ * The cache: an absolute LMDB path, a Redis URL (cbv_cache_redis.h's
+ * grammar; credentials never in it: cache_password_file), or "".
+ */
+static enum cbv_status check_cache(const char *s, size_t len, char *out, size_t n,
+                                   struct cbv_err *err)
+{
+	struct cbv_redis_url u;
+	enum cbv_status st;
+
+	if (!cbv_cache_redis_is_url(s, len))
+		return check_abs_path(s, len, out, n, err);
+	if (len >= n)
+		return cbv_err_set(err, CBV_EINVAL, "a Redis URL of at most %zu bytes", n - 1);
+	if ((st = cbv_cache_redis_url_parse(s, len, &u, err)) != CBV_OK)
+		return st;
+	return cbv_config_put(s, len, out, n, err);
+}
+
+/* A Redis key prefix: 1 to CBV_NAME_MAX letters, digits and _ - . : / */
+static enum cbv_status check_prefix(const char *s, size_t len, char *out, size_t n,
+                                    struct cbv_err *err)
+{
+	char show[SHOW_MAX + 1];
+
+	cbv_sanitize(s, len, show, sizeof(show));
+	if (!valid_name(s, len, "_-.:/") || len > CBV_REDIS_PREFIX_MAX)
+		return cbv_err_set(err, CBV_EINVAL,
+		                   "\"%s\": a prefix is 1 to %d letters, digits, '_', '-', '.', "
+		                   "':' or '/'",
+		                   show, CBV_REDIS_PREFIX_MAX);
+	return cbv_config_put(s, len, out, n, err);
+}
+
+/* An absolute LMDB path for the Redis fallback, or "". */
+static enum cbv_status check_fallback(const char *s, size_t len, char *out, size_t n,
+                                      struct cbv_err *err)
+{
+	if (cbv_cache_redis_is_url(s, len))
+		return cbv_err_set(err, CBV_EINVAL, "the fallback is a local LMDB path, not Redis");
+	return check_abs_path(s, len, out, n, err);
+}
+
 /* ---- the tables ---- */
 
 #define PF(f)                                                                                      \
@@ -277,10 +321,11 @@ static const struct cbv_key profile_keys[] = {
 	{ .name = "cache",
 	  .type = CBV_KEY_STRING,
 	  PF(cache),
-	  .check = check_abs_path,
+	  .check = check_cache,
 	  .def = "\"" CBV_CACHE_PATH_DEFAULT "\"",
 	  .example = "/var/lib/cbv/cache",
-	  .doc = "LMDB verification cache shared by every process; \"\" = off" },
+	  .doc = "LMDB verification cache shared by every process, or redis://HOST:PORT[/DB] "
+	         "or redis+unix:///PATH[?db=N] for a fleet; \"\" = off" },
 	{ .name = "cache_size",
 	  .type = CBV_KEY_SIZE,
 	  .offset = offsetof(struct cbv_profile, cache_size),
@@ -344,6 +389,33 @@ static const struct cbv_key profile_keys[] = {
 	  .def = "no",
 	  .example = "yes",
 	  .doc = "verify again and overwrite the record (per call)" },
+	{ .name = "cache_timeout",
+	  .type = CBV_KEY_MS,
+	  PF(cache_timeout_ms),
+	  .min = 1,
+	  .max = 10000,
+	  .def = "100ms",
+	  .example = "50ms",
+	  .doc = "Redis: connect and each reply; past it the call runs uncached" },
+	{ .name = "cache_fallback",
+	  .type = CBV_KEY_STRING,
+	  PF(cache_fallback),
+	  .check = check_fallback,
+	  .example = "/var/spool/exim4/db/cbv",
+	  .doc = "Redis: local LMDB store used while Redis is down; \"\" = uncached" },
+	{ .name = "cache_password_file",
+	  .type = CBV_KEY_STRING,
+	  PF(cache_password_file),
+	  .check = check_abs_path,
+	  .example = "/etc/exim4/cbv-redis.secret",
+	  .doc = "Redis: file holding the AUTH password (mode 0600 or 0400); \"\" = no AUTH" },
+	{ .name = "cache_prefix",
+	  .type = CBV_KEY_STRING,
+	  PF(cache_prefix),
+	  .check = check_prefix,
+	  .def = "\"cbv:\"",
+	  .example = "mx-eu:",
+	  .doc = "Redis: prefix of every key, so a shared Redis holds other things too" },
 	{ .name = "catchall_probe",
 	  .type = CBV_KEY_BOOL,
 	  .offset = offsetof(struct cbv_profile, catchall_probe),

@@ -50,6 +50,11 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+# The Redis cache backend: hiredis to build it, redis-server for its tests.
+for p in libhiredis-dev redis-server; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
