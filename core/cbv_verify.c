@@ -139,12 +139,18 @@ static void synth(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason rea
 #define CACHES_MAX 8
 static struct cached_handle {
 	char path[CBV_PATH_MAX + 1];
+	char prefix[CBV_NAME_MAX + 1]; /* Redis: two prefixes are two stores */
 	struct cbv_cache *c;
 } caches[CACHES_MAX];
 static size_t ncaches;
 static int caches_full_logged;
 
-/* The handle for p's store, or NULL (no cache configured, ENOMEM, registry full). */
+/*
+ * The handle for p's store, or NULL (no cache configured, ENOMEM, a bad
+ * Redis option, registry full).  One per (path, prefix): the first
+ * profile's cache_size, cache_timeout, cache_fallback and
+ * cache_password_file apply to it.
+ */
 static struct cbv_cache *cache_handle(const struct cbv_profile *p)
 {
 	struct cbv_cache *c;
@@ -152,7 +158,8 @@ static struct cbv_cache *cache_handle(const struct cbv_profile *p)
 	if (p->cache[0] == '\0')
 		return NULL;
 	for (size_t i = 0; i < ncaches; i++) {
-		if (strcmp(caches[i].path, p->cache) == 0)
+		if (strcmp(caches[i].path, p->cache) == 0 &&
+		    strcmp(caches[i].prefix, p->cache_prefix) == 0)
 			return caches[i].c;
 	}
 	if (ncaches >= CACHES_MAX) {
@@ -165,7 +172,17 @@ static struct cbv_cache *cache_handle(const struct cbv_profile *p)
 	c = cbv_cache_new(p->cache, p->cache_size > SIZE_MAX ? SIZE_MAX : (size_t)p->cache_size);
 	if (c == NULL)
 		return NULL; /* out of memory: uncached this time, tried again next time */
+	{
+		struct cbv_cache_opts o = { p->cache_timeout_ms, p->cache_prefix,
+			                    p->cache_password_file, p->cache_fallback };
+
+		if (cbv_cache_set_options(c, &o) != 0) {
+			cbv_cache_free(c);
+			return NULL;
+		}
+	}
 	snprintf(caches[ncaches].path, sizeof(caches[ncaches].path), "%s", p->cache);
+	snprintf(caches[ncaches].prefix, sizeof(caches[ncaches].prefix), "%s", p->cache_prefix);
 	caches[ncaches++].c = c;
 	return c;
 }

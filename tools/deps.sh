@@ -15,16 +15,18 @@ set -eu
 
 # Compiler and libraries: cbv, cbv.so, cbvd (make, dpkg-buildpackage).
 BUILD="build-essential pkg-config libpcre2-dev libc-ares-dev libssl-dev
-exim4-dev liblmdb-dev libidn2-dev"
+exim4-dev liblmdb-dev libidn2-dev libhiredis-dev"
 
 # make check / demo / bench / valgrind / fuzz, and the commands their
 # scripts call: Check; the rig's Exim, dnsmasq, dig, ss, openssl; swaks
 # with STARTTLS (libnet-ssleay-perl) and IPv6 (libio-socket-inet6-perl);
 # ps/pgrep/pkill (procps); calloutd (mailfromd); setsid, unshare, runuser
-# (util-linux); python3 for the protocol clients.
+# (util-linux); python3 for the protocol clients; redis-server for the
+# Redis cache backend's tests (each starts its own on loopback).
 TEST="check libsubunit-dev exim4-daemon-heavy dnsmasq-base swaks
 libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang
-valgrind python3 mailfromd util-linux iproute2 bind9-dnsutils procps"
+valgrind python3 mailfromd util-linux iproute2 bind9-dnsutils procps
+redis-server"
 
 # dpkg-buildpackage and debhelper, for make deb only.
 DEB="dpkg-dev debhelper"
@@ -49,11 +51,6 @@ for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing="$missing $p"
 	fi
-done
-# The Redis cache backend: hiredis to build it, redis-server for its tests.
-for p in libhiredis-dev redis-server; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-		missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
 
