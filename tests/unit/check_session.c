@@ -748,6 +748,51 @@ START_TEST(test_new)
 }
 END_TEST
 
+/* A group's recipients: bounded, checked like rcpt_to, and each allocation may fail. */
+START_TEST(test_new_group)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(9) };
+	struct cbv_session_opts o = { .host = "peer.test", .helo = HELO_NAME, .mail_from = "",
+	                              .rcpt_to = RCPT_ADDR, .ca_dir = "",
+	                              .connect_timeout_ms = 100, .command_timeout_ms = 100 };
+	static const char *const bad[] = { RCPT_B, "c@x.test\r\nDATA" };
+	static const char *const empty[] = { RCPT_B, "" };
+	const char *many[CBV_RCPTS_MAX];
+	struct cbv_session *s;
+	struct cbv_err err;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < CBV_RCPTS_MAX; i++)
+		many[i] = RCPT_B;
+	o.deadline_ms = cbv_now_ms() + 100;
+	o.more_rcpts = bad;
+	o.nmore = 2;
+	ck_assert_ptr_null(cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err));
+	ck_assert_int_eq(err.code, CBV_EINVAL);
+	o.more_rcpts = empty;
+	ck_assert_ptr_null(cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err));
+	ck_assert_int_eq(err.code, CBV_EINVAL);
+	o.more_rcpts = many;
+	o.nmore = CBV_RCPTS_MAX; /* one too many with rcpt_to */
+	ck_assert_ptr_null(cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err));
+	ck_assert_int_eq(err.code, CBV_EINVAL);
+	o.nmore = CBV_RCPTS_MAX - 1;
+	for (long n = 0; n < 6; n++) {
+		cbv_alloc_fail_after(n);
+		s = cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err);
+		cbv_alloc_fail_after(-1);
+		if (n < 5) { /* the session, its copies, replies, output, pending */
+			ck_assert_ptr_null(s);
+			ck_assert_int_eq(err.code, CBV_ENOMEM);
+		}
+		cbv_session_free(s);
+	}
+	s = cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err);
+	ck_assert_ptr_nonnull(s);
+	cbv_session_free(s);
+}
+END_TEST
+
 /* A closed port: the session ends at the connect stage, never OK. */
 START_TEST(test_refused)
 {
@@ -810,6 +855,9 @@ static Suite *session_suite(void)
 	add_loop(s, "drip", test_drip, NROWS(drip_rows));
 	add_loop(s, "early_talker", test_early, NROWS(early_rows));
 	add_loop(s, "new", test_new, NROWS(new_rows));
+	tc = tcase_create("new_group");
+	tcase_add_test(tc, test_new_group);
+	suite_add_tcase(s, tc);
 	tc = tcase_create("refused");
 	tcase_add_test(tc, test_refused);
 	suite_add_tcase(s, tc);

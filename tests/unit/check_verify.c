@@ -505,6 +505,42 @@ END_TEST
 
 /* ---- groups: several addresses, one session per domain (issue 9.3) ---- */
 
+/* Out of memory at every allocation of a group: CBV_ENOMEM, or results that are whole. */
+START_TEST(group_oom)
+{
+	static const char *const addrs[] = { "alice@fast.test", "unknown1@fast.test",
+		                             "bob@fast.test" };
+	struct cbv_profile p;
+	struct cbv_request req = { 0 };
+	struct cbv_err err;
+	int ok = 0;
+
+	rig_profile(&p, "starttls=never");
+	for (long n = 0; n < 300 && !ok; n++) {
+		struct cbv_result *r[3] = { NULL };
+		enum cbv_status st;
+
+		cbv_alloc_fail_after(n);
+		st = cbv_verify_multi(&p, &req, addrs, 3, r, &err);
+		cbv_alloc_fail_after(-1);
+		if (st == CBV_OK) {
+			for (int i = 0; i < 3; i++)
+				ck_assert_ptr_nonnull(r[i]);
+			ok = r[0]->verdict == CBV_PASS && r[1]->verdict == CBV_FAIL &&
+			     r[2]->verdict == CBV_PASS;
+			for (int i = 0; i < 3; i++)
+				cbv_result_free(r[i]);
+		} else {
+			ck_assert_int_eq(st, CBV_ENOMEM);
+			for (int i = 0; i < 3; i++)
+				ck_assert_ptr_null(r[i]);
+		}
+	}
+	ck_assert_msg(ok, "never succeeded");
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 struct group_row {
 	const char *opts;
 	const char *addrs[6];  /* NULL-terminated */
@@ -688,6 +724,7 @@ static Suite *verify_suite(void)
 	tc = tcase_create("oom");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, oom);
+	tcase_add_test(tc, group_oom);
 	suite_add_tcase(s, tc);
 	return s;
 }
