@@ -12,6 +12,8 @@
  *           EHLO, MAIL+RCPT (pipelined, as cbv does), QUIT, close
  *   exim-bare     the same bare exchange with the Exim MX, waiting for the 221
  *           as a classic client does (what Exim's own callout pays)
+ *   five    5 addresses at one domain (Exim MX plain and STARTTLS, fast MTA):
+ *           one group call (one session) vs 5 single calls (issue 9.3)
  *   dns     fast.test's MX and A/AAAA alone (cbv_dns driven with poll(2)),
  *           the DNS part of the "fast" case; answers cached for their TTL,
  *           and again with the cache flushed before each lookup (only the
@@ -134,18 +136,18 @@ done:
 	return code;
 }
 
-static int run_cbv(const char *name, const char *addr, const char *opts, int n, int64_t *us)
+/* The rig profile, no cache, then opts "k=v k=v"; 0, or -1 (printed). */
+static int bench_profile(struct cbv_profile *p, const char *opts)
 {
-	struct cbv_profile p;
 	struct cbv_err err;
 	char buf[256], *save = NULL;
 
-	cbv_profile_defaults(&p);
-	if (cbv_profile_set(&p, "cache", "", &err) != CBV_OK ||
-	    cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
-	    cbv_profile_set(&p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
-	    cbv_profile_set(&p, "deny_networks", "", &err) != CBV_OK ||
-	    cbv_profile_set(&p, "helo", "bench.test", &err) != CBV_OK) {
+	cbv_profile_defaults(p);
+	if (cbv_profile_set(p, "cache", "", &err) != CBV_OK ||
+	    cbv_profile_set(p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
+	    cbv_profile_set(p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
+	    cbv_profile_set(p, "deny_networks", "", &err) != CBV_OK ||
+	    cbv_profile_set(p, "helo", "bench.test", &err) != CBV_OK) {
 		fprintf(stderr, "bench_core: %s\n", err.msg);
 		return -1;
 	}
@@ -156,11 +158,67 @@ static int run_cbv(const char *name, const char *addr, const char *opts, int n, 
 		if (eq == NULL)
 			continue;
 		*eq = '\0';
-		if (cbv_profile_set(&p, kv, eq + 1, &err) != CBV_OK) {
+		if (cbv_profile_set(p, kv, eq + 1, &err) != CBV_OK) {
 			fprintf(stderr, "bench_core: %s\n", err.msg);
 			return -1;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Five addresses at one domain (issue 9.3): n rounds of one group call
+ * (grouped) or of five single calls; us[i] is one round.  Every verdict
+ * must be the expected one.
+ */
+static int run_five(const char *name, const char *const addrs[5], const enum cbv_verdict want[5],
+                    const char *opts, int grouped, int n, int64_t *us)
+{
+	struct cbv_profile p;
+	struct cbv_err err;
+
+	if (bench_profile(&p, opts) != 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		struct cbv_result *r[5] = { NULL };
+		struct cbv_request req = { 0 };
+		int64_t t0 = cbv_now_us();
+		int bad = 0;
+
+		if (grouped) {
+			bad = cbv_verify_multi(&p, &req, addrs, 5, r, &err) != CBV_OK;
+		} else {
+			for (int k = 0; k < 5 && !bad; k++) {
+				req.address = addrs[k];
+				bad = cbv_verify(&p, &req, &r[k], &err) != CBV_OK;
+			}
+		}
+		us[i] = cbv_now_us() - t0;
+		for (int k = 0; k < 5; k++) {
+			if (!bad && r[k]->verdict != want[k]) {
+				fprintf(stderr, "bench_core: %s: %s: %s %s\n", name, addrs[k],
+				        cbv_verdict_name(r[k]->verdict), r[k]->message);
+				bad = 1;
+			}
+			cbv_result_free(r[k]);
+		}
+		if (bad) {
+			cbv_profile_clear(&p);
+			return -1;
+		}
+	}
+	cbv_profile_clear(&p);
+	report(name, us, n);
+	return 0;
+}
+
+static int run_cbv(const char *name, const char *addr, const char *opts, int n, int64_t *us)
+{
+	struct cbv_profile p;
+	struct cbv_err err;
+
+	if (bench_profile(&p, opts) != 0)
+		return -1;
 	for (int i = 0; i < n; i++) {
 		struct cbv_request req = { .address = addr };
 		struct cbv_result *r;
@@ -468,6 +526,42 @@ int main(int argc, char **argv)
 	       m_exim, m_exim_floor, m_exim_bare, m_exim_bare / m_exim);
 	printf("RESULT fast_mta_ratio %.2f (cbv %.3f ms / bare %.3f ms; target <= 1.5)\n",
 	       m_cbv_lit / m_bare, m_cbv_lit, m_bare);
+	{
+		static const char *const exim5[5] = { "alice@exim.test", "bob@exim.test",
+			                              "postmaster@exim.test", "nobody@exim.test",
+			                              "x1@exim.test" };
+		static const char *const fast5[5] = { "alice@fast.test", "bob@fast.test",
+			                              "carol@fast.test", "unknown1@fast.test",
+			                              "dave@fast.test" };
+		static const enum cbv_verdict exim_want[5] = { CBV_PASS, CBV_PASS, CBV_PASS, CBV_FAIL,
+			                                       CBV_FAIL };
+		static const enum cbv_verdict fast_want[5] = { CBV_PASS, CBV_PASS, CBV_PASS, CBV_FAIL,
+			                                       CBV_PASS };
+		static const struct {
+			const char *what, *key, *const *addrs, *opts;
+			const enum cbv_verdict *want;
+		} cases[] = {
+			{ "exim plain", "exim_plain", exim5, "starttls=never", exim_want },
+			{ "exim STARTTLS", "exim_starttls", exim5, "starttls=opportunistic", exim_want },
+			{ "fast MTA", "fast_mta", fast5, "starttls=never", fast_want },
+		};
+
+		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+			char name[2][80];
+			double single, group;
+
+			snprintf(name[0], sizeof(name[0]), "5 addresses, 5 calls, %s", cases[c].what);
+			snprintf(name[1], sizeof(name[1]), "5 addresses, 1 group call, %s", cases[c].what);
+			if (run_five(name[0], cases[c].addrs, cases[c].want, cases[c].opts, 0, n, us) != 0)
+				return 1;
+			single = median_ms(us, n);
+			if (run_five(name[1], cases[c].addrs, cases[c].want, cases[c].opts, 1, n, us) != 0)
+				return 1;
+			group = median_ms(us, n);
+			printf("RESULT five_addresses_%s_median_ms single %.3f group %.3f (%.2fx)\n",
+			       cases[c].key, single, group, single / group);
+		}
+	}
 	for (int v = 0; v < 2; v++) {
 		const char *opts = v ? "tls_verify=yes" : "tls_verify=no";
 		const char *what = v ? "verified" : "unverified";

@@ -342,6 +342,24 @@ static struct cbv_result *verify_local(const struct cbv_profile *p, const struct
 }
 
 /*
+ * The local path for n > 1 addresses: one group verification (one SMTP
+ * session per domain and host), a result each into r[] (NULL, printed,
+ * for all if none could be made).
+ */
+static void verify_local_multi(const struct cbv_profile *p, const struct verify_opts *o,
+                               char **addresses, size_t n, const char *hostname,
+                               struct cbv_result **r)
+{
+	struct cbv_request req = { .sender = o->sender, .default_helo = hostname };
+	struct cbv_err err;
+
+	if (o->verbose)
+		req.trace = trace_stderr;
+	if (cbv_verify_multi(p, &req, (const char *const *)addresses, n, r, &err) != CBV_OK)
+		fprintf(stderr, "cbv: %s ...: %s\n", addresses[0], err.msg);
+}
+
+/*
  * The server path: one verification through the callout server, the slot
  * made on first use.  Returns the result, or NULL (printed) with *stop
  * set when nothing more can be verified: 1 for starttls = require
@@ -422,28 +440,39 @@ static int cmd_verify(int argc, char **argv)
 		snprintf(hostname, sizeof(hostname), "localhost");
 	hostname[sizeof(hostname) - 1] = '\0';
 
-	for (int i = optind; i < argc && !stop; i++) {
-		struct cbv_result *r;
+	/* in-process, the addresses go in groups of up to CBV_RCPTS_MAX: one
+	 * SMTP session per domain and host for each group */
+	for (int i = optind, k; i < argc && !stop; i += k) {
+		struct cbv_result *rs[CBV_RCPTS_MAX] = { NULL };
 
+		k = o.server != NULL || argc - i == 1 ? 1
+		    : argc - i > CBV_RCPTS_MAX       ? CBV_RCPTS_MAX
+		                                     : argc - i;
 		if (o.server != NULL)
-			r = verify_server(&slot, &p, &o, argv[i], hostname, &stop);
+			rs[0] = verify_server(&slot, &p, &o, argv[i], hostname, &stop);
+		else if (k == 1)
+			rs[0] = verify_local(&p, &o, argv[i], hostname);
 		else
-			r = verify_local(&p, &o, argv[i], hostname);
+			verify_local_multi(&p, &o, argv + i, (size_t)k, hostname, rs);
 		if (stop < 0)
 			goto done;
-		if (r == NULL) {
-			any_error = 1;
-			continue;
+		for (int j = 0; j < k; j++) {
+			struct cbv_result *r = rs[j];
+
+			if (r == NULL) {
+				any_error = 1;
+				continue;
+			}
+			if (o.json)
+				print_json(argv[i + j], r);
+			else
+				print_line(argv[i + j], r);
+			fflush(stdout);
+			any_fail |= r->verdict == CBV_FAIL;
+			any_temp |= r->verdict == CBV_TRANSIENT;
+			any_error |= r->verdict == CBV_ERROR;
+			cbv_result_free(r);
 		}
-		if (o.json)
-			print_json(argv[i], r);
-		else
-			print_line(argv[i], r);
-		fflush(stdout);
-		any_fail |= r->verdict == CBV_FAIL;
-		any_temp |= r->verdict == CBV_TRANSIENT;
-		any_error |= r->verdict == CBV_ERROR;
-		cbv_result_free(r);
 	}
 	rc = any_fail ? 1 : any_temp ? 2 : any_error ? 3 : 0;
 done:

@@ -30,6 +30,9 @@
 
 /* Addresses kept after DNS (all exchangers' A and AAAA records together). */
 #define CBV_HOSTS_MAX 64
+/* recipients in one SMTP transaction of a group verification (RFC 5321
+ * 4.5.3.1.8 requires servers to take at least 100; we stay well below) */
+#define CBV_RCPTS_MAX 32
 /* MX records looked at in one answer. */
 #define CBV_MX_MAX 32
 

@@ -31,6 +31,8 @@ struct cbv_session {
 	char mail_from[CBV_PATH_MAX + 1];
 	char rcpt_to[CBV_PATH_MAX + 1];
 	char probe_rcpt[CBV_PATH_MAX + 1];
+	char (*more)[CBV_PATH_MAX + 1]; /* more_rcpts' copies (cbv_malloc'd), NULL if none */
+	size_t nreal;              /* real recipients: 1 + nmore */
 	char ca_dir[CBV_URL_MAX + 1];
 	char peer[80];             /* "ip:port" */
 	struct cbv_session_opts o; /* strings point at the copies above */
@@ -42,16 +44,21 @@ struct cbv_session {
 	short want;                /* poll events wanted */
 	int64_t stage_deadline;
 
-	char out[3 * CBV_CMD_MAX]; /* queued command bytes */
-	size_t out_len, out_off;
+	char out_inline[3 * CBV_CMD_MAX];
+	char *out;                 /* queued command bytes: out_inline, or cbv_malloc'd for a group */
+	size_t out_cap, out_len, out_off;
 	struct cbv_buf in;
 	struct cbv_reply cur;      /* reply being read */
 
 	/* Commands sent whose reply is not read yet, oldest first (MAIL and
 	 * RCPT when pipelined): res.sent becomes one only when its reply is
 	 * in, so sent and reply are always a true pair. */
-	char pending[3][CBV_CMD_MAX];
-	int npending;
+	char pending_inline[3][CBV_CMD_MAX];
+	char (*pending)[CBV_CMD_MAX]; /* pending_inline, or cbv_malloc'd for a group */
+	int npending, pending_max;
+	size_t rcpt_replied;       /* real RCPTs answered in this transaction */
+	int any_ok;                /* one of them got 2xx (the probe is worth waiting for) */
+	int rcpts_pipelined;       /* every real RCPT went out behind MAIL */
 	/* The probe RCPT: 0 none (or done), 1 pipelined behind the real RCPT,
 	 * 2 its reply is the one we wait for. */
 	int probe_state;
@@ -149,6 +156,12 @@ static void finish(struct cbv_session *s, enum cbv_status st)
 	close_conn(s, st == CBV_OK && s->res.reply.code != 421);
 }
 
+/* Recipient i of the transaction (0: rcpt_to). */
+static const char *rcpt_addr(const struct cbv_session *s, size_t i)
+{
+	return i == 0 ? s->rcpt_to : s->more[i - 1];
+}
+
 /* Ends the session with the error already set in s->res.err. */
 static void failed(struct cbv_session *s)
 {
@@ -181,13 +194,13 @@ static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt
 	va_end(ap);
 	/* Inputs are validated in cbv_session_new(); this is a programmer error. */
 	if (n < 0 || (size_t)n >= sizeof(line) - 2 ||
-	    s->out_len + (size_t)n + 2 > sizeof(s->out)) {
+	    s->out_len + (size_t)n + 2 > s->out_cap) {
 		fail(s, CBV_EINVAL, "command too long");
 		return;
 	}
 	cbv_log(CBV_LOG_DEBUG, "%s[%s] >>> %s", s->host, s->peer, line);
 	trace(s, CBV_TRACE_SENT, line);
-	if (s->npending < 3)
+	if (s->npending < s->pending_max)
 		snprintf(s->pending[s->npending++], sizeof(s->pending[0]), "%s", line);
 	memcpy(s->out + s->out_len, line, (size_t)n);
 	memcpy(s->out + s->out_len + n, "\r\n", 2);
@@ -201,15 +214,26 @@ static void send_mail(struct cbv_session *s)
 {
 	const char *param = s->o.utf8 ? " SMTPUTF8" : "";
 
+	/* a new transaction (again after STARTTLS on demand): no RCPT answered */
+	s->rcpt_replied = 0;
+	s->any_ok = 0;
+	for (size_t i = 0; i < s->res.nrcpts; i++) {
+		s->res.rcpts[i].replied = 0;
+		s->res.rcpts[i].sent[0] = '\0';
+	}
 	send_cmd(s, CBV_STAGE_MAIL, "MAIL FROM:<%s>%s", s->mail_from, param);
 	if (s->phase == PH_DONE)
 		return;
-	/* RFC 2920: MAIL and RCPT may share a write when PIPELINING is offered. */
+	/* RFC 2920: MAIL and RCPT may share a write when PIPELINING is offered.
+	 * With starttls=ondemand only the first RCPT does: a 530 to it is
+	 * followed by RSET, which must not race further RCPTs. */
 	s->pipelined = s->cap_pipelining;
+	s->rcpts_pipelined = s->pipelined && s->o.starttls != CBV_STARTTLS_ONDEMAND;
 	if (s->pipelined) {
 		send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->rcpt_to);
-		if (s->probe_rcpt[0] != '\0' && s->o.starttls != CBV_STARTTLS_ONDEMAND &&
-		    s->phase != PH_DONE) {
+		for (size_t i = 1; i < s->nreal && s->rcpts_pipelined && s->phase != PH_DONE; i++)
+			send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", rcpt_addr(s, i));
+		if (s->probe_rcpt[0] != '\0' && s->rcpts_pipelined && s->phase != PH_DONE) {
 			send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->probe_rcpt);
 			s->probe_state = 1;
 		}
@@ -342,7 +366,8 @@ static void on_reply(struct cbv_session *s)
 	/* The command this reply answers (none for the greeting). */
 	if (s->npending > 0) {
 		snprintf(s->res.sent, sizeof(s->res.sent), "%s", s->pending[0]);
-		memmove(s->pending[0], s->pending[1], sizeof(s->pending[0]) * 2);
+		memmove(s->pending[0], s->pending[1],
+		        sizeof(s->pending[0]) * (size_t)(s->pending_max - 1));
 		s->npending--;
 	}
 	if (s->skip_rcpt && s->stage == CBV_STAGE_RCPT) {
@@ -430,10 +455,35 @@ static void on_reply(struct cbv_session *s)
 		}
 		return;
 	case CBV_STAGE_RCPT:
-		if (ondemand_tls(s, r)) {
+		if (s->rcpt_replied == 0 && ondemand_tls(s, r)) {
 			s->ondemand = 1;
 			send_cmd(s, CBV_STAGE_RSET, "RSET");
-		} else if (ok && s->probe_state == 1) {
+			return;
+		}
+		if (s->rcpt_replied < s->res.nrcpts) {
+			struct cbv_session_rcpt *rr = &s->res.rcpts[s->rcpt_replied];
+
+			if (cbv_reply_copy(&rr->reply, r, &s->res.err) != CBV_OK) {
+				failed(s);
+				return;
+			}
+			snprintf(rr->sent, sizeof(rr->sent), "%s", s->res.sent);
+			rr->replied = 1;
+		}
+		s->rcpt_replied++;
+		s->any_ok |= ok;
+		if (s->rcpt_replied < s->nreal && r->code != 421) {
+			/* the next recipient's reply, whatever this one got */
+			if (s->rcpts_pipelined) {
+				cbv_reply_reset(&s->cur);
+				set_deadline(s, s->o.command_timeout_ms);
+			} else {
+				send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", rcpt_addr(s, s->rcpt_replied));
+			}
+			return;
+		}
+		ok = s->any_ok && r->code != 421;
+		if (ok && s->probe_state == 1) {
 			s->probe_state = 2; /* its reply is next in the stream */
 			cbv_reply_reset(&s->cur);
 			set_deadline(s, s->o.command_timeout_ms);
@@ -570,6 +620,7 @@ static void run_smtp(struct cbv_session *s)
 		/* Nothing may follow a final line unless we pipelined more. */
 		if (cbv_buf_pending(&s->in) != 0 && !(s->pipelined && s->stage == CBV_STAGE_MAIL) &&
 		    !(s->stage == CBV_STAGE_RCPT && s->probe_state == 1) &&
+		    !(s->stage == CBV_STAGE_RCPT && s->rcpts_pipelined && s->rcpt_replied + 1 < s->nreal) &&
 		    s->stage != CBV_STAGE_STARTTLS) {
 			fail(s, CBV_EPROTO, "%s [%s]: unexpected data after the %s reply",
 			     s->host, s->peer, cbv_stage_name(s->stage));
@@ -604,6 +655,49 @@ static void run_handshake(struct cbv_session *s)
 	run_smtp(s);
 }
 
+/*
+ * A group (o->nmore further recipients): copies them and sizes the
+ * output queue and the pending commands for MAIL, every RCPT and the
+ * probe in one write.  0, or -1 with err (CBV_EINVAL, CBV_ENOMEM).
+ */
+static int more_new(struct cbv_session *s, const struct cbv_session_opts *o,
+                    struct cbv_err *err)
+{
+	size_t n = o->nmore;
+
+	if (n > CBV_RCPTS_MAX - 1 || o->more_rcpts == NULL) {
+		cbv_err_set(err, CBV_EINVAL, "more than %d recipients", CBV_RCPTS_MAX);
+		return -1;
+	}
+	s->more = cbv_calloc(n, sizeof(*s->more));
+	s->res.rcpts = cbv_calloc(n + 1, sizeof(*s->res.rcpts));
+	s->out = cbv_malloc((n + 3) * CBV_CMD_MAX);
+	s->pending = cbv_calloc(n + 3, sizeof(*s->pending));
+	if (s->more == NULL || s->res.rcpts == NULL || s->out == NULL || s->pending == NULL) {
+		if (s->out == NULL)
+			s->out = s->out_inline;
+		if (s->pending == NULL)
+			s->pending = s->pending_inline;
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return -1;
+	}
+	s->res.nrcpts = n + 1;
+	for (size_t i = 0; i <= n; i++)
+		cbv_reply_init(&s->res.rcpts[i].reply);
+	s->out_cap = (n + 3) * CBV_CMD_MAX;
+	s->pending_max = (int)n + 3;
+	s->nreal = n + 1;
+	for (size_t i = 0; i < n; i++) {
+		if (copy_wire(s->more[i], sizeof(s->more[i]), o->more_rcpts[i], "recipient", err) != 0)
+			return -1;
+		if (s->more[i][0] == '\0') {
+			cbv_err_set(err, CBV_EINVAL, "empty recipient");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
                                     const struct cbv_session_opts *o,
                                     struct cbv_err *err)
@@ -616,6 +710,15 @@ struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
 		return NULL;
 	}
 	s->fd = -1;
+	s->out = s->out_inline;
+	s->out_cap = sizeof(s->out_inline);
+	s->pending = s->pending_inline;
+	s->pending_max = 3;
+	s->nreal = 1;
+	if (o->nmore > 0 && more_new(s, o, err) != 0) {
+		cbv_session_free(s);
+		return NULL;
+	}
 	if (copy_wire(s->host, sizeof(s->host), o->host, "host name", err) != 0 ||
 	    copy_wire(s->helo, sizeof(s->helo), o->helo, "HELO name", err) != 0 ||
 	    copy_wire(s->mail_from, sizeof(s->mail_from), o->mail_from, "sender", err) != 0 ||
@@ -623,12 +726,12 @@ struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
 	    copy_wire(s->probe_rcpt, sizeof(s->probe_rcpt), o->probe_rcpt, "probe recipient",
 	              err) != 0 ||
 	    copy_wire(s->ca_dir, sizeof(s->ca_dir), o->ca_dir, "ca_dir", err) != 0) {
-		cbv_free(s);
+		cbv_session_free(s);
 		return NULL;
 	}
 	if (s->helo[0] == '\0' || s->rcpt_to[0] == '\0') {
 		cbv_err_set(err, CBV_EINVAL, "empty HELO name or recipient");
-		cbv_free(s);
+		cbv_session_free(s);
 		return NULL;
 	}
 	s->o = *o;
@@ -637,6 +740,7 @@ struct cbv_session *cbv_session_new(const struct sockaddr *sa, socklen_t salen,
 	s->o.mail_from = s->mail_from;
 	s->o.rcpt_to = s->rcpt_to;
 	s->o.probe_rcpt = s->probe_rcpt[0] != '\0' ? s->probe_rcpt : NULL;
+	s->o.more_rcpts = NULL; /* the copies are s->more */
 	s->o.ca_dir = s->ca_dir;
 	cbv_buf_init(&s->in);
 	cbv_reply_init(&s->cur);
@@ -736,5 +840,13 @@ void cbv_session_free(struct cbv_session *s)
 	cbv_reply_clear(&s->res.reply);
 	cbv_reply_clear(&s->res.greeting);
 	cbv_reply_clear(&s->res.ehlo);
+	for (size_t i = 0; i < s->res.nrcpts; i++)
+		cbv_reply_clear(&s->res.rcpts[i].reply);
+	cbv_free(s->res.rcpts);
+	cbv_free(s->more);
+	if (s->out != s->out_inline)
+		cbv_free(s->out);
+	if (s->pending != s->pending_inline)
+		cbv_free(s->pending);
 	cbv_free(s);
 }

@@ -13,7 +13,15 @@
  * the deciding one (outcome.reply and outcome.sent, a true pair); the
  * probe's is kept apart (outcome.probe, outcome.probe_sent) and is
  * waited for only when the real RCPT got 2xx.  A probe that times out or
- * is cut off costs nothing: the outcome is the real RCPT's.  STARTTLS follows the profile's policy; with "ondemand" a
+ * is cut off costs nothing: the outcome is the real RCPT's.
+ *
+ * Several recipients (a group at one domain): more_rcpts follow rcpt_to
+ * in the same transaction, before the probe, all pipelined behind MAIL
+ * when PIPELINING is offered (one at a time otherwise, and with
+ * starttls=ondemand).  Every one of them gets its reply, whatever the
+ * others got: the session stops early only at a 421 or a failure.  Each
+ * recipient's RCPT and reply are kept in outcome.rcpts[] (a true pair);
+ * the probe is waited for when any of them got 2xx.  STARTTLS follows the profile's policy; with "ondemand" a
  * 530 to MAIL or RCPT sends (RSET and) STARTTLS and tries again
  * (RFC 3207).  The session stops at the first reply that decides
  * anything, and at the RCPT reply: the verdict is known then, so it does
@@ -55,7 +63,9 @@ struct cbv_session_opts {
 	const char *helo;          /* our EHLO/HELO name */
 	const char *mail_from;     /* address without <>, "" = null sender */
 	const char *rcpt_to;       /* address without <> */
-	const char *probe_rcpt;    /* NULL, or a second RCPT (catch-all probe), without <> */
+	const char *const *more_rcpts; /* further RCPTs after rcpt_to (a group), without <> */
+	size_t nmore;              /* how many; at most CBV_RCPTS_MAX - 1 */
+	const char *probe_rcpt;    /* NULL, or a last RCPT (catch-all probe), without <> */
 	int utf8;                  /* the addresses need SMTPUTF8 */
 	enum cbv_starttls starttls;
 	int tls_verify;
@@ -65,6 +75,13 @@ struct cbv_session_opts {
 	int64_t deadline_ms;       /* overall, absolute (cbv_now_ms) */
 	cbv_trace_fn *trace;       /* may be NULL */
 	void *trace_arg;
+};
+
+/* One recipient's RCPT and its reply (sessions with more_rcpts). */
+struct cbv_session_rcpt {
+	int replied;               /* 1: reply and sent are a true pair */
+	struct cbv_reply reply;
+	char sent[CBV_CMD_MAX];
 };
 
 /* How the session ended. */
@@ -84,6 +101,11 @@ struct cbv_session_outcome {
 	int tls_offered;           /* STARTTLS was in the EHLO reply */
 	int tls_not_offered;       /* policy required TLS, none offered */
 	int smtputf8_missing;      /* utf8 address, no SMTPUTF8 offered */
+	/* With more_rcpts: rcpt_to's and each further RCPT's pair, in order
+	 * (nrcpts = 1 + nmore); a recipient without a reply shares the
+	 * session's outcome (MAIL refused, 421, a failure).  NULL/0 without. */
+	struct cbv_session_rcpt *rcpts;
+	size_t nrcpts;
 };
 
 struct cbv_session;

@@ -30,7 +30,9 @@
 #include "cbv_session.h"
 
 /* VS_FLIGHT: another verification of the same key is running; we poll the store. */
-enum vstate { VS_FLIGHT, VS_DNS, VS_SESSION, VS_DONE };
+/* VS_HOLD: a group member ready for DNS, waiting to be grouped (cbv_verify_group);
+ * VS_FOLLOW: a member whose leader looks up and calls out for it. */
+enum vstate { VS_FLIGHT, VS_DNS, VS_SESSION, VS_DONE, VS_HOLD, VS_FOLLOW };
 
 /* How often a verification waiting on another's flight looks again (ms). */
 #define FLIGHT_POLL_MS 50
@@ -81,6 +83,18 @@ struct cbv_verify {
 	char hslot_ip[80];
 	int64_t flight_wake;         /* VS_FLIGHT: when to look again */
 	int no_store;                /* the result is not from a callout: never store it */
+
+	/* Groups (cbv_verify_group_new): a leader does the DNS and the sessions
+	 * for itself and its followers (same domain after the map, same
+	 * SMTPUTF8 need), which are separate machines with their own result
+	 * and cache key.  A follower decided at a host is finished at once; a
+	 * decided leader waits (decided = 1) until the group is. */
+	int hold;                    /* stop before DNS (VS_HOLD) */
+	int decided;                 /* leader: its own verdict is final */
+	int64_t decided_us;          /* ... since then (its elapsed time) */
+	size_t decided_tried;        /* ... after this many hosts */
+	struct cbv_verify **group;   /* leader: its followers (cbv_malloc'd; not owned) */
+	size_t ngroup;
 };
 
 /*
@@ -104,7 +118,56 @@ static void show_own_name(char *clean, const char *text, const char *name)
 	}
 }
 
-/* Sets the verdict and a synthesized DSN "CODE X.Y.Z text". */
+/*
+ * The members still open in v's group, leader first (if undecided), into
+ * out (CBV_RCPTS_MAX entries); returns the count.  Without a group: v.
+ */
+static size_t open_members(struct cbv_verify *v, struct cbv_verify **out)
+{
+	size_t n = 0;
+
+	if (!v->decided)
+		out[n++] = v;
+	for (size_t i = 0; i < v->ngroup && n < CBV_RCPTS_MAX; i++) {
+		if (v->group[i]->state != VS_DONE)
+			out[n++] = v->group[i];
+	}
+	return n;
+}
+
+/* Sets the verdict and a synthesized DSN "CODE X.Y.Z text", for v alone. */
+static void vsynth_one(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
+                       int code, const char *ecode, const char *fmt, va_list ap)
+	__attribute__((format(printf, 6, 0)));
+
+static void vsynth_one(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
+                       int code, const char *ecode, const char *fmt, va_list ap)
+{
+	char text[1024], clean[1024];
+
+	if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
+		text[0] = '\0';
+	/* Parts of the text may come from DNS or the peer: print them safely. */
+	cbv_sanitize(text, strlen(text), clean, sizeof(clean));
+	show_own_name(clean, text, v->shown);
+	(void)cbv_result_set_synth_clean(v->res, vd, reason, code, ecode, clean);
+}
+
+static void synth_one(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
+                      int code, const char *ecode, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+static void synth_one(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
+                      int code, const char *ecode, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsynth_one(v, vd, reason, code, ecode, fmt, ap);
+	va_end(ap);
+}
+
+/* synth_one() for v and every open member of its group: what is not about one address. */
 static void synth(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
                   int code, const char *ecode, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
@@ -112,17 +175,26 @@ static void synth(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason rea
 static void synth(struct cbv_verify *v, enum cbv_verdict vd, enum cbv_reason reason,
                   int code, const char *ecode, const char *fmt, ...)
 {
-	char text[1024], clean[1024];
-	va_list ap;
+	struct cbv_verify *m[CBV_RCPTS_MAX];
+	size_t n = open_members(v, m);
 
-	va_start(ap, fmt);
-	if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
-		text[0] = '\0';
-	va_end(ap);
-	/* Parts of the text may come from DNS or the peer: print them safely. */
-	cbv_sanitize(text, strlen(text), clean, sizeof(clean));
-	show_own_name(clean, text, v->shown);
-	(void)cbv_result_set_synth_clean(v->res, vd, reason, code, ecode, clean);
+	for (size_t i = 0; i < n; i++) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsynth_one(m[i], vd, reason, code, ecode, fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* no_store for v and every open member of its group. */
+static void set_no_store(struct cbv_verify *v)
+{
+	struct cbv_verify *m[CBV_RCPTS_MAX];
+	size_t n = open_members(v, m);
+
+	for (size_t i = 0; i < n; i++)
+		m[i]->no_store = 1;
 }
 
 /* ---- the cache and the abuse controls (cbv_cache.h) ---- */
@@ -278,6 +350,13 @@ static void finish(struct cbv_verify *v)
 	struct cbv_result *r = v->res;
 	char age[32] = "";
 
+	/* a leader ends its group: the followers still open share its outcome */
+	for (size_t i = 0; i < v->ngroup; i++) {
+		if (v->group[i]->state != VS_DONE) {
+			v->group[i]->tried = v->tried;
+			finish(v->group[i]);
+		}
+	}
 	host_release(v);
 	cbv_session_free(v->sess);
 	v->sess = NULL;
@@ -285,8 +364,11 @@ static void finish(struct cbv_verify *v)
 	v->dns = NULL;
 	if (!r->cache) {
 		/* a hit keeps the original's elapsed time and hosts tried */
-		r->elapsed_ms = (unsigned long)((cbv_now_us() - v->start_us + 500) / 1000);
-		r->hosts_tried = (unsigned)v->tried;
+		/* a leader decided before its group: as of its decision */
+		int64_t end = v->decided ? v->decided_us : cbv_now_us();
+
+		r->elapsed_ms = (unsigned long)((end - v->start_us + 500) / 1000);
+		r->hosts_tried = (unsigned)(v->decided ? v->decided_tried : v->tried);
 	}
 	if (v->cache != NULL && !r->cache && !v->no_store) {
 		/* the store also ends our flight, in the same transaction */
@@ -360,20 +442,20 @@ static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
 	case CBV_ETIMEOUT:
 	case CBV_ECONNECT:
 		/* RFC 3463: 4.4.1 no answer from host, 4.4.2 bad connection */
-		synth(v, vd.verdict, vd.reason, 451, o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2",
-		      "%s", o->err.msg);
+		synth_one(v, vd.verdict, vd.reason, 451,
+		          o->stage == CBV_STAGE_CONNECT ? "4.4.1" : "4.4.2", "%s", o->err.msg);
 		break;
 	case CBV_ETLS:
 		if (o->tls_not_offered)
-			synth(v, vd.verdict, vd.reason, 530, "5.7.10", "%s", o->err.msg);
+			synth_one(v, vd.verdict, vd.reason, 530, "5.7.10", "%s", o->err.msg);
 		else
-			synth(v, vd.verdict, vd.reason, 454, "4.7.5", "%s", o->err.msg);
+			synth_one(v, vd.verdict, vd.reason, 454, "4.7.5", "%s", o->err.msg);
 		break;
 	default:
 		if (o->smtputf8_missing)
-			synth(v, vd.verdict, vd.reason, 553, "5.6.7", "%s", o->err.msg);
+			synth_one(v, vd.verdict, vd.reason, 553, "5.6.7", "%s", o->err.msg);
 		else
-			synth(v, vd.verdict, vd.reason, 451, "4.5.0", "%s", o->err.msg);
+			synth_one(v, vd.verdict, vd.reason, 451, "4.5.0", "%s", o->err.msg);
 		break;
 	}
 }
@@ -386,12 +468,20 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	struct cbv_session_opts o;
 	struct cbv_host *h = &v->hosts[i];
 	struct cbv_err err;
+	struct cbv_verify *m[CBV_RCPTS_MAX];
+	const char *more[CBV_RCPTS_MAX];
+	size_t nm = open_members(v, m);
 
+	/* the group's open members, in order: one MAIL, one RCPT each */
+	for (size_t k = 1; k < nm; k++)
+		more[k - 1] = m[k]->rcpt;
 	memset(&o, 0, sizeof(o));
 	o.host = h->name;
 	o.helo = v->helo;
 	o.mail_from = v->sender;
-	o.rcpt_to = v->rcpt;
+	o.rcpt_to = m[0]->rcpt;
+	o.more_rcpts = nm > 1 ? more : NULL;
+	o.nmore = nm - 1;
 	o.probe_rcpt = v->probe[0] != '\0' ? v->probe : NULL;
 	o.utf8 = v->utf8;
 	o.starttls = plain ? CBV_STARTTLS_NEVER : v->p.starttls;
@@ -408,7 +498,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	v->plain_retry = plain;
 	v->tried++;
 	if (v->sess == NULL) {
-		v->no_store = 1; /* our own trouble (out of memory), not the domain's */
+		set_no_store(v); /* our own trouble (out of memory), not the domain's */
 		synth(v, CBV_ERROR, CBV_R_PROTOCOL_ERROR, 451, "4.3.0", "cannot start a session: %s",
 		      err.msg);
 		finish(v);
@@ -417,14 +507,70 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	v->state = VS_SESSION;
 }
 
+/*
+ * Member k's view of a group session: its own RCPT and reply when it got
+ * one; else the session's outcome (MAIL refused, 421, a failure), as it
+ * would have been alone.  *view is a shallow copy (valid while o is).
+ */
+static const struct cbv_session_outcome *member_outcome(const struct cbv_session_outcome *o,
+                                                       size_t k,
+                                                       struct cbv_session_outcome *view)
+{
+	if (o->nrcpts == 0 || k >= o->nrcpts || !o->rcpts[k].replied)
+		return o;
+	*view = *o;
+	view->status = CBV_OK;
+	view->stage = CBV_STAGE_RCPT;
+	view->reply = o->rcpts[k].reply;
+	memcpy(view->sent, o->rcpts[k].sent, sizeof(view->sent));
+	return view;
+}
+
+/*
+ * Judges each open member of the session by its own reply; a follower
+ * decided (definitive) is finished at once.  Returns 1 when no member is
+ * left open.
+ */
+static int conclude_members(struct cbv_verify *v, const struct cbv_host *h,
+                            const struct cbv_session_outcome *o)
+{
+	struct cbv_session_outcome view;
+	struct cbv_verify *m[CBV_RCPTS_MAX];
+	size_t nm = open_members(v, m), open = 0;
+
+	for (size_t k = 0; k < nm; k++) {
+		const struct cbv_session_outcome *mo = member_outcome(o, k, &view);
+		struct cbv_judgement vd = judge(mo);
+
+		conclude_host(m[k], h, mo, vd);
+		if (!vd.definitive) {
+			open++;
+		} else if (m[k] == v) {
+			v->decided = 1;
+			v->decided_us = cbv_now_us();
+			v->decided_tried = v->tried;
+		} else {
+			m[k]->tried = v->tried;
+			finish(m[k]);
+		}
+	}
+	return open == 0;
+}
+
 /* The current session ended: judge it, then stop or go on. */
 static void session_done(struct cbv_verify *v)
 {
 	const struct cbv_session_outcome *o = cbv_session_outcome(v->sess);
 	struct cbv_judgement vd = judge(o);
 	const struct cbv_host *h = &v->hosts[v->sess_host];
+	int all_decided;
 
-	conclude_host(v, h, o, vd);
+	if (v->ngroup == 0) {
+		conclude_host(v, h, o, vd);
+		all_decided = vd.definitive;
+	} else {
+		all_decided = conclude_members(v, h, o);
+	}
 	/* Opportunistic TLS that failed in the handshake: same host, plain. */
 	if (o->status == CBV_ETLS && !o->tls_not_offered && !v->plain_retry &&
 	    v->p.starttls != CBV_STARTTLS_REQUIRE && cbv_now_ms() < v->deadline_ms) {
@@ -438,7 +584,7 @@ static void session_done(struct cbv_verify *v)
 	cbv_session_free(v->sess);
 	v->sess = NULL;
 	host_release(v);
-	if (vd.definitive) {
+	if (all_decided) {
 		finish(v);
 		return;
 	}
@@ -472,25 +618,33 @@ static void start_next_host(struct cbv_verify *v)
 {
 	size_t i;
 
+	struct cbv_verify *m[CBV_RCPTS_MAX];
+	size_t nm = open_members(v, m);
+
 	/* next_phase() starts us only with hosts to try, so the result is set. */
 	do {
 		if (v->next_host >= v->nhosts || v->tried >= v->p.max_hosts) {
 			if (v->tried == 0 && v->capped > 0) {
-				v->no_store = 1;
+				set_no_store(v);
 				synth(v, CBV_TRANSIENT, CBV_R_RATE_LIMITED, 451, "4.7.0",
 				      "verification of %s deferred: every host is at "
 				      "host_max_concurrency", v->shown);
-			} else if (v->capped > 0 && v->res->verdict == CBV_TRANSIENT) {
-				v->no_store = 1; /* hosts we skipped might have answered */
+			} else if (v->capped > 0) {
+				for (size_t k = 0; k < nm; k++) {
+					if (m[k]->res->verdict == CBV_TRANSIENT)
+						m[k]->no_store = 1; /* hosts we skipped might have answered */
+				}
 			}
 			finish(v);
 			return;
 		}
 		if (v->tried > 0 && cbv_now_ms() >= v->deadline_ms) {
 			/* Keep the last host's outcome, but say why we stopped. */
-			if (v->res->verdict != CBV_TRANSIENT)
-				synth(v, CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.7",
-				      "overall deadline reached after %zu host(s)", v->tried);
+			for (size_t k = 0; k < nm; k++) {
+				if (m[k]->res->verdict != CBV_TRANSIENT)
+					synth_one(m[k], CBV_TRANSIENT, CBV_R_TIMEOUT, 451, "4.4.7",
+					          "overall deadline reached after %zu host(s)", v->tried);
+			}
 			finish(v);
 			return;
 		}
@@ -786,6 +940,15 @@ static void answer_hit(struct cbv_verify *v, struct cbv_result *hit, unsigned lo
 	finish(v);
 }
 
+/* Goes on to DNS, or holds there (a group member, to be grouped). */
+static void proceed(struct cbv_verify *v)
+{
+	if (v->hold)
+		v->state = VS_HOLD;
+	else
+		start_phase(v);
+}
+
 /* The per-domain caps, then DNS.  Over a cap: transient/rate_limited, nothing sent. */
 static void caps_step(struct cbv_verify *v)
 {
@@ -801,7 +964,7 @@ static void caps_step(struct cbv_verify *v)
 		finish(v);
 		return;
 	}
-	start_phase(v);
+	proceed(v);
 }
 
 /*
@@ -889,7 +1052,7 @@ static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
 		v->cache = NULL;
 	}
 	if (v->cache == NULL) {
-		start_phase(v);
+		proceed(v);
 		return;
 	}
 	cbv_cache_ttl_defaults(&v->ttl);
@@ -912,7 +1075,7 @@ static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
 	                        : cbv_cache_lookup(v->cache, &v->key, &hit, &age);
 	if (st == CBV_CACHE_OFF) {
 		v->cache = NULL;
-		start_phase(v);
+		proceed(v);
 		return;
 	}
 	v->res->cache_use = CBV_CACHE_USE_MISS;
@@ -924,9 +1087,9 @@ static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
 	flight_step(v);
 }
 
-struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
-                                  const struct cbv_request *req,
-                                  struct cbv_err *err)
+/* cbv_verify_new(); hold = 1: a group member, stopping before DNS (VS_HOLD). */
+static struct cbv_verify *verify_new(const struct cbv_profile *p, const struct cbv_request *req,
+                                     int hold, struct cbv_err *err)
 {
 	struct cbv_verify *v;
 	char clean[CBV_PATH_MAX * 2];
@@ -952,6 +1115,7 @@ struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
 		return NULL;
 	}
 	cbv_profile_copy(&v->p, p);
+	v->hold = hold;
 	v->req.trace = req->trace;
 	v->req.trace_arg = req->trace_arg;
 	v->start_us = cbv_now_us();
@@ -982,6 +1146,13 @@ struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
 	return v;
 }
 
+struct cbv_verify *cbv_verify_new(const struct cbv_profile *p,
+                                  const struct cbv_request *req,
+                                  struct cbv_err *err)
+{
+	return verify_new(p, req, 0, err);
+}
+
 int cbv_verify_pollfds(struct cbv_verify *v, struct pollfd *fds, int max,
                        int64_t *wake_ms)
 {
@@ -991,6 +1162,9 @@ int cbv_verify_pollfds(struct cbv_verify *v, struct pollfd *fds, int max,
 	switch (v->state) {
 	case VS_DONE:
 		return -1;
+	case VS_HOLD:
+	case VS_FOLLOW:
+		break; /* its leader (or the group) moves it */
 	case VS_FLIGHT:
 		wake = v->flight_wake;
 		break;
@@ -1009,7 +1183,9 @@ void cbv_verify_process(struct cbv_verify *v, const struct pollfd *fds, int n)
 {
 	switch (v->state) {
 	case VS_DONE:
-		return;
+	case VS_HOLD:
+	case VS_FOLLOW:
+		return; /* its leader (or the group) moves it */
 	case VS_FLIGHT:
 		if (cbv_now_ms() >= v->flight_wake)
 			flight_step(v);
@@ -1059,6 +1235,7 @@ void cbv_verify_free(struct cbv_verify *v)
 	cbv_dns_free(v->dns);
 	cbv_result_free(v->res);
 	cbv_profile_clear(&v->p);
+	cbv_free(v->group);
 	cbv_free(v);
 }
 
@@ -1097,5 +1274,202 @@ enum cbv_status cbv_verify(const struct cbv_profile *p,
 	cbv_verify_free(v);
 	if (*out == NULL)
 		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	return CBV_OK;
+}
+
+/* ---- groups: several addresses, one session per domain ---- */
+
+struct cbv_verify_group {
+	struct cbv_verify **m;       /* one machine per address, in order */
+	size_t n;
+	int *nfds;                   /* pollfds each member was given last */
+};
+
+/*
+ * Starts the members held before DNS: each first one of a (domain after
+ * the map, SMTPUTF8 need) leads the others of its kind (at most
+ * CBV_RCPTS_MAX in all).  Without memory for a group, members go alone.
+ */
+static void group_form(struct cbv_verify_group *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		struct cbv_verify *lead = g->m[i];
+
+		if (lead->state != VS_HOLD)
+			continue;
+		lead->hold = 0;
+		for (size_t j = i + 1; j < g->n && lead->ngroup < CBV_RCPTS_MAX - 1; j++) {
+			struct cbv_verify *f = g->m[j];
+
+			if (f->state != VS_HOLD || f->utf8 != lead->utf8 ||
+			    strcmp(f->domain, lead->domain) != 0)
+				continue;
+			if (lead->group == NULL) {
+				lead->group = cbv_calloc(CBV_RCPTS_MAX - 1, sizeof(*lead->group));
+				if (lead->group == NULL)
+					break;
+			}
+			f->hold = 0;
+			f->state = VS_FOLLOW;
+			lead->group[lead->ngroup++] = f;
+		}
+		start_phase(lead);
+	}
+}
+
+struct cbv_verify_group *cbv_verify_group_new(const struct cbv_profile *p,
+                                              const struct cbv_request *req,
+                                              const char *const *addresses, size_t n,
+                                              struct cbv_err *err)
+{
+	struct cbv_verify_group *g;
+
+	if (req == NULL || addresses == NULL || p == NULL || n == 0 || n > CBV_RCPTS_MAX) {
+		cbv_err_set(err, CBV_EINVAL, "from 1 to %d addresses in a group", CBV_RCPTS_MAX);
+		return NULL;
+	}
+	g = cbv_calloc(1, sizeof(*g));
+	if (g == NULL || (g->m = cbv_calloc(n, sizeof(*g->m))) == NULL ||
+	    (g->nfds = cbv_calloc(n, sizeof(*g->nfds))) == NULL) {
+		cbv_verify_group_free(g);
+		cbv_err_set(err, CBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct cbv_request r = *req;
+
+		r.address = addresses[i];
+		g->m[i] = verify_new(p, &r, 1, err);
+		if (g->m[i] == NULL) {
+			cbv_verify_group_free(g);
+			return NULL;
+		}
+		g->n++;
+	}
+	group_form(g);
+	return g;
+}
+
+int cbv_verify_group_pollfds(struct cbv_verify_group *g, struct pollfd *fds, int max,
+                             int64_t *wake_ms)
+{
+	int used = 0, open = 0;
+	int64_t wake = INT64_MAX;
+
+	for (size_t i = 0; i < g->n; i++) {
+		int64_t w = 0;
+		int k = cbv_verify_pollfds(g->m[i], fds + used, max - used, &w);
+
+		g->nfds[i] = k < 0 ? 0 : k;
+		if (k < 0)
+			continue;
+		open = 1;
+		used += k;
+		if (g->m[i]->state != VS_FOLLOW)
+			wake = cbv_deadline_min(wake, w);
+	}
+	*wake_ms = wake;
+	return open ? used : -1;
+}
+
+void cbv_verify_group_process(struct cbv_verify_group *g, const struct pollfd *fds, int n)
+{
+	int used = 0;
+
+	for (size_t i = 0; i < g->n && used <= n; i++) {
+		cbv_verify_process(g->m[i], fds + used, g->nfds[i]);
+		used += g->nfds[i];
+		g->nfds[i] = 0;
+	}
+	group_form(g); /* members back from a single flight */
+}
+
+int cbv_verify_group_done(const struct cbv_verify_group *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		if (!cbv_verify_done(g->m[i]))
+			return 0;
+	}
+	return 1;
+}
+
+struct cbv_result *cbv_verify_group_take_result(struct cbv_verify_group *g, size_t i)
+{
+	return i < g->n ? cbv_verify_take_result(g->m[i]) : NULL;
+}
+
+void cbv_verify_group_free(struct cbv_verify_group *g)
+{
+	if (g == NULL)
+		return;
+	/* leaders first (their sessions go), then the followers they pointed at */
+	for (size_t i = 0; i < g->n; i++) {
+		if (g->m[i]->state != VS_FOLLOW) {
+			cbv_verify_free(g->m[i]);
+			g->m[i] = NULL;
+		}
+	}
+	for (size_t i = 0; i < g->n; i++)
+		cbv_verify_free(g->m[i]);
+	cbv_free(g->m);
+	cbv_free(g->nfds);
+	cbv_free(g);
+}
+
+enum cbv_status cbv_verify_multi(const struct cbv_profile *p, const struct cbv_request *req,
+                                 const char *const *addresses, size_t n,
+                                 struct cbv_result **out, struct cbv_err *err)
+{
+	struct cbv_verify_group *g;
+	struct pollfd *fds;
+	struct cbv_err local;
+	enum cbv_status st = CBV_OK;
+	int max = (int)n * CBV_VERIFY_POLLFDS_MAX;
+
+	if (err == NULL)
+		err = &local;
+	for (size_t i = 0; out != NULL && i < n; i++)
+		out[i] = NULL;
+	if (out == NULL || n == 0 || n > CBV_RCPTS_MAX)
+		return cbv_err_set(err, CBV_EINVAL, "from 1 to %d addresses in a group", CBV_RCPTS_MAX);
+	fds = cbv_calloc((size_t)max, sizeof(*fds));
+	if (fds == NULL)
+		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	g = cbv_verify_group_new(p, req, addresses, n, err);
+	if (g == NULL) {
+		cbv_free(fds);
+		return err->code;
+	}
+	while (!cbv_verify_group_done(g)) {
+		int64_t wake = 0, wait;
+		int k = cbv_verify_group_pollfds(g, fds, max, &wake);
+
+		if (k < 0)
+			break;
+		wait = wake - cbv_now_ms();
+		if (wait < 0)
+			wait = 0;
+		if (wait > 60000)
+			wait = 60000;
+		if (poll(fds, (nfds_t)k, (int)wait) < 0 && errno != EINTR) {
+			for (int i = 0; i < k; i++)
+				fds[i].revents = POLLERR;
+		}
+		cbv_verify_group_process(g, fds, k);
+	}
+	for (size_t i = 0; i < n; i++) {
+		out[i] = cbv_verify_group_take_result(g, i);
+		if (out[i] == NULL)
+			st = CBV_ENOMEM;
+	}
+	cbv_verify_group_free(g);
+	cbv_free(fds);
+	if (st != CBV_OK) {
+		for (size_t i = 0; i < n; i++) {
+			cbv_result_free(out[i]);
+			out[i] = NULL;
+		}
+		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
+	}
 	return CBV_OK;
 }

@@ -128,4 +128,45 @@ enum cbv_status cbv_verify(const struct cbv_profile *p,
                            const struct cbv_request *req,
                            struct cbv_result **out, struct cbv_err *err);
 
+/*
+ * Groups: several addresses under one profile and request (its address is
+ * ignored), at most CBV_RCPTS_MAX.  Each address is a verification of its
+ * own (syntax, map, cache lookup, single flight, caps, store: per
+ * address); those that reach DNS with the same domain after the map (and
+ * the same SMTPUTF8 need) share the lookup and one SMTP session per host:
+ * one MAIL FROM and one RCPT each, pipelined when offered.  Each gets the
+ * verdict, reason, message and last poll (its own RCPT and reply) it
+ * would get alone: a RCPT reply decides only its address, a MAIL
+ * refusal or a failed host counts for every address still open, and the
+ * undecided ones go on to the next host together, under the overall
+ * deadline.  The machine API mirrors the single one; results by index.
+ */
+struct cbv_verify_group;
+
+/* Returns a new group (free with cbv_verify_group_free()) or NULL with err
+ * (CBV_ENOMEM; CBV_EINVAL: no address, more than CBV_RCPTS_MAX, or as
+ * cbv_verify_new()). */
+struct cbv_verify_group *cbv_verify_group_new(const struct cbv_profile *p,
+                                              const struct cbv_request *req,
+                                              const char *const *addresses, size_t n,
+                                              struct cbv_err *err);
+
+/* As cbv_verify_pollfds(); n * CBV_VERIFY_POLLFDS_MAX is always enough. */
+int cbv_verify_group_pollfds(struct cbv_verify_group *g, struct pollfd *fds, int max,
+                             int64_t *wake_ms);
+void cbv_verify_group_process(struct cbv_verify_group *g, const struct pollfd *fds, int n);
+int cbv_verify_group_done(const struct cbv_verify_group *g);
+
+/* Address i's result (free with cbv_result_free()); NULL if not done or taken. */
+struct cbv_result *cbv_verify_group_take_result(struct cbv_verify_group *g, size_t i);
+void cbv_verify_group_free(struct cbv_verify_group *g);
+
+/*
+ * Synchronous group: out[0..n-1] get one result each (free each with
+ * cbv_result_free()), in the order of addresses.  Statuses as cbv_verify().
+ */
+enum cbv_status cbv_verify_multi(const struct cbv_profile *p, const struct cbv_request *req,
+                                 const char *const *addresses, size_t n,
+                                 struct cbv_result **out, struct cbv_err *err);
+
 #endif

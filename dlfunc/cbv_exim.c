@@ -3,7 +3,12 @@
  *
  *   ${dlfunc{/usr/lib/exim4/modules/cbv.so}{smtp_callback_verify}{ADDRESS}{SENDER}{OPTIONS}}
  *       -> pass | fail | transient | error
+ *   ${dlfunc{...}{smtp_callback_verify}{A B C}{SENDER}{OPTIONS}}
+ *       -> one word per address, space-separated, in order: several
+ *          addresses (at most CBV_RCPTS_MAX), one session per domain
  *   ${dlfunc{...}{last_poll}{FIELD}}   one field of the last verification
+ *                                      (after several: the last address's)
+ *   ${dlfunc{...}{last_poll}{FIELD}{N}} address N's (1 = first) of the last call
  *   ${dlfunc{...}{last_poll}}          every field as key="value" ...
  *   ${dlfunc{...}{callout}{ADDRESS}{SENDER}{OPTIONS}}
  *       -> success | not_found | temp_failure | failure   (mailfromd names)
@@ -89,6 +94,10 @@ struct conf_slot {
 static struct conf_slot slots[CONF_SLOTS];
 static unsigned long slot_clock;
 static struct cbv_result *last;  /* the last poll; owned, malloc'd */
+/* After a call with several addresses: each one's poll, owned, in order
+ * (last is polls[npolls - 1]); npolls 0 after a single one. */
+static struct cbv_result *polls[CBV_RCPTS_MAX];
+static size_t npolls;
 static int in_vars_acl;          /* re-entry guard for vars_acl */
 static char helo_default[CBV_DOMAIN_MAX + 1];
 
@@ -495,10 +504,21 @@ done:
 	return rc;
 }
 
+/* Frees the polls of the previous call. */
+static void polls_clear(void)
+{
+	if (npolls == 0)
+		cbv_result_free(last);
+	for (size_t i = 0; i < npolls; i++)
+		cbv_result_free(polls[i]);
+	npolls = 0;
+	last = NULL;
+}
+
 /* Makes r the last poll (taking it) and runs the vars_acl. */
 static void set_last(struct cbv_result *r, const char *vars_acl)
 {
-	cbv_result_free(last);
+	polls_clear();
 	last = r;
 	run_vars_acl(vars_acl);
 }
@@ -685,10 +705,101 @@ static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[]
 	return OK;
 }
 
+/*
+ * Splits ADDRESS at white space outside double quotes (a quoted local
+ * part may hold spaces, RFC 5321 4.1.2) into at most max words, each
+ * cut in place.  Returns the count, or max + 1 if there are more.
+ */
+static size_t split_addresses(char *s, char **words, size_t max)
+{
+	size_t n = 0;
+
+	for (;;) {
+		int quoted = 0;
+
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s == '\0')
+			return n;
+		if (n == max)
+			return max + 1;
+		words[n++] = s;
+		for (; *s != '\0' && (quoted || (*s != ' ' && *s != '\t')); s++) {
+			if (*s == '"')
+				quoted = !quoted;
+			else if (*s == '\\' && quoted && s[1] != '\0')
+				s++;
+		}
+		if (*s != '\0')
+			*s++ = '\0';
+	}
+}
+
+/*
+ * smtp_callback_verify with several addresses (words, n >= 2): one group
+ * verification, one verdict word each.  Afterwards last_poll shows the
+ * last address, and last_poll{FIELD}{N} address N.
+ */
+static int do_verify_multi(const char *fname, uschar **yield, int argc, uschar *argv[],
+                           char **words, size_t n)
+{
+	struct cbv_profile prof;
+	struct cbv_request req = { 0 };
+	struct cbv_result *r[CBV_RCPTS_MAX];
+	struct cbv_err err;
+	const char *opts = "", *sender = NULL;
+	char vars_acl[CBV_NAME_MAX + 1];
+	char out[CBV_RCPTS_MAX * 16];
+	size_t len = 0;
+	int rc;
+
+	if (argc >= 2 && argv[1] != NULL && argv[1][0] != '\0')
+		sender = strcmp((const char *)argv[1], "<>") == 0 ? "" : (const char *)argv[1];
+	if (argc >= 3 && argv[2] != NULL)
+		opts = (const char *)argv[2];
+	log_setup();
+	rc = options_profile(fname, opts, yield, &prof);
+	if (rc != OK)
+		return rc;
+	snprintf(vars_acl, sizeof(vars_acl), "%s", prof.vars_acl);
+	req.sender = sender;
+	req.default_helo = default_helo();
+	if (cbv_verify_multi(&prof, &req, (const char *const *)words, n, r, &err) != CBV_OK) {
+		cbv_profile_clear(&prof);
+		return misuse(yield, "cbv: %s: %s", fname, err.msg);
+	}
+	cbv_profile_clear(&prof);
+	/* our own words ("transient" is the longest): clean */
+	for (size_t i = 0; i < n && len < sizeof(out); i++)
+		len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%s", i > 0 ? " " : "",
+		                        cbv_verdict_name(r[i]->verdict));
+	polls_clear();
+	for (size_t i = 0; i < n; i++)
+		polls[i] = r[i];
+	npolls = n;
+	last = r[n - 1];
+	run_vars_acl(vars_acl);
+	*yield = clean_copy(out);
+	return OK;
+}
+
 int smtp_callback_verify(uschar **yield, int argc, uschar *argv[])
 {
 	enum cbv_verdict v;
-	int rc = do_verify("smtp_callback_verify", yield, argc, argv, 0, &v);
+	int rc;
+
+	if (argc >= 1 && argc <= 3 && argv[0] != NULL && strpbrk((const char *)argv[0], " \t")) {
+		/* several addresses?  (one with a quoted space stays one) */
+		char *copy = (char *)string_copy_taint(argv[0], GET_TAINTED), *words[CBV_RCPTS_MAX];
+		size_t n = split_addresses(copy, words, CBV_RCPTS_MAX);
+
+		if (n > CBV_RCPTS_MAX)
+			return misuse(yield, "cbv: smtp_callback_verify: more than %d addresses",
+			              CBV_RCPTS_MAX);
+		if (n >= 2)
+			return do_verify_multi("smtp_callback_verify", yield, argc, argv, words, n);
+	}
+	rc = do_verify("smtp_callback_verify", yield, argc, argv, 0, &v);
 
 	if (rc == OK)
 		*yield = clean_copy(cbv_verdict_name(v));
@@ -841,19 +952,33 @@ static int field_is_local(const char *name)
 	       strcmp(name, "age") == 0;
 }
 
-/* The value of a known field, "" before the first verification. */
-static const char *field_value(const char *name, char *num, size_t n)
+/* The value of a known field of r, "" if r is NULL (no such verification). */
+static const char *poll_value(const struct cbv_result *r, const char *name, char *num, size_t n)
 {
 	const char *t;
 
-	if (last == NULL)
+	if (r == NULL)
 		return "";
-	t = cbv_result_text(last, name);
+	t = cbv_result_text(r, name);
 	if (t == NULL)
-		t = cbv_result_field(last, name, num, n);
+		t = cbv_result_field(r, name, num, n);
 	if (t == NULL) /* mailfromd's last_poll_* view: first line, "nothing" */
-		t = cbv_result_mfd_field(last, name, num, n);
+		t = cbv_result_mfd_field(r, name, num, n);
 	return t != NULL ? t : "";
+}
+
+/* The value of a known field of the last poll, "" before the first verification. */
+static const char *field_value(const char *name, char *num, size_t n)
+{
+	return poll_value(last, name, num, n);
+}
+
+/* Address n's (1-based) poll of the last call, NULL if it had fewer. */
+static const struct cbv_result *poll_at(unsigned long n)
+{
+	if (npolls == 0)
+		return n == 1 ? last : NULL;
+	return n >= 1 && n <= npolls ? polls[n - 1] : NULL;
 }
 
 static int field_known(const char *name)
@@ -922,9 +1047,27 @@ int last_poll(uschar **yield, int argc, uschar *argv[])
 		*yield = (uschar *)out;
 		return OK;
 	}
-	if (argc != 1 || argv[0] == NULL)
-		return misuse(yield, "cbv: last_poll: expects 0 or 1 argument (FIELD), got %d", argc);
+	if (argc < 1 || argc > 2 || argv[0] == NULL)
+		return misuse(yield, "cbv: last_poll: expects 0 to 2 arguments (FIELD [N]), got %d",
+		              argc);
 	name = (const char *)argv[0];
+	if (argc == 2) {
+		/* N: which address of the last call, 1 = first */
+		const char *a = argv[1] != NULL ? (const char *)argv[1] : "";
+		char *end = NULL;
+		unsigned long n = strtoul(a, &end, 10);
+
+		if (a[0] < '1' || a[0] > '9' || *end != '\0' || n > CBV_RCPTS_MAX)
+			return misuse(yield, "cbv: last_poll: N must be 1 to %d, not \"%.16s\"",
+			              CBV_RCPTS_MAX, a);
+		if (!field_known(name))
+			return misuse(yield, "cbv: last_poll: unknown field \"%.64s\"", name);
+		if (field_is_local(name))
+			*yield = clean_copy(poll_value(poll_at(n), name, num, sizeof(num)));
+		else
+			*yield = tainted_copy(poll_value(poll_at(n), name, num, sizeof(num)));
+		return OK;
+	}
 	if (!field_known(name))
 		return misuse(yield, "cbv: last_poll: unknown field \"%.64s\" (status reason message "
 		              "host ip greeting helo sent recv ecode tls elapsed cache age, or mailfromd's "

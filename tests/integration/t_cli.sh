@@ -28,6 +28,20 @@ expect_run "transient wins over error" 2 'x@policy\.test error' -- "${V[@]}" x@p
 expect_run "one line per address" 0 '^bob@exim\.test pass' -- "${V[@]}" alice@exim.test bob@exim.test
 n=$("${V[@]}" alice@exim.test bob@exim.test nobody@exim.test 2>/dev/null | wc -l)
 DETAIL="got $n" check "three addresses, three lines" test "$n" -eq 3
+# Several addresses at one domain: one session, one MAIL, one RCPT each (issue 9.3).
+out=$("${V[@]}" -v alice@exim.test nobody@exim.test bob@exim.test 2>&1 >"$TMP/multi.out")
+DETAIL="$out" check "three addresses at one domain: one connection" \
+	test "$(grep -c '^\*\*\* connecting to' <<<"$out")" -eq 1
+DETAIL="$out" check "three addresses at one domain: one MAIL FROM, three RCPTs" \
+	eval '[[ $(grep -c "^>>> MAIL FROM" <<<"$out") -eq 1 && $(grep -c "^>>> RCPT TO" <<<"$out") -eq 3 ]]'
+got=$(cut -d' ' -f1-3 "$TMP/multi.out" | tr '\n' ,)
+DETAIL="$got" check "three addresses at one domain: each its own verdict, in order" \
+	test "$got" = "alice@exim.test pass accepted,nobody@exim.test fail mailbox_unknown,bob@exim.test pass accepted,"
+before=$(cat "$CBV_RIG_DIR/rcpt.log" 2>/dev/null | wc -l)
+out=$("${V[@]}" -v a@count.test unknown1@count.test x@nullmx.test b@count.test 2>&1 >"$TMP/multi.out")
+after=$(cat "$CBV_RIG_DIR/rcpt.log" 2>/dev/null | wc -l)
+DETAIL="rcpt.log +$((after - before)); $out" check "counting MTA: one connection, three RCPTs counted" \
+	eval '[[ $(grep -c "^\*\*\* connecting to" <<<"$out") -eq 1 && $((after - before)) -eq 3 ]]'
 expect_run "CR/LF escaped, bad_syntax" 1 '^alice\\x0d\\x0aQUIT@exim\.test fail bad_syntax 553 5\.1\.3 ' -- "${V[@]}" $'alice\r\nQUIT@exim.test'
 expect_run "-f sender" 0 'pass accepted' -- "${V[@]}" -f probe@exim.test x@nullsender.test
 expect_run "-f bad sender is error" 3 'error bad_syntax' -- "${V[@]}" -f 'a b' alice@exim.test

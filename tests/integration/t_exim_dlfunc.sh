@@ -62,6 +62,24 @@ n=$(grep -o '[a-z]*="' <<<"${out#*|}" | tr '\n' ' ')
 DETAIL="keys: $n"
 check "last_poll lists all 14 fields" test "$n" = 'status=" reason=" message=" host=" ip=" greeting=" helo=" sent=" recv=" ecode=" tls=" elapsed=" cache=" age=" '
 
+# ---- several addresses in one call (issue 9.3): one word each, in order ----
+be "$V{alice@exim.test nobody@exim.test grey@exim.test}{}{$CONF}}|$LP{status}}|$LP{sent}{1}}|$LP{sent}{2}}|$LP{reason}{2}}|$LP{status}{3}}|$LP{status}{4}}|"
+DETAIL="rc=$rc out=$out err=$err"
+check "several addresses: one word each; last_poll the last's, {FIELD}{N} address N's" test "$out" = \
+	"pass fail transient|transient|RCPT TO:<alice@exim.test>|RCPT TO:<nobody@exim.test>|mailbox_unknown|transient||"
+be "$V{alice@exim.test  x@nullmx.test	x@fast.test bad@@x unknown1@fast.test}{}{$CONF}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "several domains, one without a callout, bad syntax among them" test "$out" = "pass fail pass fail fail"
+be "$V{nobody@exim.test}{}{$CONF}}|$LP{status}{1}}|$LP{status}{2}}|"
+DETAIL="rc=$rc out=$out err=$err"
+check "after a single address: {FIELD}{1} is it, {FIELD}{2} empty" test "$out" = "fail|fail||"
+be "$V{\"no body\"@exim.test}{}{$CONF}}|$LP{sent}}"
+DETAIL="rc=$rc out=$out err=$err"
+check "a quoted local part with a space stays one address" test "$out" = 'fail|RCPT TO:<"no body"@exim.test>'
+many=$(printf 'a%d@exim.test ' $(seq 1 33))
+be_error "more than 32 addresses" "$V{$many}{}{$CONF}}" 'more than 32 addresses'
+be_error "last_poll N not a number" "$LP{status}{host}}" 'N must be 1 to 32'
+
 # Taint: remote text must be refused as a file name.
 be "$V{alice@exim.test}{}{$CONF}}\${lookup{x}lsearch{$LP{greeting}}}}"
 DETAIL="rc=$rc out=$out err=$err"
@@ -126,7 +144,7 @@ evil_stop
 be_error "smtp_callback_verify with 0 arguments" "\${dlfunc{$SO}{smtp_callback_verify}}" 'expects 1 to 3 arguments.*got 0'
 be_error "smtp_callback_verify with 4 arguments" "$V{a@b.test}{}{}{x}}" 'expects 1 to 3 arguments.*got 4'
 be_error "smtp_callback_verify with 7 arguments" "$V{1}{2}{3}{4}{5}{6}{7}}" 'got 7'
-be_error "last_poll with 2 arguments" "$LP{status}{host}}" 'expects 0 or 1 argument'
+be_error "last_poll with 3 arguments" "$LP{status}{1}{x}}" 'expects 0 to 2 arguments'
 be_error "last_poll unknown field" "$LP{password}}" 'unknown field "password"'
 be_error "callout with 0 arguments" "\${dlfunc{$SO}{callout}}" 'callout: expects 1 to 3'
 be_error "unknown option key" "$V{a@exim.test}{}{$CONF colour=blue}}" 'bad OPTIONS: .*colour'

@@ -228,11 +228,19 @@ struct row {
 struct run {
 	struct cbv_session_outcome o;
 	int peer_exit;         /* the child's exit status: 0 = script followed */
+	struct {               /* o.rcpts[] copied before the session is freed */
+		int replied, code;
+		char sent[CBV_CMD_MAX];
+	} rcpts[3];
+	size_t nrcpts;
 };
 
 /* Runs one session against a peer playing script; fills *out. */
 /* The catch-all probe RCPT the next session sends (NULL: none); the probe rows set it. */
 static const char *probe_rcpt;
+/* Further recipients of the next session (a group); the group rows set them. */
+static const char *const *more_rcpts;
+static size_t nmore;
 
 static void run_session(const struct row *row, struct run *out)
 {
@@ -261,6 +269,8 @@ static void run_session(const struct row *row, struct run *out)
 	o.mail_from = "";
 	o.rcpt_to = RCPT_ADDR;
 	o.probe_rcpt = probe_rcpt;
+	o.more_rcpts = more_rcpts;
+	o.nmore = nmore;
 	o.starttls = row->starttls;
 	o.ca_dir = "";
 	o.connect_timeout_ms = CMD_MS;
@@ -278,6 +288,14 @@ static void run_session(const struct row *row, struct run *out)
 			cbv_session_process(s, n > 0 ? pfd.revents : 0);
 		}
 		out->o = *cbv_session_outcome(s);
+		for (size_t i = 0; i < out->o.nrcpts && i < 3; i++) {
+			out->rcpts[i].replied = out->o.rcpts[i].replied;
+			out->rcpts[i].code = out->o.rcpts[i].reply.code;
+			snprintf(out->rcpts[i].sent, sizeof(out->rcpts[i].sent), "%s",
+			         out->o.rcpts[i].sent);
+		}
+		out->nrcpts = out->o.nrcpts;
+		out->o.rcpts = NULL; /* freed with the session */
 		cbv_session_free(s);
 	}
 	close(lfd);
@@ -423,6 +441,97 @@ START_TEST(test_probe)
 	/* sent and reply stay the real RCPT's pair */
 	ck_assert_str_eq(result.o.sent, "RCPT TO:<" RCPT_ADDR ">");
 	ck_assert_str_eq(result.o.probe_sent, probe_codes[_i] ? "RCPT TO:<" PROBE_ADDR ">" : "");
+}
+END_TEST
+
+/* ---- several recipients in one transaction ----------------------------- */
+
+#define RCPT_B "b@example.test"
+#define RCPT_C "c@example.test"
+#define RCPTB E("RCPT TO:<" RCPT_B ">")
+#define RCPTC E("RCPT TO:<" RCPT_C ">")
+
+static const char *const group_more[] = { RCPT_B, RCPT_C };
+
+struct group_row {
+	struct row r;
+	int probe;      /* the session also sends the probe */
+	int codes[3];   /* each recipient's reply code, 0: none received */
+	int probe_code; /* the probe's, 0: none */
+};
+
+static const struct group_row group_rows[] = {
+	{ { "pipelined: MAIL and three RCPTs in one write, all accepted",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC,
+	           S("250 ok\r\n250 2.1.5 a\r\n250 2.1.5 b\r\n250 2.1.5 c\r\n"), E("QUIT"), DONE),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	  0, { 250, 250, 250 }, 0 },
+	{ { "pipelined: mixed replies, each its own (a 4xx and a 5xx do not spill)",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC, S("250 ok\r\n550 5.1.1 a unknown\r\n"),
+	           S("451 4.7.1 b greylisted\r\n250 2.1.5 c\r\n"), E("QUIT"), DONE),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	  0, { 550, 451, 250 }, 0 },
+	{ { "pipelined: one 4xx among 2xx",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC,
+	           S("250 ok\r\n250 2.1.5 a\r\n450 4.2.0 b busy\r\n250 2.1.5 c\r\n"), E("QUIT"), DONE),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	  0, { 250, 450, 250 }, 0 },
+	{ { "pipelined: MAIL 5xx answers for all; the RCPT replies are not awaited",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC, S("550 5.7.1 no null sender\r\n"),
+	           E("QUIT"), DONE),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_MAIL, 550, "5.7.1", ANY },
+	  0, { 0, 0, 0 }, 0 },
+	{ { "no PIPELINING: one RCPT at a time, each after the previous reply",
+	    SCRIPT(GREET, EHLO_PLAIN, MAIL, QUIET_, S("250 ok\r\n"), RCPT, QUIET_,
+	           S("550 5.1.1 a\r\n"), RCPTB, QUIET_, S("250 2.1.5 b\r\n"), RCPTC, QUIET_,
+	           S("451 4.3.0 c\r\n"), E("QUIT"), DONE),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 451, "4.3.0", ANY },
+	  0, { 550, 250, 451 }, 0 },
+	{ { "421 to the second RCPT: the server leaves, the third is unanswered",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC,
+	           S("250 ok\r\n250 2.1.5 a\r\n421 4.3.2 bye\r\n"), NO_QUIT),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 421, "4.3.2", ANY },
+	  0, { 250, 421, 0 }, 0 },
+	{ { "no third reply (timeout): the two replies stand, the third has none",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC,
+	           S("250 ok\r\n550 5.1.1 a\r\n250 2.1.5 b\r\n"), DONE),
+	    CBV_STARTTLS_NEVER, 300, 0, CBV_ETIMEOUT, CBV_STAGE_RCPT, 250, "2.1.5", ANY },
+	  0, { 550, 250, 0 }, 0 },
+	{ { "pipelined with the probe last; awaited since one RCPT got 2xx",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC, PROBE,
+	           S("250 ok\r\n550 5.1.1 a\r\n250 2.1.5 b\r\n550 5.1.1 c\r\n550 5.1.1 p\r\n"),
+	           E("QUIT"), DONE),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 550, "5.1.1", ANY },
+	  1, { 550, 250, 550 }, 550 },
+	{ { "pipelined with the probe; none accepted: the probe is not awaited",
+	    SCRIPT(GREET, EHLO_PIPE, MAIL, RCPT, RCPTB, RCPTC, PROBE,
+	           S("250 ok\r\n550 5.1.1 a\r\n550 5.1.1 b\r\n550 5.1.1 c\r\n"), E("QUIT"), DONE),
+	    CBV_STARTTLS_NEVER, 0, 0, CBV_OK, CBV_STAGE_RCPT, 550, "5.1.1", ANY },
+	  1, { 550, 550, 550 }, 0 },
+};
+
+START_TEST(test_group)
+{
+	const struct group_row *g = &group_rows[_i];
+	static const char *const addrs[] = { RCPT_ADDR, RCPT_B, RCPT_C };
+	char want[CBV_CMD_MAX];
+
+	more_rcpts = group_more;
+	nmore = 2;
+	probe_rcpt = g->probe ? PROBE_ADDR : NULL;
+	check_row(&g->r);
+	more_rcpts = NULL;
+	nmore = 0;
+	probe_rcpt = NULL;
+	ck_assert_uint_eq(result.nrcpts, 3);
+	ck_assert_int_eq(result.o.probe_code, g->probe_code);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(result.rcpts[i].replied, g->codes[i] != 0);
+		ck_assert_int_eq(result.rcpts[i].code, g->codes[i]);
+		/* sent and reply: a true pair */
+		snprintf(want, sizeof(want), "RCPT TO:<%s>", addrs[i]);
+		ck_assert_str_eq(result.rcpts[i].sent, g->codes[i] ? want : "");
+	}
 }
 END_TEST
 
@@ -639,6 +748,51 @@ START_TEST(test_new)
 }
 END_TEST
 
+/* A group's recipients: bounded, checked like rcpt_to, and each allocation may fail. */
+START_TEST(test_new_group)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(9) };
+	struct cbv_session_opts o = { .host = "peer.test", .helo = HELO_NAME, .mail_from = "",
+	                              .rcpt_to = RCPT_ADDR, .ca_dir = "",
+	                              .connect_timeout_ms = 100, .command_timeout_ms = 100 };
+	static const char *const bad[] = { RCPT_B, "c@x.test\r\nDATA" };
+	static const char *const empty[] = { RCPT_B, "" };
+	const char *many[CBV_RCPTS_MAX];
+	struct cbv_session *s;
+	struct cbv_err err;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < CBV_RCPTS_MAX; i++)
+		many[i] = RCPT_B;
+	o.deadline_ms = cbv_now_ms() + 100;
+	o.more_rcpts = bad;
+	o.nmore = 2;
+	ck_assert_ptr_null(cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err));
+	ck_assert_int_eq(err.code, CBV_EINVAL);
+	o.more_rcpts = empty;
+	ck_assert_ptr_null(cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err));
+	ck_assert_int_eq(err.code, CBV_EINVAL);
+	o.more_rcpts = many;
+	o.nmore = CBV_RCPTS_MAX; /* one too many with rcpt_to */
+	ck_assert_ptr_null(cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err));
+	ck_assert_int_eq(err.code, CBV_EINVAL);
+	o.nmore = CBV_RCPTS_MAX - 1;
+	for (long n = 0; n < 6; n++) {
+		cbv_alloc_fail_after(n);
+		s = cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err);
+		cbv_alloc_fail_after(-1);
+		if (n < 5) { /* the session, its copies, replies, output, pending */
+			ck_assert_ptr_null(s);
+			ck_assert_int_eq(err.code, CBV_ENOMEM);
+		}
+		cbv_session_free(s);
+	}
+	s = cbv_session_new((struct sockaddr *)&sa, sizeof(sa), &o, &err);
+	ck_assert_ptr_nonnull(s);
+	cbv_session_free(s);
+}
+END_TEST
+
 /* A closed port: the session ends at the connect stage, never OK. */
 START_TEST(test_refused)
 {
@@ -694,12 +848,16 @@ static Suite *session_suite(void)
 	add_loop(s, "helo_fallback", test_helo, NROWS(helo_rows));
 	add_loop(s, "pipelining", test_pipelining, NROWS(pipe_rows));
 	add_loop(s, "probe", test_probe, NROWS(probe_rows));
+	add_loop(s, "group", test_group, NROWS(group_rows));
 	add_loop(s, "ondemand", test_ondemand, NROWS(ondemand_rows));
 	add_loop(s, "starttls", test_starttls, NROWS(starttls_rows));
 	add_loop(s, "reply_421", test_421, NROWS(r421_rows));
 	add_loop(s, "drip", test_drip, NROWS(drip_rows));
 	add_loop(s, "early_talker", test_early, NROWS(early_rows));
 	add_loop(s, "new", test_new, NROWS(new_rows));
+	tc = tcase_create("new_group");
+	tcase_add_test(tc, test_new_group);
+	suite_add_tcase(s, tc);
 	tc = tcase_create("refused");
 	tcase_add_test(tc, test_refused);
 	suite_add_tcase(s, tc);

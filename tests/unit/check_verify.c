@@ -5,6 +5,7 @@
  * CBV_RIG_DIR.  One row per verdict case of DESIGN.md and the core issue.
  */
 #include <check.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -502,6 +503,186 @@ START_TEST(oom)
 }
 END_TEST
 
+/* ---- groups: several addresses, one session per domain (issue 9.3) ---- */
+
+/* Out of memory at every allocation of a group: CBV_ENOMEM, or results that are whole. */
+START_TEST(group_oom)
+{
+	static const char *const addrs[] = { "alice@fast.test", "unknown1@fast.test",
+		                             "bob@fast.test" };
+	struct cbv_profile p;
+	struct cbv_request req = { 0 };
+	struct cbv_err err;
+	int ok = 0;
+
+	rig_profile(&p, "starttls=never");
+	for (long n = 0; n < 300 && !ok; n++) {
+		struct cbv_result *r[3] = { NULL };
+		enum cbv_status st;
+
+		cbv_alloc_fail_after(n);
+		st = cbv_verify_multi(&p, &req, addrs, 3, r, &err);
+		cbv_alloc_fail_after(-1);
+		if (st == CBV_OK) {
+			for (int i = 0; i < 3; i++)
+				ck_assert_ptr_nonnull(r[i]);
+			ok = r[0]->verdict == CBV_PASS && r[1]->verdict == CBV_FAIL &&
+			     r[2]->verdict == CBV_PASS;
+			for (int i = 0; i < 3; i++)
+				cbv_result_free(r[i]);
+		} else {
+			ck_assert_int_eq(st, CBV_ENOMEM);
+			for (int i = 0; i < 3; i++)
+				ck_assert_ptr_null(r[i]);
+		}
+	}
+	ck_assert_msg(ok, "never succeeded");
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+struct group_row {
+	const char *opts;
+	const char *addrs[6];  /* NULL-terminated */
+	int sessions;          /* connections the group may make, all hosts counted */
+	int rcpts;             /* RCPTs counted in rcpt.log (counting servers), -1: not checked */
+};
+
+static const struct group_row group_rows[] = {
+	/* the rig's Exim: known, unknown, greylisted users in one TLS session;
+	 * only grey's 451 goes on to the MX's second address (::1) */
+	{ "", { "alice@exim.test", "nobody@exim.test", "grey@exim.test", "bob@exim.test",
+	        "Alice@EXIM.test", NULL }, 2, -1 },
+	/* the first MX is dead: every undecided address moves to the second */
+	{ "", { "alice@two.test", "nobody@two.test", "grey@two.test", NULL }, 2, -1 },
+	{ "starttls=never", { "alice@exim.test", "nobody@exim.test", NULL }, 1, -1 },
+	/* the counting fake MTA: one connection, one RCPT each */
+	{ "", { "a@count.test", "unknown1@count.test", "b@count.test", NULL }, 1, 3 },
+	/* MAIL refused: for all */
+	{ "", { "a@nullsender.test", "b@nullsender.test", NULL }, 1, -1 },
+	/* several domains and one without a callout: one session per domain */
+	{ "", { "alice@exim.test", "x@nullmx.test", "alice@fast.test", "bad address",
+	        "unknown1@fast.test", NULL }, 2, -1 },
+	/* RCPT 5.7.x policy: each its own error */
+	{ "", { "a@policy.test", "b@policy.test", NULL }, 1, -1 },
+};
+
+/* Lines in $CBV_RIG_DIR/rcpt.log (the counting servers' RCPTs), 0 if none. */
+static int rcpt_lines(void)
+{
+	const char *dir = getenv("CBV_RIG_DIR");
+	char path[1024], line[1024];
+	int n = 0;
+	FILE *f;
+
+	if (dir == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "%s/rcpt.log", dir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n++;
+	fclose(f);
+	return n;
+}
+
+START_TEST(group_same_verdicts)
+{
+	const struct group_row *g = &group_rows[_i];
+	struct cbv_result *alone[6] = { NULL }, *grouped[6] = { NULL };
+	struct cbv_profile p;
+	struct cbv_request req = { .trace = count_init };
+	struct cbv_err err;
+	size_t n = 0;
+	int before;
+
+	while (g->addrs[n] != NULL)
+		n++;
+	rig_profile(&p, g->opts);
+	for (size_t i = 0; i < n; i++) {
+		req.address = g->addrs[i];
+		ck_assert_int_eq(cbv_verify(&p, &req, &alone[i], &err), CBV_OK);
+	}
+	contacted = 0;
+	before = rcpt_lines();
+	req.address = NULL;
+	ck_assert_int_eq(cbv_verify_multi(&p, &req, g->addrs, n, grouped, &err), CBV_OK);
+	ck_assert_msg(contacted == g->sessions, "row %d: %d sessions, want %d", _i, contacted,
+	              g->sessions);
+	if (g->rcpts >= 0)
+		ck_assert_int_eq(rcpt_lines() - before, g->rcpts);
+	for (size_t i = 0; i < n; i++) {
+		const struct cbv_result *a = alone[i], *r = grouped[i];
+
+		ck_assert_ptr_nonnull(r);
+		ck_assert_msg(a->verdict == r->verdict && a->reason == r->reason,
+		              "%s: grouped %s/%s (%s), alone %s/%s (%s)", g->addrs[i],
+		              cbv_verdict_name(r->verdict), cbv_reason_name(r->reason), r->message,
+		              cbv_verdict_name(a->verdict), cbv_reason_name(a->reason), a->message);
+		ck_assert_int_eq(a->code, r->code);
+		ck_assert_str_eq(a->ecode, r->ecode);
+		ck_assert_str_eq(a->address, r->address);
+		ck_assert_str_eq(a->rcpt, r->rcpt);
+		/* the last poll: its own RCPT and reply, a true pair */
+		ck_assert_str_eq(a->sent, r->sent);
+		ck_assert_int_eq(strncmp(a->recv, r->recv, 3), 0);
+		ck_assert_str_eq(a->host, r->host);
+		ck_assert_int_eq(a->hosts_tried, r->hosts_tried);
+		cbv_result_free(alone[i]);
+		cbv_result_free(grouped[i]);
+	}
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* The machine API drives a group as cbv_verify_multi() does; bad calls are refused. */
+START_TEST(group_api)
+{
+	static const char *const addrs[] = { "alice@exim.test", "nobody@exim.test" };
+	const char *many[CBV_RCPTS_MAX + 1];
+	struct cbv_result *out[CBV_RCPTS_MAX + 1];
+	struct cbv_profile p;
+	struct cbv_request req = { 0 };
+	struct cbv_verify_group *g;
+	struct pollfd fds[2 * CBV_VERIFY_POLLFDS_MAX];
+	struct cbv_err err;
+
+	rig_profile(&p, "starttls=never");
+	for (int i = 0; i <= CBV_RCPTS_MAX; i++)
+		many[i] = "alice@exim.test";
+	ck_assert_int_eq(cbv_verify_multi(&p, &req, many, CBV_RCPTS_MAX + 1, out, &err), CBV_EINVAL);
+	ck_assert_int_eq(cbv_verify_multi(&p, &req, many, 0, out, &err), CBV_EINVAL);
+	g = cbv_verify_group_new(&p, &req, addrs, 2, &err);
+	ck_assert_ptr_nonnull(g);
+	while (!cbv_verify_group_done(g)) {
+		int64_t wake = 0, now;
+		int k = cbv_verify_group_pollfds(g, fds, 2 * CBV_VERIFY_POLLFDS_MAX, &wake);
+
+		ck_assert_int_ge(k, 0);
+		now = cbv_now_ms();
+		poll(fds, (nfds_t)k, wake > now ? (int)(wake - now) : 0);
+		cbv_verify_group_process(g, fds, k);
+	}
+	out[0] = cbv_verify_group_take_result(g, 0);
+	out[1] = cbv_verify_group_take_result(g, 1);
+	ck_assert_ptr_null(cbv_verify_group_take_result(g, 1));
+	ck_assert_ptr_null(cbv_verify_group_take_result(g, 2));
+	ck_assert_int_eq(out[0]->verdict, CBV_PASS);
+	ck_assert_int_eq(out[1]->verdict, CBV_FAIL);
+	ck_assert_str_eq(out[1]->sent, "RCPT TO:<nobody@exim.test>");
+	cbv_result_free(out[0]);
+	cbv_result_free(out[1]);
+	cbv_verify_group_free(g);
+	/* freed while running: connections closed, nothing leaks (ASan) */
+	g = cbv_verify_group_new(&p, &req, addrs, 2, &err);
+	ck_assert_ptr_nonnull(g);
+	cbv_verify_group_free(g);
+	cbv_verify_group_free(NULL);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
 	Suite *s = suite_create("verify");
@@ -534,9 +715,16 @@ static Suite *verify_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, many_at_once);
 	suite_add_tcase(s, tc);
+	tc = tcase_create("group");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, group_same_verdicts, 0,
+	                    (int)(sizeof(group_rows) / sizeof(group_rows[0])));
+	tcase_add_test(tc, group_api);
+	suite_add_tcase(s, tc);
 	tc = tcase_create("oom");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, oom);
+	tcase_add_test(tc, group_oom);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -613,6 +613,72 @@ START_TEST(oom)
 }
 END_TEST
 
+/* A group (issue 9.3): the cache per address; a cached address is not sent, each result stored. */
+static void verify_group(const char *const *addrs, size_t n, const char *extra,
+                         struct cbv_result **out)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .trace = count_init };
+	struct cbv_err err;
+
+	rig_profile(&p, extra);
+	contacted = 0;
+	ck_assert_int_eq(cbv_verify_multi(&p, &req, addrs, n, out, &err), CBV_OK);
+	cbv_profile_clear(&p);
+}
+
+START_TEST(group_cache)
+{
+	char a[128], b[128], u[128];
+	const char *addrs[3] = { a, b, u };
+	struct cbv_result *r[3];
+
+	snprintf(a, sizeof(a), "ga%d@count.test", (int)getpid());
+	snprintf(b, sizeof(b), "gb%d@count.test", (int)getpid());
+	snprintf(u, sizeof(u), "unknowng%d@count.test", (int)getpid());
+	r[0] = verify(a, "");
+	VERDICT(r[0], CBV_PASS, "accepted");
+	cbv_result_free(r[0]);
+	verify_group(addrs, 3, "", r);
+	ck_assert_int_eq(contacted, 1); /* b and u, in one session */
+	ck_assert_int_eq(rcpts("127.0.0.65", a), 1); /* a came from the store */
+	ck_assert_int_eq(rcpts("127.0.0.65", b), 1);
+	ck_assert_int_eq(rcpts("127.0.0.65", u), 1);
+	VERDICT(r[0], CBV_PASS, "accepted");
+	ck_assert_int_eq(r[0]->cache, 1);
+	VERDICT(r[1], CBV_PASS, "accepted");
+	ck_assert_int_eq(r[1]->cache, 0);
+	VERDICT(r[2], CBV_FAIL, "mailbox_unknown");
+	ck_assert_int_eq(r[2]->cache, 0);
+	for (int i = 0; i < 3; i++)
+		cbv_result_free(r[i]);
+	/* each result was stored: all three from the store now */
+	verify_group(addrs, 3, "", r);
+	ck_assert_int_eq(contacted, 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(r[i]->cache, 1);
+		cbv_result_free(r[i]);
+	}
+	/* the catch-all probe: one for the group, after the real RCPTs */
+	{
+		int probes = count_rcpts("127.0.0.60", "cbv-probe-", 1);
+		char opts[96];
+
+		snprintf(opts, sizeof(opts), "catchall_probe=yes;helo=gca%d.test", (int)getpid());
+		snprintf(a, sizeof(a), "ga%d@catchall.test", (int)getpid());
+		snprintf(b, sizeof(b), "gb%d@catchall.test", (int)getpid());
+		verify_group(addrs, 2, opts, r);
+		ck_assert_int_eq(contacted, 1);
+		ck_assert_int_eq(count_rcpts("127.0.0.60", "cbv-probe-", 1), probes + 1);
+		VERDICT(r[0], CBV_PASS, "catch_all");
+		VERDICT(r[1], CBV_PASS, "catch_all");
+		ck_assert_msg(strncmp(r[1]->sent, "RCPT TO:<gb", 11) == 0, "sent %s", r[1]->sent);
+		cbv_result_free(r[0]);
+		cbv_result_free(r[1]);
+	}
+}
+END_TEST
+
 static Suite *verify_cache_suite(void)
 {
 	Suite *s = suite_create("verify_cache");
@@ -626,6 +692,7 @@ static Suite *verify_cache_suite(void)
 	tcase_add_test(tc, domain_facts);
 	tcase_add_test(tc, catch_all);
 	tcase_add_loop_test(tc, probe_refused, 0, (int)(sizeof(probe_rows) / sizeof(probe_rows[0])));
+	tcase_add_test(tc, group_cache);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("processes");
 	tcase_set_timeout(tc, 60);
