@@ -179,7 +179,11 @@ static void flush(struct client *c)
 	}
 }
 
-/* Appends len bytes to the output, then tries to send them now. */
+/*
+ * Appends len bytes to the output.  They go out at the end of this turn
+ * (flush_clients()): one send(2) for all the lines a turn wrote, not one
+ * per line (a verification writes some 25 lines).
+ */
 static void put(struct client *c, const char *s, size_t len)
 {
 	if (c->dead)
@@ -209,7 +213,6 @@ static void put(struct client *c, const char *s, size_t len)
 	}
 	memcpy(c->out + c->olen, s, len);
 	c->olen += len;
-	flush(c);
 }
 
 static void reply(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1018,7 +1021,32 @@ static void start_queued(struct loop *L)
 }
 
 /*
- * One turn: poll everything, then the four phases in their order.  The
+ * Phase 5: what this turn wrote to each client goes out, one send(2) per
+ * client.  A client whose input parse_input() held back (CBVD_OUT_HIGH
+ * reached within the turn) and whose output is now below it parses again
+ * next turn; one that said QUIT is closed once its answer is out.
+ */
+static void flush_clients(struct loop *L)
+{
+	struct client *c, *cnext;
+
+	for (c = L->clients; c != NULL; c = cnext) {
+		int held = c->olen >= CBVD_OUT_HIGH;
+
+		cnext = c->next;
+		if (!c->dead && c->olen > 0)
+			flush(c);
+		if (held && !c->dead && !c->running && c->olen < CBVD_OUT_HIGH && c->inlen > 0)
+			c->resume = 1;
+		if (c->closing && c->olen == 0)
+			c->dead = 1;
+		if (c->dead)
+			client_free(L, c);
+	}
+}
+
+/*
+ * One turn: poll everything, then the five phases in their order.  The
  * signal pipe and the listeners sit at fixed indexes, set once by
  * cbvd_loop_run(); clients and verifications change every turn (a
  * machine asks for other fds as it moves on), so they are rebuilt.
@@ -1052,6 +1080,7 @@ static int loop_turn(struct loop *L)
 		if (L->pfds[1 + i].revents & POLLIN)
 			accept_clients(L, i);
 	start_queued(L);
+	flush_clients(L);
 	return 0;
 }
 
