@@ -88,8 +88,8 @@ struct client {
 	int closing;               /* QUIT answered: close once flushed */
 	int skipping;              /* discarding the rest of an overlong line */
 	int resume;                /* a RUN ended: parse what is buffered */
-	char in[CBVD_IN_MAX];
-	size_t inlen;
+	char *in;                  /* owned; grown by doubling up to CBVD_IN_MAX */
+	size_t inlen, incap;
 	char *out;
 	size_t olen, ocap;
 	/* connection settings (SET, TIMEOUT, SID) */
@@ -512,6 +512,7 @@ static void client_free(struct loop *L, struct client *c)
 		c->next->prev = c->prev;
 	L->nclients--;
 	close(c->fd);
+	cbv_free(c->in);
 	cbv_free(c->out);
 	cbv_free(c);
 }
@@ -768,7 +769,7 @@ static void parse_input(struct loop *L, struct client *c)
 	size_t off = 0;
 
 	while (!c->running && !c->closing && !c->dead && c->olen < CBVD_OUT_HIGH) {
-		char *lf = memchr(c->in + off, '\n', c->inlen - off);
+		char *lf = off < c->inlen ? memchr(c->in + off, '\n', c->inlen - off) : NULL;
 		size_t len;
 
 		if (lf == NULL)
@@ -788,7 +789,7 @@ static void parse_input(struct loop *L, struct client *c)
 		c->inlen -= off;
 	}
 	/* A full buffer with no line end: the line is too long. */
-	if (c->inlen == sizeof(c->in) && !c->running && !c->closing) {
+	if (c->inlen == CBVD_IN_MAX && !c->running && !c->closing) {
 		if (!c->skipping)
 			reply(c, "NO line too long");
 		c->skipping = 1;
@@ -796,14 +797,41 @@ static void parse_input(struct loop *L, struct client *c)
 	}
 }
 
+/*
+ * Makes room in the input buffer: most clients send short lines, so it
+ * starts at CBVD_IN_FIRST and doubles only for longer input, up to
+ * CBVD_IN_MAX.  0, or -1 out of memory (the client is dead).
+ */
+static int in_grow(struct client *c)
+{
+	size_t cap = c->incap == 0 ? CBVD_IN_FIRST : c->incap * 2;
+	char *p;
+
+	if (cap > CBVD_IN_MAX)
+		cap = CBVD_IN_MAX;
+	p = cbv_malloc(cap);
+	if (p == NULL) {
+		c->dead = 1;
+		return -1;
+	}
+	if (c->inlen > 0)
+		memcpy(p, c->in, c->inlen);
+	cbv_free(c->in);
+	c->in = p;
+	c->incap = cap;
+	return 0;
+}
+
 /* Reads what the client sent; EOF or error marks it dead. */
 static void client_read(struct loop *L, struct client *c)
 {
 	ssize_t n;
 
-	if (c->inlen == sizeof(c->in))
+	if (c->inlen == CBVD_IN_MAX)
 		return;
-	n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, MSG_DONTWAIT);
+	if (c->inlen == c->incap && in_grow(c) != 0)
+		return;
+	n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			c->dead = 1;
@@ -906,7 +934,7 @@ static size_t client_pollfds(struct loop *L, size_t n, int *busy)
 
 		if (c->olen > 0)
 			ev |= POLLOUT;
-		if (c->inlen < sizeof(c->in) && c->olen < CBVD_OUT_HIGH)
+		if (c->inlen < CBVD_IN_MAX && c->olen < CBVD_OUT_HIGH)
 			ev |= POLLIN;
 		else
 			ev |= POLLRDHUP; /* still notice a client that leaves */
