@@ -435,7 +435,7 @@ static void on_reply(struct cbv_session *s)
 			send_cmd(s, CBV_STAGE_RSET, "RSET");
 		} else if (ok && s->probe_state == 1) {
 			s->probe_state = 2; /* its reply is next in the stream */
-			cbv_reply_init(&s->cur);
+			cbv_reply_reset(&s->cur); /* keeps its buffer (init would leak it) */
 			set_deadline(s, s->o.command_timeout_ms);
 		} else if (ok && s->probe_rcpt[0] != '\0' && s->probe_state == 0 &&
 		           s->res.probe_sent[0] == '\0') {
