@@ -485,7 +485,7 @@ static void on_reply(struct cbv_session *s)
 		ok = s->any_ok && r->code != 421;
 		if (ok && s->probe_state == 1) {
 			s->probe_state = 2; /* its reply is next in the stream */
-			cbv_reply_reset(&s->cur);
+			cbv_reply_reset(&s->cur); /* keeps its buffer (init would leak it) */
 			set_deadline(s, s->o.command_timeout_ms);
 		} else if (ok && s->probe_rcpt[0] != '\0' && s->probe_state == 0 &&
 		           s->res.probe_sent[0] == '\0') {

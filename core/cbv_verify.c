@@ -55,7 +55,9 @@ struct cbv_verify {
 	int64_t start_us;
 	int64_t deadline_ms;
 	struct cbv_dns *dns;
-	struct cbv_host hosts[CBV_HOSTS_MAX];
+	/* Hosts to try, in order: owned (cbv_malloc'd), sized to what the
+	 * lookups gave (most domains: 1-5 addresses), at most CBV_HOSTS_MAX. */
+	struct cbv_host *hosts;
 	size_t nhosts, next_host;
 	size_t tried;
 	struct cbv_session *sess;
@@ -653,21 +655,55 @@ static void start_next_host(struct cbv_verify *v)
 	start_session(v, i, 0);
 }
 
-/* Appends hosts outside deny_networks to the list to try, in order. */
-static void add_hosts(struct cbv_verify *v, const struct cbv_host *hosts, size_t n)
+/* 1 if the address of h is in deny_networks (and says so in the log). */
+static int denied_host(struct cbv_verify *v, const struct cbv_host *h, int say)
 {
-	for (size_t i = 0; i < n && v->nhosts < CBV_HOSTS_MAX; i++) {
-		if (cbv_cidr_match(v->p.deny, v->p.ndeny, (const struct sockaddr *)&hosts[i].addr)) {
-			char ip[80];
+	char ip[80];
 
-			cbv_net_ntop((const struct sockaddr *)&hosts[i].addr, ip, sizeof(ip));
-			cbv_log(CBV_LOG_WARN, "cbv: %s: %s [%s] is in deny_networks, skipped",
-			        v->domain, hosts[i].name, ip);
-			v->denied++;
-			continue;
-		}
-		v->hosts[v->nhosts++] = hosts[i];
+	if (!cbv_cidr_match(v->p.deny, v->p.ndeny, (const struct sockaddr *)&h->addr))
+		return 0;
+	if (say) {
+		cbv_net_ntop((const struct sockaddr *)&h->addr, ip, sizeof(ip));
+		cbv_log(CBV_LOG_WARN, "cbv: %s: %s [%s] is in deny_networks, skipped", v->domain,
+		        h->name, ip);
+		v->denied++;
 	}
+	return 1;
+}
+
+/*
+ * Appends hosts outside deny_networks to the list to try, in order.  The
+ * list grows to exactly what it holds (at most CBV_HOSTS_MAX).  Returns 0,
+ * or -1 out of memory with the list unchanged.
+ */
+static int add_hosts(struct cbv_verify *v, const struct cbv_host *hosts, size_t n)
+{
+	size_t keep = 0, room = CBV_HOSTS_MAX - v->nhosts;
+	struct cbv_host *list;
+
+	for (size_t i = 0; i < n && keep < room; i++)
+		keep += !denied_host(v, &hosts[i], 0);
+	if (keep > 0) {
+		list = cbv_malloc((v->nhosts + keep) * sizeof(*list));
+		if (list == NULL)
+			return -1;
+		if (v->nhosts > 0)
+			memcpy(list, v->hosts, v->nhosts * sizeof(*list));
+		cbv_free(v->hosts);
+		v->hosts = list;
+	}
+	for (size_t i = 0; i < n && v->nhosts < CBV_HOSTS_MAX; i++)
+		if (!denied_host(v, &hosts[i], 1))
+			v->hosts[v->nhosts++] = hosts[i];
+	return 0;
+}
+
+/* add_hosts() ran out of memory: our trouble, not the domain's. */
+static void hosts_oom(struct cbv_verify *v)
+{
+	v->no_store = 1;
+	synth(v, CBV_ERROR, CBV_R_PROTOCOL_ERROR, 451, "4.3.0", "out of memory for the host list");
+	finish(v);
 }
 
 /*
@@ -754,7 +790,10 @@ static void dns_done(struct cbv_verify *v)
 	if (out == CBV_DNS_PENDING)
 		return;
 	if (out == CBV_DNS_OK) {
-		add_hosts(v, hosts, n);
+		if (add_hosts(v, hosts, n) != 0) {
+			hosts_oom(v);
+			return;
+		}
 	} else if (v->phase_host[v->phase]) {
 		/* The host the caller named: not a fact about the address. */
 		snprintf(what, sizeof(what), "host %s has no usable address", v->host);
@@ -806,7 +845,10 @@ static void start_phase(struct cbv_verify *v)
 			finish(v);
 			return;
 		}
-		add_hosts(v, &h, 1);
+		if (add_hosts(v, &h, 1) != 0) {
+			hosts_oom(v);
+			return;
+		}
 		next_phase(v);
 		return;
 	}
@@ -1233,6 +1275,7 @@ void cbv_verify_free(struct cbv_verify *v)
 	cbv_free(v->fp);
 	cbv_session_free(v->sess);
 	cbv_dns_free(v->dns);
+	cbv_free(v->hosts);
 	cbv_result_free(v->res);
 	cbv_profile_clear(&v->p);
 	cbv_free(v->group);

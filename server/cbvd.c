@@ -54,9 +54,13 @@ static void log_sink(enum cbv_log_level level, const char *line, void *arg)
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 	static const char *const name[] = { "error", "warning", "info", "debug" };
 
+	static long pid; /* stderr is the foreground's: no fork follows */
+
 	(void)arg;
+	if (pid == 0)
+		pid = (long)getpid();
 	if (use_stderr)
-		fprintf(stderr, "cbvd[%ld]: %s: %s\n", (long)getpid(), name[level], line);
+		fprintf(stderr, "cbvd[%ld]: %s: %s\n", pid, name[level], line);
 	else
 		syslog(prio[level], "%s", line);
 }

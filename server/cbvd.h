@@ -13,6 +13,8 @@
 
 /* Bytes of unparsed input kept per client: one maximal request line. */
 #define CBVD_IN_MAX (CBV_CPROTO_LINE_MAX + 2)
+/* What a client's input buffer starts with (a VRFY line is far shorter). */
+#define CBVD_IN_FIRST 512
 /* Unsent output above which a client's input is no longer read. */
 #define CBVD_OUT_HIGH (64 * 1024)
 /* Unsent output at which a client that does not read is dropped. */

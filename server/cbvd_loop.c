@@ -88,8 +88,8 @@ struct client {
 	int closing;               /* QUIT answered: close once flushed */
 	int skipping;              /* discarding the rest of an overlong line */
 	int resume;                /* a RUN ended: parse what is buffered */
-	char in[CBVD_IN_MAX];
-	size_t inlen;
+	char *in;                  /* owned; grown by doubling up to CBVD_IN_MAX */
+	size_t inlen, incap;
 	char *out;
 	size_t olen, ocap;
 	/* connection settings (SET, TIMEOUT, SID) */
@@ -179,7 +179,11 @@ static void flush(struct client *c)
 	}
 }
 
-/* Appends len bytes to the output, then tries to send them now. */
+/*
+ * Appends len bytes to the output.  They go out at the end of this turn
+ * (flush_clients()): one send(2) for all the lines a turn wrote, not one
+ * per line (a verification writes some 25 lines).
+ */
 static void put(struct client *c, const char *s, size_t len)
 {
 	if (c->dead)
@@ -209,7 +213,6 @@ static void put(struct client *c, const char *s, size_t len)
 	}
 	memcpy(c->out + c->olen, s, len);
 	c->olen += len;
-	flush(c);
 }
 
 static void reply(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -509,6 +512,7 @@ static void client_free(struct loop *L, struct client *c)
 		c->next->prev = c->prev;
 	L->nclients--;
 	close(c->fd);
+	cbv_free(c->in);
 	cbv_free(c->out);
 	cbv_free(c);
 }
@@ -765,7 +769,7 @@ static void parse_input(struct loop *L, struct client *c)
 	size_t off = 0;
 
 	while (!c->running && !c->closing && !c->dead && c->olen < CBVD_OUT_HIGH) {
-		char *lf = memchr(c->in + off, '\n', c->inlen - off);
+		char *lf = off < c->inlen ? memchr(c->in + off, '\n', c->inlen - off) : NULL;
 		size_t len;
 
 		if (lf == NULL)
@@ -785,7 +789,7 @@ static void parse_input(struct loop *L, struct client *c)
 		c->inlen -= off;
 	}
 	/* A full buffer with no line end: the line is too long. */
-	if (c->inlen == sizeof(c->in) && !c->running && !c->closing) {
+	if (c->inlen == CBVD_IN_MAX && !c->running && !c->closing) {
 		if (!c->skipping)
 			reply(c, "NO line too long");
 		c->skipping = 1;
@@ -793,14 +797,41 @@ static void parse_input(struct loop *L, struct client *c)
 	}
 }
 
+/*
+ * Makes room in the input buffer: most clients send short lines, so it
+ * starts at CBVD_IN_FIRST and doubles only for longer input, up to
+ * CBVD_IN_MAX.  0, or -1 out of memory (the client is dead).
+ */
+static int in_grow(struct client *c)
+{
+	size_t cap = c->incap == 0 ? CBVD_IN_FIRST : c->incap * 2;
+	char *p;
+
+	if (cap > CBVD_IN_MAX)
+		cap = CBVD_IN_MAX;
+	p = cbv_malloc(cap);
+	if (p == NULL) {
+		c->dead = 1;
+		return -1;
+	}
+	if (c->inlen > 0)
+		memcpy(p, c->in, c->inlen);
+	cbv_free(c->in);
+	c->in = p;
+	c->incap = cap;
+	return 0;
+}
+
 /* Reads what the client sent; EOF or error marks it dead. */
 static void client_read(struct loop *L, struct client *c)
 {
 	ssize_t n;
 
-	if (c->inlen == sizeof(c->in))
+	if (c->inlen == CBVD_IN_MAX)
 		return;
-	n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, MSG_DONTWAIT);
+	if (c->inlen == c->incap && in_grow(c) != 0)
+		return;
+	n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			c->dead = 1;
@@ -903,7 +934,7 @@ static size_t client_pollfds(struct loop *L, size_t n, int *busy)
 
 		if (c->olen > 0)
 			ev |= POLLOUT;
-		if (c->inlen < sizeof(c->in) && c->olen < CBVD_OUT_HIGH)
+		if (c->inlen < CBVD_IN_MAX && c->olen < CBVD_OUT_HIGH)
 			ev |= POLLIN;
 		else
 			ev |= POLLRDHUP; /* still notice a client that leaves */
@@ -1018,7 +1049,32 @@ static void start_queued(struct loop *L)
 }
 
 /*
- * One turn: poll everything, then the four phases in their order.  The
+ * Phase 5: what this turn wrote to each client goes out, one send(2) per
+ * client.  A client whose input parse_input() held back (CBVD_OUT_HIGH
+ * reached within the turn) and whose output is now below it parses again
+ * next turn; one that said QUIT is closed once its answer is out.
+ */
+static void flush_clients(struct loop *L)
+{
+	struct client *c, *cnext;
+
+	for (c = L->clients; c != NULL; c = cnext) {
+		int held = c->olen >= CBVD_OUT_HIGH;
+
+		cnext = c->next;
+		if (!c->dead && c->olen > 0)
+			flush(c);
+		if (held && !c->dead && !c->running && c->olen < CBVD_OUT_HIGH && c->inlen > 0)
+			c->resume = 1;
+		if (c->closing && c->olen == 0)
+			c->dead = 1;
+		if (c->dead)
+			client_free(L, c);
+	}
+}
+
+/*
+ * One turn: poll everything, then the five phases in their order.  The
  * signal pipe and the listeners sit at fixed indexes, set once by
  * cbvd_loop_run(); clients and verifications change every turn (a
  * machine asks for other fds as it moves on), so they are rebuilt.
@@ -1052,6 +1108,7 @@ static int loop_turn(struct loop *L)
 		if (L->pfds[1 + i].revents & POLLIN)
 			accept_clients(L, i);
 	start_queued(L);
+	flush_clients(L);
 	return 0;
 }
 

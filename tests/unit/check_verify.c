@@ -479,7 +479,7 @@ START_TEST(oom)
 	struct cbv_profile p;
 	struct cbv_request req = { .address = "alice@fast.test" };
 	struct cbv_err err;
-	int ok = 0;
+	int ok = 0, hosts_oom = 0;
 
 	rig_profile(&p, "starttls=never");
 	for (long n = 0; n < 200 && !ok; n++) {
@@ -492,6 +492,12 @@ START_TEST(oom)
 		if (st == CBV_OK) {
 			ck_assert_ptr_nonnull(r);
 			ok = r->verdict == CBV_PASS;
+			/* our memory, never a verdict on the address */
+			ck_assert_msg(r->verdict != CBV_FAIL, "n=%ld: %s", n, r->message);
+			/* the host list (heap, right-sized) failed: error before any host */
+			if (r->verdict == CBV_ERROR && r->hosts_tried == 0 &&
+			    strcmp(r->ecode, "4.3.0") == 0)
+				hosts_oom = 1;
 			cbv_result_free(r);
 		} else {
 			ck_assert_int_eq(st, CBV_ENOMEM);
@@ -499,6 +505,7 @@ START_TEST(oom)
 		}
 	}
 	ck_assert_msg(ok, "never succeeded");
+	ck_assert_msg(hosts_oom, "no allocation of the host list failed");
 	cbv_profile_clear(&p);
 }
 END_TEST
