@@ -1282,6 +1282,25 @@ void cbv_verify_free(struct cbv_verify *v)
 	cbv_free(v);
 }
 
+/*
+ * One poll(2) of the synchronous drivers: waits on fds until wake_ms at
+ * the latest (at most a minute), and marks every fd POLLERR if poll
+ * fails, so the machine sees the failure instead of spinning.
+ */
+static void poll_until(struct pollfd *fds, int n, int64_t wake_ms)
+{
+	int64_t wait = wake_ms - cbv_now_ms();
+
+	if (wait < 0)
+		wait = 0;
+	if (wait > 60000)
+		wait = 60000;
+	if (poll(fds, (nfds_t)n, (int)wait) < 0 && errno != EINTR) {
+		for (int i = 0; i < n; i++)
+			fds[i].revents = POLLERR;
+	}
+}
+
 enum cbv_status cbv_verify(const struct cbv_profile *p,
                            const struct cbv_request *req,
                            struct cbv_result **out, struct cbv_err *err)
@@ -1297,20 +1316,12 @@ enum cbv_status cbv_verify(const struct cbv_profile *p,
 	if (v == NULL)
 		return err->code;
 	while (!cbv_verify_done(v)) {
-		int64_t wake = 0, wait;
+		int64_t wake = 0;
 		int n = cbv_verify_pollfds(v, fds, CBV_VERIFY_POLLFDS_MAX, &wake);
 
 		if (n < 0)
 			break;
-		wait = wake - cbv_now_ms();
-		if (wait < 0)
-			wait = 0;
-		if (wait > 60000)
-			wait = 60000;
-		if (poll(fds, (nfds_t)n, (int)wait) < 0 && errno != EINTR) {
-			for (int i = 0; i < n; i++)
-				fds[i].revents = POLLERR;
-		}
+		poll_until(fds, n, wake);
 		cbv_verify_process(v, fds, n);
 	}
 	*out = cbv_verify_take_result(v);
@@ -1484,20 +1495,12 @@ enum cbv_status cbv_verify_multi(const struct cbv_profile *p, const struct cbv_r
 		return err->code;
 	}
 	while (!cbv_verify_group_done(g)) {
-		int64_t wake = 0, wait;
+		int64_t wake = 0;
 		int k = cbv_verify_group_pollfds(g, fds, max, &wake);
 
 		if (k < 0)
 			break;
-		wait = wake - cbv_now_ms();
-		if (wait < 0)
-			wait = 0;
-		if (wait > 60000)
-			wait = 60000;
-		if (poll(fds, (nfds_t)k, (int)wait) < 0 && errno != EINTR) {
-			for (int i = 0; i < k; i++)
-				fds[i].revents = POLLERR;
-		}
+		poll_until(fds, k, wake);
 		cbv_verify_group_process(g, fds, k);
 	}
 	for (size_t i = 0; i < n; i++) {
