@@ -634,6 +634,31 @@ static int slot_verify(const char *fname, struct cslot *s, const char *address, 
 /* ---- verification ------------------------------------------------------- */
 
 /*
+ * The SENDER and OPTIONS arguments of a verification call (argv[1],
+ * argv[2]; "<>" is the null sender) -> *sender (NULL: the profile's) and
+ * the profile they choose in *prof, with its vars_acl copied out.  OK, or
+ * ERROR through misuse() with *prof untouched.
+ */
+static int call_profile(const char *fname, int argc, uschar *argv[], uschar **yield,
+                        struct cbv_profile *prof, const char **sender,
+                        char vars_acl[CBV_NAME_MAX + 1])
+{
+	const char *opts = "";
+	int rc;
+
+	if (argc >= 2 && argv[1] != NULL && argv[1][0] != '\0')
+		*sender = strcmp((const char *)argv[1], "<>") == 0 ? "" : (const char *)argv[1];
+	if (argc >= 3 && argv[2] != NULL)
+		opts = (const char *)argv[2];
+	log_setup();
+	rc = options_profile(fname, opts, yield, prof);
+	if (rc != OK)
+		return rc;
+	snprintf(vars_acl, CBV_NAME_MAX + 1, "%s", prof->vars_acl);
+	return OK;
+}
+
+/*
  * The shared body of smtp_callback_verify and callout.  With via_server,
  * a profile whose callout_url is set verifies through that server (the
  * connection kept in cdefault).  On OK, *verdict is the result's verdict
@@ -646,22 +671,16 @@ static int do_verify(const char *fname, uschar **yield, int argc, uschar *argv[]
 	struct cbv_request req = { 0 };
 	struct cbv_result *r = NULL;
 	struct cbv_err err;
-	const char *opts = "", *sender = NULL;
+	const char *sender = NULL;
 	char vars_acl[CBV_NAME_MAX + 1];
 	int rc;
 
 	if (argc < 1 || argc > 3)
 		return misuse(yield, "cbv: %s: expects 1 to 3 arguments (ADDRESS [SENDER [OPTIONS]]), got %d",
 		              fname, argc);
-	if (argc >= 2 && argv[1] != NULL && argv[1][0] != '\0')
-		sender = strcmp((const char *)argv[1], "<>") == 0 ? "" : (const char *)argv[1];
-	if (argc >= 3 && argv[2] != NULL)
-		opts = (const char *)argv[2];
-	log_setup();
-	rc = options_profile(fname, opts, yield, &prof);
+	rc = call_profile(fname, argc, argv, yield, &prof, &sender, vars_acl);
 	if (rc != OK)
 		return rc;
-	snprintf(vars_acl, sizeof(vars_acl), "%s", prof.vars_acl);
 
 	if (via_server && prof.callout_url[0] != '\0') {
 		if (cdefault != NULL &&
@@ -747,21 +766,15 @@ static int do_verify_multi(const char *fname, uschar **yield, int argc, uschar *
 	struct cbv_request req = { 0 };
 	struct cbv_result *r[CBV_RCPTS_MAX];
 	struct cbv_err err;
-	const char *opts = "", *sender = NULL;
+	const char *sender = NULL;
 	char vars_acl[CBV_NAME_MAX + 1];
 	char out[CBV_RCPTS_MAX * 16];
 	size_t len = 0;
 	int rc;
 
-	if (argc >= 2 && argv[1] != NULL && argv[1][0] != '\0')
-		sender = strcmp((const char *)argv[1], "<>") == 0 ? "" : (const char *)argv[1];
-	if (argc >= 3 && argv[2] != NULL)
-		opts = (const char *)argv[2];
-	log_setup();
-	rc = options_profile(fname, opts, yield, &prof);
+	rc = call_profile(fname, argc, argv, yield, &prof, &sender, vars_acl);
 	if (rc != OK)
 		return rc;
-	snprintf(vars_acl, sizeof(vars_acl), "%s", prof.vars_acl);
 	req.sender = sender;
 	req.default_helo = default_helo();
 	if (cbv_verify_multi(&prof, &req, (const char *const *)words, n, r, &err) != CBV_OK) {
