@@ -289,34 +289,29 @@ static int check_server_opts(const struct verify_opts *o)
 	return 0;
 }
 
-/*
- * Loads the config into *conf (the caller frees it) and copies the chosen
- * profile into *p with the -o options applied (*have_profile set once p
- * holds a copy: the caller clears it).  Returns 0, or -1 with the error
- * printed.
- */
-static int verify_profile(const struct verify_opts *o, struct cbv_config **conf,
-                          struct cbv_profile *p, int *have_profile)
+int cbv_cli_profile(const char *path, int explicit_path, const char *profile, char **opts,
+                    int nopts, struct cbv_config **conf, struct cbv_profile *p,
+                    int *have_profile)
 {
-	*conf = load_config(o->path, o->explicit_path);
+	*conf = load_config(path, explicit_path);
 	if (*conf == NULL)
 		return -1;
-	if (cbv_config_profile(*conf, o->profile) == NULL) {
-		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", o->path, o->profile);
+	if (cbv_config_profile(*conf, profile) == NULL) {
+		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", path, profile);
 		return -1;
 	}
-	cbv_profile_copy(p, cbv_config_profile(*conf, o->profile));
+	cbv_profile_copy(p, cbv_config_profile(*conf, profile));
 	*have_profile = 1;
-	for (int i = 0; i < o->nopts; i++) {
+	for (int i = 0; i < nopts; i++) {
 		struct cbv_err err;
-		char *eq = strchr(o->opts[i], '=');
+		char *eq = strchr(opts[i], '=');
 
 		if (eq == NULL) {
-			fprintf(stderr, "cbv: -o %s: expected KEY=VALUE\n", o->opts[i]);
+			fprintf(stderr, "cbv: -o %s: expected KEY=VALUE\n", opts[i]);
 			return -1;
 		}
 		*eq = '\0';
-		if (cbv_profile_set(p, o->opts[i], eq + 1, &err) != CBV_OK) {
+		if (cbv_profile_set(p, opts[i], eq + 1, &err) != CBV_OK) {
 			fprintf(stderr, "cbv: -o: %s\n", err.msg);
 			return -1;
 		}
@@ -434,7 +429,8 @@ static int cmd_verify(int argc, char **argv)
 	if (o.verbose)
 		level = o.verbose >= 2 ? CBV_LOG_DEBUG : CBV_LOG_INFO;
 	cbv_log_set(log_stderr, NULL, level);
-	if (verify_profile(&o, &conf, &p, &have_profile) != 0)
+	if (cbv_cli_profile(o.path, o.explicit_path, o.profile, o.opts, o.nopts, &conf, &p,
+	                    &have_profile) != 0)
 		goto done;
 	if (gethostname(hostname, sizeof(hostname)) != 0)
 		snprintf(hostname, sizeof(hostname), "localhost");
@@ -549,11 +545,6 @@ void cbv_cli_put_escaped(FILE *f, const char *s)
 void cbv_cli_put_json(FILE *f, const char *s)
 {
 	put_json(f, s);
-}
-
-struct cbv_config *cbv_cli_load_config(const char *path, int explicit_path)
-{
-	return load_config(path, explicit_path);
 }
 
 int main(int argc, char **argv)

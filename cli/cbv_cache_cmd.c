@@ -459,29 +459,8 @@ int cbv_cache_cmd(int argc, char **argv)
 	}
 
 	cbv_log_set(log_stderr, NULL, CBV_LOG_WARN);
-	conf = cbv_cli_load_config(path, explicit_path);
-	if (conf == NULL)
+	if (cbv_cli_profile(path, explicit_path, profile, opts, nopts, &conf, &p, &have_profile) != 0)
 		goto done;
-	if (cbv_config_profile(conf, profile) == NULL) {
-		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", path, profile);
-		goto done;
-	}
-	cbv_profile_copy(&p, cbv_config_profile(conf, profile));
-	have_profile = 1;
-	for (int i = 0; i < nopts; i++) {
-		struct cbv_err err;
-		char *eq = strchr(opts[i], '=');
-
-		if (eq == NULL) {
-			fprintf(stderr, "cbv: -o %s: expected KEY=VALUE\n", opts[i]);
-			goto done;
-		}
-		*eq = '\0';
-		if (cbv_profile_set(&p, opts[i], eq + 1, &err) != CBV_OK) {
-			fprintf(stderr, "cbv: -o: %s\n", err.msg);
-			goto done;
-		}
-	}
 	if (p.cache[0] == '\0') {
 		fprintf(stderr, "cbv: cache: the cache is off in profile \"%s\" (cache = \"\")\n",
 		        p.name);

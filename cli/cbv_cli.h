@@ -20,11 +20,16 @@ void cbv_cli_put_escaped(FILE *f, const char *s);
 void cbv_cli_put_json(FILE *f, const char *s);
 
 /*
- * Loads cbv.conf (explicit_path: the file named by -c must exist; the
- * default path may be missing).  Prints the error and returns NULL on
- * failure; free with cbv_config_free().
+ * Loads cbv.conf into *conf (explicit_path: the file named by -c must
+ * exist; the default path may be missing; free with cbv_config_free())
+ * and copies the chosen profile (NULL: the default) into *p with the -o
+ * KEY=VALUE options applied.  *have_profile is set once p holds a copy:
+ * the caller clears it with cbv_profile_clear().  Returns 0, or -1 with
+ * the error printed.  The opts strings are modified.
  */
-struct cbv_config *cbv_cli_load_config(const char *path, int explicit_path);
+int cbv_cli_profile(const char *path, int explicit_path, const char *profile, char **opts,
+                    int nopts, struct cbv_config **conf, struct cbv_profile *p,
+                    int *have_profile);
 
 /* `cbv cache ...` (cli/cbv_cache_cmd.c); argv[0] is "cache".  Exit code. */
 int cbv_cache_cmd(int argc, char **argv);
