@@ -67,6 +67,7 @@ static enum cbv_status url_parse(const char *url, struct cbv_url *u, struct cbv_
 	return CBV_OK;
 }
 
+/* Key k is bit 1u << k of cbv_callout_rest_parse()'s *keys (CBV_REST_*). */
 static const char *const rest_keys[] = { "MODE", "HOST", "EHLO", "MAILFROM", NULL };
 static const char *const modes[] = { "mxfirst", "mxonly", "hostonly", "hostfirst", NULL };
 
@@ -98,9 +99,18 @@ static int put_quoted(char *out, size_t n, size_t *pos, const char *v, size_t le
 enum cbv_status cbv_callout_rest_format(const char *rest, char *out, size_t n,
                                         struct cbv_err *err)
 {
+	unsigned keys;
+
+	return cbv_callout_rest_parse(rest, out, n, &keys, err);
+}
+
+enum cbv_status cbv_callout_rest_parse(const char *rest, char *out, size_t n, unsigned *keys,
+                                       struct cbv_err *err)
+{
 	size_t pos = 0, i = 0, len;
 	unsigned seen = 0;
 
+	*keys = 0;
 	if (n == 0)
 		return cbv_err_set(err, CBV_EINVAL, "REST: no room");
 	out[0] = '\0';
@@ -191,6 +201,7 @@ enum cbv_status cbv_callout_rest_format(const char *rest, char *out, size_t n,
 			goto toolong;
 		}
 	}
+	*keys = seen;
 	return CBV_OK;
 toolong:
 	out[0] = '\0';

@@ -40,6 +40,17 @@
 enum cbv_status cbv_callout_rest_format(const char *rest, char *out, size_t n,
                                         struct cbv_err *err);
 
+/* The REST keys, as bits of *keys from cbv_callout_rest_parse(). */
+#define CBV_REST_MODE 1u
+#define CBV_REST_HOST 2u
+#define CBV_REST_EHLO 4u
+#define CBV_REST_MAILFROM 8u
+
+/* cbv_callout_rest_format(), and *keys gets the CBV_REST_* bits of the
+ * keys rest gives (0 on error). */
+enum cbv_status cbv_callout_rest_parse(const char *rest, char *out, size_t n, unsigned *keys,
+                                       struct cbv_err *err);
+
 /*
  * The one map from a STARTTLS policy to what SET STARTTLS sends: to cbvd
  * (extended) the policy's own name; to calloutd its words (never ->

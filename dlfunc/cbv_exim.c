@@ -603,10 +603,20 @@ static int slot_verify(const char *fname, struct cslot *s, const char *address, 
 	char canon[CBV_CALLOUT_REQ_MAX + 1], sid[64];
 	struct cbv_result *r = NULL;
 	struct cbv_err err;
+	unsigned keys;
 
 	log_setup();
-	if (cbv_callout_rest_format(rest, canon, sizeof(canon), &err) != CBV_OK)
+	if (cbv_callout_rest_parse(rest, canon, sizeof(canon), &keys, &err) != CBV_OK)
 		return misuse(yield, "cbv: %s: bad REST: %s", fname, err.msg);
+	/*
+	 * REST built from message or connection data may name the sender
+	 * (MAILFROM=$sender_address), never where or how to connect: a
+	 * tainted HOST would let a sender aim our callouts at any host.
+	 */
+	if ((keys & ~CBV_REST_MAILFROM) != 0 && exim_tainted(rest))
+		return misuse(yield, "cbv: %s: REST is tainted (built from message or connection "
+		              "data): only MAILFROM may come from there, not MODE, HOST or EHLO",
+		              fname);
 	/* callout.mfl: an empty address (after its angle brackets) is success
 	 * at once, nothing asked. */
 	if (address[0] == '\0' || strcmp(address, "<>") == 0) {

@@ -48,6 +48,14 @@ common_checks() { # WHO UNIX_URL INET_URL
 		grep -Eq '^1\|not_found\|mailbox_unknown\|5\.1\.1\|550 5\.1\.1 <nobody2@exim\.test>' <<<"$out"
 	be_expect "$who: REST MODE=hostonly HOST=127.0.0.30" \
 		"$OP{$unix}{$C}}|$DO{1}{h1@fast.test}{MODE=hostonly HOST=\"127.0.0.30\"}}|$LP{host}}" "1|success|127.0.0.30"
+	# REST from message or connection data (here last_poll's host, which
+	# is remote text): MAILFROM may come from there, HOST may not.
+	be_error "$who: tainted REST naming HOST is ERROR" \
+		"$OP{$unix}{$C}}$DO{1}{h2@fast.test}{MODE=hostonly HOST=\"127.0.0.30\"}}$DO{1}{h3@fast.test}{MODE=hostonly HOST=$LP{host}}}}" \
+		'REST is tainted .*only MAILFROM may come from there'
+	be_expect "$who: tainted REST with MAILFROM only is used" \
+		"$OP{$unix}{$C}}$DO{1}{h4@fast.test}}|$DO{1}{h5@fast.test}{MAILFROM=probe@$LP{host}}}}|$LP{host}}" \
+		"1success|success|mx.fast.test"
 	# Remote text is tainted, our words are not.
 	be "$OP{$unix}{$C}}$DO{1}{t1@fast.test}}\${lookup{x}lsearch{$LP{greeting}}}}"
 	DETAIL="rc=$rc out=$out err=$err"
