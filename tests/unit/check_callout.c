@@ -155,6 +155,32 @@ START_TEST(test_rest)
 }
 END_TEST
 
+/* The keys given, as the bits cbv.so checks a tainted REST against. */
+START_TEST(test_rest_keys)
+{
+	static const struct {
+		const char *in;
+		unsigned keys;
+	} rows[] = {
+		{ NULL, 0 },
+		{ "MAILFROM=a@b.test", CBV_REST_MAILFROM },
+		{ "mailfrom=\"a@b.test\" ehlo=x", CBV_REST_MAILFROM | CBV_REST_EHLO },
+		{ "MODE=hostonly HOST=h", CBV_REST_MODE | CBV_REST_HOST },
+		{ "HOST=h MODE=mxfirst EHLO=e MAILFROM=m",
+		  CBV_REST_MODE | CBV_REST_HOST | CBV_REST_EHLO | CBV_REST_MAILFROM },
+		{ "MAILFROM=m HOST=\"a", 0 }, /* refused: no keys */
+	};
+	char out[CBV_CALLOUT_REQ_MAX + 1];
+	unsigned keys = 99;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		(void)cbv_callout_rest_parse(rows[i].in, out, sizeof(out), &keys, NULL);
+		ck_assert_msg(keys == rows[i].keys, "row %zu: keys %#x, want %#x", i, keys,
+		              rows[i].keys);
+	}
+}
+END_TEST
+
 START_TEST(test_rest_bounds)
 {
 	char in[CBV_CALLOUT_REQ_MAX + 64], out[64];
@@ -1016,6 +1042,7 @@ static Suite *callout_suite(void)
 	tc = tcase_create("rest");
 	tcase_add_loop_test(tc, test_rest, 0, NROWS(rest_rows));
 	tcase_add_test(tc, test_rest_bounds);
+	tcase_add_test(tc, test_rest_keys);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("line");
 	tcase_add_loop_test(tc, test_line, 0, NROWS(line_rows));
