@@ -100,6 +100,7 @@ struct cbv_redis_async {
 	struct rop *head, *tail;
 	size_t nops;
 	unsigned long answered; /* replies on this connection */
+	int drops;              /* connections closed under us since an operation's reply */
 	struct sockaddr_storage sa;
 	socklen_t salen;        /* 0: not resolved yet */
 	unsigned char buf[CBV_CACHE_REC_MAX]; /* a lookup's value, decoded */
@@ -538,6 +539,7 @@ static int dispatch(struct cbv_cache_redis *r, struct cbv_redis_async *a, redisR
 		cbv_cache_redis_script_learn(op->script, rep);
 		break;
 	case RK_OP:
+		a->drops = 0;
 		rc = answer(r, a, op, rep);
 		break;
 	}
@@ -547,6 +549,8 @@ static int dispatch(struct cbv_cache_redis *r, struct cbv_redis_async *a, redisR
 }
 
 /* ---- driving ---- */
+
+static void closed(struct cbv_cache_redis *r, struct cbv_redis_async *a, const char *what);
 
 /* Sends what it can; -1 after an outage. */
 static int flush_out(struct cbv_cache_redis *r, struct cbv_redis_async *a)
@@ -564,7 +568,10 @@ static int flush_out(struct cbv_cache_redis *r, struct cbv_redis_async *a)
 		if (n <= 0) {
 			snprintf(what, sizeof(what), "%s failed: %s", a->head != NULL ? a->head->name : "send",
 			         n < 0 ? strerror(errno) : "nothing sent");
-			fail(r, what);
+			if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+				closed(r, a, what);
+			else
+				fail(r, what);
 			return -1;
 		}
 		off += (size_t)n;
@@ -574,6 +581,23 @@ static int flush_out(struct cbv_cache_redis *r, struct cbv_redis_async *a)
 		a->olen -= off;
 	}
 	return 0;
+}
+
+/*
+ * The connection closed under us (EOF, ECONNRESET, EPIPE).  One that had
+ * answered (Redis restarted, a proxy's idle timeout) is dropped quietly
+ * and made again by the next call: the calls waiting on it are OFF this
+ * once, the fire-and-forget commands on it may or may not have run.  A
+ * second in a row without an operation answered between is an outage.
+ */
+static void closed(struct cbv_cache_redis *r, struct cbv_redis_async *a, const char *what)
+{
+	if (a->answered > 0 && a->drops == 0) {
+		a->drops++;
+		disconnect(a, 1);
+		return;
+	}
+	fail(r, what);
 }
 
 /* Reads and dispatches what has come; -1 after an outage (or a quiet close). */
@@ -590,16 +614,14 @@ static int read_in(struct cbv_cache_redis *r, struct cbv_redis_async *a)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
-		if (n == 0 && a->head == NULL && a->answered > 0) {
-			/* closed while idle (Redis restarted, a proxy's idle timeout): a new one at once */
-			disconnect(a, 1);
-			return -1;
-		}
 		if (n <= 0) {
 			snprintf(what, sizeof(what), "%s failed: %s",
 			         a->head != NULL ? a->head->name : "the connection",
 			         n == 0 ? "Server closed the connection" : strerror(errno));
-			fail(r, what);
+			if (n == 0 || errno == ECONNRESET)
+				closed(r, a, what);
+			else
+				fail(r, what);
 			return -1;
 		}
 		total += (size_t)n;
@@ -693,8 +715,8 @@ int cbv_cache_redis_async_send(struct cbv_cache_redis *r, struct cbv_redis_cmd *
 
 	if (a == NULL)
 		return 0;
-	if (a->st == C_UP && a->head == NULL)
-		pump(r); /* notices a connection closed while idle */
+	if (a->st == C_UP)
+		pump(r); /* notices a connection closed under us before queuing on it */
 	if (a->st == C_NONE) {
 		if (r->down && cbv_now_ms() < r->retry_ms) {
 			a->stats.refused++;
