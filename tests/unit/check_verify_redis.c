@@ -702,6 +702,59 @@ START_TEST(restarted_while_idle)
 }
 END_TEST
 
+/* A group (one session per domain) whose members wait for Redis: verdicts, then hits. */
+static void run_group(const char *const *addrs, size_t n, struct cbv_result **out)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "", .host = "127.0.0.1", .mode = CBV_MODE_HOSTONLY };
+	struct pollfd fds[8 * CBV_VERIFY_POLLFDS_MAX];
+	struct cbv_verify_group *g;
+	struct cbv_err err;
+
+	profile(&p, 0, "");
+	g = cbv_verify_group_new(&p, &req, addrs, n, &err);
+	cbv_profile_clear(&p);
+	ck_assert_ptr_nonnull(g);
+	while (!cbv_verify_group_done(g)) {
+		int64_t wake = 0, now;
+		int k = cbv_verify_group_pollfds(g, fds, (int)(sizeof(fds) / sizeof(fds[0])), &wake);
+
+		if (k < 0)
+			break;
+		now = cbv_now_ms();
+		(void)poll(fds, (nfds_t)k, wake == INT64_MAX || wake == 0 ? 1000 : wake <= now ? 0 : (int)(wake - now));
+		cbv_verify_group_process(g, fds, k);
+	}
+	for (size_t i = 0; i < n; i++) {
+		out[i] = cbv_verify_group_take_result(g, i);
+		ck_assert_ptr_nonnull(out[i]);
+	}
+	cbv_verify_group_free(g);
+}
+
+START_TEST(group_waits)
+{
+	static const char *const addrs[] = { "g1@grp.test", "unknown-g2@grp.test", "g3@grp.test",
+		                             "g4@grp2.test" };
+	enum { N = sizeof(addrs) / sizeof(addrs[0]) };
+	struct cbv_result *r[N];
+
+	for (int round = 0; round < 2; round++) {
+		run_group(addrs, N, r);
+		for (size_t i = 0; i < N; i++) {
+			if (strncmp(addrs[i], "unknown", 7) == 0)
+				VERDICT(r[i], CBV_FAIL, "mailbox_unknown");
+			else
+				VERDICT(r[i], CBV_PASS, "accepted");
+			ck_assert_int_eq(r[i]->cache_use, round == 0 ? CBV_CACHE_USE_MISS : CBV_CACHE_USE_HIT);
+			ck_assert_int_eq(rcpts(addrs[i]), 1);
+			cbv_result_free(r[i]);
+		}
+	}
+	ck_assert_int_eq(errs, 0);
+}
+END_TEST
+
 /* ---- garbage, partial and oversized replies, on the calls themselves ---- */
 
 /* A fake Redis answering each read with reply (len bytes). */
@@ -906,6 +959,7 @@ static Suite *verify_redis_suite(void)
 	tcase_add_loop_test(tc, same_answers, 0, (int)(sizeof(same_rows) / sizeof(same_rows[0])));
 	tcase_add_test(tc, shared_connection);
 	tcase_add_test(tc, flight_in_one_loop);
+	tcase_add_test(tc, group_waits);
 	tcase_add_test(tc, cancelled_flight);
 	tcase_add_test(tc, fire_and_forget_failure);
 	tcase_add_loop_test(tc, garbage_replies, 0, (int)(sizeof(garbage) / sizeof(garbage[0])));
