@@ -949,6 +949,58 @@ START_TEST(fire_and_forget_failure)
 }
 END_TEST
 
+/*
+ * Out of memory at each allocation in turn (cbv_alloc_fail_after()): a
+ * store sent without waiting, then a lookup waited for, on a new handle.
+ * Never a crash or a leak (ASan); each answer is a hit with the right
+ * message, a miss or OFF; some run gets the hit.
+ */
+START_TEST(oom)
+{
+	struct cbv_cache_key k = { "oom.test", "bob", "", 25, "fp", 2 };
+	struct cbv_result *r = cbv_result_new();
+	struct cbv_cache_ttl ttl;
+	int done = 0, n0 = 0;
+
+	ck_assert_ptr_nonnull(r);
+	r->verdict = CBV_PASS;
+	r->reason = (enum cbv_reason)cbv_reason_parse("accepted");
+	r->code = 250;
+	cbv_result_set(&r->message, "250 2.1.5 oom ok");
+	cbv_result_set(&r->address, "bob@oom.test");
+	cbv_result_set(&r->rcpt, "bob@oom.test");
+	cbv_result_set(&r->sender, "");
+	cbv_cache_ttl_defaults(&ttl);
+	for (long n = 0; n < 300 && !done; n++) {
+		struct cbv_cache *c;
+		struct cbv_cache_call call;
+
+		rawcmd("FLUSHALL");
+		memset(&call, 0, sizeof(call));
+		cbv_alloc_fail_after(n);
+		c = cbv_cache_new(url, 0);
+		if (c != NULL) {
+			(void)cbv_cache_store(c, &k, r, &ttl, 0);
+			await_call(&call, cbv_cache_call_lookup(c, &k, &call));
+			ck_assert(call.st == CBV_CACHE_HIT || call.st == CBV_CACHE_MISS ||
+			          call.st == CBV_CACHE_OFF);
+			ck_assert((call.st == CBV_CACHE_HIT) == (call.hit != NULL));
+			if (call.hit != NULL) {
+				ck_assert_str_eq(call.hit->message, r->message);
+				n0 = (int)n;
+				done = 1;
+			}
+			cbv_result_free(call.hit);
+		}
+		cbv_alloc_fail_after(-1);
+		cbv_cache_free(c);
+	}
+	ck_assert(done);
+	ck_assert_int_gt(n0, 0); /* some allocation did fail on the way */
+	cbv_result_free(r);
+}
+END_TEST
+
 static Suite *verify_redis_suite(void)
 {
 	Suite *s = suite_create("verify_redis");
@@ -964,6 +1016,7 @@ static Suite *verify_redis_suite(void)
 	tcase_add_test(tc, fire_and_forget_failure);
 	tcase_add_loop_test(tc, garbage_replies, 0, (int)(sizeof(garbage) / sizeof(garbage[0])));
 	tcase_add_test(tc, garbage_machine);
+	tcase_add_test(tc, oom);
 	tcase_add_test(tc, restarted_while_idle);
 	tcase_add_test(tc, redis_stopped);
 	tcase_add_test(tc, redis_restarted);
