@@ -755,6 +755,33 @@ START_TEST(group_waits)
 }
 END_TEST
 
+/*
+ * cache_fallback while Redis is down (nothing listens on its port): the
+ * calls answered OFF by the non-blocking driver go on to the local LMDB
+ * store, as the synchronous ones do: a miss stored there, then a hit.
+ */
+START_TEST(fallback_while_down)
+{
+	char extra[512];
+	struct cbv_result *r;
+	int dead = free_port();
+
+	snprintf(extra, sizeof(extra), "cache=redis://127.0.0.1:%d;cache_fallback=%s/fallback", dead,
+	         dir);
+	r = verify1("fb@fallback.test", extra);
+	VERDICT(r, CBV_PASS, "accepted");
+	ck_assert_int_eq(r->cache_use, CBV_CACHE_USE_MISS);
+	cbv_result_free(r);
+	r = verify1("fb@fallback.test", extra);
+	VERDICT(r, CBV_PASS, "accepted");
+	ck_assert_int_eq(r->cache_use, CBV_CACHE_USE_HIT);
+	cbv_result_free(r);
+	ck_assert_int_eq(rcpts("fb@fallback.test"), 1);
+	ck_assert_int_eq(errs, 1); /* the outage, once */
+	ck_assert_ptr_nonnull(strstr(last_err, "cannot connect"));
+}
+END_TEST
+
 /* ---- garbage, partial and oversized replies, on the calls themselves ---- */
 
 /* A fake Redis answering each read with reply (len bytes). */
@@ -1012,6 +1039,7 @@ static Suite *verify_redis_suite(void)
 	tcase_add_test(tc, shared_connection);
 	tcase_add_test(tc, flight_in_one_loop);
 	tcase_add_test(tc, group_waits);
+	tcase_add_test(tc, fallback_while_down);
 	tcase_add_test(tc, cancelled_flight);
 	tcase_add_test(tc, fire_and_forget_failure);
 	tcase_add_loop_test(tc, garbage_replies, 0, (int)(sizeof(garbage) / sizeof(garbage[0])));
