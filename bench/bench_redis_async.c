@@ -123,7 +123,7 @@ struct slot {
 struct stats {
 	long done, hits;
 	int64_t max_turn_us, held_us; /* longest turn; sum of turns over 10 ms */
-	int64_t *lat_us;               /* uncached verifications' latency */
+	int64_t *lat_us;              /* uncached verifications' latency */
 	long nlat, lat_cap;
 };
 
@@ -182,7 +182,8 @@ static void loop(long total, int conc, int mixed, long naddr, int64_t end_ms, st
 				wake = s->wake;
 		}
 		now = cbv_now_ms();
-		tmo = wake == INT64_MAX ? 1000 : wake <= now ? 0 : (int)(wake - now);
+		tmo = wake == INT64_MAX ? 1000 : wake <= now ? 0
+		                                             : (int)(wake - now);
 		(void)poll(fds, (nfds_t)k, tmo);
 		t0 = cbv_now_us();
 		now = cbv_now_ms();
@@ -329,7 +330,7 @@ int main(int argc, char **argv)
 	snprintf(spec, sizeof(spec), "127.0.0.1:%d=counting", sport);
 	{
 		const char *ra[] = { "redis-server", "--port", rp, "--bind", "127.0.0.1", "--save", "",
-			       "--appendonly", "no", "--dir", dir, "--loglevel", "warning", NULL };
+			             "--appendonly", "no", "--dir", dir, "--loglevel", "warning", NULL };
 		const char *fa[] = { fake, spec, NULL };
 
 		redis_pid = spawn(ra);
@@ -341,7 +342,8 @@ int main(int argc, char **argv)
 		printf("bench_redis_async: SKIP (cannot start redis-server or %s)\n", fake);
 	} else {
 		printf("bench_redis_async: one poll loop as in cbvd, cache_timeout 100ms, "
-		       "%d at once, loopback\n", conc);
+		       "%d at once, loopback\n",
+		       conc);
 		/* store the 500 addresses once, then every verification is a hit */
 		measure("fill", 0, 500, conc, 0);
 		measure("hit", 0, total, conc, 0);

@@ -15,10 +15,15 @@
 #include "cbv_clock.h"
 #include "cbv_status.h"
 
-enum { OP_LOOKUP = 1, OP_FLIGHT, OP_DOMAIN, OP_HOST };
+enum { OP_LOOKUP = 1,
+       OP_FLIGHT,
+       OP_DOMAIN,
+       OP_HOST };
 
 /* Call states (struct cbv_cache_call.state); answered calls are idle again. */
-enum { CS_IDLE, CS_WAITING, CS_REPLIED };
+enum { CS_IDLE,
+       CS_WAITING,
+       CS_REPLIED };
 
 static void begin(struct cbv_cache_call *call, struct cbv_cache *c, int op)
 {

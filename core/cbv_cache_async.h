@@ -39,24 +39,24 @@ void cbv_cache_async_set(int on);
 struct cbv_cache_call {
 	/* the answer, once cbv_cache_call_start_*() or _process() returned 1 */
 	enum cbv_cache_status st;
-	struct cbv_result *hit;    /* lookup HIT: the caller's, free with cbv_result_free() */
-	unsigned long age;         /* lookup HIT: seconds since stored */
-	uint64_t ticket;           /* OWN / OK */
-	int64_t wake_ms;           /* BUSY / LIMITED */
+	struct cbv_result *hit;     /* lookup HIT: the caller's, free with cbv_result_free() */
+	unsigned long age;          /* lookup HIT: seconds since stored */
+	uint64_t ticket;            /* OWN / OK */
+	int64_t wake_ms;            /* BUSY / LIMITED */
 	enum cbv_cache_limit which; /* LIMITED */
 
 	/* private */
-	int state;                 /* 0 idle (or answered), 1 waiting, 2 replied */
+	int state; /* 0 idle (or answered), 1 waiting, 2 replied */
 	int op;
 	struct cbv_cache *c;
-	void *out;                 /* the queued command, while waiting */
+	void *out; /* the queued command, while waiting */
 	const struct cbv_cache_key *k;
 	const char *name;
 	const struct cbv_cache_caps *caps;
 	unsigned lease_s;
-	char kind;                 /* 'C' domain, 'H' host */
-	int64_t now;               /* wall clock (ms) when the call started */
-	unsigned char *val;        /* lookup: the record Redis gave (cbv_malloc'd) */
+	char kind;          /* 'C' domain, 'H' host */
+	int64_t now;        /* wall clock (ms) when the call started */
+	unsigned char *val; /* lookup: the record Redis gave (cbv_malloc'd) */
 	size_t vlen;
 };
 

@@ -77,16 +77,18 @@ struct rop {
 	struct rop *next;
 	enum rkind kind;
 	enum cbv_redis_wait w;
-	enum cbv_redis_script script; /* the script it runs or loads */
-	int64_t deadline;             /* monotonic ms */
-	struct cbv_cache_call *call;  /* who waits; NULL: nobody (any more) */
-	const char *name;             /* for messages */
-	char capkind;                 /* acquire: 'C' or 'H' */
-	uint64_t ticket;              /* flight, acquire: the ticket offered */
+	enum cbv_redis_script script;  /* the script it runs or loads */
+	int64_t deadline;              /* monotonic ms */
+	struct cbv_cache_call *call;   /* who waits; NULL: nobody (any more) */
+	const char *name;              /* for messages */
+	char capkind;                  /* acquire: 'C' or 'H' */
+	uint64_t ticket;               /* flight, acquire: the ticket offered */
 	char lease[CBV_REDIS_KEY_MAX]; /* ... and the key holding it ("" none) */
 };
 
-enum cstate { C_NONE, C_CONNECTING, C_UP };
+enum cstate { C_NONE,
+	      C_CONNECTING,
+	      C_UP };
 
 struct cbv_redis_async {
 	pid_t pid;
@@ -102,7 +104,7 @@ struct cbv_redis_async {
 	unsigned long answered; /* replies on this connection */
 	int drops;              /* connections closed under us since an operation's reply */
 	struct sockaddr_storage sa;
-	socklen_t salen;        /* 0: not resolved yet */
+	socklen_t salen;                      /* 0: not resolved yet */
 	unsigned char buf[CBV_CACHE_REC_MAX]; /* a lookup's value, decoded */
 	struct cbv_cache_async_stats stats;
 };

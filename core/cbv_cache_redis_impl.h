@@ -43,7 +43,11 @@ struct cbv_cache_redis {
 };
 
 /* The Lua scripts, by number (0: a plain command). */
-enum cbv_redis_script { CBV_RS_NONE, CBV_RS_FLIGHT, CBV_RS_STORE, CBV_RS_UNLOCK, CBV_RS_CAPS,
+enum cbv_redis_script { CBV_RS_NONE,
+	                CBV_RS_FLIGHT,
+	                CBV_RS_STORE,
+	                CBV_RS_UNLOCK,
+	                CBV_RS_CAPS,
 	                CBV_RS_COUNT };
 
 /*
@@ -133,7 +137,10 @@ unsigned cbv_cache_slot_rate(char kind, unsigned max, const struct cbv_cache_cap
 int cbv_cache_redis_async_on(void);
 
 /* What a reply completes (enum in cbv_cache_redis_async.c's order). */
-enum cbv_redis_wait { CBV_RW_LOOKUP, CBV_RW_FLIGHT, CBV_RW_ACQUIRE, CBV_RW_FIRE };
+enum cbv_redis_wait { CBV_RW_LOOKUP,
+	              CBV_RW_FLIGHT,
+	              CBV_RW_ACQUIRE,
+	              CBV_RW_FIRE };
 
 struct cbv_cache_call;
 

@@ -293,7 +293,7 @@ struct job {
 	const char *extra;
 	struct cbv_verify *v;
 	struct cbv_result *r;
-	int order;      /* 1 = finished first */
+	int order; /* 1 = finished first */
 	int nfd, off;
 	int64_t wake;
 };
@@ -311,8 +311,7 @@ static void run(struct job *jobs, size_t n)
 	ck_assert_ptr_nonnull(fds);
 	for (size_t i = 0; i < n; i++) {
 		struct cbv_profile p;
-		struct cbv_request req = { .address = jobs[i].address, .host = "127.0.0.1",
-			                   .mode = CBV_MODE_HOSTONLY };
+		struct cbv_request req = { .address = jobs[i].address, .host = "127.0.0.1", .mode = CBV_MODE_HOSTONLY };
 		struct cbv_err err;
 
 		profile(&p, jobs[i].nocache, jobs[i].extra);
@@ -344,7 +343,8 @@ static void run(struct job *jobs, size_t n)
 				wake = j->wake;
 		}
 		now = cbv_now_ms();
-		tmo = wake == INT64_MAX ? 1000 : wake <= now ? 0 : (int)(wake - now);
+		tmo = wake == INT64_MAX ? 1000 : wake <= now ? 0
+		                                             : (int)(wake - now);
 		ck_assert_int_ge(poll(fds, (nfds_t)k, tmo), 0);
 		now = cbv_now_ms();
 		for (size_t i = 0; i < n; i++) {
@@ -392,10 +392,10 @@ static struct cbv_result *verify1(const char *address, const char *extra)
 	return r;
 }
 
-#define VERDICT(r, v, why)                                                                  \
-	ck_assert_msg((r)->verdict == (v) && strcmp(cbv_reason_name((r)->reason), why) == 0,    \
-	              "%s: got %s/%s (%s), want %s/%s", (r)->address,                           \
-	              cbv_verdict_name((r)->verdict), cbv_reason_name((r)->reason),             \
+#define VERDICT(r, v, why)                                                                   \
+	ck_assert_msg((r)->verdict == (v) && strcmp(cbv_reason_name((r)->reason), why) == 0, \
+	              "%s: got %s/%s (%s), want %s/%s", (r)->address,                        \
+	              cbv_verdict_name((r)->verdict), cbv_reason_name((r)->reason),          \
 	              (r)->message, cbv_verdict_name(v), why)
 
 static void setup(void)
@@ -447,13 +447,13 @@ struct same_row {
 };
 
 static const struct same_row same_rows[] = {
-	{ "ok1@same.test|ok1@same.test", "", "" },                         /* miss, then hit */
-	{ "unknown1@same.test|unknown1@same.test", "", "" },               /* fail stored, then hit */
-	{ "ok2@same.test|ok2@same.test", "cache_pass_ttl=0", "" },         /* not stored */
+	{ "ok1@same.test|ok1@same.test", "", "" },                              /* miss, then hit */
+	{ "unknown1@same.test|unknown1@same.test", "", "" },                    /* fail stored, then hit */
+	{ "ok2@same.test|ok2@same.test", "cache_pass_ttl=0", "" },              /* not stored */
 	{ "ok3@capped.test", "domain_max_concurrency=1", "dslot:capped.test" }, /* over the cap */
-	{ "ok4@hcap.test", "host_max_concurrency=1", "hslot" },            /* MX at its cap */
-	{ "ok5@same.test|ok5@same.test", "cache_refresh=yes", "" },        /* refresh: no hit */
-	{ "ok6@rate.test|ok7@rate.test", "domain_max_rate=1/1m", "" },     /* rate: second deferred */
+	{ "ok4@hcap.test", "host_max_concurrency=1", "hslot" },                 /* MX at its cap */
+	{ "ok5@same.test|ok5@same.test", "cache_refresh=yes", "" },             /* refresh: no hit */
+	{ "ok6@rate.test|ok7@rate.test", "domain_max_rate=1/1m", "" },          /* rate: second deferred */
 };
 
 struct snap {
@@ -722,7 +722,8 @@ static void run_group(const char *const *addrs, size_t n, struct cbv_result **ou
 		if (k < 0)
 			break;
 		now = cbv_now_ms();
-		(void)poll(fds, (nfds_t)k, wake == INT64_MAX || wake == 0 ? 1000 : wake <= now ? 0 : (int)(wake - now));
+		(void)poll(fds, (nfds_t)k, wake == INT64_MAX || wake == 0 ? 1000 : wake <= now ? 0
+		                                                                               : (int)(wake - now));
 		cbv_verify_group_process(g, fds, k);
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -848,7 +849,8 @@ static void await_call(struct cbv_cache_call *call, int started)
 		int n = cbv_cache_call_pollfd(call, &p, &wake);
 		int64_t left = wake - cbv_now_ms();
 
-		(void)poll(&p, (nfds_t)n, left < 0 ? 0 : left > 100 ? 100 : (int)left);
+		(void)poll(&p, (nfds_t)n, left < 0 ? 0 : left > 100 ? 100
+		                                                    : (int)left);
 		started = cbv_cache_call_process(call);
 	}
 	ck_assert_msg(started, "the call was never answered");
