@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -783,6 +784,60 @@ START_TEST(fallback_while_down)
 }
 END_TEST
 
+static void await_call(struct cbv_cache_call *call, int started);
+
+/* A password file for handles of this test; mode 0600. */
+static const char *secret_file(const char *name, const char *secret)
+{
+	static char path[2][128];
+	static int n;
+	char *p = path[n++ % 2];
+	FILE *f;
+
+	snprintf(p, sizeof(path[0]), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(secret, f);
+	fclose(f);
+	ck_assert_int_eq(chmod(p, 0600), 0);
+	return p;
+}
+
+/* AUTH on the non-blocking connection: the right password works, a wrong one is OFF, logged. */
+START_TEST(auth)
+{
+	struct cbv_cache_key k = { "auth.test", "bob", "", 25, "fp", 2 };
+	struct cbv_cache_opts good = { 0, NULL, secret_file("good", "s3cret\n"), NULL };
+	struct cbv_cache_opts wrong = { 0, NULL, secret_file("wrong", "nope\n"), NULL };
+	struct cbv_cache *c1 = cbv_cache_new(url, 0), *c2 = cbv_cache_new(url, 0);
+	struct cbv_cache_call call;
+	redisContext *rc = raw();
+	redisReply *rep;
+
+	ck_assert_ptr_nonnull(rc);
+	rep = redisCommand(rc, "CONFIG SET requirepass s3cret");
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	ck_assert_int_eq(cbv_cache_set_options(c1, &good), 0);
+	ck_assert_int_eq(cbv_cache_set_options(c2, &wrong), 0);
+	memset(&call, 0, sizeof(call));
+	await_call(&call, cbv_cache_call_lookup(c1, &k, &call));
+	ck_assert_int_eq(call.st, CBV_CACHE_MISS);
+	await_call(&call, cbv_cache_call_lookup(c2, &k, &call));
+	ck_assert_int_eq(call.st, CBV_CACHE_OFF);
+	ck_assert_int_eq(errs, 1);
+	ck_assert_ptr_nonnull(strstr(last_err, "AUTH refused"));
+	ck_assert_ptr_null(strstr(last_err, "s3cret"));
+	ck_assert_ptr_null(strstr(last_err, "nope"));
+	rep = redisCommand(rc, "CONFIG SET requirepass %s", "");
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	redisFree(rc);
+	cbv_cache_free(c1);
+	cbv_cache_free(c2);
+}
+END_TEST
+
 /* ---- garbage, partial and oversized replies, on the calls themselves ---- */
 
 /* A fake Redis answering each read with reply (len bytes). */
@@ -1042,6 +1097,7 @@ static Suite *verify_redis_suite(void)
 	tcase_add_test(tc, flight_in_one_loop);
 	tcase_add_test(tc, group_waits);
 	tcase_add_test(tc, fallback_while_down);
+	tcase_add_test(tc, auth);
 	tcase_add_test(tc, cancelled_flight);
 	tcase_add_test(tc, fire_and_forget_failure);
 	tcase_add_loop_test(tc, garbage_replies, 0, (int)(sizeof(garbage) / sizeof(garbage[0])));
