@@ -104,4 +104,7 @@ struct cbv_cache_async_stats {
 
 void cbv_cache_async_stats(struct cbv_cache *c, struct cbv_cache_async_stats *st);
 
+/* The same counters summed over every store of the process (metrics). */
+void cbv_cache_async_totals(struct cbv_cache_async_stats *st);
+
 #endif

@@ -54,6 +54,9 @@
 #define CBV_REDIS_ASYNC_READ_TURN ((size_t)1024 * 1024)
 
 static int async_on;
+/* every handle's counters together, for the process's metrics */
+static struct cbv_cache_async_stats totals;
+#define COUNT(a, f) ((a)->stats.f++, totals.f++)
 
 void cbv_cache_async_set(int on)
 {
@@ -149,7 +152,7 @@ static void disconnect(struct cbv_redis_async *a, int answer)
 static void fail(struct cbv_cache_redis *r, const char *what)
 {
 	disconnect(r->async, 1);
-	r->async->stats.outages++;
+	COUNT(r->async, outages);
 	cbv_cache_redis_outage(r, what);
 }
 
@@ -309,7 +312,7 @@ static struct rop *link_op(struct cbv_cache_redis *r, struct cbv_redis_async *a,
 		a->head = op;
 	a->tail = op;
 	a->nops++;
-	a->stats.sent++;
+	COUNT(a, sent);
 	return op;
 }
 
@@ -417,7 +420,7 @@ static void op_error(struct cbv_cache_redis *r, struct cbv_redis_async *a, const
 {
 	char what[200];
 
-	a->stats.failed++;
+	COUNT(a, failed);
 	if (op->script != CBV_RS_NONE && rep->len >= 8 && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
 		const char *argv[3] = { "SCRIPT", "LOAD", cbv_cache_redis_script_src(op->script) };
 		size_t lens[3] = { 6, 4, strlen(argv[2]) };
@@ -449,7 +452,7 @@ static int answer(struct cbv_cache_redis *r, struct cbv_redis_async *a, struct r
 	case CBV_RW_LOOKUP:
 		st = cbv_cache_redis_read_lookup(r, now, rep, a->buf, sizeof(a->buf), &rec, &why);
 		if (why != NULL) {
-			a->stats.failed++;
+			COUNT(a, failed);
 			if (call != NULL) { /* unlinked already: fail() does not see it */
 				call->st = CBV_CACHE_OFF;
 				call->out = NULL;
@@ -474,13 +477,13 @@ static int answer(struct cbv_cache_redis *r, struct cbv_redis_async *a, struct r
 		st = cbv_cache_redis_read_flight(ok, now, op->ticket, call != NULL ? call->lease_s : 1,
 		                                 &ticket, &wake);
 		if (ok != NULL && st == CBV_CACHE_OFF)
-			a->stats.failed++;
+			COUNT(a, failed);
 		break;
 	case CBV_RW_ACQUIRE:
 		st = cbv_cache_redis_read_acquire(ok, now, op->capkind, op->ticket, &ticket, &wake,
 		                                  &which);
 		if (ok != NULL && st == CBV_CACHE_OFF)
-			a->stats.failed++;
+			COUNT(a, failed);
 		break;
 	case CBV_RW_FIRE:
 		return 0;
@@ -509,7 +512,7 @@ static int dispatch(struct cbv_cache_redis *r, struct cbv_redis_async *a, redisR
 
 	if (op == NULL) {
 		freeReplyObject(rep);
-		a->stats.failed++;
+		COUNT(a, failed);
 		fail(r, "a reply to no command");
 		return -1;
 	}
@@ -518,14 +521,14 @@ static int dispatch(struct cbv_cache_redis *r, struct cbv_redis_async *a, redisR
 		a->tail = NULL;
 	a->nops--;
 	a->answered++;
-	a->stats.replies++;
+	COUNT(a, replies);
 	switch (op->kind) {
 	case RK_AUTH:
 	case RK_HELLO:
 		if (rep->type != REDIS_REPLY_STATUS) {
 			snprintf(what, sizeof(what), "%s refused (%.100s)", op->name,
 			         rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-			a->stats.failed++;
+			COUNT(a, failed);
 			fail(r, what);
 			rc = -1;
 		} else if (op->kind == RK_HELLO) {
@@ -535,7 +538,7 @@ static int dispatch(struct cbv_cache_redis *r, struct cbv_redis_async *a, redisR
 	case RK_SCRIPT:
 		if (rep->type == REDIS_REPLY_ERROR) {
 			snprintf(what, sizeof(what), "SCRIPT LOAD failed (%.120s)", rep->str);
-			a->stats.failed++;
+			COUNT(a, failed);
 			cbv_cache_redis_damaged(r, what);
 		}
 		cbv_cache_redis_script_learn(op->script, rep);
@@ -634,7 +637,7 @@ static int read_in(struct cbv_cache_redis *r, struct cbv_redis_async *a)
 		for (;;) {
 			if (redisReaderGetReply(a->reader, &rep) != REDIS_OK) {
 				snprintf(what, sizeof(what), "protocol error (%.100s)", a->reader->errstr);
-				a->stats.failed++;
+				COUNT(a, failed);
 				fail(r, what);
 				return -1;
 			}
@@ -646,7 +649,7 @@ static int read_in(struct cbv_cache_redis *r, struct cbv_redis_async *a)
 		}
 		/* a reply still incomplete may not grow without bound */
 		if (a->reader->len - a->reader->pos > CBV_REDIS_ASYNC_IN_MAX) {
-			a->stats.failed++;
+			COUNT(a, failed);
 			fail(r, "a reply larger than any record");
 			return -1;
 		}
@@ -699,7 +702,7 @@ static void step(struct cbv_cache_redis *r, struct cbv_redis_async *a)
 		return;
 	if (a->head != NULL && cbv_now_ms() >= a->head->deadline) {
 		snprintf(what, sizeof(what), "%s failed: no answer within cache_timeout", a->head->name);
-		a->stats.timeouts++;
+		COUNT(a, timeouts);
 		fail(r, what);
 	}
 }
@@ -721,16 +724,16 @@ int cbv_cache_redis_async_send(struct cbv_cache_redis *r, struct cbv_redis_cmd *
 		pump(r); /* notices a connection closed under us before queuing on it */
 	if (a->st == C_NONE) {
 		if (r->down && cbv_now_ms() < r->retry_ms) {
-			a->stats.refused++;
+			COUNT(a, refused);
 			return 0;
 		}
 		if (connect_start(r, a) != 0) {
-			a->stats.refused++;
+			COUNT(a, refused);
 			return 0;
 		}
 	}
 	if (a->nops >= CBV_REDIS_ASYNC_OPS_MAX) {
-		a->stats.refused++;
+		COUNT(a, refused);
 		return 0;
 	}
 	if (c->script != CBV_RS_NONE) {
@@ -742,7 +745,7 @@ int cbv_cache_redis_async_send(struct cbv_cache_redis *r, struct cbv_redis_cmd *
 		c->lens[1] = strlen(c->argv[1]);
 	}
 	if (put(a, c->argc, c->argv, c->lens) != 0) {
-		a->stats.refused++; /* over the bound or out of memory: the queue is as it was */
+		COUNT(a, refused); /* over the bound or out of memory: the queue is as it was */
 		return 0;
 	}
 	if ((op = link_op(r, a, RK_OP, c->argv[0])) == NULL) {
@@ -794,4 +797,9 @@ void cbv_cache_async_stats_redis(struct cbv_cache_redis *r, struct cbv_cache_asy
 {
 	if (r->async != NULL)
 		*st = r->async->stats;
+}
+
+void cbv_cache_async_totals(struct cbv_cache_async_stats *st)
+{
+	*st = totals;
 }

@@ -1015,17 +1015,21 @@ START_TEST(fire_and_forget_failure)
 	struct cbv_cache *c = cbv_cache_new(url, 0);
 	struct cbv_cache_key k = { "fire.test", "bob", "", 25, "fp", 2 };
 	struct cbv_cache_call probe;
-	struct cbv_cache_async_stats st;
+	struct cbv_cache_async_stats st, all0, all1;
 
 	ck_assert_ptr_nonnull(c);
 	memset(&probe, 0, sizeof(probe));
 	rawcmd("SET cbv:H:192.0.2.9 notazset");
 	await_call(&probe, cbv_cache_call_lookup(c, &k, &probe)); /* connected */
+	cbv_cache_async_totals(&all0);
 	cbv_cache_host_release(c, "192.0.2.9", (uint64_t)1 << 63 | 7);
 	await_call(&probe, cbv_cache_call_lookup(c, &k, &probe));
 	cbv_cache_async_stats(c, &st);
+	cbv_cache_async_totals(&all1);
 	ck_assert_uint_eq(st.failed, 1);
 	ck_assert_uint_eq(st.outages, 0);
+	ck_assert_uint_eq(all1.failed, all0.failed + 1); /* the process's totals too */
+	ck_assert_uint_eq(all1.replies, all0.replies + 2);
 	ck_assert_int_eq(errs, 1);
 	ck_assert_ptr_nonnull(strstr(last_err, "WRONGTYPE"));
 	ck_assert_int_eq(probe.st, CBV_CACHE_MISS); /* the connection is fine */
