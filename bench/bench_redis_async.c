@@ -23,6 +23,8 @@
  *            (how long the loop was held), the time held in turns over
  *            10 ms, and the median and max latency of the uncached ones
  *            (what everybody else in cbvd pays for a stuck Redis).
+ *   slow:    the same with Redis busy 90 ms out of every 100 (DEBUG SLEEP)
+ *            instead of stopped: replies late, most within cache_timeout.
  * Each measurement runs in a process of its own (fresh cache handles).
  */
 #define _GNU_SOURCE
@@ -241,9 +243,35 @@ static int cmp_i64(const void *a, const void *b)
 }
 
 /* One measurement in a child process (fresh cache handles); prints its line. */
+/*
+ * "slow": Redis busy 90 ms out of every 100 (DEBUG SLEEP 0.09 in a loop on
+ * a connection of its own) for secs seconds: every reply comes late, most
+ * within cache_timeout (100 ms).  The pid of the process doing it.
+ */
+static pid_t slow_start(int secs)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		redisContext *rc = redisConnect("127.0.0.1", rport);
+		int64_t end = cbv_now_ms() + secs * 1000;
+
+		while (rc != NULL && rc->err == 0 && cbv_now_ms() < end) {
+			redisReply *rep = redisCommand(rc, "DEBUG SLEEP 0.09");
+
+			if (rep == NULL)
+				break;
+			freeReplyObject(rep);
+			usleep(10000);
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
 static void measure(const char *name, int async, long total, int conc, int secs)
 {
-	pid_t pid;
+	pid_t pid, sleeper = 0;
 
 	fflush(NULL);
 	pid = fork();
@@ -274,11 +302,16 @@ static void measure(const char *name, int async, long total, int conc, int secs)
 			memset(&st, 0, sizeof(st));
 			st.lat_cap = 1000000;
 			st.lat_us = calloc((size_t)st.lat_cap, sizeof(*st.lat_us));
-			kill(redis_pid, SIGSTOP);
+			if (strcmp(name, "slow") == 0)
+				sleeper = slow_start(secs);
+			else
+				kill(redis_pid, SIGSTOP);
 			t0 = cbv_now_us();
 			loop(0, conc, 1, 0, cbv_now_ms() + secs * 1000, &st);
 			s = (double)(cbv_now_us() - t0) / 1e6;
 			kill(redis_pid, SIGCONT);
+			if (sleeper > 0)
+				waitpid(sleeper, NULL, 0);
 			qsort(st.lat_us, (size_t)st.nlat, sizeof(*st.lat_us), cmp_i64);
 			printf("%-8s %-6s n=%ld seconds=%.2f rate=%.0f/s max_turn_ms=%.2f held_ms=%.0f "
 			       "uncached_lat_median_ms=%.2f uncached_lat_max_ms=%.2f\n",
@@ -330,7 +363,8 @@ int main(int argc, char **argv)
 	snprintf(spec, sizeof(spec), "127.0.0.1:%d=counting", sport);
 	{
 		const char *ra[] = { "redis-server", "--port", rp, "--bind", "127.0.0.1", "--save", "",
-			             "--appendonly", "no", "--dir", dir, "--loglevel", "warning", NULL };
+			             "--appendonly", "no", "--dir", dir, "--loglevel", "warning",
+			             "--enable-debug-command", "local", NULL };
 		const char *fa[] = { fake, spec, NULL };
 
 		redis_pid = spawn(ra);
@@ -350,6 +384,8 @@ int main(int argc, char **argv)
 		measure("hit", 1, total, conc, 0);
 		measure("stopped", 0, 0, conc, secs);
 		measure("stopped", 1, 0, conc, secs);
+		measure("slow", 0, 0, conc, secs);
+		measure("slow", 1, 0, conc, secs);
 	}
 	kill(redis_pid, SIGCONT);
 	kill(redis_pid, SIGKILL);
