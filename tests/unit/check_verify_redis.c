@@ -45,7 +45,7 @@
 #include "cbv_cache.h"
 #include "cbv_cache_async.h"
 
-static char dir[64], url[96], fakesmtp[4096];
+static char dir[64], url[96], sock[128], fakesmtp[4096];
 static int rport, sport;
 static pid_t redis_pid, smtp_pid;
 static int errs;
@@ -137,7 +137,8 @@ static int redis_start(void)
 	if (redis_pid == 0) {
 		const char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
 			               "--appendonly", "no", "--dir", dir, "--loglevel", "warning",
-			               "--logfile", "", NULL };
+			               "--logfile", "", "--unixsocket", sock, "--unixsocketperm", "700",
+			               NULL };
 
 		/* its own process group: Check kills a forked test's group when it ends,
 		 * and a test that restarts Redis leaves it to the next ones */
@@ -803,6 +804,58 @@ static const char *secret_file(const char *name, const char *secret)
 	return p;
 }
 
+/*
+ * A UNIX socket and a database other than 0 (SELECT in the handshake):
+ * a record stored through it is in db 2, not in db 0.
+ */
+START_TEST(unix_socket_db)
+{
+	char u[200];
+	struct cbv_cache_key k = { "unix.test", "bob", "", 25, "fp", 2 };
+	struct cbv_result *r = cbv_result_new();
+	struct cbv_cache_ttl ttl;
+	struct cbv_cache *c;
+	struct cbv_cache_call call;
+	redisContext *rc;
+	redisReply *rep;
+	long long n2 = -1, n0 = -1;
+
+	snprintf(u, sizeof(u), "redis+unix://%s?db=2", sock);
+	c = cbv_cache_new(u, 0);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(r);
+	r->verdict = CBV_PASS;
+	r->reason = (enum cbv_reason)cbv_reason_parse("accepted");
+	r->code = 250;
+	cbv_result_set(&r->message, "250 2.1.5 unix ok");
+	cbv_result_set(&r->address, "bob@unix.test");
+	cbv_result_set(&r->rcpt, "bob@unix.test");
+	cbv_result_set(&r->sender, "");
+	cbv_cache_ttl_defaults(&ttl);
+	memset(&call, 0, sizeof(call));
+	ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OK);
+	await_call(&call, cbv_cache_call_lookup(c, &k, &call));
+	ck_assert_int_eq(call.st, CBV_CACHE_HIT);
+	ck_assert_str_eq(call.hit->message, "250 2.1.5 unix ok");
+	cbv_result_free(call.hit);
+	rc = raw();
+	ck_assert_ptr_nonnull(rc);
+	rep = redisCommand(rc, "DBSIZE");
+	n0 = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+	freeReplyObject(rep);
+	freeReplyObject(redisCommand(rc, "SELECT 2"));
+	rep = redisCommand(rc, "DBSIZE");
+	n2 = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+	freeReplyObject(rep);
+	redisFree(rc);
+	ck_assert_int_eq(n0, 0);
+	ck_assert_int_ge(n2, 1);
+	ck_assert_int_eq(errs, 0);
+	cbv_result_free(r);
+	cbv_cache_free(c);
+}
+END_TEST
+
 /* AUTH on the non-blocking connection: the right password works, a wrong one is OFF, logged. */
 START_TEST(auth)
 {
@@ -1102,6 +1155,7 @@ static Suite *verify_redis_suite(void)
 	tcase_add_test(tc, group_waits);
 	tcase_add_test(tc, fallback_while_down);
 	tcase_add_test(tc, auth);
+	tcase_add_test(tc, unix_socket_db);
 	tcase_add_test(tc, cancelled_flight);
 	tcase_add_test(tc, fire_and_forget_failure);
 	tcase_add_loop_test(tc, garbage_replies, 0, (int)(sizeof(garbage) / sizeof(garbage[0])));
@@ -1136,6 +1190,7 @@ int main(int argc, char **argv)
 	rport = free_port();
 	sport = free_port();
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", rport);
+	snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
 	if (rport < 0 || sport < 0 || redis_start() != 0 || smtp_start() != 0) {
 		fprintf(stderr, "check_verify_redis: cannot start redis-server or %s\n", fakesmtp);
 	} else {
