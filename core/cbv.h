@@ -32,6 +32,7 @@
  *   cbv_cproto.h   the server side of the callout protocol (cbvd)
  *   cbv_cache.h    the verification cache, for its maintenance (`cbv cache`)
  *                  (cbv_cache_rec.h: the record it shows)
+ *   cbv_cache_async.h  cbv_cache_async_set(): Redis calls never block (cbvd)
  *
  * Everything else under core/ is private: the SMTP session and its reply
  * parser, DNS, sockets, TLS, the line buffer, the config lexer
@@ -50,6 +51,7 @@
 
 #include "cbv_addr.h"
 #include "cbv_cache.h"
+#include "cbv_cache_async.h"
 #include "cbv_callout.h"
 #include "cbv_clock.h"
 #include "cbv_config.h"

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "cbv_cache_redis.h"
+#include "cbv_cache_redis_impl.h"
 #include "cbv_log.h"
 #include "cbv_status.h"
 
@@ -1258,12 +1259,13 @@ static enum cbv_cache_status slot_acquire(struct cbv_cache *c, char kind, const 
 	memset(&a, 0, sizeof(a));
 	a.klen = name_key(kind, name, a.key);
 	if (c != NULL && c->redis != NULL && a.klen > 0) {
-		unsigned rate = kind == 'C' ? caps->rate_count : 0;
 		enum cbv_cache_limit w = CBV_LIMIT_NONE;
 		int64_t wake = 0;
 		enum cbv_cache_status st;
+		int none;
+		unsigned rate = cbv_cache_slot_rate(kind, max, caps, &none);
 
-		if (max == 0 && (rate == 0 || caps->rate_window_s == 0))
+		if (none)
 			return CBV_CACHE_OK; /* no caps at all: nothing to ask */
 		st = cbv_cache_redis_acquire(c->redis, now_ms(c), kind, name, max, rate,
 		                             caps->rate_window_s, caps->lease_s, ticket, &wake, &w);
@@ -1773,14 +1775,52 @@ static enum cbv_cache_status redis_lookup(struct cbv_cache *c, const struct cbv_
 	st = cbv_cache_redis_lookup(c->redis, now, k, c->buf, sizeof(c->buf), &rec);
 	if (st != CBV_CACHE_HIT)
 		return st;
-	*out = to_result(&rec);
+	return cbv_cache_hit_of(c, &rec, now, out, age_s);
+}
+
+/* ---- for the Redis backend's non-blocking driver (cbv_cache_async.c) ---- */
+
+enum cbv_cache_status cbv_cache_hit_of(struct cbv_cache *c, const struct cbv_cache_rec *rec,
+                                       int64_t now, struct cbv_result **out,
+                                       unsigned long *age_s)
+{
+	*out = to_result(rec);
 	if (*out == NULL) {
 		fail_once(c, F_NOMEM, "out of memory or an unknown reason word", "a miss");
 		return CBV_CACHE_MISS;
 	}
 	if (age_s != NULL)
-		*age_s = now > rec.stored_ms ? (unsigned long)((now - rec.stored_ms) / 1000) : 0;
+		*age_s = now > rec->stored_ms ? (unsigned long)((now - rec->stored_ms) / 1000) : 0;
 	return CBV_CACHE_HIT;
+}
+
+struct cbv_cache_redis *cbv_cache_redis_of(struct cbv_cache *c)
+{
+	return c != NULL ? c->redis : NULL;
+}
+
+struct cbv_cache *cbv_cache_fallback_of(struct cbv_cache *c)
+{
+	return c->fallback;
+}
+
+int64_t cbv_cache_now(const struct cbv_cache *c)
+{
+	return now_ms(c);
+}
+
+int cbv_cache_key_valid(const struct cbv_cache_key *k)
+{
+	return key_ok(k);
+}
+
+unsigned cbv_cache_slot_rate(char kind, unsigned max, const struct cbv_cache_caps *caps,
+                             int *none)
+{
+	unsigned rate = kind == 'C' ? caps->rate_count : 0;
+
+	*none = max == 0 && (rate == 0 || caps->rate_window_s == 0);
+	return rate;
 }
 
 /* Encodes kind's record of r into buf; its length, 0 if not stored. */

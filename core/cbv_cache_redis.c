@@ -7,6 +7,7 @@
  * cbv_cache_rec_decode(), so nothing Redis sends is trusted.
  */
 #include "cbv_cache_redis.h"
+#include "cbv_cache_redis_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,25 +26,9 @@
 #include "cbv_log.h"
 
 /* Keys: prefix, kind, ':', domain, ':', 64 hex digits. */
-#define RKEY_MAX (CBV_REDIS_PREFIX_MAX + 2 + CBV_DOMAIN_MAX + 1 + 64 + 1)
+#define RKEY_MAX CBV_REDIS_KEY_MAX
 /* Keys per SCAN step (a hint to Redis) and values fetched per MGET. */
 #define SCAN_COUNT "500"
-
-struct cbv_cache_redis {
-	char *url;
-	struct cbv_redis_url u;
-	char prefix[CBV_REDIS_PREFIX_MAX + 1];
-	char *password_file;
-	unsigned timeout_ms;
-	redisContext *ctx; /* connected in process pid, else NULL */
-	pid_t pid;
-	int down;         /* in an outage: logged, retry at retry_ms */
-	int64_t retry_ms; /* monotonic */
-	int64_t backoff_ms;
-	int logged_damaged;
-	uint32_t serial;
-	unsigned long used; /* commands answered on this connection */
-};
 
 /* ---- URLs and secrets ---- */
 
@@ -223,6 +208,7 @@ void cbv_cache_redis_free(struct cbv_cache_redis *r)
 	/* in a forked child the socket is the parent's too: closing our fd is harmless */
 	if (r->ctx != NULL)
 		redisFree(r->ctx);
+	cbv_cache_redis_async_free(r);
 	cbv_free(r->password_file);
 	cbv_free(r->url);
 	cbv_free(r);
@@ -496,15 +482,22 @@ static int connect_now(struct cbv_cache_redis *r)
 		}
 		freeReplyObject(rep);
 	}
+	cbv_cache_redis_reachable(r);
+	return 1;
+}
+
+void cbv_cache_redis_reachable(struct cbv_cache_redis *r)
+{
 	if (r->down)
 		cbv_log(CBV_LOG_INFO, "cache %s: reachable again", r->url);
 	r->down = 0;
 	r->backoff_ms = 0;
-	return 1;
 }
 
 int cbv_cache_redis_usable(struct cbv_cache_redis *r)
 {
+	if (r != NULL && cbv_cache_redis_async_on())
+		return cbv_cache_redis_async_usable(r); /* never a blocking connect */
 	return r != NULL && ensure(r);
 }
 
@@ -671,6 +664,16 @@ static struct script caps_lua = {
 	""
 };
 
+/* 1 if rep is a SHA-1 in hex, as SCRIPT LOAD answers. */
+static int sha_reply(const redisReply *rep)
+{
+	int ok = rep != NULL && rep->type == REDIS_REPLY_STRING && rep->len == 40;
+
+	for (size_t i = 0; ok && i < 40; i++)
+		ok = (rep->str[i] >= '0' && rep->str[i] <= '9') || (rep->str[i] >= 'a' && rep->str[i] <= 'f');
+	return ok;
+}
+
 /*
  * The script's SHA-1 in hex, as Redis names it: asked of Redis once per
  * process (SCRIPT LOAD), not computed here - the first OpenSSL EVP digest
@@ -682,17 +685,12 @@ static const char *script_sha(struct cbv_cache_redis *r, struct script *s)
 	const char *argv[3] = { "SCRIPT", "LOAD", s->src };
 	size_t lens[3] = { 6, 4, strlen(s->src) };
 	redisReply *rep;
-	int ok = 1;
 
 	if (s->sha[0] != '\0')
 		return s->sha;
 	if ((rep = command(r, 3, argv, lens)) == NULL)
 		return "";
-	if (rep->type != REDIS_REPLY_STRING || rep->len != 40)
-		ok = 0;
-	for (size_t i = 0; ok && i < 40; i++)
-		ok = (rep->str[i] >= '0' && rep->str[i] <= '9') || (rep->str[i] >= 'a' && rep->str[i] <= 'f');
-	if (ok) {
+	if (sha_reply(rep)) {
 		memcpy(s->sha, rep->str, 40);
 		s->sha[40] = '\0';
 	}
@@ -787,35 +785,126 @@ static int take_value(struct cbv_cache_redis *r, const redisReply *v, unsigned c
 	return st == CBV_REC_OK;
 }
 
+/* ---- operations: built once, carried by either driver (cbv_cache_redis_impl.h) ---- */
+
+/* Sets argv[i] to c->n[j] holding v, its length in lens[i]. */
+static void num_arg(struct cbv_redis_cmd *c, int i, int j, unsigned long long v)
+{
+	snprintf(c->n[j], sizeof(c->n[j]), "%llu", v);
+	c->argv[i] = c->n[j];
+	c->lens[i] = strlen(c->n[j]);
+}
+
+/* Sets argv[i] to key c->k[j] (of length len). */
+static void key_arg(struct cbv_redis_cmd *c, int i, int j, size_t len)
+{
+	c->argv[i] = c->k[j];
+	c->lens[i] = len;
+}
+
+static void cmd_init(struct cbv_redis_cmd *c, enum cbv_redis_script script, int argc)
+{
+	c->argc = argc;
+	c->script = script;
+	c->ticket = 0;
+	c->lease = -1;
+	c->argv[0] = c->argv[1] = NULL;
+	c->lens[0] = c->lens[1] = 0;
+}
+
+int cbv_cache_redis_build_lookup(const struct cbv_cache_redis *r, const struct cbv_cache_key *k,
+                                 struct cbv_redis_cmd *c)
+{
+	size_t la, ld;
+
+	cmd_init(c, CBV_RS_NONE, 3);
+	if ((la = rkey(r, k, 'A', c->k[0])) == 0 || (ld = rkey(r, k, 'D', c->k[1])) == 0)
+		return 0;
+	c->argv[0] = "MGET";
+	c->lens[0] = 4;
+	key_arg(c, 1, 0, la);
+	key_arg(c, 2, 1, ld);
+	return 1;
+}
+
+enum cbv_cache_status cbv_cache_redis_read_lookup(struct cbv_cache_redis *r, int64_t now,
+                                                  const redisReply *rep, unsigned char *buf,
+                                                  size_t cap, struct cbv_cache_rec *rec,
+                                                  const char **why)
+{
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+		*why = "MGET: unexpected reply";
+		return CBV_CACHE_OFF;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (take_value(r, rep->element[i], buf, cap, rec) && rec->expires_ms > now &&
+		    (i == 0) == (rec->kind == CBV_CACHE_ADDRESS))
+			return CBV_CACHE_HIT;
+	}
+	return CBV_CACHE_MISS;
+}
+
+/* The script's struct (its SHA-1 lives there, shared by both drivers). */
+static struct script *script_of(enum cbv_redis_script s)
+{
+	static struct script *const scripts[CBV_RS_COUNT] = { NULL, &flight_lua, &store_lua,
+		                                              &unlock_lua, &caps_lua };
+
+	return s > CBV_RS_NONE && s < CBV_RS_COUNT ? scripts[s] : NULL;
+}
+
+/* The synchronous driver: one operation's reply (NULL after an outage or an error reply). */
+static redisReply *run(struct cbv_cache_redis *r, struct cbv_redis_cmd *c)
+{
+	if (c->script != CBV_RS_NONE)
+		return eval(r, script_of(c->script), c->argc, c->argv, c->lens);
+	return command(r, c->argc, c->argv, c->lens);
+}
+
 enum cbv_cache_status cbv_cache_redis_lookup(struct cbv_cache_redis *r, int64_t now,
                                              const struct cbv_cache_key *k,
                                              unsigned char *buf, size_t cap,
                                              struct cbv_cache_rec *rec)
 {
-	char ka[RKEY_MAX], kd[RKEY_MAX];
-	const char *argv[3] = { "MGET", ka, kd };
-	size_t lens[3] = { 4, 0, 0 };
-	enum cbv_cache_status st = CBV_CACHE_MISS;
+	struct cbv_redis_cmd c;
+	const char *why = NULL;
+	enum cbv_cache_status st;
 	redisReply *rep;
 
-	if ((lens[1] = rkey(r, k, 'A', ka)) == 0 || (lens[2] = rkey(r, k, 'D', kd)) == 0)
+	if (!cbv_cache_redis_build_lookup(r, k, &c))
 		return CBV_CACHE_OFF;
-	if (!ensure(r) || (rep = command(r, 3, argv, lens)) == NULL)
+	if (!ensure(r) || (rep = run(r, &c)) == NULL)
 		return CBV_CACHE_OFF;
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-		freeReplyObject(rep);
-		outage(r, "MGET: unexpected reply");
-		return CBV_CACHE_OFF;
-	}
-	for (int i = 0; i < 2; i++) {
-		if (take_value(r, rep->element[i], buf, cap, rec) && rec->expires_ms > now &&
-		    (i == 0) == (rec->kind == CBV_CACHE_ADDRESS)) {
-			st = CBV_CACHE_HIT;
-			break;
-		}
-	}
+	st = cbv_cache_redis_read_lookup(r, now, rep, buf, cap, rec, &why);
 	freeReplyObject(rep);
+	if (why != NULL)
+		outage(r, why);
 	return st;
+}
+
+int cbv_cache_redis_build_store(const struct cbv_cache_redis *r, const struct cbv_cache_key *k,
+                                const unsigned char *aval, size_t alen, unsigned attl,
+                                const unsigned char *dval, size_t dlen, unsigned dttl,
+                                uint64_t ticket, struct cbv_redis_cmd *c)
+{
+	size_t l[3];
+
+	cmd_init(c, CBV_RS_STORE, 11);
+	if ((l[0] = rkey(r, k, 'A', c->k[0])) == 0 || (l[1] = rkey(r, k, 'D', c->k[1])) == 0 ||
+	    (l[2] = rkey(r, k, 'F', c->k[2])) == 0)
+		return 0;
+	c->argv[2] = "3";
+	c->lens[2] = 1;
+	for (int i = 0; i < 3; i++)
+		key_arg(c, 3 + i, i, l[i]);
+	c->argv[6] = alen > 0 ? (const char *)aval : "";
+	c->lens[6] = alen;
+	num_arg(c, 7, 0, alen > 0 ? (unsigned long long)attl * 1000 : 0ULL);
+	c->argv[8] = dlen > 0 ? (const char *)dval : "";
+	c->lens[8] = dlen;
+	num_arg(c, 9, 1, dlen > 0 ? (unsigned long long)dttl * 1000 : 0ULL);
+	num_arg(c, 10, 2, (unsigned long long)ticket);
+	return 1;
 }
 
 enum cbv_cache_status cbv_cache_redis_store(struct cbv_cache_redis *r,
@@ -824,36 +913,60 @@ enum cbv_cache_status cbv_cache_redis_store(struct cbv_cache_redis *r,
                                             unsigned attl, const unsigned char *dval,
                                             size_t dlen, unsigned dttl, uint64_t ticket)
 {
-	char ka[RKEY_MAX], kd[RKEY_MAX], kf[RKEY_MAX], at[24], dt[24], tk[24];
-	const char *argv[11];
-	size_t lens[11];
+	struct cbv_redis_cmd c;
 	redisReply *rep;
 
-	if (rkey(r, k, 'A', ka) == 0 || rkey(r, k, 'D', kd) == 0 || rkey(r, k, 'F', kf) == 0)
+	if (!cbv_cache_redis_build_store(r, k, aval, alen, attl, dval, dlen, dttl, ticket, &c))
 		return CBV_CACHE_OFF;
-	snprintf(at, sizeof(at), "%llu", alen > 0 ? (unsigned long long)attl * 1000 : 0ULL);
-	snprintf(dt, sizeof(dt), "%llu", dlen > 0 ? (unsigned long long)dttl * 1000 : 0ULL);
-	snprintf(tk, sizeof(tk), "%llu", (unsigned long long)ticket);
-	argv[2] = "3";
-	argv[3] = ka;
-	argv[4] = kd;
-	argv[5] = kf;
-	argv[6] = alen > 0 ? (const char *)aval : "";
-	argv[7] = at;
-	argv[8] = dlen > 0 ? (const char *)dval : "";
-	argv[9] = dt;
-	argv[10] = tk;
-	for (int i = 2; i < 11; i++)
-		lens[i] = strlen(argv[i]);
-	lens[6] = alen;
-	lens[8] = dlen;
+	if (cbv_cache_redis_async_on()) /* sent; its reply is checked later */
+		return cbv_cache_redis_async_send(r, &c, CBV_RW_FIRE, NULL) ? CBV_CACHE_OK
+		                                                           : CBV_CACHE_OFF;
 	if (!ensure(r))
 		return CBV_CACHE_OFF;
-	rep = eval(r, &store_lua, 11, argv, lens);
+	rep = run(r, &c);
 	if (rep == NULL)
 		return CBV_CACHE_OFF;
 	freeReplyObject(rep);
 	return CBV_CACHE_OK;
+}
+
+int cbv_cache_redis_build_flight(struct cbv_cache_redis *r, const struct cbv_cache_key *k,
+                                 unsigned lease_s, struct cbv_redis_cmd *c)
+{
+	size_t l[3];
+
+	cmd_init(c, CBV_RS_FLIGHT, 8);
+	if ((l[0] = rkey(r, k, 'A', c->k[0])) == 0 || (l[1] = rkey(r, k, 'D', c->k[1])) == 0 ||
+	    (l[2] = rkey(r, k, 'F', c->k[2])) == 0)
+		return 0;
+	c->ticket = new_ticket(r);
+	c->lease = 2;
+	c->argv[2] = "3";
+	c->lens[2] = 1;
+	for (int i = 0; i < 3; i++)
+		key_arg(c, 3 + i, i, l[i]);
+	num_arg(c, 6, 0, (unsigned long long)c->ticket);
+	num_arg(c, 7, 1, (unsigned long long)lease_s * 1000);
+	return 1;
+}
+
+enum cbv_cache_status cbv_cache_redis_read_flight(const redisReply *rep, int64_t now,
+                                                  uint64_t offered, unsigned lease_s,
+                                                  uint64_t *ticket, int64_t *wake_ms)
+{
+	long long a, b;
+
+	if (!pair(rep, &a, &b))
+		return CBV_CACHE_OFF;
+	if (a == 0) {
+		*ticket = offered;
+		*wake_ms = now + (int64_t)lease_s * 1000;
+		return CBV_CACHE_OWN;
+	}
+	if (a == 1)
+		return CBV_CACHE_READY;
+	*wake_ms = now + (b > 0 ? b : 1);
+	return CBV_CACHE_BUSY;
 }
 
 enum cbv_cache_status cbv_cache_redis_flight_begin(struct cbv_cache_redis *r, int64_t now,
@@ -861,53 +974,100 @@ enum cbv_cache_status cbv_cache_redis_flight_begin(struct cbv_cache_redis *r, in
                                                    unsigned lease_s, uint64_t *ticket,
                                                    int64_t *wake_ms)
 {
-	char ka[RKEY_MAX], kd[RKEY_MAX], kf[RKEY_MAX], tk[24], ms[24];
-	const char *argv[8] = { NULL, NULL, "3", ka, kd, kf, tk, ms };
-	size_t lens[8];
-	uint64_t t = new_ticket(r);
-	long long a, b;
+	struct cbv_redis_cmd c;
+	enum cbv_cache_status st;
 	redisReply *rep;
-	enum cbv_cache_status st = CBV_CACHE_OFF;
 
-	if (rkey(r, k, 'A', ka) == 0 || rkey(r, k, 'D', kd) == 0 || rkey(r, k, 'F', kf) == 0)
+	if (!cbv_cache_redis_build_flight(r, k, lease_s, &c))
 		return CBV_CACHE_OFF;
-	snprintf(tk, sizeof(tk), "%llu", (unsigned long long)t);
-	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)lease_s * 1000);
-	for (int i = 2; i < 8; i++)
-		lens[i] = strlen(argv[i]);
-	if (!ensure(r) || (rep = eval(r, &flight_lua, 8, argv, lens)) == NULL)
+	if (!ensure(r) || (rep = run(r, &c)) == NULL)
 		return CBV_CACHE_OFF;
-	if (pair(rep, &a, &b)) {
-		if (a == 0) {
-			st = CBV_CACHE_OWN;
-			*ticket = t;
-			*wake_ms = now + (int64_t)lease_s * 1000;
-		} else if (a == 1) {
-			st = CBV_CACHE_READY;
-		} else {
-			st = CBV_CACHE_BUSY;
-			*wake_ms = now + (b > 0 ? b : 1);
-		}
-	}
+	st = cbv_cache_redis_read_flight(rep, now, c.ticket, lease_s, ticket, wake_ms);
 	freeReplyObject(rep);
 	return st;
+}
+
+int cbv_cache_redis_build_unlock(const char *kf, uint64_t ticket, struct cbv_redis_cmd *c)
+{
+	size_t l = strnlen(kf, RKEY_MAX);
+
+	cmd_init(c, CBV_RS_UNLOCK, 5);
+	if (l == 0 || l >= RKEY_MAX)
+		return 0;
+	memcpy(c->k[0], kf, l + 1);
+	c->argv[2] = "1";
+	c->lens[2] = 1;
+	key_arg(c, 3, 0, l);
+	num_arg(c, 4, 0, (unsigned long long)ticket);
+	return 1;
+}
+
+/* Sends a command that nobody waits for: now, or later in the non-blocking driver. */
+static void fire(struct cbv_cache_redis *r, struct cbv_redis_cmd *c)
+{
+	redisReply *rep;
+
+	if (cbv_cache_redis_async_on()) {
+		(void)cbv_cache_redis_async_send(r, c, CBV_RW_FIRE, NULL);
+		return;
+	}
+	if (ensure(r) && (rep = run(r, c)) != NULL)
+		freeReplyObject(rep);
 }
 
 void cbv_cache_redis_flight_end(struct cbv_cache_redis *r, const struct cbv_cache_key *k,
                                 uint64_t ticket)
 {
-	char kf[RKEY_MAX], tk[24];
-	const char *argv[5] = { NULL, NULL, "1", kf, tk };
-	size_t lens[5];
-	redisReply *rep;
+	char kf[RKEY_MAX];
+	struct cbv_redis_cmd c;
 
-	if (rkey(r, k, 'F', kf) == 0)
+	if (rkey(r, k, 'F', kf) == 0 || !cbv_cache_redis_build_unlock(kf, ticket, &c))
 		return;
-	snprintf(tk, sizeof(tk), "%llu", (unsigned long long)ticket);
-	for (int i = 2; i < 5; i++)
-		lens[i] = strlen(argv[i]);
-	if (ensure(r) && (rep = eval(r, &unlock_lua, 5, argv, lens)) != NULL)
-		freeReplyObject(rep);
+	fire(r, &c);
+}
+
+int cbv_cache_redis_build_acquire(struct cbv_cache_redis *r, char kind, const char *name,
+                                  unsigned max, unsigned rate_count, unsigned rate_window_s,
+                                  unsigned lease_s, struct cbv_redis_cmd *c)
+{
+	size_t lc, lr;
+
+	cmd_init(c, CBV_RS_CAPS, 10);
+	if ((lc = nkey(r, kind, name, c->k[0])) == 0 || (lr = nkey(r, 'R', name, c->k[1])) == 0)
+		return 0;
+	c->ticket = new_ticket(r);
+	c->lease = 0;
+	c->argv[2] = "2";
+	c->lens[2] = 1;
+	key_arg(c, 3, 0, lc);
+	key_arg(c, 4, 1, lr);
+	/* bounded like the LMDB bucket, so the arithmetic stays exact in Lua's doubles */
+	num_arg(c, 5, 0, max);
+	num_arg(c, 6, 1, rate_window_s > 0 && rate_count < 1000000 ? rate_count : rate_window_s > 0 ? 1000000
+	                                                                                             : 0);
+	num_arg(c, 7, 2, (unsigned long long)(rate_window_s < 1000000 ? rate_window_s : 1000000) * 1000);
+	num_arg(c, 8, 3, (unsigned long long)(lease_s == 0 ? 1 : lease_s) * 1000);
+	num_arg(c, 9, 4, (unsigned long long)c->ticket);
+	return 1;
+}
+
+enum cbv_cache_status cbv_cache_redis_read_acquire(const redisReply *rep, int64_t now, char kind,
+                                                   uint64_t offered, uint64_t *ticket,
+                                                   int64_t *wake_ms, enum cbv_cache_limit *which)
+{
+	long long a, b;
+
+	if (!pair(rep, &a, &b))
+		return CBV_CACHE_OFF;
+	if (a == 0) {
+		*ticket = offered;
+		return CBV_CACHE_OK;
+	}
+	*wake_ms = now + (b > 0 ? b : 1);
+	*which = a == 2        ? CBV_LIMIT_DOMAIN_RATE
+	         : kind == 'H' ? CBV_LIMIT_HOST_CONCURRENCY
+	                       : CBV_LIMIT_DOMAIN_CONCURRENCY;
+	return CBV_CACHE_LIMITED;
 }
 
 enum cbv_cache_status cbv_cache_redis_acquire(struct cbv_cache_redis *r, int64_t now,
@@ -916,58 +1076,80 @@ enum cbv_cache_status cbv_cache_redis_acquire(struct cbv_cache_redis *r, int64_t
                                               unsigned lease_s, uint64_t *ticket,
                                               int64_t *wake_ms, enum cbv_cache_limit *which)
 {
-	char kc[RKEY_MAX], kr[RKEY_MAX], a1[16], a2[16], a3[24], a4[24], tk[24];
-	const char *argv[10] = { NULL, NULL, "2", kc, kr, a1, a2, a3, a4, tk };
-	size_t lens[10];
-	uint64_t t = new_ticket(r);
-	long long a, b;
+	struct cbv_redis_cmd c;
+	enum cbv_cache_status st;
 	redisReply *rep;
-	enum cbv_cache_status st = CBV_CACHE_OFF;
 
-	if (nkey(r, kind, name, kc) == 0 || nkey(r, 'R', name, kr) == 0)
+	if (!cbv_cache_redis_build_acquire(r, kind, name, max, rate_count, rate_window_s, lease_s,
+	                                   &c))
 		return CBV_CACHE_OFF;
-	/* bounded like the LMDB bucket, so the arithmetic stays exact in Lua's doubles */
-	snprintf(a1, sizeof(a1), "%u", max);
-	snprintf(a2, sizeof(a2), "%u", rate_window_s > 0 && rate_count < 1000000 ? rate_count : rate_window_s > 0 ? 1000000
-	                                                                                                          : 0);
-	snprintf(a3, sizeof(a3), "%llu",
-	         (unsigned long long)(rate_window_s < 1000000 ? rate_window_s : 1000000) * 1000);
-	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)(lease_s == 0 ? 1 : lease_s) * 1000);
-	snprintf(tk, sizeof(tk), "%llu", (unsigned long long)t);
-	for (int i = 2; i < 10; i++)
-		lens[i] = strlen(argv[i]);
-	if (!ensure(r) || (rep = eval(r, &caps_lua, 10, argv, lens)) == NULL)
+	if (!ensure(r) || (rep = run(r, &c)) == NULL)
 		return CBV_CACHE_OFF;
-	if (pair(rep, &a, &b)) {
-		if (a == 0) {
-			st = CBV_CACHE_OK;
-			*ticket = t;
-		} else {
-			st = CBV_CACHE_LIMITED;
-			*wake_ms = now + (b > 0 ? b : 1);
-			*which = a == 2        ? CBV_LIMIT_DOMAIN_RATE
-			         : kind == 'H' ? CBV_LIMIT_HOST_CONCURRENCY
-			                       : CBV_LIMIT_DOMAIN_CONCURRENCY;
-		}
-	}
+	st = cbv_cache_redis_read_acquire(rep, now, kind, c.ticket, ticket, wake_ms, which);
 	freeReplyObject(rep);
 	return st;
+}
+
+int cbv_cache_redis_build_release(const char *kc, uint64_t ticket, struct cbv_redis_cmd *c)
+{
+	size_t l = strnlen(kc, RKEY_MAX);
+
+	cmd_init(c, CBV_RS_NONE, 3);
+	if (l == 0 || l >= RKEY_MAX)
+		return 0;
+	memcpy(c->k[0], kc, l + 1);
+	c->argv[0] = "ZREM";
+	c->lens[0] = 4;
+	key_arg(c, 1, 0, l);
+	num_arg(c, 2, 0, (unsigned long long)ticket);
+	return 1;
 }
 
 void cbv_cache_redis_release(struct cbv_cache_redis *r, char kind, const char *name,
                              uint64_t ticket)
 {
-	char kc[RKEY_MAX], tk[24];
-	const char *argv[3] = { "ZREM", kc, tk };
-	size_t lens[3] = { 4, 0, 0 };
-	redisReply *rep;
+	char kc[RKEY_MAX];
+	struct cbv_redis_cmd c;
 
-	if ((lens[1] = nkey(r, kind, name, kc)) == 0)
+	if (nkey(r, kind, name, kc) == 0 || !cbv_cache_redis_build_release(kc, ticket, &c))
 		return;
-	snprintf(tk, sizeof(tk), "%llu", (unsigned long long)ticket);
-	lens[2] = strlen(tk);
-	if (ensure(r) && (rep = command(r, 3, argv, lens)) != NULL)
-		freeReplyObject(rep);
+	fire(r, &c);
+}
+
+/* ---- shared with the non-blocking driver ---- */
+
+const char *cbv_cache_redis_script_src(enum cbv_redis_script s)
+{
+	struct script *sc = script_of(s);
+
+	return sc != NULL ? sc->src : "";
+}
+
+const char *cbv_cache_redis_script_sha(enum cbv_redis_script s)
+{
+	struct script *sc = script_of(s);
+
+	return sc != NULL ? sc->sha : "";
+}
+
+void cbv_cache_redis_script_learn(enum cbv_redis_script s, const redisReply *rep)
+{
+	struct script *sc = script_of(s);
+
+	if (sc != NULL && sha_reply(rep)) {
+		memcpy(sc->sha, rep->str, 40);
+		sc->sha[40] = '\0';
+	}
+}
+
+void cbv_cache_redis_outage(struct cbv_cache_redis *r, const char *what)
+{
+	outage(r, what);
+}
+
+void cbv_cache_redis_damaged(struct cbv_cache_redis *r, const char *what)
+{
+	damaged_once(r, what);
 }
 
 /* ---- maintenance: SCAN, never KEYS ---- */

@@ -23,6 +23,13 @@
  * outage, and keeps the backend DOWN for a backoff (1 s doubling to 30 s)
  * during which calls return at once without touching the network.  The
  * caller (cbv_cache.c) then runs uncached or on the LMDB fallback.
+ *
+ * Two drivers carry the same commands (cbv_cache_redis_impl.h): this
+ * synchronous one, and in a process that called cbv_cache_async_set(1)
+ * (cbvd) a non-blocking one, pipelined on a connection of its own
+ * (cbv_cache_redis_async.c); the store, flight end and releases then go
+ * out without waiting, the lookups, flights and caps through
+ * cbv_cache_async.h.
  */
 #ifndef CBV_CACHE_REDIS_H
 #define CBV_CACHE_REDIS_H

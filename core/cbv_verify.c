@@ -20,6 +20,7 @@
 
 #include "cbv_addr.h"
 #include "cbv_cache.h"
+#include "cbv_cache_async.h"
 #include "cbv_cidr.h"
 #include "cbv_clock.h"
 #include "cbv_dns.h"
@@ -32,7 +33,8 @@
 /* VS_FLIGHT: another verification of the same key is running; we poll the store. */
 /* VS_HOLD: a group member ready for DNS, waiting to be grouped (cbv_verify_group);
  * VS_FOLLOW: a member whose leader looks up and calls out for it. */
-enum vstate { VS_FLIGHT, VS_DNS, VS_SESSION, VS_DONE, VS_HOLD, VS_FOLLOW };
+/* VS_CACHE: a cache call is out (a Redis store driven without blocking, cbv_cache_async.h). */
+enum vstate { VS_FLIGHT, VS_DNS, VS_SESSION, VS_DONE, VS_HOLD, VS_FOLLOW, VS_CACHE };
 
 /* How often a verification waiting on another's flight looks again (ms). */
 #define FLIGHT_POLL_MS 50
@@ -85,6 +87,11 @@ struct cbv_verify {
 	char hslot_ip[80];
 	int64_t flight_wake;         /* VS_FLIGHT: when to look again */
 	int no_store;                /* the result is not from a callout: never store it */
+	/* VS_CACHE: the call out, the step its answer goes to, the state to go back to */
+	struct cbv_cache_call call;
+	void (*cache_next)(struct cbv_verify *v);
+	enum vstate cache_back;
+	size_t cache_host;           /* host_take(): the host whose slot is asked for */
 
 	/* Groups (cbv_verify_group_new): a leader does the DNS and the sessions
 	 * for itself and its followers (same domain after the map, same
@@ -352,6 +359,8 @@ static void finish(struct cbv_verify *v)
 	struct cbv_result *r = v->res;
 	char age[32] = "";
 
+	if (v->state == VS_CACHE)
+		cbv_cache_call_cancel(&v->call); /* (the overall deadline) */
 	/* a leader ends its group: the followers still open share its outcome */
 	for (size_t i = 0; i < v->ngroup; i++) {
 		if (v->group[i]->state != VS_DONE) {
@@ -594,31 +603,64 @@ static void session_done(struct cbv_verify *v)
 }
 
 /*
- * Takes a slot at hosts[i]'s IP address (host_max_concurrency, across
- * processes).  1 if the host may be tried (a slot, no cap, or no cache),
- * 0 if it is at its cap: skip it.
+ * Waits for v->call (VS_CACHE; next(v) takes its answer) unless it is
+ * answered already (done = 1): then returns 1 and the caller goes on.
  */
-static int host_take(struct cbv_verify *v, size_t i)
+static int cache_wait(struct cbv_verify *v, int done, void (*next)(struct cbv_verify *))
 {
-	const struct cbv_host *h = &v->hosts[i];
-	char ip[sizeof(v->hslot_ip)];
-
-	if (v->cache == NULL || v->caps.host_concurrency == 0)
+	if (done)
 		return 1;
-	cbv_net_ntop((const struct sockaddr *)&h->addr, ip, sizeof(ip));
-	if (cbv_cache_host_acquire(v->cache, ip, &v->caps, &v->hslot, NULL) == CBV_CACHE_LIMITED) {
+	v->cache_next = next;
+	v->cache_back = v->state;
+	v->state = VS_CACHE;
+	return 0;
+}
+
+/* The host slot's answer (v->call): 1 if the host may be tried, 0 if it is at its cap. */
+static int host_taken(struct cbv_verify *v)
+{
+	const struct cbv_host *h = &v->hosts[v->cache_host];
+
+	v->hslot = v->call.ticket;
+	if (v->call.st == CBV_CACHE_LIMITED) {
 		cbv_log(CBV_LOG_INFO, "cbv: %s: %s [%s] is at host_max_concurrency (%u), skipped",
-		        v->domain, h->name, ip, v->caps.host_concurrency);
+		        v->domain, h->name, v->hslot_ip, v->caps.host_concurrency);
 		v->capped++;
 		return 0;
 	}
-	snprintf(v->hslot_ip, sizeof(v->hslot_ip), "%s", ip);
 	return 1;
+}
+
+/* host_take() waited: the session, or the next host. */
+static void host_next(struct cbv_verify *v)
+{
+	if (host_taken(v))
+		start_session(v, v->cache_host, 0);
+	else
+		start_next_host(v);
+}
+
+/*
+ * Takes a slot at hosts[i]'s IP address (host_max_concurrency, across
+ * processes).  1 if the host may be tried (a slot, no cap, or no cache),
+ * 0 if it is at its cap: skip it; -1: waiting (host_next() goes on).
+ */
+static int host_take(struct cbv_verify *v, size_t i)
+{
+	if (v->cache == NULL || v->caps.host_concurrency == 0)
+		return 1;
+	cbv_net_ntop((const struct sockaddr *)&v->hosts[i].addr, v->hslot_ip, sizeof(v->hslot_ip));
+	v->cache_host = i;
+	if (!cache_wait(v, cbv_cache_call_host(v->cache, v->hslot_ip, &v->caps, &v->call),
+	                host_next))
+		return -1;
+	return host_taken(v);
 }
 
 static void start_next_host(struct cbv_verify *v)
 {
 	size_t i;
+	int took;
 
 	struct cbv_verify *m[CBV_RCPTS_MAX];
 	size_t nm = open_members(v, m);
@@ -651,8 +693,9 @@ static void start_next_host(struct cbv_verify *v)
 			return;
 		}
 		i = v->next_host++;
-	} while (!host_take(v, i));
-	start_session(v, i, 0);
+	} while ((took = host_take(v, i)) == 0);
+	if (took > 0)
+		start_session(v, i, 0);
 }
 
 /* 1 if the address of h is in deny_networks (and says so in the log). */
@@ -991,22 +1034,30 @@ static void proceed(struct cbv_verify *v)
 		start_phase(v);
 }
 
-/* The per-domain caps, then DNS.  Over a cap: transient/rate_limited, nothing sent. */
-static void caps_step(struct cbv_verify *v)
+/* The domain caps' answer (v->call), then DNS.  Over a cap: transient/rate_limited. */
+static void caps_done(struct cbv_verify *v)
 {
-	enum cbv_cache_limit which = CBV_LIMIT_NONE;
-
-	if (v->cache != NULL &&
-	    cbv_cache_domain_acquire(v->cache, v->domain, &v->caps, &v->dslot, NULL, &which) ==
-	        CBV_CACHE_LIMITED) {
+	v->dslot = v->call.ticket;
+	if (v->call.st == CBV_CACHE_LIMITED) {
 		v->no_store = 1; /* no callout was made: nothing to remember */
 		synth(v, CBV_TRANSIENT, CBV_R_RATE_LIMITED, 451, "4.7.0",
 		      "verification of %s deferred: %s reached", v->shown,
-		      cbv_cache_limit_name(which));
+		      cbv_cache_limit_name(v->call.which));
 		finish(v);
 		return;
 	}
 	proceed(v);
+}
+
+/* The per-domain caps, then DNS.  Over a cap: transient/rate_limited, nothing sent. */
+static void caps_step(struct cbv_verify *v)
+{
+	if (v->cache == NULL) {
+		proceed(v);
+		return;
+	}
+	if (cache_wait(v, cbv_cache_call_domain(v->cache, v->domain, &v->caps, &v->call), caps_done))
+		caps_done(v);
 }
 
 /*
@@ -1015,13 +1066,23 @@ static void caps_step(struct cbv_verify *v)
  * within our own deadline; READY: the other's answer is stored, look it
  * up.  OWN: ours to verify; OFF: verify without it.
  */
+static void ready_done(struct cbv_verify *v);
+static void flight_done(struct cbv_verify *v);
+
 static void flight_step(struct cbv_verify *v)
 {
-	struct cbv_result *hit = NULL;
-	unsigned long age = 0;
-	int64_t wake = 0, now;
+	if (cache_wait(v, cbv_cache_call_flight(v->cache, &v->key, v->caps.lease_s, &v->call),
+	               flight_done))
+		flight_done(v);
+}
 
-	switch (cbv_cache_flight_begin(v->cache, &v->key, v->caps.lease_s, &v->flight, &wake)) {
+/* The flight's answer (v->call). */
+static void flight_done(struct cbv_verify *v)
+{
+	int64_t wake = v->call.wake_ms, now;
+
+	v->flight = v->call.ticket;
+	switch (v->call.st) {
 	case CBV_CACHE_BUSY:
 		now = cbv_now_ms();
 		if (now >= v->deadline_ms) {
@@ -1038,15 +1099,28 @@ static void flight_step(struct cbv_verify *v)
 		return;
 	case CBV_CACHE_READY:
 		/* refresh: a record exists, and we mean to replace it (no flight then) */
-		if (!v->p.cache_refresh &&
-		    cbv_cache_lookup(v->cache, &v->key, &hit, &age) == CBV_CACHE_HIT) {
-			answer_hit(v, hit, age);
-			if (v->state == VS_DONE)
-				return;
+		if (!v->p.cache_refresh) {
+			if (cache_wait(v, cbv_cache_call_lookup(v->cache, &v->key, &v->call), ready_done))
+				ready_done(v);
+			return;
 		}
 		break;
 	default:
 		break; /* OWN: ours (v->flight); OFF: without */
+	}
+	caps_step(v);
+}
+
+/* The lookup after READY (v->call): the other's answer, else on to the caps. */
+static void ready_done(struct cbv_verify *v)
+{
+	struct cbv_result *hit = v->call.hit;
+
+	v->call.hit = NULL;
+	if (v->call.st == CBV_CACHE_HIT) {
+		answer_hit(v, hit, v->call.age);
+		if (v->state == VS_DONE)
+			return;
 	}
 	caps_step(v);
 }
@@ -1079,11 +1153,10 @@ static void make_probe(struct cbv_verify *v)
 		v->probe[0] = '\0'; /* over the path limit (RFC 5321 4.5.3.1.3): no probe */
 }
 
+static void lookup_done(struct cbv_verify *v);
+
 static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
 {
-	struct cbv_result *hit = NULL;
-	unsigned long age = 0;
-	enum cbv_cache_status st;
 
 	/* no domain record answered (else we stop at the lookup): probe if asked */
 	make_probe(v);
@@ -1113,16 +1186,27 @@ static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
 	                            : v->p.domain_max_rate.per_ms / 1000;
 	v->caps.host_concurrency = v->p.host_max_concurrency;
 	v->caps.lease_s = v->p.timeout_ms / 1000 + LEASE_MARGIN_S;
-	st = v->p.cache_refresh ? (cbv_cache_usable(v->cache) ? CBV_CACHE_MISS : CBV_CACHE_OFF)
-	                        : cbv_cache_lookup(v->cache, &v->key, &hit, &age);
-	if (st == CBV_CACHE_OFF) {
+	if (v->p.cache_refresh)
+		v->call.st = cbv_cache_usable(v->cache) ? CBV_CACHE_MISS : CBV_CACHE_OFF;
+	else if (!cache_wait(v, cbv_cache_call_lookup(v->cache, &v->key, &v->call), lookup_done))
+		return;
+	lookup_done(v);
+}
+
+/* The lookup's answer (v->call): a hit ends here, OFF runs uncached. */
+static void lookup_done(struct cbv_verify *v)
+{
+	struct cbv_result *hit = v->call.hit;
+
+	v->call.hit = NULL;
+	if (v->call.st == CBV_CACHE_OFF) {
 		v->cache = NULL;
 		proceed(v);
 		return;
 	}
 	v->res->cache_use = CBV_CACHE_USE_MISS;
-	if (st == CBV_CACHE_HIT) {
-		answer_hit(v, hit, age);
+	if (v->call.st == CBV_CACHE_HIT) {
+		answer_hit(v, hit, v->call.age);
 		if (v->state == VS_DONE)
 			return;
 	}
@@ -1210,6 +1294,12 @@ int cbv_verify_pollfds(struct cbv_verify *v, struct pollfd *fds, int max,
 	case VS_FLIGHT:
 		wake = v->flight_wake;
 		break;
+	case VS_CACHE:
+		if (max > 0)
+			n = cbv_cache_call_pollfd(&v->call, fds, &wake);
+		else
+			wake = cbv_now_ms() + 1;
+		break;
 	case VS_DNS:
 		n = cbv_dns_pollfds(v->dns, fds, max, &wake);
 		break;
@@ -1231,6 +1321,12 @@ void cbv_verify_process(struct cbv_verify *v, const struct pollfd *fds, int n)
 	case VS_FLIGHT:
 		if (cbv_now_ms() >= v->flight_wake)
 			flight_step(v);
+		break;
+	case VS_CACHE:
+		if (cbv_cache_call_process(&v->call)) {
+			v->state = v->cache_back;
+			v->cache_next(v);
+		}
 		break;
 	case VS_DNS:
 		cbv_dns_process(v->dns, fds, n);
@@ -1270,6 +1366,8 @@ void cbv_verify_free(struct cbv_verify *v)
 {
 	if (v == NULL)
 		return;
+	if (v->state == VS_CACHE)
+		cbv_cache_call_cancel(&v->call);
 	if (v->state != VS_DONE)
 		cache_release(v); /* aborted: let the others go */
 	cbv_free(v->fp);

@@ -44,6 +44,10 @@
  * answered): the session also RCPTs cbv-probe-<16 random hex>@domain; a
  * 2xx to both makes the verdict pass/catch_all (sent, recv and message
  * stay the real RCPT's), stored as a domain fact.
+ * On a Redis store in a process that asked for non-blocking calls
+ * (cbv_cache_async_set(1): cbvd), the machine waits for each cache call
+ * like for DNS: its pollfds then hold the store's connection, shared
+ * with the other machines; the answers are the same.
  */
 #ifndef CBV_VERIFY_H
 #define CBV_VERIFY_H

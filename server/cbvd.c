@@ -279,6 +279,8 @@ int main(int argc, char **argv)
 	cbv_log(CBV_LOG_INFO, "cbvd %s: ready, %zu listeners, profile %s, max_clients %u, "
 	                      "max_inflight %u",
 	        CBV_VERSION, n, prof->name, sc->max_clients, sc->max_inflight);
+	/* Redis calls go out without blocking the loop (cbv_cache_async.h) */
+	cbv_cache_async_set(1);
 	rc = cbvd_loop_run(&lc);
 
 	for (size_t i = 0; i < n; i++) {
