@@ -514,9 +514,36 @@ outage_run() {
 		'^pass/accepted miss$'$'\n''^pass/accepted hit$'
 	c1o=$(outage_lines "${CLOG[cbvd1]}") c2o=$(outage_lines "${CLOG[cbvd2]}")
 	c1r=$(recovery_lines "${CLOG[cbvd1]}") c2r=$(recovery_lines "${CLOG[cbvd2]}")
-	((EXIM_OK)) && { T=$TA mark; ma=$MARK; T=$TB mark; mb=$MARK; }
+	((EXIM_OK)) && { T=$TA mark; ma=$MARK; }
+
+	# in the middle of a run: verifications at slowcount.test (its greeting
+	# 2 s late) in flight on cbvd1, cbvd2 and two Exim sessions on host B
+	# when Redis goes; each must still end with its verdict
+	local M=("${p}m1@slowcount.test" "${p}m2@slowcount.test" "unknown-${p}m3@slowcount.test")
+	local pids=() wrong=() w
+	rm -rf "$W/mid"
+	mkdir "$W/mid"
+	for w in cbvd1 cbvd2 B B; do
+		[[ $w == B ]] && ((!EXIM_OK)) && continue
+		if [[ $w == B ]]; then
+			(xs B "$prof" "${M[@]}"; printf '%s\n' "$out" >"$W/mid/x${#pids[@]}") &
+		else
+			(cq "$w" "$prof" "${M[@]}"; printf '%s\n' "$out" >"$W/mid/c${#pids[@]}") &
+		fi
+		pids+=($!)
+	done
+	sleep 1
 
 	if [[ $kind == SIGKILL ]]; then redis_kill "$RP" KILL; else redis_kill "$RP" STOP; fi
+
+	wait "${pids[@]}"
+	for w in "$W"/mid/*; do
+		out=$(cat "$w")
+		if [[ ${w##*/} == x* ]]; then xs_right "${M[@]}" || wrong+=("$out"); else cq_right 3 || wrong+=("$out"); fi
+	done
+	DETAIL=$(printf '%s\n' "${wrong[@]}") check "$kind mid-run: the ${#pids[@]} runs in flight ended with the right verdicts" \
+		test "${#wrong[@]}" -eq 0 -a "$(find "$W/mid" -type f | wc -l)" -eq "${#pids[@]}"
+	((EXIM_OK)) && { T=$TB mark; mb=$MARK; }
 
 	# during the outage: every host verifies, verdicts right
 	cq cbvd1 "$prof" "$O1" "$O2" "$O3" "$O4"
