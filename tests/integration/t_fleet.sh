@@ -10,7 +10,8 @@
 #      of 3/1m shared by all: exactly 3 RCPTs, the rest transient/rate_limited
 #   3. Redis SIGKILLed, then SIGSTOPped, mid-run: right verdicts all along,
 #      one outage line per process, and - without restarting Exim's long
-#      session or cbvd - a recovery line and caching again
+#      session or cbvd - a recovery line and caching again; cache_fallback
+#      (a local LMDB shared by host A's processes while Redis is down)
 #   4. AUTH: wrong password, right one, a password file others can read;
 #      the secret in no log and not in `cbv check-config`
 #   5. bad input: a scripted fake Redis answering garbage; keys holding a
@@ -66,9 +67,17 @@ trap cleanup EXIT
 
 # ---- Redis ----
 
-RP=$(free_port) # the fleet's Redis
-RPA=$(free_port) # the one with requirepass
-[[ $RPA != "$RP" ]] || RPA=$((RP + 1))
+# new_port VAR: a free loopback port no other part of the test was given
+declare -A USED=()
+new_port() {
+	local p
+	p=$(free_port)
+	while [[ -n ${USED[$p]:-} ]]; do p=$(free_port); done
+	USED[$p]=1
+	printf -v "$1" '%s' "$p"
+}
+new_port RP  # the fleet's Redis
+new_port RPA # the one with requirepass
 SECRET="fleet-$RANDOM$RANDOM-$$-secret"
 
 # redis_start PORT [ARGS...]: a redis-server on 127.0.0.1:PORT, no
@@ -115,7 +124,8 @@ MODES=(garbage int huge err pong_garbage pong_int pong_nil pong_deep pong_err)
 declare -A FPORT=()
 fargs=()
 for m in "${MODES[@]}"; do
-	FPORT[$m]=$(free_port)
+	new_port port
+	FPORT[$m]=$port
 	fargs+=("${FPORT[$m]}=$m")
 done
 cat >"$W/fakeredis.py" <<'PY'
@@ -175,6 +185,10 @@ printf '%s\n' "$SECRET" >"$W/auth/loose"
 chmod 600 "$W/auth/right" "$W/auth/wrong"
 chmod 640 "$W/auth/loose"
 cbvd_dirs "$W/auth/right" "$W/auth/wrong" "$W/auth/loose"
+# the local LMDB fallback of host A (cbvd1 and Exim A), as /var/spool/exim4/db
+mkdir "$W/fb"
+cbvd_dirs "$W/fb"
+chmod 750 "$W/fb"
 
 # ---- profiles: the same on every host but for the helo ----
 
@@ -185,8 +199,11 @@ fleet_conf() {
 	rig_profile rate 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "rate:"' \
 		'domain_max_rate = 3/1m' 'domain_max_concurrency = 0' 'host_max_concurrency = 0' "${hl[@]}"
 	rig_profile outage 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "out:"' "${off[@]}" "${hl[@]}"
+	rig_profile outfb 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "outfb:"' \
+		"cache_fallback = \"$W/fb/cbv\"" "${off[@]}" "${hl[@]}"
 	# one prefix each: a process keeps one handle per Redis URL and prefix,
-	# with the options of the first profile that used it
+	# with the options of the first profile that used it, and at most 8
+	# (core/cbv_verify.c CACHES_MAX): cbvd1 and cbvd2 use 8 each
 	for a in right wrong loose; do
 		rig_profile "auth$a" 'timeout = 20s' "cache = \"redis://127.0.0.1:$RPA\"" \
 			"cache_prefix = \"auth$a:\"" "cache_password_file = \"$W/auth/$a\"" "${off[@]}" "${hl[@]}"
@@ -279,7 +296,7 @@ declare -A CURL=() CLOG=() CPID=()
 # cbvd_up NAME HELO: a cbvd with the fleet's profiles and its own helo.
 cbvd_up() {
 	local name=$1 port
-	port=$(free_port)
+	new_port port
 	{
 		fleet_conf "helo = \"$2\""
 		printf 'server {\n  listen = [ "inet://127.0.0.1:%s" ]\n  max_clients = 200\n  max_inflight = 512\n}\n' "$port"
@@ -631,6 +648,22 @@ outage_run() {
 }
 outage_run SIGKILL outage
 outage_run SIGSTOP outage
+
+# cache_fallback: while Redis is down, host A's processes share a local LMDB
+F1=fallback1-$ID@count.test
+redis_kill "$RP" KILL
+cq cbvd1 outfb "$F1" "$F1"
+DETAIL=$out check "fallback: cbvd1 right while Redis is down" cq_right 2
+expect_text "fallback: cbvd1 stored it in the LMDB fallback, then a hit there" "$(vlines "$F1" "${CLOG[cbvd1]}")" \
+	'^pass/accepted miss$'$'\n''^pass/accepted hit$'
+if ((EXIM_OK)); then
+	xs A outfb "$F1"
+	DETAIL=$out check "fallback: Exim A right" xs_right "$F1"
+	expect_text "fallback: Exim A (another process on host A) hits the same fallback" "$(vlines "$F1" "$LOGA")" '^pass/accepted hit$'
+fi
+check "fallback: one RCPT for $F1" test "$(rcpts "$F1")" -eq 1
+check "fallback: the LMDB file is there" test -s "$W/fb/cbv"
+redis_start "$RP" || bad "fallback: Redis restarted"
 if ((LIVE)); then
 	printf 'QUIT\r\n' >&7
 	exec 7>&-
