@@ -149,9 +149,14 @@ worker() {
 	done
 }
 
+# Redis outage lines (a command slower than cache_timeout, 100 ms, counts
+# as one: that process then runs uncached for its backoff)
+outages() { cat "$TA/log/mainlog" "$TB/log/mainlog" "$W"/cbvd*.log 2>/dev/null | grep -c 'retrying with backoff'; }
+
 round() { # NAME PROFILE
-	local name=$1 prof=$2 before after t0 t1 w total right=0 deferred=0 wrong=0 other=0 addr code
+	local name=$1 prof=$2 before after t0 t1 w total right=0 deferred=0 wrong=0 other=0 addr code o0
 	before=$(rcpts)
+	o0=$(outages)
 	t0=$(date +%s%N)
 	local wp=()
 	for ((w = 0; w < PROCS; w++)); do
@@ -174,17 +179,18 @@ round() { # NAME PROFILE
 			other=$((other + 1))
 		fi
 	done <"$W/out.$prof"
-	printf '%-30s %6s %7s %6s %6s %5s %6s %7s\n' "$name" "$total" "$((after - before))" \
-		"$right" "$deferred" "$wrong" "$other" \
+	printf '%-30s %6s %7s %6s %6s %5s %6s %7s %7s\n' "$name" "$total" "$((after - before))" \
+		"$right" "$deferred" "$wrong" "$other" "$(($(outages) - o0))" \
 		"$(awk -v n="$((t1 - t0))" 'BEGIN { printf "%.2f", n / 1e9 }')"
 }
 
 echo "fleet_storm: $VERIFS verifications of $NADDR addresses at $DOM (1 in 5 unknown: 550)," \
 	"$PROCS concurrent sessions of $K over 4 hosts (Exim mx1, Exim mx2, cbvd1, cbvd2), one Redis"
-printf '%-30s %6s %7s %6s %6s %5s %6s %7s\n' round verifs "MX RCPT" right 451 wrong other "wall s"
+printf '%-30s %6s %7s %6s %6s %5s %6s %7s %7s\n' round verifs "MX RCPT" right 451 wrong other outages "wall s"
 round "Redis, caps off" nocaps
 round "Redis, default caps" caps
 round "no cache" nocache
 echo "MX RCPT = RCPTs the remote MX saw (target with Redis: <= $NADDR, one per address, whatever"
 echo "the number of hosts); right = the code the address should get (250, or 550 for unknown-*);"
-echo "451 = deferred (the fleet-wide caps: rate_limited); wrong = 250/550 swapped (target 0)"
+echo "451 = deferred (the fleet-wide caps: rate_limited); wrong = 250/550 swapped (target 0);"
+echo "outages = processes that found Redis slower than cache_timeout (100 ms) and went on uncached"

@@ -194,25 +194,28 @@ chmod 750 "$W/fb"
 
 # fleet_conf HELO_LINE: the fleet's profiles (rig DNS and port), one per test.
 fleet_conf() {
+	# cache_timeout 1s, not 100ms: a loaded test machine must not look like
+	# an outage (the outages here are real ones)
+	local ct=('cache_timeout = 1s')
 	local hl=("$@") redis="redis://127.0.0.1:$RP" off=('domain_max_rate = 0' 'domain_max_concurrency = 0' 'host_max_concurrency = 0')
-	rig_profile fleet 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "fleet:"' "${off[@]}" "${hl[@]}"
-	rig_profile rate 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "rate:"' \
+	rig_profile fleet 'timeout = 20s' "${ct[@]}" "cache = \"$redis\"" 'cache_prefix = "fleet:"' "${off[@]}" "${hl[@]}"
+	rig_profile rate 'timeout = 20s' "${ct[@]}" "cache = \"$redis\"" 'cache_prefix = "rate:"' \
 		'domain_max_rate = 3/1m' 'domain_max_concurrency = 0' 'host_max_concurrency = 0' "${hl[@]}"
-	rig_profile outage 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "out:"' "${off[@]}" "${hl[@]}"
-	rig_profile outfb 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "outfb:"' \
+	rig_profile outage 'timeout = 20s' "${ct[@]}" "cache = \"$redis\"" 'cache_prefix = "out:"' "${off[@]}" "${hl[@]}"
+	rig_profile outfb 'timeout = 20s' "${ct[@]}" "cache = \"$redis\"" 'cache_prefix = "outfb:"' \
 		"cache_fallback = \"$W/fb/cbv\"" "${off[@]}" "${hl[@]}"
 	# one prefix each: a process keeps one handle per Redis URL and prefix,
 	# with the options of the first profile that used it, and at most 8
 	# (core/cbv_verify.c CACHES_MAX): cbvd1 and cbvd2 use 8 each
 	for a in right wrong loose; do
-		rig_profile "auth$a" 'timeout = 20s' "cache = \"redis://127.0.0.1:$RPA\"" \
+		rig_profile "auth$a" 'timeout = 20s' "${ct[@]}" "cache = \"redis://127.0.0.1:$RPA\"" \
 			"cache_prefix = \"auth$a:\"" "cache_password_file = \"$W/auth/$a\"" "${off[@]}" "${hl[@]}"
 	done
 	for m in "${MODES[@]}"; do
-		rig_profile "$m" 'timeout = 20s' "cache = \"redis://127.0.0.1:${FPORT[$m]}\"" "${off[@]}" "${hl[@]}"
+		rig_profile "$m" 'timeout = 20s' "${ct[@]}" "cache = \"redis://127.0.0.1:${FPORT[$m]}\"" "${off[@]}" "${hl[@]}"
 	done
-	rig_profile bad 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "bad:"' "${off[@]}" "${hl[@]}"
-	rig_profile badrate 'timeout = 20s' "cache = \"$redis\"" 'cache_prefix = "bad:"' \
+	rig_profile bad 'timeout = 20s' "${ct[@]}" "cache = \"$redis\"" 'cache_prefix = "bad:"' "${off[@]}" "${hl[@]}"
+	rig_profile badrate 'timeout = 20s' "${ct[@]}" "cache = \"$redis\"" 'cache_prefix = "bad:"' \
 		'domain_max_rate = 100/1m' 'domain_max_concurrency = 50' "${hl[@]}"
 }
 
