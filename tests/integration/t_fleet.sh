@@ -715,6 +715,9 @@ else
 	cfg=$("$CBV" check-config -c "$W/cbvd1.conf" 2>&1)
 fi
 expect_text "check-config shows the password file's path" "$cfg" "cache_password_file = \"$W/auth/right\""
+st=$("$CBV" cache -c "$W/cbvd1.conf" -p authright stats 2>&1)
+expect_text "cbv cache stats through AUTH" "$st" '^records +[1-9][0-9]*: address [1-9]' '^redis +[0-9.]+ [KMG]?i?B used_memory'
+cfg+=$'\n'$st
 v=$("$CBV" verify -v -c "$W/cbvd1.conf" -p authloose "auth6-$ID@count.test" 2>&1)
 expect_text "cbv verify: the loose file refused on stderr, verdict pass" "$v" \
 	"mode 0640 lets group or others at the secret" "^auth6-$ID@count\\.test pass accepted"
