@@ -14,6 +14,8 @@ for b in bench/exim_bench.sh bench/exim_multi_bench.sh bench/cache_storm.sh; do
 	echo "== $b"
 	bash "$b" || rc=1
 done
+echo "== bench/fleet_storm.sh"
+bash bench/fleet_storm.sh || rc=1
 # cbvd against calloutd: in a private network namespace of its own (root)
 echo "== bench/cbvd_bench.sh"
 if [ "$(id -u)" = 0 ] && command -v calloutd >/dev/null; then

@@ -293,14 +293,16 @@ static int fp_add(char *fp, size_t *len, const char *fmt, ...)
  * can change the answer:
  *   starttls, tls_verify, ca_dir  TLS policy decides tls_required/tls_failed
  *                                 and which hosts answer at all;
- *   helo                          an MX may judge us by our name;
  *   dns_servers                   another resolver, other hosts (split DNS);
  *   deny_networks                 which hosts may be tried (forbidden_target);
  *   max_hosts                     how far the search over hosts goes;
  *   host and mode (of the request, only when a host is used) where we call;
  *   catchall_probe                whether pass can become catch_all.
  * Timeouts are not in it: they only change transient outcomes, which are
- * not stored by default (cache_transient_ttl = 0).  The map is in it
+ * not stored by default (cache_transient_ttl = 0).  Nor is the HELO name:
+ * like our IP address it says who asks, not what is asked, and it differs
+ * per host ($primary_hostname), so with it in the key the MX hosts of a
+ * fleet sharing one Redis would never share a record.  The map is in it
  * through the mapped domain.  Returns 0 if the key cannot be built (the
  * verification then runs uncached).
  */
@@ -310,9 +312,9 @@ static int key_build(struct cbv_verify *v, enum cbv_host_mode mode)
 	size_t len = 0;
 	char net[64];
 
-	if (!fp_add(fp, &len, "v1 starttls=%d tls_verify=%d ca_dir=%s helo=%s dns=%s "
+	if (!fp_add(fp, &len, "v1 starttls=%d tls_verify=%d ca_dir=%s dns=%s "
 	            "max_hosts=%u host=%s mode=%d probe=%d deny=", (int)v->p.starttls,
-	            v->p.tls_verify, v->p.ca_dir, v->helo, v->p.dns_servers, v->p.max_hosts,
+	            v->p.tls_verify, v->p.ca_dir, v->p.dns_servers, v->p.max_hosts,
 	            v->host, v->host[0] != '\0' ? (int)mode : 0, v->p.catchall_probe))
 		return 0;
 	for (size_t i = 0; i < v->p.ndeny; i++) {

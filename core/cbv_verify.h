@@ -36,9 +36,10 @@
  *      rate_limited result, a transient one when a capped host was
  *      skipped, or our own failure to start a session.
  * The key: domain after the map, local part as sent, MAIL FROM used,
- * port, and a fingerprint of starttls, tls_verify, ca_dir, the effective
- * helo, dns_servers, deny_networks, max_hosts, the request's host and mode
- * (when a host is used) and catchall_probe (see key_build()).  A store
+ * port, and a fingerprint of starttls, tls_verify, ca_dir, dns_servers,
+ * deny_networks, max_hosts, the request's host and mode (when a host is
+ * used) and catchall_probe (see key_build(); not the helo, which differs
+ * per host of a fleet).  A store
  * that cannot be used never fails a verification: it runs uncached and
  * the result says cache_use OFF.  catchall_probe = yes (and no record
  * answered): the session also RCPTs cbv-probe-<16 random hex>@domain; a

@@ -187,8 +187,8 @@ START_TEST(ttls)
 	for (int i = 0; i < 2; i++) {
 		char opts[256];
 
-		/* a helo of its own per row: its own key (the helo is in the fingerprint) */
-		snprintf(opts, sizeof(opts), "%s%shelo=ttl%d-%d.test", t->opts,
+		/* a MAIL FROM of its own per row: its own key */
+		snprintf(opts, sizeof(opts), "%s%smailfrom=ttl%d-%d@verifier.test", t->opts,
 		         t->opts[0] ? ";" : "", _i, (int)getpid());
 		r = verify(a, opts);
 		VERDICT(r, t->verdict, t->reason);
@@ -201,6 +201,29 @@ START_TEST(ttls)
 		}
 		cbv_result_free(r);
 	}
+}
+END_TEST
+
+/*
+ * The helo is not in the key: it names the host that asks (each MX host
+ * of a fleet has its own), so another helo is a hit on the same record.
+ */
+START_TEST(helo_not_in_key)
+{
+	char a[128];
+	struct cbv_result *r;
+
+	snprintf(a, sizeof(a), "helo%d@count.test", (int)getpid());
+	r = verify(a, "helo=mx1.fleet.test");
+	VERDICT(r, CBV_PASS, "accepted");
+	ck_assert_int_eq(r->cache_use, CBV_CACHE_USE_MISS);
+	cbv_result_free(r);
+	r = verify(a, "helo=mx2.fleet.test");
+	VERDICT(r, CBV_PASS, "accepted");
+	ck_assert_int_eq(contacted, 0);
+	ck_assert_int_eq(r->cache_use, CBV_CACHE_USE_HIT);
+	cbv_result_free(r);
+	ck_assert_int_eq(rcpts("127.0.0.65", a), 1);
 }
 END_TEST
 
@@ -270,10 +293,10 @@ END_TEST
  */
 START_TEST(domain_facts)
 {
-	char a[128], b[128], opts[64];
+	char a[128], b[128];
+	const char *opts = ""; /* nullsender.test refuses only the null sender */
 	struct cbv_result *r;
 
-	snprintf(opts, sizeof(opts), "helo=facts%d.test", (int)getpid());
 	snprintf(a, sizeof(a), "a%d@nullsender.test", (int)getpid());
 	snprintf(b, sizeof(b), "b%d@nullsender.test", (int)getpid());
 	r = verify(a, opts);
@@ -526,7 +549,8 @@ START_TEST(catch_all)
 	struct cbv_result *r;
 	int probes = count_rcpts("127.0.0.60", "cbv-probe-", 1);
 
-	snprintf(opts, sizeof(opts), "catchall_probe=yes;helo=ca%d.test", (int)getpid());
+	snprintf(opts, sizeof(opts), "catchall_probe=yes;mailfrom=ca%d@verifier.test",
+	         (int)getpid());
 	snprintf(a, sizeof(a), "a%d@catchall.test", (int)getpid());
 	snprintf(b, sizeof(b), "b%d@catchall.test", (int)getpid());
 	r = verify(a, opts);
@@ -664,7 +688,8 @@ START_TEST(group_cache)
 		int probes = count_rcpts("127.0.0.60", "cbv-probe-", 1);
 		char opts[96];
 
-		snprintf(opts, sizeof(opts), "catchall_probe=yes;helo=gca%d.test", (int)getpid());
+		snprintf(opts, sizeof(opts), "catchall_probe=yes;mailfrom=gca%d@verifier.test",
+		         (int)getpid());
 		snprintf(a, sizeof(a), "ga%d@catchall.test", (int)getpid());
 		snprintf(b, sizeof(b), "gb%d@catchall.test", (int)getpid());
 		verify_group(addrs, 2, opts, r);
@@ -687,6 +712,7 @@ static Suite *verify_cache_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, hit_after_miss);
 	tcase_add_loop_test(tc, ttls, 0, (int)(sizeof(ttl_rows) / sizeof(ttl_rows[0])));
+	tcase_add_test(tc, helo_not_in_key);
 	tcase_add_test(tc, refresh_and_off);
 	tcase_add_test(tc, unusable);
 	tcase_add_test(tc, domain_facts);
