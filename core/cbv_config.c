@@ -261,6 +261,74 @@ static enum cbv_status parse_blocks(struct cbv_config *c, struct lexer *lx)
  * Parses len bytes of cbv.conf text (name in messages).  Returns a new
  * config (cbv_config_free()) or NULL with err: CBV_ECONFIG or CBV_ENOMEM.
  */
+static int is_redis(const char *store)
+{
+	return strncmp(store, "redis://", 8) == 0 || strncmp(store, "redis+unix://", 13) == 0;
+}
+
+/* a's LMDB file names (its cache if LMDB, its fallback if Redis) include path. */
+static int uses_lmdb(const struct cbv_profile *a, const char *path)
+{
+	if (path[0] == '\0' || a->cache[0] == '\0')
+		return 0;
+	return is_redis(a->cache) ? strcmp(a->cache_fallback, path) == 0
+	                          : strcmp(a->cache, path) == 0;
+}
+
+/*
+ * A process keeps one store handle per cache (and, for Redis, per
+ * cache_prefix), made with the first profile's options; LMDB allows one
+ * environment per file per process.  So profiles sharing a Redis store
+ * must agree on the options of its connection, and the LMDB file of one
+ * handle (a cache, or a Redis store's fallback) must not be another
+ * handle's.  Refused here, at load, rather than silently using another
+ * profile's password file.
+ */
+static enum cbv_status check_shared_stores(const struct cbv_config *c, const char *name,
+                                           struct cbv_err *err)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const struct cbv_profile *a = c->v[i];
+
+		for (size_t j = i + 1; j < c->n && is_redis(a->cache); j++) {
+			const struct cbv_profile *b = c->v[j];
+			const char *what = NULL;
+
+			if (strcmp(a->cache, b->cache) != 0 || strcmp(a->cache_prefix, b->cache_prefix) != 0)
+				continue;
+			if (a->cache_timeout_ms != b->cache_timeout_ms)
+				what = "cache_timeout";
+			else if (strcmp(a->cache_password_file, b->cache_password_file) != 0)
+				what = "cache_password_file";
+			else if (strcmp(a->cache_fallback, b->cache_fallback) != 0)
+				what = "cache_fallback";
+			if (what != NULL)
+				return cbv_err_set(err, CBV_ECONFIG,
+				                   "%s: smtp_cbv \"%s\" and \"%s\" share cache %s (prefix "
+				                   "\"%s\") but set %s differently: one connection "
+				                   "serves both, give them the same %s",
+				                   name, a->name, b->name, a->cache, a->cache_prefix, what,
+				                   what);
+		}
+		if (!is_redis(a->cache) || a->cache_fallback[0] == '\0')
+			continue;
+		for (size_t j = 0; j < c->n; j++) {
+			const struct cbv_profile *b = c->v[j];
+
+			if (j == i || (strcmp(a->cache, b->cache) == 0 &&
+			               strcmp(a->cache_prefix, b->cache_prefix) == 0))
+				continue; /* the same handle */
+			if (uses_lmdb(b, a->cache_fallback))
+				return cbv_err_set(err, CBV_ECONFIG,
+				                   "%s: smtp_cbv \"%s\": cache_fallback %s is also the "
+				                   "LMDB store of smtp_cbv \"%s\"; an LMDB file may be "
+				                   "open once per process: give it a path of its own",
+				                   name, a->name, a->cache_fallback, b->name);
+		}
+	}
+	return CBV_OK;
+}
+
 struct cbv_config *cbv_config_parse(const char *text, size_t len, const char *name,
                                     struct cbv_err *err)
 {
@@ -305,6 +373,8 @@ struct cbv_config *cbv_config_parse(const char *text, size_t len, const char *na
 		cbv_config_lx_oom(err);
 		goto fail;
 	}
+	if (check_shared_stores(c, name, err) != CBV_OK)
+		goto fail;
 	c->def = 0;
 	for (size_t i = 0; i < c->n; i++)
 		if (strcmp(c->v[i]->name, "default") == 0)

@@ -329,6 +329,21 @@ static const struct {
 	{ "# comment\n\nsmtp_cbv \"p\" {\n\tport = 99999\n}", 0, "t.conf:4:9: port: 99999 out of range" },
 	{ "smtp_cbv {\r\n  bogus = 1\r\n}\r\n", 0, "t.conf:2:3: unknown key" },
 	{ "smtp_cbv { port = 25 } smtp_cbv \"b\" { port = 0 }", 0, "t.conf:1:46: port:" },
+	/* one store handle per cache and prefix: its options must agree */
+	{ "smtp_cbv \"a\" { cache = \"redis://127.0.0.1:6379\" }\n"
+	  "smtp_cbv \"b\" { cache = \"redis://127.0.0.1:6379\" cache_password_file = /etc/s }",
+	  0, "t.conf: smtp_cbv \"a\" and \"b\" share cache redis://127.0.0.1:6379 (prefix \"cbv:\") "
+	     "but set cache_password_file differently" },
+	{ "smtp_cbv \"a\" { cache = \"redis://h:1\" cache_timeout = 1s }\n"
+	  "smtp_cbv \"b\" { cache = \"redis://h:1\" }", 0, "but set cache_timeout differently" },
+	{ "smtp_cbv \"a\" { cache = \"redis://h:1\" cache_fallback = /var/f }\n"
+	  "smtp_cbv \"b\" { cache = \"redis://h:1\" }", 0, "but set cache_fallback differently" },
+	{ "smtp_cbv \"a\" { cache = \"redis://h:1\" cache_fallback = /var/f }\n"
+	  "smtp_cbv \"b\" { cache = /var/f }", 0,
+	  "smtp_cbv \"a\": cache_fallback /var/f is also the LMDB store of smtp_cbv \"b\"" },
+	{ "smtp_cbv \"a\" { cache = \"redis://h:1\" cache_fallback = /var/f }\n"
+	  "smtp_cbv \"b\" { cache = \"redis://h:2\" cache_fallback = /var/f }", 0,
+	  "cache_fallback /var/f is also the LMDB store of smtp_cbv \"b\"" },
 };
 
 START_TEST(error_table)
@@ -394,6 +409,30 @@ START_TEST(error_bounds)
 END_TEST
 
 /* ---- profiles ---- */
+
+/* What may share: the same options, another prefix, one LMDB file. */
+START_TEST(shared_stores_ok)
+{
+	static const char *const ok[] = {
+		"smtp_cbv \"a\" { cache = \"redis://h:1\" cache_timeout = 1s cache_fallback = /var/f }\n"
+		"smtp_cbv \"b\" { cache = \"redis://h:1\" cache_timeout = 1s cache_fallback = /var/f "
+		"helo = b.test }",
+		"smtp_cbv \"a\" { cache = \"redis://h:1\" cache_password_file = /etc/a }\n"
+		"smtp_cbv \"b\" { cache = \"redis://h:1\" cache_prefix = \"b:\" }",
+		"smtp_cbv \"a\" { cache = /var/c cache_size = 1m }\nsmtp_cbv \"b\" { cache = /var/c }",
+		"smtp_cbv \"a\" { cache = \"redis://h:1\" cache_fallback = /var/f }\n"
+		"smtp_cbv \"b\" { cache = /var/c }",
+	};
+	struct cbv_err err;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct cbv_config *c = cbv_config_parse(ok[i], strlen(ok[i]), "t.conf", &err);
+
+		ck_assert_msg(c != NULL, "row %zu refused: %s", i, err.msg);
+		cbv_config_free(c);
+	}
+}
+END_TEST
 
 START_TEST(profile_selection)
 {
@@ -1051,6 +1090,7 @@ static Suite *config_suite(void)
 
 	tc = tcase_create("profiles");
 	tcase_add_test(tc, profile_selection);
+	tcase_add_test(tc, shared_stores_ok);
 	tcase_add_test(tc, profile_copy_clear);
 	suite_add_tcase(s, tc);
 
