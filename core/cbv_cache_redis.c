@@ -23,6 +23,7 @@
 
 #include "cbv_limits.h"
 #include "cbv_log.h"
+#include "cbv_stats.h"
 
 /* Keys: prefix, kind, ':', domain, ':', 64 hex digits. */
 #define RKEY_MAX (CBV_REDIS_PREFIX_MAX + 2 + CBV_DOMAIN_MAX + 1 + 64 + 1)
@@ -257,6 +258,7 @@ static void outage(struct cbv_cache_redis *r, const char *what)
 	if (!r->down) {
 		r->down = 1;
 		r->backoff_ms = CBV_REDIS_BACKOFF_MIN_MS;
+		cbv_stats_redis_outage();
 		cbv_log(CBV_LOG_ERR, "cache %s: %s; retrying with backoff; verifying without it",
 		        r->url, what);
 	} else if (r->backoff_ms < CBV_REDIS_BACKOFF_MAX_MS) {
@@ -1284,4 +1286,81 @@ int cbv_cache_redis_stats(struct cbv_cache_redis *r, int64_t now, struct cbv_cac
 done:
 	cbv_free(a);
 	return rc;
+}
+
+/* ---- counters for operators (cbv_stats.h): the hash P "S" ---- */
+
+int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_field *f, size_t n,
+                          uint64_t outages)
+{
+	/* CLIENT REPLY SKIP + HINCRBY per field: nothing comes back, so nothing is
+	 * awaited and the replies of the next command stay in step */
+	char buf[(CBV_STATS_FIELDS_MAX + 1) * 2 * (96 + CBV_REDIS_PREFIX_MAX + CBV_STATS_FIELD_MAX)];
+	char key[CBV_REDIS_PREFIX_MAX + 2], num[24], what[160];
+	size_t len = 0;
+
+	if (!ensure(r))
+		return -1;
+	snprintf(key, sizeof(key), "%sS", r->prefix);
+	for (size_t i = 0; i <= n; i++) {
+		const char *name = i < n ? f[i].name : "o";
+		uint64_t add = i < n ? f[i].add : outages;
+		const char *skip[3] = { "CLIENT", "REPLY", "SKIP" };
+		const char *argv[4] = { "HINCRBY", key, name, num };
+		char *cmd = NULL;
+		int cl;
+
+		if (add == 0)
+			continue;
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)add);
+		for (int c = 0; c < 2; c++) {
+			cl = c == 0 ? redisFormatCommandArgv(&cmd, 3, skip, NULL)
+			            : redisFormatCommandArgv(&cmd, 4, argv, NULL);
+			if (cl < 0 || cmd == NULL)
+				return -1;
+			if (len + (size_t)cl <= sizeof(buf)) {
+				memcpy(buf + len, cmd, (size_t)cl);
+				len += (size_t)cl;
+			}
+			redisFreeCommand(cmd);
+		}
+	}
+	if (len > 0 && send_all(r->ctx, buf, len) != 0) {
+		snprintf(what, sizeof(what), "HINCRBY failed: %s", r->ctx->errstr);
+		outage(r, what);
+		return -1;
+	}
+	return 0;
+}
+
+int cbv_cache_redis_counters(struct cbv_cache_redis *r, struct cbv_stats *st)
+{
+	char key[CBV_REDIS_PREFIX_MAX + 2];
+	const char *argv[2] = { "HGETALL", key };
+	redisReply *rep;
+
+	if (!ensure(r))
+		return -1;
+	snprintf(key, sizeof(key), "%sS", r->prefix);
+	if ((rep = command(r, 2, argv, NULL)) == NULL)
+		return -1;
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements % 2 == 0) {
+		for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+			const redisReply *k = rep->element[i], *v = rep->element[i + 1];
+			unsigned long long n = 0;
+			size_t j;
+
+			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+			    v->len == 0 || v->len > 20)
+				continue;
+			for (j = 0; j < v->len && v->str[j] >= '0' && v->str[j] <= '9'; j++)
+				n = n * 10 + (unsigned long long)(v->str[j] - '0');
+			if (j == v->len)
+				(void)cbv_stats_field_add(st, k->str, k->len, n);
+		}
+	} else if (rep->type != REDIS_REPLY_ARRAY) {
+		damaged_once(r, "the counters hash is not a hash");
+	}
+	freeReplyObject(rep);
+	return 0;
 }
