@@ -284,16 +284,16 @@ size_t cbv_stats_render(const struct cbv_stats *st, const struct cbv_stats_info 
 
 	if (cap > 0)
 		out[0] = '\0';
-	if (info->version != NULL) {
-		family(&t, p, "build_info", "gauge", "Version of the program serving these metrics.");
-		put(&t, "%s_build_info{program=\"%s\",version=\"%s\"} 1\n", p,
-		    cbv_stats_escape(info->program != NULL ? info->program : "", prog, sizeof(prog)),
+	if (info->version != NULL && info->program != NULL) {
+		cbv_stats_escape(info->program, prog, sizeof(prog));
+		family(&t, prog, "build_info", "gauge", "Version of the program serving these metrics.");
+		put(&t, "%s_build_info{version=\"%s\"} 1\n", prog,
 		    cbv_stats_escape(info->version, ver, sizeof(ver)));
 	}
 	if (info->start_time_s > 0) {
-		family(&t, p, "start_time_seconds", "gauge",
+		family(&t, "process", "start_time_seconds", "gauge",
 		       "Start time of the process since the Unix epoch, in seconds.");
-		put(&t, "%s_start_time_seconds %" PRId64 "\n", p, info->start_time_s);
+		put(&t, "process_start_time_seconds %" PRId64 "\n", info->start_time_s);
 	}
 	family(&t, p, "verifications_total", "counter",
 	       "Verifications ended, by verdict (status) and reason word.");

@@ -137,9 +137,9 @@ int cbv_stats_field_add(struct cbv_stats *st, const char *name, size_t name_len,
 /* What the rendering says besides the counters. */
 struct cbv_stats_info {
 	const char *prefix;      /* metric name prefix: "cbv" (cbvd) */
-	const char *version;     /* build_info's version label; NULL: no build_info */
-	const char *program;     /* build_info's program label ("cbvd", "cbv") */
-	int64_t start_time_s;    /* process start, Unix seconds; 0: not rendered */
+	const char *version;     /* PROGRAM_build_info{version=...}; NULL: none */
+	const char *program;     /* its name prefix, a metric name ("cbvd"); NULL: none */
+	int64_t start_time_s;    /* process_start_time_seconds; 0: not rendered */
 	int in_flight;           /* 1: render the in-flight gauge (a live process) */
 };
 

@@ -190,8 +190,9 @@ START_TEST(render_counts)
 	ck_assert_ptr_nonnull(strstr(t, "\ncbv_redis_outages_total 2\n"));
 	ck_assert_ptr_nonnull(strstr(t, "# TYPE cbv_in_flight gauge\ncbv_in_flight 4\n"));
 	ck_assert_ptr_nonnull(
-		strstr(t, "\ncbv_build_info{program=\"cbvd\",version=\"0.1\\\"x\"} 1\n"));
-	ck_assert_ptr_nonnull(strstr(t, "\ncbv_start_time_seconds 1700000000\n"));
+		strstr(t, "\ncbvd_build_info{version=\"0.1\\\"x\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE cbvd_build_info gauge\n"));
+	ck_assert_ptr_nonnull(strstr(t, "\nprocess_start_time_seconds 1700000000\n"));
 	ck_assert_ptr_nonnull(strstr(t, "# TYPE cbv_verification_duration_seconds histogram\n"));
 	/* cumulative: 300us, 1us, 900us, 900us in the first; 120 ms by 0.25 */
 	ck_assert_ptr_nonnull(
