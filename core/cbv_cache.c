@@ -86,7 +86,7 @@ struct cbv_cache {
 	struct cbv_cache *fallback; /* LMDB used while Redis is down; NULL = none */
 	unsigned char *buf2;        /* Redis: the domain fact's value (a second buffer) */
 	/* counters waiting for this process's next write (cbv_cache_count()) */
-	struct cbv_stats_field pend[CBV_STATS_FIELDS_MAX];
+	struct cbv_stats_field pend[2 * CBV_STATS_FIELDS_MAX];
 	size_t npend;
 };
 
@@ -1863,7 +1863,7 @@ void cbv_cache_count(struct cbv_cache *c, const struct cbv_stats_event *ev)
 		while (j < c->npend && strcmp(c->pend[j].name, f[i].name) != 0)
 			j++;
 		if (j == c->npend) {
-			if (c->npend == CBV_STATS_FIELDS_MAX)
+			if (c->npend == sizeof(c->pend) / sizeof(c->pend[0]))
 				continue; /* a second event's new field: dropped, never overrun */
 			c->pend[c->npend++] = (struct cbv_stats_field){ .add = 0 };
 			memcpy(c->pend[j].name, f[i].name, sizeof(f[i].name));

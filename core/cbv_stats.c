@@ -124,20 +124,10 @@ size_t cbv_stats_fields(const struct cbv_stats_event *ev, uint64_t outages_pendi
 
 	if (!event_ok(ev))
 		return 0;
-	snprintf(f[n].name, sizeof(f[n].name), "v:%s:%s", cbv_verdict_name(ev->verdict),
-	         cbv_reason_name(ev->reason));
-	f[n++].add = 1;
-	if (ev->lookup >= 0) {
-		snprintf(f[n].name, sizeof(f[n].name), "c:%s:%s", backend_names[ev->backend],
-		         lookup_names[ev->lookup]);
-		f[n++].add = 1;
-	}
-	if (ev->cap >= 0) {
-		snprintf(f[n].name, sizeof(f[n].name), "l:%s", cap_names[ev->cap]);
-		f[n++].add = 1;
-	}
-	snprintf(f[n].name, sizeof(f[n].name), "h:%s",
-	         bounds_le[cbv_stats_bucket(ev->duration_us)]);
+	snprintf(f[n].name, sizeof(f[n].name), "e:%s:%s:%s:%s:%s:%s", cbv_verdict_name(ev->verdict),
+	         cbv_reason_name(ev->reason), backend_names[ev->backend],
+	         ev->lookup >= 0 ? lookup_names[ev->lookup] : "-",
+	         ev->cap >= 0 ? cap_names[ev->cap] : "-", bounds_le[cbv_stats_bucket(ev->duration_us)]);
 	f[n++].add = 1;
 	snprintf(f[n].name, sizeof(f[n].name), "hs");
 	f[n++].add = ev->duration_us;
@@ -148,35 +138,24 @@ size_t cbv_stats_fields(const struct cbv_stats_event *ev, uint64_t outages_pendi
 	return n;
 }
 
-/* The index of the word (w, wl bytes) in names[n], or -1. */
-static int word_index(const char *const *names, int n, const char *w, size_t wl)
+/* The index of the word (w, wl bytes) in names[n], or -1; "-" is none (-2) if dash. */
+static int word_index(const char *const *names, int n, const char *w, size_t wl, int dash)
 {
+	if (dash && wl == 1 && w[0] == '-')
+		return -2;
 	for (int i = 0; i < n; i++)
 		if (strlen(names[i]) == wl && memcmp(names[i], w, wl) == 0)
 			return i;
 	return -1;
 }
 
-/* Splits "a:b" (len bytes) at the first ':'; 0 if there is none. */
-static int split(const char *s, size_t len, size_t *alen, const char **b, size_t *blen)
-{
-	const char *c = memchr(s, ':', len);
-
-	if (c == NULL)
-		return 0;
-	*alen = (size_t)(c - s);
-	*b = c + 1;
-	*blen = len - *alen - 1;
-	return 1;
-}
-
 int cbv_stats_field_add(struct cbv_stats *st, const char *name, size_t len, uint64_t value)
 {
 	static const char *const vnames[] = { "pass", "fail", "transient", "error" };
+	const char *part[6];
+	size_t plen[6], np = 0;
 	char reason[CBV_STATS_FIELD_MAX];
-	const char *b;
-	size_t al, bl;
-	int i, j;
+	int v, r, b, l, c, h;
 
 	if (len == 1 && name[0] == 'o') {
 		st->redis_outages += value;
@@ -186,43 +165,37 @@ int cbv_stats_field_add(struct cbv_stats *st, const char *name, size_t len, uint
 		st->sum_us += value;
 		return 0;
 	}
-	if (len < 3 || name[1] != ':')
+	if (len < 2 || memcmp(name, "e:", 2) != 0)
 		return -1;
-	b = name + 2;
-	bl = len - 2;
-	switch (name[0]) {
-	case 'v':
-		if (!split(b, bl, &al, &name, &len) || len >= sizeof(reason))
-			return -1;
-		i = word_index(vnames, 4, b, al);
-		memcpy(reason, name, len);
-		reason[len] = '\0';
-		j = cbv_reason_parse(reason);
-		if (i < 0 || j < 0)
-			return -1;
-		st->verifications[verdicts[i]][j] += value;
-		return 0;
-	case 'c':
-		if (!split(b, bl, &al, &name, &len))
-			return -1;
-		i = word_index(backend_names, CBV_STATS_BACKENDS, b, al);
-		j = word_index(lookup_names, CBV_STATS_LOOKUPS, name, len);
-		if (i < 0 || j < 0)
-			return -1;
-		st->cache[i][j] += value;
-		return 0;
-	case 'l':
-		if ((i = word_index(cap_names, CBV_STATS_CAPS, b, bl)) < 0)
-			return -1;
-		st->limited[i] += value;
-		return 0;
-	case 'h':
-		if ((i = word_index(bounds_le, CBV_STATS_BUCKETS + 1, b, bl)) < 0)
-			return -1;
-		st->bucket[i] += value;
-		return 0;
+	/* six words after "e:", split at ':' */
+	for (size_t i = 2, s = 2; i <= len; i++) {
+		if (i == len || name[i] == ':') {
+			if (np == 6)
+				return -1;
+			part[np] = name + s;
+			plen[np++] = i - s;
+			s = i + 1;
+		}
 	}
-	return -1;
+	if (np != 6 || plen[1] >= sizeof(reason))
+		return -1;
+	memcpy(reason, part[1], plen[1]);
+	reason[plen[1]] = '\0';
+	v = word_index(vnames, 4, part[0], plen[0], 0);
+	r = cbv_reason_parse(reason);
+	b = word_index(backend_names, CBV_STATS_BACKENDS, part[2], plen[2], 0);
+	l = word_index(lookup_names, CBV_STATS_LOOKUPS, part[3], plen[3], 1);
+	c = word_index(cap_names, CBV_STATS_CAPS, part[4], plen[4], 1);
+	h = word_index(bounds_le, CBV_STATS_BUCKETS + 1, part[5], plen[5], 0);
+	if (v < 0 || r < 0 || b < 0 || l == -1 || c == -1 || h < 0)
+		return -1;
+	st->verifications[verdicts[v]][r] += value;
+	if (l >= 0)
+		st->cache[b][l] += value;
+	if (c >= 0)
+		st->limited[c] += value;
+	st->bucket[h] += value;
+	return 0;
 }
 
 char *cbv_stats_escape(const char *s, char *out, size_t cap)

@@ -14,11 +14,13 @@
  * `cbv cache stats` reads them back (cbv_stats_field_add()) and renders
  * the same text.  Field names are the store's format: words, never
  * enum values, so a renumbered enum never changes what a field means.
+ * One field per kind of verification end, so that a verification costs
+ * the store two increments, not six:
  *
- *   v:STATUS:REASON   verifications            c:BACKEND:RESULT  cache answers
- *   l:CAP             rate-limited calls       o                 Redis outages
- *   h:LE              histogram bucket (not cumulative; LE as rendered, or +Inf)
- *   hs                sum of durations, microseconds
+ *   e:STATUS:REASON:BACKEND:LOOKUP:CAP:LE   verifications that ended so
+ *        (LOOKUP "-" when the cache was not asked, CAP "-" when no cap
+ *        refused it, LE the histogram bucket as rendered, or +Inf)
+ *   hs   sum of durations, microseconds        o   Redis outages
  */
 #ifndef CBV_STATS_H
 #define CBV_STATS_H
@@ -31,9 +33,9 @@
 /* Latency histogram upper bounds, microseconds (SMTP scale: 5 ms .. 60 s). */
 #define CBV_STATS_BUCKETS 13
 /* Fields one verification adds to the store, at most. */
-#define CBV_STATS_FIELDS_MAX 6
-/* The longest field name ("v:transient:mailbox_disabled" and the like). */
-#define CBV_STATS_FIELD_MAX 64
+#define CBV_STATS_FIELDS_MAX 3
+/* The longest field name (the "e:" one is at most about 75 bytes). */
+#define CBV_STATS_FIELD_MAX 96
 /* A rendering never needs more (every series of every family). */
 #define CBV_STATS_TEXT_MAX 65536
 
