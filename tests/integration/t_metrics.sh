@@ -262,4 +262,33 @@ expect_value "--prometheus: 5 in the histogram" 5.0 \
 	'cbv_verification_duration_seconds_count{}' "$out"
 expect_value "--prometheus: no in_flight gauge (no live process)" "" 'cbv_in_flight{}' "$out"
 
+# ---- the same through Redis: separate processes, one hash ----
+if command -v redis-server >/dev/null 2>&1; then
+	RPORT=$(free_port)
+	redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$TMP" --loglevel warning --logfile '' >/dev/null 2>&1 &
+	RPID=$!
+	PIDS+=("$RPID")
+	for ((i = 0; i < 100; i++)); do
+		$PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+			"$RPORT" 2>/dev/null && break
+		sleep 0.1
+	done
+	rig_profile default 'timeout = 10s' "cache = \"redis://127.0.0.1:$RPORT\"" \
+		'cache_prefix = "m:"' >"$TMP/redis.conf"
+	V=("$CBV" verify -c "$TMP/redis.conf")
+	C=("$CBV" cache -c "$TMP/redis.conf")
+	"${V[@]}" alice@exim.test >/dev/null 2>&1
+	"${V[@]}" alice@exim.test >/dev/null 2>&1
+	"${V[@]}" nobody@exim.test >/dev/null 2>&1
+	out=$("${C[@]}" stats 2>&1)
+	expect_text "redis: three processes add up in cache stats" "$out" \
+		'^verified   3 ' '^  pass      accepted          2$' \
+		'^  fail      mailbox_unknown   1$' 'redis hit 1, redis miss 2'
+	kill "$RPID" 2>/dev/null
+	wait "$RPID" 2>/dev/null
+else
+	skip "redis: no redis-server"
+fi
+
 summary
