@@ -1307,23 +1307,23 @@ int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_fiel
 		uint64_t add = i < n ? f[i].add : outages;
 		const char *skip[3] = { "CLIENT", "REPLY", "SKIP" };
 		const char *argv[4] = { "HINCRBY", key, name, num };
-		char *cmd = NULL;
-		int cl;
+		char *c1 = NULL, *c2 = NULL;
+		int l1, l2;
 
 		if (add == 0)
 			continue;
 		snprintf(num, sizeof(num), "%llu", (unsigned long long)add);
-		for (int c = 0; c < 2; c++) {
-			cl = c == 0 ? redisFormatCommandArgv(&cmd, 3, skip, NULL)
-			            : redisFormatCommandArgv(&cmd, 4, argv, NULL);
-			if (cl < 0 || cmd == NULL)
-				return -1;
-			if (len + (size_t)cl <= sizeof(buf)) {
-				memcpy(buf + len, cmd, (size_t)cl);
-				len += (size_t)cl;
-			}
-			redisFreeCommand(cmd);
+		l1 = redisFormatCommandArgv(&c1, 3, skip, NULL);
+		l2 = redisFormatCommandArgv(&c2, 4, argv, NULL);
+		/* both or neither: a SKIP without its command would skip another's reply */
+		if (l1 > 0 && l2 > 0 && c1 != NULL && c2 != NULL &&
+		    len + (size_t)l1 + (size_t)l2 <= sizeof(buf)) {
+			memcpy(buf + len, c1, (size_t)l1);
+			memcpy(buf + len + (size_t)l1, c2, (size_t)l2);
+			len += (size_t)l1 + (size_t)l2;
 		}
+		redisFreeCommand(c1);
+		redisFreeCommand(c2);
 	}
 	if (len > 0 && send_all(r->ctx, buf, len) != 0) {
 		snprintf(what, sizeof(what), "HINCRBY failed: %s", r->ctx->errstr);

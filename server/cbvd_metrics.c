@@ -32,6 +32,8 @@ struct cbvd_metrics {
 	int64_t start_time_s;
 	struct conn c[CBVD_METRICS_CONNS];
 	unsigned long served;
+	int accept_logged;
+	int64_t pause_until;    /* accept failed (no fds): listener not polled until then */
 };
 
 struct cbvd_metrics *cbvd_metrics_new(int listen_fd, const char *version, int64_t start_time_s)
@@ -94,6 +96,15 @@ size_t cbvd_metrics_pollfds(struct cbvd_metrics *m, struct pollfd *pfds, size_t 
 			*wake_ms = c->deadline_ms;
 	}
 	m->lpfd = -1;
+	if (free_slot && m->pause_until != 0) {
+		if (cbv_now_ms() < m->pause_until) {
+			free_slot = 0;
+			if (m->pause_until < *wake_ms)
+				*wake_ms = m->pause_until;
+		} else {
+			m->pause_until = 0;
+		}
+	}
 	if (free_slot) { /* full: new scrapers wait in the backlog */
 		m->lpfd = (int)n;
 		pfds[n++] = (struct pollfd){ .fd = m->lfd, .events = POLLIN };
@@ -214,9 +225,15 @@ static void accept_conns(struct cbvd_metrics *m)
 			continue;
 		fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
+			/* out of fds, say: logged once, and the listener rests a second
+			 * rather than waking every poll(2) */
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED)
-				cbv_log(CBV_LOG_WARN, "cbvd: metrics: accept: %s", strerror(errno));
+			    errno != ECONNABORTED) {
+				m->pause_until = cbv_now_ms() + 1000;
+				if (!m->accept_logged)
+					cbv_log(CBV_LOG_WARN, "cbvd: metrics: accept: %s", strerror(errno));
+				m->accept_logged = 1;
+			}
 			return;
 		}
 		c->fd = fd;
