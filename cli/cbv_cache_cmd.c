@@ -444,12 +444,14 @@ static void print_counters(const struct cbv_stats *s, int json)
 	printf("lookups   ");
 	for (int b = 0; b < CBV_STATS_BACKENDS; b++)
 		for (int l = 0; l < CBV_STATS_LOOKUPS; l++)
-			if (s->cache[b][l] > 0 || (b != CBV_STATS_NONE && l != CBV_STATS_ERROR)) {
+			if (s->cache[b][l] > 0) {
 				printf("%s %s %s %llu", sep, cbv_stats_backend_name((enum cbv_stats_backend)b),
 				       cbv_stats_lookup_name((enum cbv_stats_lookup)l),
 				       (unsigned long long)s->cache[b][l]);
 				sep = ",";
 			}
+	if (sep[0] == '\0')
+		printf(" none");
 	printf("\nlimited   ");
 	for (int k = 0; k < CBV_STATS_CAPS; k++)
 		printf("%s %s %llu", k == 0 ? "" : ",", cbv_stats_cap_name((enum cbv_stats_cap)k),
