@@ -1942,7 +1942,7 @@ void cbv_cache_count_flush(struct cbv_cache *c)
 int cbv_cache_counters(struct cbv_cache *c, struct cbv_stats *st)
 {
 	MDB_cursor *cur = NULL;
-	MDB_val k = { 1, (void *)(uintptr_t)"S" }, v;
+	MDB_val k = { 1, (void *)(uintptr_t) "S" }, v;
 	int rc;
 
 	memset(st, 0, sizeof(*st));

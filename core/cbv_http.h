@@ -20,10 +20,10 @@
 #define CBV_HTTP_TARGET_MAX 1024
 
 enum cbv_http_parse {
-	CBV_HTTP_MORE,    /* no end of the head yet: read more (len < CBV_HTTP_HEAD_MAX) */
-	CBV_HTTP_DONE,    /* *rq is filled */
-	CBV_HTTP_BAD,     /* not an HTTP/1.x request head: answer 400 */
-	CBV_HTTP_TOO_BIG  /* no end within CBV_HTTP_HEAD_MAX bytes: answer 431 */
+	CBV_HTTP_MORE,   /* no end of the head yet: read more (len < CBV_HTTP_HEAD_MAX) */
+	CBV_HTTP_DONE,   /* *rq is filled */
+	CBV_HTTP_BAD,    /* not an HTTP/1.x request head: answer 400 */
+	CBV_HTTP_TOO_BIG /* no end within CBV_HTTP_HEAD_MAX bytes: answer 431 */
 };
 
 struct cbv_http_req {

@@ -205,7 +205,9 @@ char *cbv_stats_escape(const char *s, char *out, size_t cap)
 	if (cap == 0)
 		return out;
 	for (; *s != '\0'; s++) {
-		const char *rep = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+		const char *rep = *s == '\\' ? "\\\\" : *s == '"' ? "\\\""
+		                                : *s == '\n'      ? "\\n"
+		                                                  : NULL;
 		size_t rl = rep != NULL ? 2 : 1;
 
 		if (o + rl >= cap)

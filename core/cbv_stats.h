@@ -39,7 +39,10 @@
 /* A rendering never needs more (every series of every family). */
 #define CBV_STATS_TEXT_MAX 65536
 
-enum cbv_stats_backend { CBV_STATS_NONE, CBV_STATS_LMDB, CBV_STATS_REDIS, CBV_STATS_BACKENDS };
+enum cbv_stats_backend { CBV_STATS_NONE,
+	                 CBV_STATS_LMDB,
+	                 CBV_STATS_REDIS,
+	                 CBV_STATS_BACKENDS };
 
 /* What the cache said to the lookup before DNS. */
 enum cbv_stats_lookup {
@@ -138,11 +141,11 @@ int cbv_stats_field_add(struct cbv_stats *st, const char *name, size_t name_len,
 
 /* What the rendering says besides the counters. */
 struct cbv_stats_info {
-	const char *prefix;      /* metric name prefix: "cbv" (cbvd) */
-	const char *version;     /* PROGRAM_build_info{version=...}; NULL: none */
-	const char *program;     /* its name prefix, a metric name ("cbvd"); NULL: none */
-	int64_t start_time_s;    /* process_start_time_seconds; 0: not rendered */
-	int in_flight;           /* 1: render the in-flight gauge (a live process) */
+	const char *prefix;   /* metric name prefix: "cbv" (cbvd) */
+	const char *version;  /* PROGRAM_build_info{version=...}; NULL: none */
+	const char *program;  /* its name prefix, a metric name ("cbvd"); NULL: none */
+	int64_t start_time_s; /* process_start_time_seconds; 0: not rendered */
+	int in_flight;        /* 1: render the in-flight gauge (a live process) */
 };
 
 /*

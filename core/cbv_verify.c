@@ -85,8 +85,9 @@ struct cbv_verify {
 	char hslot_ip[80];
 	int64_t flight_wake;         /* VS_FLIGHT: when to look again */
 	int no_store;                /* the result is not from a callout: never store it */
-	int cache_asked;             /* stats: cache_start() was reached */
-	enum cbv_cache_limit limited; /* stats: the domain cap that refused us */
+	int cache_asked;     /* stats: cache_start() was reached */
+	/* stats: the domain cap that refused us */
+	enum cbv_cache_limit limited;
 
 	/* Groups (cbv_verify_group_new): a leader does the DNS and the sessions
 	 * for itself and its followers (same domain after the map, same
@@ -366,8 +367,8 @@ static struct cbv_cache *count_end(struct cbv_verify *v)
 	if (v->cache_asked)
 		ev.lookup = r->cache_use == CBV_CACHE_USE_HIT ? CBV_STATS_HIT
 		            : r->cache_use == CBV_CACHE_USE_MISS || ev.backend == CBV_STATS_NONE
-		                ? CBV_STATS_MISS
-		                : CBV_STATS_ERROR;
+		                    ? CBV_STATS_MISS
+		                    : CBV_STATS_ERROR;
 	if (r->reason == CBV_R_RATE_LIMITED)
 		ev.cap = v->limited == CBV_LIMIT_DOMAIN_RATE          ? CBV_STATS_CAP_RATE
 		         : v->limited == CBV_LIMIT_DOMAIN_CONCURRENCY ? CBV_STATS_CAP_CONCURRENCY

@@ -253,7 +253,8 @@ int main(int argc, char **argv)
 	/* Metrics (cbvd_metrics.h): counters only, but loopback unless asked. */
 	if (sc->metrics_listen[0] != '\0') {
 		if (cbv_url_parse(sc->metrics_listen, strlen(sc->metrics_listen), CBV_URL_NUMERIC,
-		                  &murl, &err) != CBV_OK || murl.family == AF_UNIX)
+		                  &murl, &err) != CBV_OK ||
+		    murl.family == AF_UNIX)
 			die(EX_USAGE, "metrics_listen %.200s: not an inet URL", sc->metrics_listen);
 		if (!murl.loopback && !sc->metrics_allow_remote)
 			die(EX_USAGE, "metrics_listen %s: not a loopback address (set server "

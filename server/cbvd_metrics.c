@@ -16,24 +16,24 @@
 #include "cbv.h"
 
 struct conn {
-	int fd;                 /* -1: free */
-	int pfd;                /* index in this turn's pollfds, -1: none */
-	int64_t deadline_ms;    /* monotonic: closed then, whatever its state */
+	int fd;              /* -1: free */
+	int pfd;             /* index in this turn's pollfds, -1: none */
+	int64_t deadline_ms; /* monotonic: closed then, whatever its state */
 	char in[CBV_HTTP_HEAD_MAX];
 	size_t inlen;
-	char *out;              /* the answer once decided (cbv_malloc'd), else NULL */
+	char *out; /* the answer once decided (cbv_malloc'd), else NULL */
 	size_t olen, off;
 };
 
 struct cbvd_metrics {
 	int lfd;
-	int lpfd;               /* the listener's index this turn, -1: not polled */
+	int lpfd; /* the listener's index this turn, -1: not polled */
 	char version[64];
 	int64_t start_time_s;
 	struct conn c[CBVD_METRICS_CONNS];
 	unsigned long served;
 	int accept_logged;
-	int64_t pause_until;    /* accept failed (no fds): listener not polled until then */
+	int64_t pause_until; /* accept failed (no fds): listener not polled until then */
 };
 
 struct cbvd_metrics *cbvd_metrics_new(int listen_fd, const char *version, int64_t start_time_s)

@@ -24,11 +24,21 @@ static const struct {
 	size_t bucket;
 	const char *le;
 } bucket_rows[] = {
-	{ 0, 0, "0.005" },          { 5000, 0, "0.005" },     { 5001, 1, "0.01" },
-	{ 10000, 1, "0.01" },       { 10001, 2, "0.025" },    { 99999, 4, "0.1" },
-	{ 100000, 4, "0.1" },       { 999999, 7, "1" },       { 1000000, 7, "1" },
-	{ 2500000, 8, "2.5" },      { 30000000, 11, "30" },   { 30000001, 12, "60" },
-	{ 60000000, 12, "60" },     { 60000001, 13, "+Inf" }, { UINT64_MAX, 13, "+Inf" },
+	{ 0, 0, "0.005" },
+	{ 5000, 0, "0.005" },
+	{ 5001, 1, "0.01" },
+	{ 10000, 1, "0.01" },
+	{ 10001, 2, "0.025" },
+	{ 99999, 4, "0.1" },
+	{ 100000, 4, "0.1" },
+	{ 999999, 7, "1" },
+	{ 1000000, 7, "1" },
+	{ 2500000, 8, "2.5" },
+	{ 30000000, 11, "30" },
+	{ 30000001, 12, "60" },
+	{ 60000000, 12, "60" },
+	{ 60000001, 13, "+Inf" },
+	{ UINT64_MAX, 13, "+Inf" },
 };
 
 START_TEST(bucket_edges)
@@ -52,7 +62,7 @@ static const struct {
 	{ "\"\"", 64, "\\\"\\\"" },
 	{ "", 64, "" },
 	{ "abc", 3, "ab" },
-	{ "a\"", 3, "a" },    /* never half an escape */
+	{ "a\"", 3, "a" }, /* never half an escape */
 	{ "a\"", 4, "a\\\"" },
 	{ "x", 1, "" },
 };
@@ -127,13 +137,25 @@ START_TEST(bad_event_counts_nothing)
 END_TEST
 
 static const char *const unknown_fields[] = {
-	"", "e", "e:", "hsx", "x:y", "oo", "v:pass:accepted", "c:lmdb:hit",
-	"e:pass:accepted:lmdb:hit:-",            /* five words */
-	"e:pass:accepted:lmdb:hit:-:0.005:x",    /* seven */
-	"e:maybe:accepted:lmdb:hit:-:0.005", "e:pass:nonsense:lmdb:hit:-:0.005",
-	"e:pass:accepted:memcached:hit:-:0.005", "e:pass:accepted:lmdb:maybe:-:0.005",
-	"e:pass:accepted:lmdb:hit:rate:0.005", "e:pass:accepted:lmdb:hit:-:0.3",
-	"e:pass:accepted:lmdb:hit:-:", "e:pass:accepted:lmdb:-:-:-", "e::::::",
+	"",
+	"e",
+	"e:",
+	"hsx",
+	"x:y",
+	"oo",
+	"v:pass:accepted",
+	"c:lmdb:hit",
+	"e:pass:accepted:lmdb:hit:-",         /* five words */
+	"e:pass:accepted:lmdb:hit:-:0.005:x", /* seven */
+	"e:maybe:accepted:lmdb:hit:-:0.005",
+	"e:pass:nonsense:lmdb:hit:-:0.005",
+	"e:pass:accepted:memcached:hit:-:0.005",
+	"e:pass:accepted:lmdb:maybe:-:0.005",
+	"e:pass:accepted:lmdb:hit:rate:0.005",
+	"e:pass:accepted:lmdb:hit:-:0.3",
+	"e:pass:accepted:lmdb:hit:-:",
+	"e:pass:accepted:lmdb:-:-:-",
+	"e::::::",
 	"e:pass:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:lmdb:hit:-:1",
 };
 
