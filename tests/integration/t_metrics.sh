@@ -46,6 +46,7 @@ MPORT=$(free_port)
 MURL=http://127.0.0.1:$MPORT/metrics
 {
 	rig_profile default "cache = \"$TMP/cache/cbv\"" 'timeout = 10s'
+	rig_profile slow 'timeout = 20s' 'command_timeout = 20s'
 	cat <<CONF
 server {
   listen = [ "inet://127.0.0.1:$PORT" ]
@@ -212,6 +213,44 @@ out=$(scrape "$MURL")
 expect_value "after them: the scrape answers, 4 pass" 4.0 \
 	'cbv_verifications_total{reason="accepted",status="pass"}' "$out"
 check "cbvd is still running" kill -0 "$CBVD_PID"
+
+# ---- the in-flight gauge: one verification held by a tarpit, then dropped ----
+# (an uncached profile: the client's leaving frees it at once)
+cat >"$TMP/hold.py" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+f = s.makefile("rb")
+f.readline()
+for c in (b'SET PROFILE="slow"', b'VRFY "x@tarpit.test"', b"RUN"):
+    s.sendall(c + b"\r\n")
+    if c != b"RUN": f.readline()
+open(sys.argv[2], "w").write("running\n")
+while not __import__("os").path.exists(sys.argv[3]):
+    time.sleep(0.05)
+s.close()
+PY
+timeout 60 $PY "$TMP/hold.py" "$PORT" "$TMP/hold.ready" "$TMP/hold.go" >/dev/null 2>&1 &
+HOLD=$!
+PIDS+=("$HOLD")
+for ((i = 0; i < 100; i++)); do [[ -e $TMP/hold.ready ]] && break; sleep 0.1; done
+seen=
+for ((i = 0; i < 50; i++)); do
+	seen=$(value 'cbv_in_flight{}' "$(scrape "$MURL")")
+	[[ $seen == 1.0 ]] && break
+	sleep 0.1
+done
+[[ $seen == 1.0 ]] && ok "in_flight 1 while the tarpit holds one" || bad "in_flight 1 while the tarpit holds one" "in_flight $seen"
+touch "$TMP/hold.go"
+wait "$HOLD"
+for ((i = 0; i < 50; i++)); do
+	out=$(scrape "$MURL")
+	seen=$(value 'cbv_in_flight{}' "$out")
+	[[ $seen == 0.0 ]] && break
+	sleep 0.1
+done
+[[ $seen == 0.0 ]] && ok "in_flight 0 once its client left" || bad "in_flight 0 once its client left" "in_flight $seen"
+expect_value "an abandoned verification is not counted as ended" 5.0 \
+	'cbv_verification_duration_seconds_count{}' "$out"
 cbvd_stop
 
 # ---- loopback only unless asked ----
