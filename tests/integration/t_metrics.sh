@@ -43,6 +43,7 @@ trap cleanup EXIT
 
 PORT=$(free_port)
 MPORT=$(free_port)
+while [[ $MPORT == "$PORT" ]]; do MPORT=$(free_port); done
 MURL=http://127.0.0.1:$MPORT/metrics
 {
 	rig_profile default "cache = \"$TMP/cache/cbv\"" 'timeout = 10s'
