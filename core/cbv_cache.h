@@ -298,7 +298,8 @@ int cbv_cache_stats(struct cbv_cache *c, struct cbv_cache_stats *st);
  * this handle writes next: an LMDB cbv_cache_store() writes them in its
  * own transaction; cbv_cache_count_flush() writes what is left (one small
  * transaction; on Redis, HINCRBYs sent without awaiting a reply, so a hit
- * costs no extra round trip).  Redis down: the counts are dropped, the
+ * costs no extra round trip; the first in a process is followed by an
+ * awaited PING, and a server refusing CLIENT REPLY gets no counters).  Redis down: the counts are dropped, the
  * outage itself is counted when Redis is back.  LMDB keys 'S' NAME hold
  * a uint64 (little-endian); Redis keeps the hash P "S".
  */

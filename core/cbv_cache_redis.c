@@ -44,6 +44,7 @@ struct cbv_cache_redis {
 	int logged_damaged;
 	uint32_t serial;
 	unsigned long used; /* commands answered on this connection */
+	int skip_ok;        /* CLIENT REPLY SKIP: 0 untried, 1 works, -1 refused (no counters) */
 };
 
 /* ---- URLs and secrets ---- */
@@ -1294,11 +1295,19 @@ int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_fiel
                           uint64_t outages)
 {
 	/* CLIENT REPLY SKIP + HINCRBY per field: nothing comes back, so nothing is
-	 * awaited and the replies of the next command stay in step */
-	char buf[(CBV_STATS_FIELDS_MAX + 1) * 2 * (96 + CBV_REDIS_PREFIX_MAX + CBV_STATS_FIELD_MAX)];
+	 * awaited and the replies of the next command stay in step.  The first
+	 * time in a process a PING follows, awaited: a server (or a proxy) that
+	 * refuses CLIENT REPLY answers it out of step, and is then never sent
+	 * counters again (the connection is made afresh). */
+	char buf[(CBV_STATS_FIELDS_MAX + 1) * 2 * (96 + CBV_REDIS_PREFIX_MAX + CBV_STATS_FIELD_MAX) +
+	         16];
 	char key[CBV_REDIS_PREFIX_MAX + 2], num[24], what[160];
+	static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+	redisReply *rep;
 	size_t len = 0;
 
+	if (r->skip_ok < 0)
+		return 0;
 	if (!ensure(r))
 		return -1;
 	snprintf(key, sizeof(key), "%sS", r->prefix);
@@ -1317,7 +1326,7 @@ int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_fiel
 		l2 = redisFormatCommandArgv(&c2, 4, argv, NULL);
 		/* both or neither: a SKIP without its command would skip another's reply */
 		if (l1 > 0 && l2 > 0 && c1 != NULL && c2 != NULL &&
-		    len + (size_t)l1 + (size_t)l2 <= sizeof(buf)) {
+		    len + (size_t)l1 + (size_t)l2 + sizeof(ping) <= sizeof(buf)) {
 			memcpy(buf + len, c1, (size_t)l1);
 			memcpy(buf + len + (size_t)l1, c2, (size_t)l2);
 			len += (size_t)l1 + (size_t)l2;
@@ -1325,12 +1334,36 @@ int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_fiel
 		redisFreeCommand(c1);
 		redisFreeCommand(c2);
 	}
-	if (len > 0 && send_all(r->ctx, buf, len) != 0) {
+	if (len == 0)
+		return 0;
+	if (r->skip_ok == 0) {
+		memcpy(buf + len, ping, sizeof(ping) - 1);
+		len += sizeof(ping) - 1;
+	}
+	if (send_all(r->ctx, buf, len) != 0) {
 		snprintf(what, sizeof(what), "HINCRBY failed: %s", r->ctx->errstr);
 		outage(r, what);
 		return -1;
 	}
-	return 0;
+	if (r->skip_ok != 0)
+		return 0;
+	if ((rep = read_reply(r->ctx, r->timeout_ms)) == NULL) {
+		snprintf(what, sizeof(what), "PING failed: %s", r->ctx->errstr);
+		outage(r, what);
+		return -1;
+	}
+	if (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) {
+		r->skip_ok = 1;
+	} else {
+		r->skip_ok = -1;
+		cbv_log(CBV_LOG_ERR, "cache %s: CLIENT REPLY refused: no counters in the store "
+		                     "(verifications go on)",
+		        r->url);
+		redisFree(r->ctx); /* its replies are out of step: a fresh connection */
+		r->ctx = NULL;
+	}
+	freeReplyObject(rep);
+	return r->skip_ok > 0 ? 0 : -1;
 }
 
 int cbv_cache_redis_counters(struct cbv_cache_redis *r, struct cbv_stats *st)

@@ -116,7 +116,9 @@ int cbv_cache_redis_stats(struct cbv_cache_redis *r, int64_t now, struct cbv_cac
 /*
  * Counters (cbv_stats.h) in the hash P "S": adds each field (and "o",
  * outages, when not 0) with HINCRBY, each behind CLIENT REPLY SKIP, in
- * one send and without waiting for anything.  0, or -1 when down.
+ * one send and without waiting for anything (the handle's first time: and
+ * an awaited PING; a server refusing CLIENT REPLY is logged once and sent
+ * no counters again).  0, or -1 when down or refused.
  */
 int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_field *f, size_t n,
                           uint64_t outages);

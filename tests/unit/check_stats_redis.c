@@ -29,9 +29,16 @@ static char dir[64], url[160];
 static int port;
 static pid_t redis_pid;
 
+static int errs;
+static char last_err[512];
+
 static void quiet(enum cbv_log_level level, const char *line, void *arg)
 {
-	(void)level, (void)line, (void)arg;
+	(void)arg;
+	if (level == CBV_LOG_ERR) {
+		errs++;
+		snprintf(last_err, sizeof(last_err), "%s", line);
+	}
 }
 
 static int free_port(void)
@@ -58,7 +65,8 @@ static redisContext *raw(void)
 	return rc->err == 0 ? rc : (redisFree(rc), NULL);
 }
 
-static void redis_start(void)
+/* no_client: CLIENT renamed away, as a proxy that refuses it would. */
+static void redis_start_as(int no_client)
 {
 	char p[16];
 
@@ -69,7 +77,8 @@ static void redis_start(void)
 	if (redis_pid == 0) {
 		const char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
 			               "--appendonly", "no", "--dir", dir, "--loglevel", "warning",
-			               "--logfile", "", NULL };
+			               "--logfile", "", no_client ? "--rename-command" : NULL,
+			               "CLIENT", "", NULL };
 
 		if (freopen("/dev/null", "w", stdout) == NULL)
 			_exit(126);
@@ -92,6 +101,11 @@ static void redis_start(void)
 		usleep(10000);
 	}
 	ck_abort_msg("redis-server did not start");
+}
+
+static void redis_start(void)
+{
+	redis_start_as(0);
 }
 
 static void redis_stop(void)
@@ -294,6 +308,45 @@ START_TEST(wrong_hash)
 }
 END_TEST
 
+/*
+ * A server that refuses CLIENT REPLY (renamed away here; some proxies do):
+ * found out at the first count, one log line, no counters from then on,
+ * and the lookups and stores that follow still get their own answers.
+ */
+START_TEST(client_reply_refused)
+{
+	struct cbv_cache *c;
+	struct cbv_cache_key k = { "example.test", "bob", "", 25, "fp", 2 };
+	struct cbv_result *r = cbv_result_new(), *got = NULL;
+	struct cbv_cache_ttl ttl;
+	struct cbv_stats st;
+
+	redis_stop();
+	redis_start_as(1);
+	c = open_redis("n:");
+	ck_assert_ptr_nonnull(r);
+	cbv_cache_ttl_defaults(&ttl);
+	r->verdict = CBV_FAIL;
+	r->reason = CBV_R_MAILBOX_UNKNOWN;
+	errs = 0;
+	ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_MISS);
+	for (int i = 0; i < 20; i++) {
+		count(c, &pass_hit, NULL);
+		ck_assert_int_eq(cbv_cache_store(c, &k, r, &ttl, 0), CBV_CACHE_OK);
+		ck_assert_int_eq(cbv_cache_lookup(c, &k, &got, NULL), CBV_CACHE_HIT);
+		ck_assert_int_eq(got->verdict, CBV_FAIL);
+		cbv_result_free(got);
+	}
+	ck_assert_int_eq(errs, 1);
+	ck_assert_ptr_nonnull(strstr(last_err, "CLIENT REPLY refused"));
+	/* the first count's HINCRBY ran (only its SKIP was refused); none after */
+	ck_assert_int_eq(cbv_cache_counters(c, &st), 0);
+	ck_assert_uint_le(st.verifications[CBV_PASS][CBV_R_ACCEPTED], 1);
+	cbv_result_free(r);
+	cbv_cache_free(c);
+}
+END_TEST
+
 static Suite *stats_redis_suite(void)
 {
 	Suite *s = suite_create("stats_redis");
@@ -305,6 +358,7 @@ static Suite *stats_redis_suite(void)
 	tcase_add_test(tc, replies_stay_in_step);
 	tcase_add_test(tc, outage_counted_when_back);
 	tcase_add_test(tc, wrong_hash);
+	tcase_add_test(tc, client_reply_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
