@@ -65,8 +65,8 @@ B := build$(if $(SAN),-san)
 # tests and bench/ use -Icore (tests and bench test internals).
 PUB_HDR   := $(addprefix core/,cbv.h cbv_addr.h cbv_cache.h cbv_cache_rec.h cbv_callout.h \
              cbv_cache_async.h \
-             cbv_cidr.h cbv_clock.h cbv_config.h cbv_cproto.h cbv_limits.h cbv_log.h cbv_map.h \
-             cbv_result.h cbv_status.h cbv_text.h cbv_url.h cbv_verify.h)
+             cbv_cidr.h cbv_clock.h cbv_config.h cbv_cproto.h cbv_http.h cbv_limits.h cbv_log.h cbv_map.h \
+             cbv_result.h cbv_stats.h cbv_status.h cbv_text.h cbv_url.h cbv_verify.h)
 PUB_INC   := $(B)/include
 DRIVER_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -I$(PUB_INC)
 

@@ -258,6 +258,65 @@ static void storm(const char *url, struct cbv_result *r)
 	       (now_ns() - t0) / 1e6);
 }
 
+/*
+ * What the counters for operators (cbv_cache_count()) add to one
+ * verification: a hit (lookup, then the counters on their own: an LMDB
+ * write transaction, or HINCRBYs sent without awaiting a reply) and a
+ * miss's store (the counters in the store's own transaction on LMDB).
+ * Records 0..have-1 exist; keys from fresh on are new.
+ */
+static void bench_counters(struct cbv_cache *c, const char *tag, struct cbv_result *r, long have,
+                           long fresh, long n, int64_t *ns)
+{
+	static const struct cbv_stats_event hit = { CBV_PASS, CBV_R_ACCEPTED, CBV_STATS_LMDB,
+		                                    CBV_STATS_HIT, CBV_STATS_CAP_NONE, 400 };
+	static const struct cbv_stats_event miss = { CBV_PASS, CBV_R_ACCEPTED, CBV_STATS_LMDB,
+		                                     CBV_STATS_MISS, CBV_STATS_CAP_NONE, 120000 };
+	char local[64], domain[64], name[64];
+	struct cbv_cache_key k;
+	struct cbv_cache_ttl ttl;
+	struct cbv_result *got;
+	int64_t t0, t1, *alone = malloc((size_t)n * sizeof(*alone));
+
+	if (alone == NULL)
+		return;
+	cbv_cache_ttl_defaults(&ttl);
+	for (int with = 0; with < 2; with++) {
+		for (long i = 0; i < n; i++) {
+			key_for(i % have, local, sizeof(local), &k, domain, sizeof(domain));
+			t0 = now_ns();
+			if (cbv_cache_lookup(c, &k, &got, NULL) == CBV_CACHE_HIT)
+				cbv_result_free(got);
+			t1 = now_ns();
+			if (with) {
+				cbv_cache_count(c, &hit);
+				cbv_cache_count_flush(c);
+			}
+			ns[i] = now_ns() - t0;
+			alone[i] = now_ns() - t1;
+		}
+		snprintf(name, sizeof(name), "%shit%s", tag, with ? " + counters" : "");
+		report(name, ns, n);
+	}
+	snprintf(name, sizeof(name), "%sthe counters' call alone", tag);
+	report(name, alone, n);
+	free(alone);
+	for (int with = 0; with < 2; with++) {
+		for (long i = 0; i < n; i++) {
+			key_for(fresh + with * n + i, local, sizeof(local), &k, domain, sizeof(domain));
+			t0 = now_ns();
+			if (with)
+				cbv_cache_count(c, &miss);
+			cbv_cache_store(c, &k, r, &ttl, 0);
+			if (with)
+				cbv_cache_count_flush(c);
+			ns[i] = now_ns() - t0;
+		}
+		snprintf(name, sizeof(name), "%sstore%s", tag, with ? " + counters" : "");
+		report(name, ns, n);
+	}
+}
+
 static void bench_redis(struct cbv_result *r, long lookups, int64_t *ns)
 {
 	char url[64], local[64], domain[64];
@@ -334,6 +393,7 @@ static void bench_redis(struct cbv_result *r, long lookups, int64_t *ns)
 		ns[i] = now_ns() - t0;
 	}
 	report("redis domain_acquire + release", ns, n);
+	bench_counters(c, "redis counters: ", r, n, 10 * n, n, ns);
 	storm(url, r);
 	/* the outage: Redis dies; the first call finds out, the next ones are in backoff */
 	redis_stop();
@@ -443,6 +503,7 @@ int main(int argc, char **argv)
 		ns[i] = now_ns() - t0;
 	}
 	report("domain_acquire + release", ns, 10000);
+	bench_counters(c, "counters: ", r, 1000, 300000, 10000, ns);
 	bench_redis(r, lookups, ns);
 	if (redis_only)
 		records = 0;

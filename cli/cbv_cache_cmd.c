@@ -7,7 +7,11 @@
  *     list                  every record, one line (or JSON object) each
  *     forget ADDRESS|DOMAIN delete its records (a domain: all of them)
  *     purge                 delete expired records and stale leases
- *     stats                 records by kind and verdict, file size, map use
+ *     stats                 records by kind and verdict, file size, map use,
+ *                           and the counters every process using the store
+ *                           keeps there (verdicts, cache answers, caps,
+ *                           durations); --prometheus: only those, in
+ *                           Prometheus text format (node_exporter textfile)
  *
  * The store is the profile's `cache` path, read from the same cbv.conf as
  * cbv.so.  A store that does not exist is never created here (root
@@ -42,7 +46,8 @@ static void cache_usage(FILE *f)
 	      "  list                   every record, one line each\n"
 	      "  forget ADDRESS|DOMAIN  delete its records\n"
 	      "  purge                  delete expired records\n"
-	      "  stats                  records by kind and verdict, size, map use\n",
+	      "  stats                  records by kind and verdict, size, map use, counters\n"
+	      "                         (--prometheus: counters in Prometheus text format)\n",
 	      f);
 }
 
@@ -310,6 +315,7 @@ static const char *size_text(unsigned long long n, char *buf, size_t len)
 	return buf;
 }
 
+/* JSON: one object, left open for the counters (the caller closes it). */
 static void print_stats(const char *path, const struct cbv_cache_stats *st, int json)
 {
 	unsigned long total = 0;
@@ -329,7 +335,7 @@ static void print_stats(const char *path, const struct cbv_cache_stats *st, int 
 		for (int v = CBV_PASS; v <= CBV_ERROR; v++)
 			printf(",\"%s\":%lu", cbv_verdict_name((enum cbv_verdict)v), st->by_verdict[v]);
 		printf(",\"expired\":%lu,\"damaged\":%lu,\"leases\":%lu,\"buckets\":%lu,"
-		       "\"file_bytes\":%llu,\"map_bytes\":%llu,\"used_bytes\":%llu}\n",
+		       "\"file_bytes\":%llu,\"map_bytes\":%llu,\"used_bytes\":%llu",
 		       st->expired, st->damaged, st->leases, st->buckets, st->file_bytes,
 		       st->map_bytes, st->used_bytes);
 		return;
@@ -389,10 +395,81 @@ static int store_exists(const char *path)
 	return EX_NOSTORE;
 }
 
+/* The store's counters (cbv_stats.h), after print_stats(); JSON: one object, no newline. */
+static void print_counters(const struct cbv_stats *s, int json)
+{
+	uint64_t n = 0, c = 0;
+	const char *sep = "";
+
+	for (size_t i = 0; i <= CBV_STATS_BUCKETS; i++)
+		c += s->bucket[i];
+	if (json) {
+		printf("{\"verifications\":{");
+		for (int v = CBV_PASS; v <= CBV_ERROR; v++)
+			for (int r = 0; r < CBV_R_COUNT; r++)
+				if (s->verifications[v][r] > 0) {
+					printf("%s\"%s/%s\":%llu", sep, cbv_verdict_name((enum cbv_verdict)v),
+					       cbv_reason_name((enum cbv_reason)r),
+					       (unsigned long long)s->verifications[v][r]);
+					sep = ",";
+				}
+		printf("},\"cache_requests\":{");
+		for (int b = 0; b < CBV_STATS_BACKENDS; b++)
+			for (int l = 0; l < CBV_STATS_LOOKUPS; l++)
+				printf("%s\"%s/%s\":%llu", b + l == 0 ? "" : ",",
+				       cbv_stats_backend_name((enum cbv_stats_backend)b),
+				       cbv_stats_lookup_name((enum cbv_stats_lookup)l),
+				       (unsigned long long)s->cache[b][l]);
+		printf("},\"rate_limited\":{");
+		for (int k = 0; k < CBV_STATS_CAPS; k++)
+			printf("%s\"%s\":%llu", k == 0 ? "" : ",",
+			       cbv_stats_cap_name((enum cbv_stats_cap)k),
+			       (unsigned long long)s->limited[k]);
+		printf("},\"redis_outages\":%llu,\"duration_count\":%llu,\"duration_sum_us\":%llu}",
+		       (unsigned long long)s->redis_outages, (unsigned long long)c,
+		       (unsigned long long)s->sum_us);
+		return;
+	}
+	for (int v = CBV_PASS; v <= CBV_ERROR; v++)
+		for (int r = 0; r < CBV_R_COUNT; r++)
+			n += s->verifications[v][r];
+	printf("verified   %llu (counted by every process using this store)\n",
+	       (unsigned long long)n);
+	for (int v = CBV_PASS; v <= CBV_ERROR; v++)
+		for (int r = 0; r < CBV_R_COUNT; r++)
+			if (s->verifications[v][r] > 0)
+				printf("  %-9s %-17s %llu\n", cbv_verdict_name((enum cbv_verdict)v),
+				       cbv_reason_name((enum cbv_reason)r),
+				       (unsigned long long)s->verifications[v][r]);
+	printf("lookups   ");
+	for (int b = 0; b < CBV_STATS_BACKENDS; b++)
+		for (int l = 0; l < CBV_STATS_LOOKUPS; l++)
+			if (s->cache[b][l] > 0) {
+				printf("%s %s %s %llu", sep, cbv_stats_backend_name((enum cbv_stats_backend)b),
+				       cbv_stats_lookup_name((enum cbv_stats_lookup)l),
+				       (unsigned long long)s->cache[b][l]);
+				sep = ",";
+			}
+	if (sep[0] == '\0')
+		printf(" none");
+	printf("\nlimited   ");
+	for (int k = 0; k < CBV_STATS_CAPS; k++)
+		printf("%s %s %llu", k == 0 ? "" : ",", cbv_stats_cap_name((enum cbv_stats_cap)k),
+		       (unsigned long long)s->limited[k]);
+	printf("\noutages    %llu Redis outages\n", (unsigned long long)s->redis_outages);
+	printf("durations  %llu, mean %.3f s; by bucket (s):", (unsigned long long)c,
+	       c > 0 ? (double)s->sum_us / 1e6 / (double)c : 0.0);
+	for (size_t i = 0; i <= CBV_STATS_BUCKETS; i++)
+		if (s->bucket[i] > 0)
+			printf(" <=%s %llu", cbv_stats_bucket_le(i), (unsigned long long)s->bucket[i]);
+	printf("\n");
+}
+
 int cbv_cache_cmd(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "prometheus", no_argument, NULL, 'P' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "profile", required_argument, NULL, 'p' },
 		{ "option", required_argument, NULL, 'o' },
@@ -401,6 +478,7 @@ int cbv_cache_cmd(int argc, char **argv)
 	};
 	const char *path = CBV_CONF_DEFAULT, *profile = NULL, *cmd, *arg = NULL;
 	char **opts = NULL;
+	int prometheus = 0;
 	int nopts = 0, json = 0, explicit_path = 0, have_profile = 0, c, nargs;
 	int rc = CBV_EX_USAGE;
 	struct cbv_config *conf = NULL;
@@ -424,6 +502,9 @@ int cbv_cache_cmd(int argc, char **argv)
 			break;
 		case 'j':
 			json = 1;
+			break;
+		case 'P':
+			prometheus = 1;
 			break;
 		case 'h':
 			cache_usage(stdout);
@@ -530,10 +611,32 @@ int cbv_cache_cmd(int argc, char **argv)
 		printf("purged %ld expired record(s)\n", n);
 	} else {
 		struct cbv_cache_stats st;
+		struct cbv_stats cs;
 
-		if (cbv_cache_stats(cache, &st) != 0)
+		if (cbv_cache_counters(cache, &cs) != 0)
 			goto done;
-		print_stats(p.cache, &st, json);
+		if (prometheus) {
+			struct cbv_stats_info info = { "cbv", NULL, NULL, 0, 0 };
+			char *text = malloc(CBV_STATS_TEXT_MAX);
+
+			if (text == NULL) {
+				rc = EX_NOMEM;
+				goto done;
+			}
+			cbv_stats_render(&cs, &info, text, CBV_STATS_TEXT_MAX);
+			fputs(text, stdout);
+			free(text);
+		} else {
+			if (cbv_cache_stats(cache, &st) != 0)
+				goto done;
+			/* JSON: one object, the counters in "counters" */
+			print_stats(p.cache, &st, json);
+			if (json)
+				fputs(",\"counters\":", stdout);
+			print_counters(&cs, json);
+			if (json)
+				fputs("}\n", stdout);
+		}
 	}
 	rc = 0;
 done:

@@ -33,6 +33,8 @@
  *   cbv_cache.h    the verification cache, for its maintenance (`cbv cache`)
  *                  (cbv_cache_rec.h: the record it shows)
  *   cbv_cache_async.h  cbv_cache_async_set(): Redis calls never block (cbvd)
+ *   cbv_stats.h    counters for operators and their Prometheus text
+ *   cbv_http.h     the request parser of cbvd's metrics listener
  *
  * Everything else under core/ is private: the SMTP session and its reply
  * parser, DNS, sockets, TLS, the line buffer, the config lexer
@@ -56,10 +58,12 @@
 #include "cbv_clock.h"
 #include "cbv_config.h"
 #include "cbv_cproto.h"
+#include "cbv_http.h"
 #include "cbv_limits.h"
 #include "cbv_log.h"
 #include "cbv_map.h"
 #include "cbv_result.h"
+#include "cbv_stats.h"
 #include "cbv_status.h"
 #include "cbv_text.h"
 #include "cbv_url.h"

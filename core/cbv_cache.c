@@ -36,6 +36,7 @@
 #include "cbv_cache_redis.h"
 #include "cbv_cache_redis_impl.h"
 #include "cbv_log.h"
+#include "cbv_stats.h"
 #include "cbv_status.h"
 
 #define META_KEY "#format"
@@ -85,7 +86,14 @@ struct cbv_cache {
 	struct cbv_cache_redis *redis;
 	struct cbv_cache *fallback; /* LMDB used while Redis is down; NULL = none */
 	unsigned char *buf2;        /* Redis: the domain fact's value (a second buffer) */
+	/* counters waiting for this process's next write (cbv_cache_count()) */
+	struct cbv_stats_field pend[2 * CBV_STATS_FIELDS_MAX];
+	size_t npend;
 };
+
+/* The counters' part (at the end of this file). */
+static int counters_put(struct cbv_cache *c, MDB_txn *t);
+static void counters_written(struct cbv_cache *c);
 
 /* The Redis dispatch (at the end of this file); each answers OFF when down. */
 static enum cbv_cache_status redis_lookup(struct cbv_cache *c, const struct cbv_cache_key *k,
@@ -939,6 +947,8 @@ static int store_op(struct cbv_cache *c, MDB_txn *t, void *arg)
 		rc = put_rec(c, t, a, a->fact, a->fact_ttl);
 	if (rc == 0)
 		rc = drop_flight(c, t, a->k, a->ticket);
+	if (rc == 0)
+		rc = counters_put(c, t); /* the verification's counters, same transaction */
 	return rc;
 }
 
@@ -994,8 +1004,10 @@ enum cbv_cache_status cbv_cache_store(struct cbv_cache *c,
 		if (pct >= FILL_PCT)
 			reclaim(c);
 	}
-	if (write_op(c, store_op, &a) == 0)
+	if (write_op(c, store_op, &a) == 0) {
+		counters_written(c);
 		return CBV_CACHE_OK;
+	}
 	/* not stored: at least let the waiters go */
 	if (ticket != 0)
 		write_op(c, end_flight_op, &a);
@@ -1873,4 +1885,125 @@ static enum cbv_cache_status redis_store(struct cbv_cache *c, const struct cbv_c
 		return CBV_CACHE_OK;
 	return cbv_cache_redis_store(c->redis, k, c->buf, alen, attl, c->buf2, dlen, dttl,
 	                             ticket);
+}
+
+/* ---- counters for operators (cbv_stats.h): 'S' NAME -> uint64 LE ---- */
+
+void cbv_cache_count(struct cbv_cache *c, const struct cbv_stats_event *ev)
+{
+	struct cbv_stats_field f[CBV_STATS_FIELDS_MAX];
+	size_t n;
+
+	if (c == NULL)
+		return;
+	n = cbv_stats_fields(ev, 0, f);
+	for (size_t i = 0; i < n; i++) {
+		size_t j = 0;
+
+		while (j < c->npend && strcmp(c->pend[j].name, f[i].name) != 0)
+			j++;
+		if (j == c->npend) {
+			if (c->npend == sizeof(c->pend) / sizeof(c->pend[0]))
+				continue; /* a second event's new field: dropped, never overrun */
+			c->pend[c->npend++] = (struct cbv_stats_field){ .add = 0 };
+			memcpy(c->pend[j].name, f[i].name, sizeof(f[i].name));
+		}
+		c->pend[j].add += f[i].add;
+	}
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Adds the pending counters to their records in t.  0 or an LMDB error. */
+static int counters_put(struct cbv_cache *c, MDB_txn *t)
+{
+	unsigned char kb[1 + CBV_STATS_FIELD_MAX], vb[8];
+	int rc;
+
+	for (size_t i = 0; i < c->npend; i++) {
+		size_t nl = strlen(c->pend[i].name);
+		MDB_val k = { 1 + nl, kb }, v;
+		uint64_t cur = 0;
+
+		kb[0] = 'S';
+		memcpy(kb + 1, c->pend[i].name, nl);
+		rc = mdb_get(t, c->dbi, &k, &v);
+		if (rc == 0 && v.mv_size == 8)
+			cur = get_le64(v.mv_data);
+		else if (rc != 0 && rc != MDB_NOTFOUND)
+			return rc;
+		cur += c->pend[i].add;
+		for (int b = 0; b < 8; b++)
+			vb[b] = (unsigned char)(cur >> (8 * b));
+		v.mv_size = 8;
+		v.mv_data = vb;
+		if ((rc = mdb_put(t, c->dbi, &k, &v, 0)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The transaction of counters_put() committed: nothing is pending now. */
+static void counters_written(struct cbv_cache *c)
+{
+	c->npend = 0;
+}
+
+static int count_op(struct cbv_cache *c, MDB_txn *t, void *arg)
+{
+	(void)arg;
+	return counters_put(c, t);
+}
+
+void cbv_cache_count_flush(struct cbv_cache *c)
+{
+	if (c == NULL || c->npend == 0)
+		return;
+	if (c->redis != NULL) {
+		/* no reply awaited: a hit costs no extra round trip */
+		if (cbv_cache_redis_count(c->redis, c->pend, c->npend,
+		                          cbv_stats_outages_pending()) == 0)
+			cbv_stats_outages_stored(cbv_stats_outages_pending());
+		c->npend = 0; /* Redis down: this verification's counts are lost */
+		return;
+	}
+	if (ensure_open(c) && write_op(c, count_op, NULL) == 0)
+		counters_written(c);
+	c->npend = 0;
+}
+
+int cbv_cache_counters(struct cbv_cache *c, struct cbv_stats *st)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { 1, (void *)(uintptr_t) "S" }, v;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	if (c != NULL && c->redis != NULL)
+		return cbv_cache_redis_counters(c->redis, st);
+	if (c == NULL || !ensure_open(c) || rbegin(c) != 0)
+		return -1;
+	if (mdb_cursor_open(c->rtxn, c->dbi, &cur) != 0) {
+		rend(c);
+		return -1;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const char *kp = k.mv_data;
+
+		if (k.mv_size < 2 || kp[0] != 'S')
+			break;
+		if (v.mv_size == 8)
+			(void)cbv_stats_field_add(st, kp + 1, k.mv_size - 1, get_le64(v.mv_data));
+	}
+	mdb_cursor_close(cur);
+	rend(c);
+	return 0;
 }

@@ -62,6 +62,7 @@
 #include "cbv_cache_rec.h"
 #include "cbv_limits.h"
 #include "cbv_result.h"
+#include "cbv_stats.h"
 
 /* Defaults the config table will use. */
 #define CBV_CACHE_PATH_DEFAULT "/var/spool/exim4/db/cbv"
@@ -290,6 +291,23 @@ struct cbv_cache_stats {
 
 /* Fills *st.  Returns 0, or -1 if OFF. */
 int cbv_cache_stats(struct cbv_cache *c, struct cbv_cache_stats *st);
+
+/*
+ * Counters for operators (cbv_stats.h), kept in the store because cbv.so
+ * processes are short-lived.  cbv_cache_count() adds ev's fields to what
+ * this handle writes next: an LMDB cbv_cache_store() writes them in its
+ * own transaction; cbv_cache_count_flush() writes what is left (one small
+ * transaction; on Redis, HINCRBYs sent without awaiting a reply, so a hit
+ * costs no extra round trip; the first in a process is followed by an
+ * awaited PING, and a server refusing CLIENT REPLY gets no counters).  Redis down: the counts are dropped, the
+ * outage itself is counted when Redis is back.  LMDB keys 'S' NAME hold
+ * a uint64 (little-endian); Redis keeps the hash P "S".
+ */
+void cbv_cache_count(struct cbv_cache *c, const struct cbv_stats_event *ev);
+void cbv_cache_count_flush(struct cbv_cache *c);
+
+/* The store's counters into *st (zeroed first).  0, or -1 if OFF. */
+int cbv_cache_counters(struct cbv_cache *c, struct cbv_stats *st);
 
 /*
  * Derives the binary key of k into out (cap >= CBV_CACHE_KEY_MAX); kind

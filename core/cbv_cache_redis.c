@@ -24,6 +24,7 @@
 
 #include "cbv_limits.h"
 #include "cbv_log.h"
+#include "cbv_stats.h"
 
 /* Keys: prefix, kind, ':', domain, ':', 64 hex digits. */
 #define RKEY_MAX CBV_REDIS_KEY_MAX
@@ -243,6 +244,7 @@ static void outage(struct cbv_cache_redis *r, const char *what)
 	if (!r->down) {
 		r->down = 1;
 		r->backoff_ms = CBV_REDIS_BACKOFF_MIN_MS;
+		cbv_stats_redis_outage();
 		cbv_log(CBV_LOG_ERR, "cache %s: %s; retrying with backoff; verifying without it",
 		        r->url, what);
 	} else if (r->backoff_ms < CBV_REDIS_BACKOFF_MAX_MS) {
@@ -1466,4 +1468,145 @@ int cbv_cache_redis_stats(struct cbv_cache_redis *r, int64_t now, struct cbv_cac
 done:
 	cbv_free(a);
 	return rc;
+}
+
+/* ---- counters for operators (cbv_stats.h): the hash P "S" ---- */
+
+/*
+ * cbv_cache_redis_count() under the non-blocking driver (cbvd): each
+ * HINCRBY is sent without waiting, on the driver's one connection, whose
+ * queue reads and checks the replies; nothing here may block the loop.
+ */
+static int count_async(struct cbv_cache_redis *r, const struct cbv_stats_field *f, size_t n,
+                       uint64_t outages)
+{
+	struct cbv_redis_cmd c;
+	size_t klen;
+
+	for (size_t i = 0; i <= n; i++) {
+		uint64_t add = i < n ? f[i].add : outages;
+
+		if (add == 0)
+			continue;
+		cmd_init(&c, CBV_RS_NONE, 4);
+		klen = (size_t)snprintf(c.k[0], sizeof(c.k[0]), "%sS", r->prefix);
+		c.argv[0] = "HINCRBY";
+		c.lens[0] = 7;
+		key_arg(&c, 1, 0, klen);
+		c.argv[2] = i < n ? f[i].name : "o";
+		c.lens[2] = strlen(c.argv[2]);
+		num_arg(&c, 3, 0, (unsigned long long)add);
+		if (!cbv_cache_redis_async_send(r, &c, CBV_RW_FIRE, NULL))
+			return -1;
+	}
+	return 0;
+}
+
+int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_field *f, size_t n,
+                          uint64_t outages)
+{
+	/* CLIENT REPLY SKIP + HINCRBY per field: nothing comes back, so nothing is
+	 * awaited and the replies of the next command stay in step.  The first
+	 * time in a process a PING follows, awaited: a server (or a proxy) that
+	 * refuses CLIENT REPLY answers it out of step, and is then never sent
+	 * counters again (the connection is made afresh). */
+	char buf[(CBV_STATS_FIELDS_MAX + 1) * 2 * (96 + CBV_REDIS_PREFIX_MAX + CBV_STATS_FIELD_MAX) +
+	         16];
+	char key[CBV_REDIS_PREFIX_MAX + 2], num[24], what[160];
+	static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+	redisReply *rep;
+	size_t len = 0;
+
+	if (cbv_cache_redis_async_on())
+		return count_async(r, f, n, outages);
+	if (r->skip_ok < 0)
+		return 0;
+	if (!ensure(r))
+		return -1;
+	snprintf(key, sizeof(key), "%sS", r->prefix);
+	for (size_t i = 0; i <= n; i++) {
+		const char *name = i < n ? f[i].name : "o";
+		uint64_t add = i < n ? f[i].add : outages;
+		const char *skip[3] = { "CLIENT", "REPLY", "SKIP" };
+		const char *argv[4] = { "HINCRBY", key, name, num };
+		char *c1 = NULL, *c2 = NULL;
+		int l1, l2;
+
+		if (add == 0)
+			continue;
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)add);
+		l1 = redisFormatCommandArgv(&c1, 3, skip, NULL);
+		l2 = redisFormatCommandArgv(&c2, 4, argv, NULL);
+		/* both or neither: a SKIP without its command would skip another's reply */
+		if (l1 > 0 && l2 > 0 && c1 != NULL && c2 != NULL &&
+		    len + (size_t)l1 + (size_t)l2 + sizeof(ping) <= sizeof(buf)) {
+			memcpy(buf + len, c1, (size_t)l1);
+			memcpy(buf + len + (size_t)l1, c2, (size_t)l2);
+			len += (size_t)l1 + (size_t)l2;
+		}
+		redisFreeCommand(c1);
+		redisFreeCommand(c2);
+	}
+	if (len == 0)
+		return 0;
+	if (r->skip_ok == 0) {
+		memcpy(buf + len, ping, sizeof(ping) - 1);
+		len += sizeof(ping) - 1;
+	}
+	if (send_all(r->ctx, buf, len) != 0) {
+		snprintf(what, sizeof(what), "HINCRBY failed: %s", r->ctx->errstr);
+		outage(r, what);
+		return -1;
+	}
+	if (r->skip_ok != 0)
+		return 0;
+	if ((rep = read_reply(r->ctx, r->timeout_ms)) == NULL) {
+		snprintf(what, sizeof(what), "PING failed: %s", r->ctx->errstr);
+		outage(r, what);
+		return -1;
+	}
+	if (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) {
+		r->skip_ok = 1;
+	} else {
+		r->skip_ok = -1;
+		cbv_log(CBV_LOG_ERR, "cache %s: CLIENT REPLY refused: no counters in the store "
+		                     "(verifications go on)",
+		        r->url);
+		redisFree(r->ctx); /* its replies are out of step: a fresh connection */
+		r->ctx = NULL;
+	}
+	freeReplyObject(rep);
+	return r->skip_ok > 0 ? 0 : -1;
+}
+
+int cbv_cache_redis_counters(struct cbv_cache_redis *r, struct cbv_stats *st)
+{
+	char key[CBV_REDIS_PREFIX_MAX + 2];
+	const char *argv[2] = { "HGETALL", key };
+	redisReply *rep;
+
+	if (!ensure(r))
+		return -1;
+	snprintf(key, sizeof(key), "%sS", r->prefix);
+	if ((rep = command(r, 2, argv, NULL)) == NULL)
+		return -1;
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements % 2 == 0) {
+		for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+			const redisReply *k = rep->element[i], *v = rep->element[i + 1];
+			unsigned long long n = 0;
+			size_t j;
+
+			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+			    v->len == 0 || v->len > 20)
+				continue;
+			for (j = 0; j < v->len && v->str[j] >= '0' && v->str[j] <= '9'; j++)
+				n = n * 10 + (unsigned long long)(v->str[j] - '0');
+			if (j == v->len)
+				(void)cbv_stats_field_add(st, k->str, k->len, n);
+		}
+	} else if (rep->type != REDIS_REPLY_ARRAY) {
+		damaged_once(r, "the counters hash is not a hash");
+	}
+	freeReplyObject(rep);
+	return 0;
 }

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "cbv_cache.h"
+#include "cbv_stats.h"
 #include "cbv_status.h"
 
 /* The longest prefix, and the secret read from cache_password_file. */
@@ -118,6 +119,18 @@ long cbv_cache_redis_each(struct cbv_cache_redis *r, int64_t now, const char *do
                           cbv_cache_each_fn *fn, void *arg);
 long cbv_cache_redis_forget(struct cbv_cache_redis *r, const char *domain, const char *local);
 int cbv_cache_redis_stats(struct cbv_cache_redis *r, int64_t now, struct cbv_cache_stats *st);
+
+/*
+ * Counters (cbv_stats.h) in the hash P "S": adds each field (and "o",
+ * outages, when not 0) with HINCRBY, each behind CLIENT REPLY SKIP, in
+ * one send and without waiting for anything (the handle's first time: and
+ * an awaited PING; a server refusing CLIENT REPLY is logged once and sent
+ * no counters again).  0, or -1 when down or refused.
+ */
+int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_field *f, size_t n,
+                          uint64_t outages);
+/* Adds the hash's fields to *st.  0, or -1 when down. */
+int cbv_cache_redis_counters(struct cbv_cache_redis *r, struct cbv_stats *st);
 
 /* 1 if ticket was made by this backend (its top bit is set). */
 static inline int cbv_cache_redis_ticket(uint64_t ticket)

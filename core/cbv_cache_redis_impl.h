@@ -40,6 +40,7 @@ struct cbv_cache_redis {
 	uint32_t serial;
 	unsigned long used;            /* commands answered on this connection */
 	struct cbv_redis_async *async; /* the non-blocking connection, NULL until used */
+	int skip_ok; /* CLIENT REPLY SKIP: 0 untried, 1 works, -1 refused (no counters) */
 };
 
 /* The Lua scripts, by number (0: a plain command). */

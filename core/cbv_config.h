@@ -29,6 +29,8 @@
  *     user = "Debian-exim"   # "" = Debian-exim if it exists, else nobody
  *     profile = "default"    # smtp_cbv block used for requests
  *     allow_remote = no      # yes: inet listen on non-loopback addresses
+ *     metrics_listen = ""    # "inet://127.0.0.1:9464": Prometheus metrics over HTTP
+ *     metrics_allow_remote = no  # yes: metrics_listen on a non-loopback address
  *   }
  */
 #ifndef CBV_CONFIG_H
@@ -113,6 +115,8 @@ struct cbv_server_conf {
 	char user[CBV_NAME_MAX + 1];   /* "" = Debian-exim if it exists, else nobody */
 	char profile[CBV_NAME_MAX + 1]; /* "" = the default profile; else exists */
 	int allow_remote;              /* default 0: loopback and UNIX only */
+	char metrics_listen[CBV_URL_MAX + 1]; /* "" = off; inet://IP:PORT or inet6:// */
+	int metrics_allow_remote;      /* default 0: metrics_listen on loopback only */
 };
 
 struct cbv_config;

@@ -141,6 +141,21 @@ static enum cbv_status check_listen_url(const char *s, size_t len, char *out, si
 	return cbv_config_put(s, len, out, n, err);
 }
 
+/* cbvd's metrics listener: "" (off) or an inet/inet6 URL, numeric hosts only. */
+static enum cbv_status check_metrics_url(const char *s, size_t len, char *out, size_t n,
+                                         struct cbv_err *err)
+{
+	struct cbv_url u;
+	enum cbv_status st;
+
+	if (len > 0 && (st = cbv_url_parse(s, len, CBV_URL_NUMERIC, &u, err)) != CBV_OK)
+		return st;
+	if (len > 0 && u.family == AF_UNIX)
+		return cbv_err_set(err, CBV_EINVAL, "metrics are served over TCP: "
+		                                    "inet://IP:PORT or inet6://[IP6]:PORT");
+	return cbv_config_put(s, len, out, n, err);
+}
+
 /* An absolute path, or "" for the built-in choice. */
 static enum cbv_status check_abs_path(const char *s, size_t len, char *out, size_t n,
                                       struct cbv_err *err)
@@ -490,6 +505,18 @@ static const struct cbv_key server_keys[] = {
 	  .def = "no",
 	  .example = "yes",
 	  .doc = "yes: inet listen on non-loopback addresses" },
+	{ .name = "metrics_listen",
+	  .type = CBV_KEY_STRING,
+	  SF(metrics_listen),
+	  .check = check_metrics_url,
+	  .example = "\"inet://127.0.0.1:9464\"",
+	  .doc = "Prometheus metrics over HTTP (GET /metrics); \"\" = off" },
+	{ .name = "metrics_allow_remote",
+	  .type = CBV_KEY_BOOL,
+	  .offset = offsetof(struct cbv_server_conf, metrics_allow_remote),
+	  .def = "no",
+	  .example = "yes",
+	  .doc = "yes: metrics_listen on a non-loopback address" },
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))

@@ -92,6 +92,9 @@ struct cbv_verify {
 	void (*cache_next)(struct cbv_verify *v);
 	enum vstate cache_back;
 	size_t cache_host;           /* host_take(): the host whose slot is asked for */
+	int cache_asked;     /* stats: cache_start() was reached */
+	/* stats: the domain cap that refused us */
+	enum cbv_cache_limit limited;
 
 	/* Groups (cbv_verify_group_new): a leader does the DNS and the sessions
 	 * for itself and its followers (same domain after the map, same
@@ -356,8 +359,39 @@ static void cache_release(struct cbv_verify *v)
 	v->dslot = 0;
 }
 
+/*
+ * The counters for operators (cbv_stats.h): this process's, and the
+ * store's (left with the handle, written with the store or by
+ * cbv_cache_count_flush()).  Returns the handle to flush, or NULL.
+ */
+static struct cbv_cache *count_end(struct cbv_verify *v)
+{
+	const struct cbv_result *r = v->res;
+	struct cbv_stats_event ev = { r->verdict, r->reason, CBV_STATS_NONE, CBV_STATS_NOT_ASKED,
+		                      CBV_STATS_CAP_NONE, (uint64_t)(cbv_now_us() - v->start_us) };
+	struct cbv_cache *c = v->cache;
+
+	if (v->p.cache[0] != '\0')
+		ev.backend = cbv_cache_is_redis(v->p.cache) ? CBV_STATS_REDIS : CBV_STATS_LMDB;
+	if (v->cache_asked)
+		ev.lookup = r->cache_use == CBV_CACHE_USE_HIT ? CBV_STATS_HIT
+		            : r->cache_use == CBV_CACHE_USE_MISS || ev.backend == CBV_STATS_NONE
+		                    ? CBV_STATS_MISS
+		                    : CBV_STATS_ERROR;
+	if (r->reason == CBV_R_RATE_LIMITED)
+		ev.cap = v->limited == CBV_LIMIT_DOMAIN_RATE          ? CBV_STATS_CAP_RATE
+		         : v->limited == CBV_LIMIT_DOMAIN_CONCURRENCY ? CBV_STATS_CAP_CONCURRENCY
+		                                                      : CBV_STATS_CAP_HOST;
+	cbv_stats_end(&ev);
+	if (c == NULL && !v->cache_asked)
+		c = cache_handle(&v->p); /* ended before the lookup (bad syntax, ...) */
+	cbv_cache_count(c, &ev);
+	return c;
+}
+
 static void finish(struct cbv_verify *v)
 {
+	struct cbv_cache *counted;
 	struct cbv_result *r = v->res;
 	char age[32] = "";
 
@@ -383,11 +417,13 @@ static void finish(struct cbv_verify *v)
 		r->elapsed_ms = (unsigned long)((end - v->start_us + 500) / 1000);
 		r->hosts_tried = (unsigned)(v->decided ? v->decided_tried : v->tried);
 	}
+	counted = count_end(v);
 	if (v->cache != NULL && !r->cache && !v->no_store) {
 		/* the store also ends our flight, in the same transaction */
 		(void)cbv_cache_store(v->cache, &v->key, r, &v->ttl, v->flight);
 		v->flight = 0;
 	}
+	cbv_cache_count_flush(counted);
 	cache_release(v);
 	v->state = VS_DONE;
 	if (r->cache)
@@ -1042,6 +1078,7 @@ static void caps_done(struct cbv_verify *v)
 	v->dslot = v->call.ticket;
 	if (v->call.st == CBV_CACHE_LIMITED) {
 		v->no_store = 1; /* no callout was made: nothing to remember */
+		v->limited = v->call.which;
 		synth(v, CBV_TRANSIENT, CBV_R_RATE_LIMITED, 451, "4.7.0",
 		      "verification of %s deferred: %s reached", v->shown,
 		      cbv_cache_limit_name(v->call.which));
@@ -1162,6 +1199,7 @@ static void cache_start(struct cbv_verify *v, enum cbv_host_mode mode)
 
 	/* no domain record answered (else we stop at the lookup): probe if asked */
 	make_probe(v);
+	v->cache_asked = 1;
 	v->cache = cache_handle(&v->p);
 	if (v->cache != NULL && !key_build(v, mode)) {
 		cbv_log(CBV_LOG_DEBUG, "cbv: %s: profile too large for a cache key; uncached",
@@ -1242,6 +1280,7 @@ static struct cbv_verify *verify_new(const struct cbv_profile *p, const struct c
 		cbv_err_set(err, CBV_ENOMEM, "out of memory");
 		return NULL;
 	}
+	cbv_stats_begin(); /* in flight until finish() or cbv_verify_free() */
 	cbv_profile_copy(&v->p, p);
 	v->hold = hold;
 	v->req.trace = req->trace;
@@ -1370,8 +1409,10 @@ void cbv_verify_free(struct cbv_verify *v)
 		return;
 	if (v->state == VS_CACHE)
 		cbv_cache_call_cancel(&v->call);
-	if (v->state != VS_DONE)
+	if (v->state != VS_DONE) {
 		cache_release(v); /* aborted: let the others go */
+		cbv_stats_abort();
+	}
 	cbv_free(v->fp);
 	cbv_session_free(v->sess);
 	cbv_dns_free(v->dns);

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cbv.h"
@@ -194,6 +195,9 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	struct cbv_err err;
 	char host[256];
+	struct cbv_url murl;
+	int mfd = -1;
+	time_t started = time(NULL);
 
 	while ((opt = getopt(argc, argv, "c:l:fdhV")) != -1) {
 		switch (opt) {
@@ -246,6 +250,18 @@ int main(int argc, char **argv)
 		fds[i] = open_listener(url_text[i], &urls[i]);
 		is_unix[i] = urls[i].family == AF_UNIX;
 	}
+	/* Metrics (cbvd_metrics.h): counters only, but loopback unless asked. */
+	if (sc->metrics_listen[0] != '\0') {
+		if (cbv_url_parse(sc->metrics_listen, strlen(sc->metrics_listen), CBV_URL_NUMERIC,
+		                  &murl, &err) != CBV_OK ||
+		    murl.family == AF_UNIX)
+			die(EX_USAGE, "metrics_listen %.200s: not an inet URL", sc->metrics_listen);
+		if (!murl.loopback && !sc->metrics_allow_remote)
+			die(EX_USAGE, "metrics_listen %s: not a loopback address (set server "
+			              "{ metrics_allow_remote = yes } to serve metrics beyond this host)",
+			    sc->metrics_listen);
+		mfd = open_listener(sc->metrics_listen, &murl);
+	}
 
 	if (!foreground && daemon(0, 0) != 0)
 		die(1, "daemon: %s", strerror(errno));
@@ -276,12 +292,19 @@ int main(int argc, char **argv)
 	lc.max_inflight = sc->max_inflight;
 	lc.hostname = host;
 	lc.signal_fd = sig_pipe[0];
+	if (mfd >= 0) {
+		lc.metrics = cbvd_metrics_new(mfd, CBV_VERSION, (int64_t)started);
+		if (lc.metrics == NULL)
+			die(1, "out of memory");
+		cbv_log(CBV_LOG_INFO, "cbvd: metrics on %s (GET /metrics)", sc->metrics_listen);
+	}
 	cbv_log(CBV_LOG_INFO, "cbvd %s: ready, %zu listeners, profile %s, max_clients %u, "
 	                      "max_inflight %u",
 	        CBV_VERSION, n, prof->name, sc->max_clients, sc->max_inflight);
 	/* Redis calls go out without blocking the loop (cbv_cache_async.h) */
 	cbv_cache_async_set(1);
 	rc = cbvd_loop_run(&lc);
+	cbvd_metrics_free(lc.metrics);
 
 	for (size_t i = 0; i < n; i++) {
 		close(fds[i]);

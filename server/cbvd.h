@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "cbv.h"
+#include "cbvd_metrics.h"
 
 /* Bytes of unparsed input kept per client: one maximal request line. */
 #define CBVD_IN_MAX (CBV_CPROTO_LINE_MAX + 2)
@@ -34,6 +35,7 @@ struct cbvd_loop_conf {
 	unsigned max_inflight;
 	const char *hostname;              /* EHLO when the profile's helo is "" */
 	int signal_fd;                     /* read end of the self-pipe */
+	struct cbvd_metrics *metrics;      /* metrics_listen's responder, NULL: none */
 };
 
 /*

@@ -1089,6 +1089,7 @@ static int loop_turn(struct loop *L)
 
 	n = client_pollfds(L, n, &busy);
 	n = job_pollfds(L, n, &wake);
+	n = cbvd_metrics_pollfds(lc->metrics, L->pfds, n, &wake);
 	r = poll(L->pfds, (nfds_t)n, poll_timeout(wake, busy));
 	if (r < 0) {
 		if (errno == EINTR)
@@ -1103,6 +1104,7 @@ static int loop_turn(struct loop *L)
 			L->stop = 1;
 	}
 	process_jobs(L, cbv_now_ms());
+	cbvd_metrics_process(lc->metrics, L->pfds); /* never waits: non-blocking, bounded */
 	process_clients(L);
 	for (size_t i = 0; i < lc->nlisten; i++) /* phase 3 */
 		if (L->pfds[1 + i].revents & POLLIN)
@@ -1119,7 +1121,7 @@ int cbvd_loop_run(const struct cbvd_loop_conf *lc)
 	memset(&L, 0, sizeof(L));
 	L.lc = lc;
 	L.pfd_cap = 1 + lc->nlisten + lc->max_clients +
-	            (size_t)lc->max_inflight * CBV_VERIFY_POLLFDS_MAX;
+	            (size_t)lc->max_inflight * CBV_VERIFY_POLLFDS_MAX + CBVD_METRICS_PFDS;
 	L.pfds = cbv_calloc(L.pfd_cap, sizeof(*L.pfds));
 	if (L.pfds == NULL) {
 		cbv_log(CBV_LOG_ERR, "cbvd: out of memory");

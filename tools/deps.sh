@@ -22,11 +22,13 @@ exim4-dev liblmdb-dev libidn2-dev libhiredis-dev"
 # with STARTTLS (libnet-ssleay-perl) and IPv6 (libio-socket-inet6-perl);
 # ps/pgrep/pkill (procps); calloutd (mailfromd); setsid, unshare, runuser
 # (util-linux); python3 for the protocol clients; redis-server for the
-# Redis cache backend's tests (each starts its own on loopback).
+# Redis cache backend's tests (each starts its own on loopback);
+# python3-prometheus-client's parser checks cbvd's metrics format.
 TEST="check libsubunit-dev exim4-daemon-heavy dnsmasq-base swaks
 libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang
 valgrind python3 mailfromd util-linux iproute2 bind9-dnsutils procps
-redis-server"
+redis-server
+python3-prometheus-client"
 
 # dpkg-buildpackage and debhelper, for make deb only.
 DEB="dpkg-dev debhelper"

@@ -89,6 +89,9 @@ n=0
 for a in "${A[@]}"; do n=$((n + $(rcpts "$a"))); done
 check "one RCPT per address ($n)" test "$n" = 4
 check "records in Redis ($(records count.test))" test "$(records count.test)" -ge 4
+# cbvd's counters reach the store too (HINCRBY on the non-blocking connection)
+ends=$("${RCLI[@]}" HGETALL cbv:S 2>/dev/null | awk 'NR % 2 == 1 { k = $0 } NR % 2 == 0 && k ~ /^e:pass:/ { n += $0 } END { print n + 0 }')
+check "cbvd's verifications counted in the store ($ends)" test "$ends" = 32
 unknown="unknown-$$@count.test"
 out=$(vrfy 4 "$unknown")
 check "unknown user: not_found ($out)" test "$(field not_found "$out")" = 4

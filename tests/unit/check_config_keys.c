@@ -135,7 +135,8 @@ START_TEST(server_defaults)
 	ck_assert_int_eq(s.allow_remote, 0);
 	t = cbv_server_conf_format(&s);
 	ck_assert_str_eq(t, "server {\n  listen = [ ]\n  max_clients = 256\n  max_inflight = 1024\n"
-	                    "  user = \"\"\n  profile = \"\"\n  allow_remote = no\n}\n");
+	                    "  user = \"\"\n  profile = \"\"\n  allow_remote = no\n"
+	                    "  metrics_listen = \"\"\n  metrics_allow_remote = no\n}\n");
 	cbv_free(t);
 }
 END_TEST

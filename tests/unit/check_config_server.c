@@ -47,6 +47,8 @@ START_TEST(full_block)
 		"  user = \"Debian-exim\"\n"
 		"  profile = \"rig\"\n"
 		"  allow_remote = yes\n"
+		"  metrics_listen = \"inet6://[::1]:9464\"\n"
+		"  metrics_allow_remote = yes\n"
 		"}\n", &err);
 	const struct cbv_server_conf *s;
 
@@ -60,6 +62,8 @@ START_TEST(full_block)
 	ck_assert_str_eq(s->user, "Debian-exim");
 	ck_assert_str_eq(s->profile, "rig");
 	ck_assert_int_eq(s->allow_remote, 1);
+	ck_assert_str_eq(s->metrics_listen, "inet6://[::1]:9464");
+	ck_assert_int_eq(s->metrics_allow_remote, 1);
 	/* the server block does not add a profile */
 	ck_assert_uint_eq(cbv_config_count(c), 2);
 	cbv_config_free(c);
@@ -105,6 +109,11 @@ static const struct {
 	{ "server { allow_remote = maybe }", "t.conf:1:25: allow_remote: " },
 	{ "server { listen = [ \"http://x\" ] }", "t.conf:1:21: listen: " },
 	{ "server { listen = [ \"\" ] }", "t.conf:1:21: listen: empty URL" },
+	{ "server { metrics_listen = \"unix:///run/m.sock\" }",
+	  "t.conf:1:27: metrics_listen: metrics are served over TCP" },
+	{ "server { metrics_listen = \"inet://mx.example:9464\" }",
+	  "t.conf:1:27: metrics_listen: host must be an IP address here, not a name" },
+	{ "server { metrics_allow_remote = 2 }", "t.conf:1:33: metrics_allow_remote: " },
 	/* cbvd binds, never resolves: a name is refused here, not at start */
 	{ "server { listen = [ \"inet://mail.example:3535\" ] }",
 	  "t.conf:1:21: listen: host must be an IP address here, not a name" },
