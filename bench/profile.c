@@ -10,6 +10,8 @@
  *   profile -1 CASE          one cold verification (a fresh process: the
  *                            per-process setup lands in the phases), the
  *                            same table with n=1; run it N times
+ *   profile -1P CASE         the same after cbv_tls_preload() for the case's
+ *                            TLS policy (what a daemon may do before it forks)
  *   profile -l N CASE        N verifications, no output (for perf/strace)
  *   profile -d SO            dlopen(SO, RTLD_LAZY) as Exim's ${dlfunc}
  *                            does: its wall and CPU time
@@ -33,6 +35,7 @@
 
 #include "cbv.h"
 #include "cbv_clock.h"
+#include "cbv_tls.h"
 
 #define EV_MAX 32
 #define LABEL_MAX 40
@@ -173,7 +176,7 @@ static int one_step(const char *what, const char *arg)
 
 int main(int argc, char **argv)
 {
-	int n = 200, quiet = 0, counted = 0, ref_nev = 0, c;
+	int n = 200, quiet = 0, counted = 0, ref_nev = 0, preload = 0, c;
 	struct ev ref[EV_MAX];
 	int64_t *wall[EV_MAX], *cpu[EV_MAX], *tot_w, *tot_c;
 	struct cbv_profile p;
@@ -187,8 +190,9 @@ int main(int argc, char **argv)
 	} else if (argc == 4 && strcmp(argv[1], "-l") == 0) {
 		n = atoi(argv[2]);
 		quiet = 1;
-	} else if (argc == 3 && strcmp(argv[1], "-1") == 0) {
+	} else if (argc == 3 && (strcmp(argv[1], "-1") == 0 || strcmp(argv[1], "-1P") == 0)) {
 		n = 1;
+		preload = argv[1][2] == 'P';
 	} else if (argc != 2) {
 		n = 0;
 	}
@@ -198,12 +202,20 @@ int main(int argc, char **argv)
 			break;
 	if (n < 1 || k == sizeof(cases) / sizeof(cases[0]) || getenv("CBV_RIG_DNS") == NULL ||
 	    getenv("CBV_RIG_PORT") == NULL) {
-		fprintf(stderr, "usage: profile [-n N | -1 | -l N] CASE | -d SO | -c CONF"
+		fprintf(stderr, "usage: profile [-n N | -1 | -1P | -l N] CASE | -d SO | -c CONF"
 		                "  (inside tests/rig/rig.sh run)\n");
 		return 64;
 	}
 	if (setup(&p, cases[k].opts) != 0)
 		return 1;
+	if (preload) {
+		struct cbv_err err;
+
+		if (cbv_tls_preload(p.tls_verify, p.ca_dir, &err) != 0) {
+			fprintf(stderr, "profile: %s\n", err.msg);
+			return 1;
+		}
+	}
 	cbv_log_set(log_sink, NULL, CBV_LOG_DEBUG);
 	for (int i = 0; i < EV_MAX; i++) {
 		wall[i] = calloc((size_t)n, sizeof(int64_t));

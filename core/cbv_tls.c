@@ -760,6 +760,39 @@ void cbv_tls_describe(const struct cbv_tls *t, char *buf, size_t n)
 	         SSL_session_reused(t->ssl) ? ":resumed" : "");
 }
 
+int cbv_tls_preload(int verify, const char *ca_dir, struct cbv_err *err)
+{
+	static int warm; /* the stores, once per process */
+	EVP_PKEY *key = NULL, *back = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int len, rc = -1;
+
+	if (get_ctx(verify, ca_dir != NULL ? ca_dir : "", err) == NULL)
+		return -1;
+	if (warm)
+		return 0;
+	/* The first handshake's own first uses: a key share made (keymgmt
+	 * and key generation), the server's public key decoded (decoders). */
+	key = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	len = key != NULL ? i2d_PUBKEY(key, &der) : -1;
+	p = der;
+	if (len > 0)
+		back = d2i_PUBKEY(NULL, &p, len);
+	if (back == NULL) {
+		ssl_err(err, "TLS preload");
+		goto done;
+	}
+	warm = 1;
+	rc = 0;
+done:
+	OPENSSL_free(der);
+	EVP_PKEY_free(back);
+	EVP_PKEY_free(key);
+	ERR_clear_error();
+	return rc;
+}
+
 int cbv_tls_resumed(const struct cbv_tls *t)
 {
 	return SSL_session_reused(t->ssl) == 1;
