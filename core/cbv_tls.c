@@ -505,6 +505,11 @@ static SSL_CTX *make_ctx(int verify, const char *ca_dir, struct cbv_err *err)
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Whole socket reads, not a record header then its body: about 16
+	 * fewer recv() calls a STARTTLS session.  Safe with our poll(): a
+	 * session reads until SSL_read says WANT_READ, which it says only
+	 * when no complete record is buffered. */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	/* Sessions go to our store (new_session), never to OpenSSL's cache. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
 	SSL_CTX_sess_set_new_cb(ctx, new_session);
