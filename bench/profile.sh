@@ -7,7 +7,9 @@
 #  1. phases of one verification in a warm process ($B/bench/profile -n):
 #     wall, CPU of the client (user+sys) and wait (wall - CPU), per phase
 #  2. the same in a cold process (profile -1, PROFILE_COLD runs, medians):
-#     what a new process pays once (OpenSSL, c-ares, first page faults)
+#     what a new process pays once (OpenSSL, c-ares, first page faults);
+#     for STARTTLS also after cbv_tls_preload() (profile -1P: what is left
+#     in a process forked by a daemon that ran cbv.so's preload)
 #  3. per-process steps alone: cbv_config_load() of the front's cbv.conf
 #  4. through Exim (exim -bhc, 5 RCPTs a session): the dlopen() of cbv.so
 #     and each smtp_callback_verify call, timed by an LD_PRELOAD shim
@@ -42,12 +44,15 @@ echo "== 2. cold process: $NC fresh processes per case, one verification each, m
 W=$(mktemp -d /tmp/cbv-profile.XXXXXX)
 chmod 755 "$W"
 trap 'rm -rf "$W"' EXIT
-for c in $CASES; do
+# -1P: the same cold process after cbv_tls_preload(), as a connection
+# process forked by an Exim daemon that ran cbv.so's preload
+for mc in $(for c in $CASES; do echo "-1:$c"; [[ $c == exim-tls* ]] && echo "-1P:$c"; done); do
+	m=${mc%%:*} c=${mc#*:}
 	: >"$W/cold"
 	for ((i = 0; i < NC; i++)); do
-		"$P" -1 "$c" | awk -v r="$i" 'NR > 2 { print r, NR - 2, $0 }' >>"$W/cold"
+		"$P" "$m" "$c" | awk -v r="$i" 'NR > 2 { print r, NR - 2, $0 }' >>"$W/cold"
 	done
-	echo "# $c, cold"
+	if [[ $m == -1P ]]; then echo "# $c, cold, after cbv_tls_preload()"; else echo "# $c, cold"; fi
 	printf '%-28s %10s %10s %10s\n' "phase (from > to)" "wall us" "cpu us" "wait us"
 	# rows by position (a label such as ">EHLO > <250" comes twice with
 	# STARTTLS); the median of each column over the runs
