@@ -18,6 +18,8 @@
 #  5. syscalls per verification (strace -c), warm
 #  6. perf (Debian linux-perf), when installed: CPU by shared object, and
 #     the handshake's CPU split by OpenSSL entry point
+#  7. the Exim MX's own CPU per connection (perf stat on the rig's Exim
+#     daemon): our client against Exim's built-in, plain and STARTTLS
 #
 # Environment: PROFILE_N (warm runs, default 200), PROFILE_COLD (cold
 # processes, default 15), PROFILE_CASES (default: all), PROFILE_PERF=0
@@ -222,4 +224,39 @@ for k, v in c.most_common():
 PY
 else
 	echo "(perf not installed or PROFILE_PERF=0: skipped)"
+fi
+echo
+
+echo "== 7. the Exim MX's own CPU per connection (perf stat on the rig's Exim daemon,"
+echo "   following the connection processes it forks), cbv's client vs the built-in's"
+if [[ ${PROFILE_PERF:-1} != 0 ]] && command -v perf >/dev/null && [[ -s $CBV_RIG_DIR/exim.pid ]]; then
+	MX=$(cat "$CBV_RIG_DIR/exim.pid")
+	# mx_cpu LABEL CONNECTIONS CMD...: CMD's connections to the MX, its CPU per connection
+	mx_cpu() {
+		local label=$1 n=$2 sp
+		shift 2
+		perf stat -e task-clock -x, -o "$W/mx.cpu" -p "$MX" 2>/dev/null &
+		sp=$!
+		sleep 0.3
+		"$@" >/dev/null 2>&1
+		sleep 0.5 # the last connection processes exit
+		kill -INT "$sp" 2>/dev/null
+		wait "$sp" 2>/dev/null
+		awk -F, -v n="$n" -v l="$label" '/task-clock/ { printf "  %-40s %8.0f us\n", l, $1 * 1000 / n }' "$W/mx.cpu"
+	}
+	printf '%s\n' 'HELO bench.test' 'MAIL FROM:<>' 'RCPT TO:<alice@exim.test>' 'RCPT TO:<alice@exim.test>' \
+		'RCPT TO:<alice@exim.test>' 'RCPT TO:<alice@exim.test>' 'RCPT TO:<alice@exim.test>' 'QUIT' |
+		sed 's/$/\r/' >"$W/bhc.in"
+	bhc() { # 10 sessions of 5 verified RCPTs: 50 callouts
+		local i
+		for ((i = 0; i < 10; i++)); do front "$@" -bhc 127.0.0.1 <"$W/bhc.in"; done
+	}
+	for r in 1 2 3; do
+		mx_cpu "cbv client, plain (run $r)" 50 "$P" -l 50 exim
+		mx_cpu "built-in client, plain (run $r)" 50 bhc -DFRONT_BUILTIN=1 -DFRONT_NOLOAD=1 -DFRONT_PLAIN=1
+		mx_cpu "cbv client, STARTTLS (run $r)" 50 "$P" -l 50 exim-tls
+		mx_cpu "built-in client, STARTTLS (run $r)" 50 bhc -DFRONT_BUILTIN=1 -DFRONT_NOLOAD=1
+	done
+else
+	echo "(perf not installed, PROFILE_PERF=0 or no rig Exim pid: skipped)"
 fi
