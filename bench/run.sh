@@ -10,7 +10,7 @@ echo "== bench_core (core engine vs a bare socket exchange)"
 "$B/bench/bench_core" -n "${BENCH_N:-200}" || rc=1
 echo "== bench_redis_async (cbvd's loop on a Redis cache: hits, Redis stopped; sync vs async)"
 "$B/bench/bench_redis_async" || rc=1
-for b in bench/exim_bench.sh bench/exim_multi_bench.sh bench/cache_storm.sh; do
+for b in bench/exim_bench.sh bench/exim_daemon_bench.sh bench/exim_multi_bench.sh bench/cache_storm.sh; do
 	echo "== $b"
 	bash "$b" || rc=1
 done

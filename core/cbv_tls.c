@@ -505,6 +505,11 @@ static SSL_CTX *make_ctx(int verify, const char *ca_dir, struct cbv_err *err)
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Whole socket reads, not a record header then its body: about 16
+	 * fewer recv() calls a STARTTLS session.  Safe with our poll(): a
+	 * session reads until SSL_read says WANT_READ, which it says only
+	 * when no complete record is buffered. */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	/* Sessions go to our store (new_session), never to OpenSSL's cache. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
 	SSL_CTX_sess_set_new_cb(ctx, new_session);
@@ -758,6 +763,39 @@ void cbv_tls_describe(const struct cbv_tls *t, char *buf, size_t n)
 	         c != NULL ? SSL_CIPHER_get_name(c) : "none",
 	         t->verify ? "verified" : "unverified",
 	         SSL_session_reused(t->ssl) ? ":resumed" : "");
+}
+
+int cbv_tls_preload(int verify, const char *ca_dir, struct cbv_err *err)
+{
+	static int warm; /* the stores, once per process */
+	EVP_PKEY *key = NULL, *back = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int len, rc = -1;
+
+	if (get_ctx(verify, ca_dir != NULL ? ca_dir : "", err) == NULL)
+		return -1;
+	if (warm)
+		return 0;
+	/* The first handshake's own first uses: a key share made (keymgmt
+	 * and key generation), the server's public key decoded (decoders). */
+	key = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	len = key != NULL ? i2d_PUBKEY(key, &der) : -1;
+	p = der;
+	if (len > 0)
+		back = d2i_PUBKEY(NULL, &p, len);
+	if (back == NULL) {
+		ssl_err(err, "TLS preload");
+		goto done;
+	}
+	warm = 1;
+	rc = 0;
+done:
+	OPENSSL_free(der);
+	EVP_PKEY_free(back);
+	EVP_PKEY_free(key);
+	ERR_clear_error();
+	return rc;
 }
 
 int cbv_tls_resumed(const struct cbv_tls *t)

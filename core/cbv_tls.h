@@ -87,6 +87,17 @@ void cbv_tls_free(struct cbv_tls *t);
 /* 1 if the handshake resumed a stored session, else 0. */
 int cbv_tls_resumed(const struct cbv_tls *t);
 
+/*
+ * Does now, without a connection, what the first STARTTLS of a process
+ * with this policy would do once: makes (and keeps) its context, and
+ * runs OpenSSL's lazy set-up that the first handshake would pay (the
+ * algorithm and decoder stores: a key exchange key made and its public
+ * key decoded back).  Opens no socket and starts no thread, so a process
+ * may call it and fork: Exim's daemon, for the connection processes it
+ * forks.  0, or -1 with err (CBV_ETLS, CBV_ENOMEM).
+ */
+int cbv_tls_preload(int verify, const char *ca_dir, struct cbv_err *err);
+
 /* Longest session key, NUL included (see the key format in cbv_tls.c). */
 #define CBV_TLS_KEY_MAX 1024
 

@@ -29,6 +29,7 @@
 #include "cbv_net.h"
 #include "cbv_reply.h"
 #include "cbv_session.h"
+#include "cbv_tls.h"
 
 /* VS_FLIGHT: another verification of the same key is running; we poll the store. */
 /* VS_HOLD: a group member ready for DNS, waiting to be grouped (cbv_verify_group);
@@ -1659,4 +1660,15 @@ enum cbv_status cbv_verify_multi(const struct cbv_profile *p, const struct cbv_r
 		return cbv_err_set(err, CBV_ENOMEM, "out of memory");
 	}
 	return CBV_OK;
+}
+
+enum cbv_status cbv_verify_preload(const struct cbv_profile *p, struct cbv_err *err)
+{
+	struct cbv_err e;
+
+	if (p->starttls == CBV_STARTTLS_NEVER)
+		return CBV_OK;
+	if (cbv_tls_preload(p->tls_verify, p->ca_dir, &e) == 0)
+		return CBV_OK;
+	return cbv_err_set(err, e.code == CBV_ENOMEM ? CBV_ENOMEM : CBV_ETLS, "%s", e.msg);
 }

@@ -134,8 +134,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[[ $exports == "callout callout_close callout_do callout_open default_callout_server_url last_poll smtp_callback_verify " ]] &&
-	ok "cbv.so exports exactly the seven dlfuncs" || bad "cbv.so exports" "$exports"
+[[ $exports == "callout callout_close callout_do callout_open default_callout_server_url last_poll preload smtp_callback_verify " ]] &&
+	ok "cbv.so exports exactly the eight dlfuncs" || bad "cbv.so exports" "$exports"
 
 mkdir -p "$T/run"
 cbvd_dirs "$T/run"

@@ -148,6 +148,9 @@ be_error "last_poll with 3 arguments" "$LP{status}{1}{x}}" 'expects 0 to 2 argum
 be_error "last_poll unknown field" "$LP{password}}" 'unknown field "password"'
 be_error "callout with 0 arguments" "\${dlfunc{$SO}{callout}}" 'callout: expects 1 to 3'
 be_error "unknown option key" "$V{a@exim.test}{}{$CONF colour=blue}}" 'bad OPTIONS: .*colour'
+be_expect "preload: the per-process set-up, yields nothing" "\${dlfunc{$SO}{preload}{$CONF}}" ""
+be_error "preload with 2 arguments" "\${dlfunc{$SO}{preload}{$CONF}{x}}" 'preload: expects 0 or 1 argument'
+be_error "preload: a broken OPTIONS is an ERROR" "\${dlfunc{$SO}{preload}{$CONF colour=blue}}" 'bad OPTIONS: .*colour'
 be_error "bad option value" "$V{a@exim.test}{}{$CONF timeout=forever}}" 'bad OPTIONS: .*timeout'
 be_error "option syntax error" "$V{a@exim.test}{}{$CONF =x}}" 'bad OPTIONS: expected key=value'
 be_error "unterminated quote" "$V{a@exim.test}{}{$CONF helo=\"x}}" 'unterminated quote'

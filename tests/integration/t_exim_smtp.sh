@@ -163,6 +163,25 @@ else
 	bad "front daemon start" "$(cat "$T/log/paniclog" 2>/dev/null)"
 fi
 
+# ---- the daemon with preload: cbv.so set up once in the daemon ----
+if front_daemon_start -DFRONT_RCPT=1 -DFRONT_PRELOAD=1; then
+	mark
+	tls0=$(grep -c 'X=TLS1\.3.* rejected RCPT <nobody@exim\.test>' "$CBV_RIG_DIR/log/mainlog")
+	sw alice@exim.test bob@exim.test
+	expect_text "preload daemon: pass sender, pass recipient: queued" "$out" '<-  250 OK id='
+	sw alice@exim.test nobody@exim.test
+	expect_text "preload daemon: fail recipient: 550" "$out" '<\*\* 550 5\.1\.1 550 5\.1\.1 <nobody@exim\.test>'
+	l=$(newlog)
+	DETAIL=$l
+	check "preload daemon: cbv.so loaded once, by the daemon, for both connections" \
+		test "$(grep -c 'cbv\.so .* loaded' <<<"$l")" -eq 1
+	tls1=$(grep -c 'X=TLS1\.3.* rejected RCPT <nobody@exim\.test>' "$CBV_RIG_DIR/log/mainlog")
+	check "preload daemon: the failing verification ran over STARTTLS (the MX's log)" test "$tls1" -gt "$tls0"
+	front_daemon_stop
+else
+	bad "front daemon start with preload" "$(cat "$T/log/paniclog" 2>/dev/null)"
+fi
+
 p=$(grep -v 'lost privilege for using -C option\|broken\.conf' "$T/log/paniclog" 2>/dev/null)
 DETAIL=$p
 check "no other panic log lines" test -z "$p"

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cbv.h"
 #include "cbv_clock.h"
@@ -547,6 +549,41 @@ START_TEST(session_oom)
 }
 END_TEST
 
+/* ---- preload: the set-up a process does once, before any connection ----- */
+
+static const struct {
+	int verify;
+} preload_rows[] = { { 0 }, { 1 } };
+
+/*
+ * cbv_tls_preload() makes the context a session then uses; a second call
+ * changes nothing; and a child forked after it (as Exim's daemon forks its
+ * connection processes) verifies with what it inherited.
+ */
+START_TEST(preload_then_session)
+{
+	struct cbv_err err;
+	int verify = preload_rows[_i].verify, status = -1;
+	const char *dir = verify ? ca_dir() : "";
+	pid_t pid;
+
+	ck_assert_msg(cbv_tls_preload(verify, dir, &err) == 0, "%s", err.msg);
+	ck_assert_msg(cbv_tls_preload(verify, dir, &err) == 0, "%s", err.msg);
+	run_ok(STOCK, STOCK_NAME, verify);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int ok = run(STOCK, STOCK_NAME, verify, &err) == 0 && out.status == CBV_OK &&
+		         out.reply.code == 250 && strncmp(out.tls, "TLSv1.", 6) == 0;
+
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the forked child's STARTTLS session failed (status %d)", status);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
 	Suite *s = suite_create("tls");
@@ -575,6 +612,11 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, store_bounded);
 	tcase_add_test(tc, store_oom);
 	tcase_add_test(tc, session_oom);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("preload");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, preload_then_session, 0,
+	                    (int)(sizeof(preload_rows) / sizeof(preload_rows[0])));
 	suite_add_tcase(s, tc);
 	return s;
 }
