@@ -483,7 +483,7 @@ done:
 static int cmd_check_config(int argc, char **argv)
 {
 	const char *path = CBV_CONF_DEFAULT, *profile = NULL;
-	int explicit_path = 0, c, rc = EX_USAGE_CBV;
+	int explicit_path = 0, c, rc = EX_USAGE_CBV, bad_secret = 0;
 	struct cbv_config *conf;
 
 	while ((c = getopt(argc, argv, "+c:p:h")) != -1) {
@@ -525,7 +525,18 @@ static int cmd_check_config(int argc, char **argv)
 		}
 		fputs(text, stdout);
 		cbv_free(text);
+		/* what the store would refuse at its first use, said now */
+		if (p->cache_password_file[0] != '\0' && cbv_cache_is_redis(p->cache)) {
+			struct cbv_err err;
+
+			if (cbv_cache_secret_check(p->cache_password_file, &err) != CBV_OK) {
+				fprintf(stderr, "cbv: %s: profile \"%s\": %s\n", path, p->name, err.msg);
+				bad_secret = 1;
+			}
+		}
 	}
+	if (bad_secret)
+		goto done;
 	if (profile != NULL && cbv_config_profile(conf, profile) == NULL) {
 		fprintf(stderr, "cbv: %s: no profile \"%s\"\n", path, profile);
 		goto done;

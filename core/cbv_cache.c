@@ -615,6 +615,15 @@ int cbv_cache_is_redis(const char *path)
 	return path != NULL && cbv_cache_redis_is_url(path, strlen(path));
 }
 
+enum cbv_status cbv_cache_secret_check(const char *path, struct cbv_err *err)
+{
+	char secret[CBV_REDIS_SECRET_MAX + 2];
+	enum cbv_status st = cbv_cache_redis_read_secret(path, secret, sizeof(secret), err);
+
+	explicit_bzero(secret, sizeof(secret));
+	return st;
+}
+
 void cbv_cache_free(struct cbv_cache *c)
 {
 	if (c == NULL)

@@ -62,6 +62,7 @@
 #include "cbv_cache_rec.h"
 #include "cbv_limits.h"
 #include "cbv_result.h"
+#include "cbv_status.h"
 #include "cbv_stats.h"
 
 /* Defaults the config table will use. */
@@ -152,6 +153,13 @@ int cbv_cache_set_options(struct cbv_cache *c, const struct cbv_cache_opts *o);
 
 /* 1 if path names a Redis store (redis:// or redis+unix://). */
 int cbv_cache_is_redis(const char *path);
+
+/*
+ * Reads a cache_password_file as the Redis store would (owner-only mode,
+ * one line, bounded) and forgets the secret: CBV_OK, or CBV_ECONFIG with
+ * err saying why (`cbv check-config`).
+ */
+enum cbv_status cbv_cache_secret_check(const char *path, struct cbv_err *err);
 
 /* Closes (in the process that opened it) and frees; accepts NULL. */
 void cbv_cache_free(struct cbv_cache *c);

@@ -119,6 +119,28 @@ printf 'smtp_cbv "x" {\n  port = 99999\n}\n' > "$TMP/bad.conf"
 out=$("$CBV" check-config -c "$TMP/bad.conf" 2>&1)
 rc=$?
 if [ $rc -eq 64 ] && grep -q "bad.conf:2:" <<<"$out"; then ok "check-config names file:line"; else bad "check-config names file:line" "rc=$rc $out"; fi
+# the Redis secret file: checked as the store would, never printed
+printf 'hunter2-secret\n' >"$TMP/redis.secret"
+chmod 640 "$TMP/redis.secret"
+printf 'smtp_cbv "r" {\n  cache = "redis://127.0.0.1:1"\n  cache_password_file = %s\n}\n' \
+	"$TMP/redis.secret" >"$TMP/redis.conf"
+out=$("$CBV" check-config -c "$TMP/redis.conf" 2>&1)
+rc=$?
+DETAIL="rc=$rc $out"
+check "check-config: a group-readable password file is an error naming the profile" \
+	eval '[ $rc -eq 64 ] && grep -q "profile \"r\": cache_password_file .*mode 0640 .*chmod 600" <<<"$out"'
+chmod 600 "$TMP/redis.secret"
+out=$("$CBV" check-config -c "$TMP/redis.conf" 2>&1)
+rc=$?
+DETAIL="rc=$rc $out"
+check "check-config: a 0600 password file is fine, and the secret is not shown" \
+	eval '[ $rc -eq 0 ] && ! grep -q hunter2 <<<"$out"'
+rm -f "$TMP/redis.secret"
+out=$("$CBV" check-config -c "$TMP/redis.conf" 2>&1)
+rc=$?
+DETAIL="rc=$rc $out"
+check "check-config: a missing password file is an error" \
+	eval '[ $rc -eq 64 ] && grep -q "redis.secret: No such file" <<<"$out"'
 printf 'smtp_cbv "x" {\n  colour = blue\n}\n' > "$TMP/bad2.conf"
 out=$("${V[@]/$TMP\/cbv.conf/$TMP/bad2.conf}" alice@exim.test 2>&1)
 rc=$?
