@@ -28,6 +28,7 @@
 #include "cbv_net.h"
 #include "cbv_reply.h"
 #include "cbv_session.h"
+#include "cbv_tracemux.h"
 
 /* VS_FLIGHT: another verification of the same key is running; we poll the store. */
 /* VS_HOLD: a group member ready for DNS, waiting to be grouped (cbv_verify_group);
@@ -97,6 +98,8 @@ struct cbv_verify {
 	size_t decided_tried;        /* ... after this many hosts */
 	struct cbv_verify **group;   /* leader: its followers (cbv_malloc'd; not owned) */
 	size_t ngroup;
+	int trace_each;              /* members have their own transcript (req trace_args) */
+	struct cbv_tracemux *mux;    /* leader: splits its sessions' lines (cbv_malloc'd) */
 };
 
 /*
@@ -464,6 +467,32 @@ static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
 
 static void start_next_host(struct cbv_verify *v);
 
+/*
+ * A group session whose members each have a transcript: their lines go
+ * through the leader's mux (cbv_tracemux.h), each member seeing what its
+ * own session would show.  Out of memory: no transcript, never a mixed one.
+ */
+static void trace_split(struct cbv_verify *v, struct cbv_verify *const *m, size_t nm,
+                        struct cbv_session_opts *o)
+{
+	cbv_trace_fn *fn[CBV_RCPTS_MAX];
+	void *arg[CBV_RCPTS_MAX];
+
+	if (nm < 2 || !v->trace_each)
+		return;
+	if (v->mux == NULL && (v->mux = cbv_malloc(sizeof(*v->mux))) == NULL) {
+		o->trace = NULL;
+		return;
+	}
+	for (size_t k = 0; k < nm; k++) {
+		fn[k] = m[k]->req.trace;
+		arg[k] = m[k]->req.trace_arg;
+	}
+	cbv_tracemux_begin(v->mux, fn, arg, nm);
+	o->trace = cbv_tracemux_trace;
+	o->trace_arg = v->mux;
+}
+
 /* Starts a session with hosts[i]; plain = 1 forces starttls=never. */
 static void start_session(struct cbv_verify *v, size_t i, int plain)
 {
@@ -494,6 +523,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	o.deadline_ms = v->deadline_ms;
 	o.trace = v->req.trace;
 	o.trace_arg = v->req.trace_arg;
+	trace_split(v, m, nm, &o);
 	cbv_net_set_port((struct sockaddr *)&h->addr, v->p.port);
 	v->sess = cbv_session_new((const struct sockaddr *)&h->addr, h->addrlen, &o, &err);
 	v->sess_host = i;
@@ -1274,6 +1304,7 @@ void cbv_verify_free(struct cbv_verify *v)
 		cache_release(v); /* aborted: let the others go */
 	cbv_free(v->fp);
 	cbv_session_free(v->sess);
+	cbv_free(v->mux); /* after the session that traced through it */
 	cbv_dns_free(v->dns);
 	cbv_free(v->hosts);
 	cbv_result_free(v->res);
@@ -1393,11 +1424,14 @@ struct cbv_verify_group *cbv_verify_group_new(const struct cbv_profile *p,
 		struct cbv_request r = *req;
 
 		r.address = addresses[i];
+		if (req->trace_args != NULL)
+			r.trace_arg = req->trace_args[i];
 		g->m[i] = verify_new(p, &r, 1, err);
 		if (g->m[i] == NULL) {
 			cbv_verify_group_free(g);
 			return NULL;
 		}
+		g->m[i]->trace_each = req->trace_args != NULL;
 		g->n++;
 	}
 	group_form(g);

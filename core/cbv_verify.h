@@ -76,6 +76,10 @@ struct cbv_request {
 	const char *default_helo; /* used when the profile's helo is ""; NULL = "localhost" */
 	cbv_trace_fn *trace;      /* transcript hook, may be NULL */
 	void *trace_arg;
+	/* Groups only: address i's own trace_arg (n of them), so that each
+	 * sees the lines its own session would show (cbv_tracemux.h); NULL:
+	 * trace_arg gets every session's lines as sent. */
+	void *const *trace_args;
 };
 
 /* Most pollfds a verification asks for at once (DNS sockets or one session). */
