@@ -478,8 +478,13 @@ static void trace_split(struct cbv_verify *v, struct cbv_verify *const *m, size_
 	cbv_trace_fn *fn[CBV_RCPTS_MAX];
 	void *arg[CBV_RCPTS_MAX];
 
-	if (nm < 2 || !v->trace_each)
+	if (!v->trace_each || nm == 0)
 		return;
+	if (nm == 1) { /* one member (not always the leader, when it has decided) */
+		o->trace = m[0]->req.trace;
+		o->trace_arg = m[0]->req.trace_arg;
+		return;
+	}
 	if (v->mux == NULL && (v->mux = cbv_malloc(sizeof(*v->mux))) == NULL) {
 		o->trace = NULL;
 		return;
