@@ -21,6 +21,10 @@
  * verification ends: the core returns at the RCPT reply and never waits
  * for the 221 to QUIT, so neither do we.
  *
+ * The VRFYs of one RUN that can share SMTP sessions run as one core group
+ * machine instead (struct group, "groups" below), on their own list, with
+ * each job still reported on its own.
+ *
  * A client cannot hurt others: input is read at most CBVD_IN_MAX bytes a
  * turn, a line longer than that is answered "NO line too long" and skipped,
  * input is not read while CBVD_OUT_HIGH bytes of answers wait for it, and
