@@ -548,24 +548,22 @@ static void group_free(struct loop *L, struct group *grp)
 
 /*
  * At RUN: plans the batch's groups (cbv_cproto_group()) and ties their
- * jobs together.  Out of memory, or STARTTLS on demand (a 530 to one RCPT
- * would change the others' transcript): the jobs run alone, as before.
+ * jobs together; out of memory, the jobs run alone, as before.  With
+ * STARTTLS on demand the session sends the RCPTs after the first one at
+ * a time (a 530 may call for RSET and TLS), and the jobs' lines are still
+ * their own; only when a server does answer 530 and TLS follows, the
+ * jobs after the first lack the RCPT and 530 of the plain-text attempt
+ * (their verdicts are unchanged).
  */
 static void group_plan(struct loop *L, struct client *c)
 {
 	struct cbv_cproto_job pj[CBVD_BATCH_MAX];
 	struct job *jobs[CBVD_BATCH_MAX];
 	size_t gid[CBVD_BATCH_MAX], n = 0, ngroups, max = CBV_RCPTS_MAX;
-	struct cbv_profile p;
-	struct cbv_request req;
 	struct job *j;
 
 	if (c->nbatch < 2 || c->nbatch > CBVD_BATCH_MAX)
 		return;
-	job_profile(L, c->batch, &p, &req);
-	if (p.starttls == CBV_STARTTLS_ONDEMAND)
-		max = 1;
-	cbv_profile_clear(&p);
 	if (L->lc->max_inflight < max)
 		max = L->lc->max_inflight;
 	if (max < 2)

@@ -366,8 +366,10 @@ sys.exit(1 if bad or not a[1] else 0)
 PY
 same_jobs() { python3 "$TMP/samejobs.py" "$1" "$2"; }
 # runs ADDR...: "VRFY" for each, then one RUN; apart ADDR...: one RUN each
-runs_one() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\""); done; client "$TCP" "${v[@]}" RUN QUIT; }
-runs_apart() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\"" RUN); done; client "$TCP" "${v[@]}" QUIT; }
+# (SETS: SET lines sent first)
+SETS=()
+runs_one() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\""); done; client "$TCP" "${SETS[@]}" "${v[@]}" RUN QUIT; }
+runs_apart() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\"" RUN); done; client "$TCP" "${SETS[@]}" "${v[@]}" QUIT; }
 
 FIVE=(a1@count.test a2@count.test unknown3@count.test a4@COUNT.test a5@count.test)
 m=$(flog_mark)
@@ -400,6 +402,17 @@ out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
 DETAIL="$out" check "mixed RUN: each job's lines and word as alone ($out)" \
 	eval '[[ $out == "jobs 11, words success success temp_failure not_found not_found success success not_found temp_failure success success" ]]'
 [ "${CBV_RIG_QUIET:-0}" = 1 ] || DETAIL="$cm" check "mixed RUN: count.test's three in one connection" test "$cm" = 1
+# The same as callout.mfl sets it up: STARTTLS on demand (RCPTs after the first one at a time).
+SETS=('SET STARTTLS="ondemand"' 'SET MAILFROM="<probe@exim.test>"')
+m=$(flog_mark)
+runs_one "${MIX[@]}" >"$TMP/one.out"
+cm=$(smtp_count "$m" 127.0.0.65 connect)
+runs_apart "${MIX[@]}" >"$TMP/apart.out"
+SETS=()
+out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
+DETAIL="$out" check "mixed RUN, STARTTLS on demand: each job's lines and word as alone ($out)" \
+	eval '[[ $out == "jobs 11, words success success temp_failure not_found not_found success success not_found temp_failure success success" ]]'
+[ "${CBV_RIG_QUIET:-0}" = 1 ] || DETAIL="$cm" check "mixed RUN, STARTTLS on demand: count.test's three in one connection" test "$cm" = 1
 ni=$(grep -c 'S: \* 0000000002 INIT' "$TMP/one.out")
 DETAIL="$(grep ' 0000000002 ' "$TMP/one.out")" check "mixed RUN: the greylisted one alone tries both MX" test "$ni" = 2
 m=$(flog_mark)
