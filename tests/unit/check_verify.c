@@ -512,13 +512,31 @@ END_TEST
 
 /* ---- groups: several addresses, one session per domain (issue 9.3) ---- */
 
-/* Out of memory at every allocation of a group: CBV_ENOMEM, or results that are whole. */
+/* One address's transcript: "K:text|" per line; replies by their code only
+ * (greetings carry the time). */
+struct transcript {
+	char text[8192];
+};
+
+static void record_line(void *arg, enum cbv_trace kind, const char *text)
+{
+	struct transcript *t = arg;
+	size_t len = strlen(t->text);
+	int keep = kind == CBV_TRACE_INIT || kind == CBV_TRACE_SENT ? (int)strlen(text) : 3;
+
+	snprintf(t->text + len, sizeof(t->text) - len, "%c:%.*s|", "IGHSR"[kind], keep, text);
+}
+
+/* Out of memory at every allocation of a group (a transcript per address
+ * too): CBV_ENOMEM, or results that are whole. */
 START_TEST(group_oom)
 {
 	static const char *const addrs[] = { "alice@fast.test", "unknown1@fast.test",
 		                             "bob@fast.test" };
+	static struct transcript tr[3];
+	void *targs[3] = { &tr[0], &tr[1], &tr[2] };
 	struct cbv_profile p;
-	struct cbv_request req = { 0 };
+	struct cbv_request req = { .trace = record_line, .trace_args = targs };
 	struct cbv_err err;
 	int ok = 0;
 
@@ -527,6 +545,7 @@ START_TEST(group_oom)
 		struct cbv_result *r[3] = { NULL };
 		enum cbv_status st;
 
+		memset(tr, 0, sizeof(tr));
 		cbv_alloc_fail_after(n);
 		st = cbv_verify_multi(&p, &req, addrs, 3, r, &err);
 		cbv_alloc_fail_after(-1);
@@ -643,6 +662,49 @@ START_TEST(group_same_verdicts)
 }
 END_TEST
 
+/*
+ * With a transcript per address (trace_args, as cbvd gives each VRFY its
+ * own), each address sees the lines its own verification shows: the
+ * shared connection, greeting, EHLO, STARTTLS and MAIL, its own RCPT and
+ * reply, and the later hosts only if it is still undecided.
+ */
+START_TEST(group_transcripts)
+{
+	const struct group_row *g = &group_rows[_i];
+	static struct transcript alone[6], grouped[6];
+	void *targs[6];
+	struct cbv_result *r[6] = { NULL };
+	struct cbv_profile p;
+	struct cbv_request req = { .trace = record_line };
+	struct cbv_err err;
+	size_t n = 0;
+
+	while (g->addrs[n] != NULL)
+		n++;
+	rig_profile(&p, g->opts);
+	memset(alone, 0, sizeof(alone));
+	memset(grouped, 0, sizeof(grouped));
+	for (size_t i = 0; i < n; i++) {
+		req.address = g->addrs[i];
+		req.trace_arg = &alone[i];
+		ck_assert_int_eq(cbv_verify(&p, &req, &r[i], &err), CBV_OK);
+		cbv_result_free(r[i]);
+		targs[i] = &grouped[i];
+	}
+	req.address = NULL;
+	req.trace_arg = NULL;
+	req.trace_args = targs;
+	ck_assert_int_eq(cbv_verify_multi(&p, &req, g->addrs, n, r, &err), CBV_OK);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_msg(strcmp(alone[i].text, grouped[i].text) == 0,
+		              "%s:\n alone   %s\n grouped %s", g->addrs[i], alone[i].text,
+		              grouped[i].text);
+		cbv_result_free(r[i]);
+	}
+	cbv_profile_clear(&p);
+}
+END_TEST
+
 /* The machine API drives a group as cbv_verify_multi() does; bad calls are refused. */
 START_TEST(group_api)
 {
@@ -725,6 +787,8 @@ static Suite *verify_suite(void)
 	tc = tcase_create("group");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, group_same_verdicts, 0,
+	                    (int)(sizeof(group_rows) / sizeof(group_rows[0])));
+	tcase_add_loop_test(tc, group_transcripts, 0,
 	                    (int)(sizeof(group_rows) / sizeof(group_rows[0])));
 	tcase_add_test(tc, group_api);
 	suite_add_tcase(s, tc);
