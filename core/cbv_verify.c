@@ -1376,9 +1376,26 @@ struct cbv_verify_group {
 };
 
 /*
- * Starts the members held before DNS: each first one of a (domain after
- * the map, SMTPUTF8 need) leads the others of its kind (at most
- * CBV_RCPTS_MAX in all).  Without memory for a group, members go alone.
+ * Members that may share sessions: the same SMTPUTF8 need, and the same
+ * domain after the map, or (mode hostonly: no MX lookup) the same named
+ * host, then without a catch-all probe (a probe is at one domain).
+ */
+static int same_target(const struct cbv_verify *a, const struct cbv_verify *b)
+{
+	int a_host = a->nphases == 1 && a->phase_host[0], b_host = b->nphases == 1 && b->phase_host[0];
+
+	if (a->utf8 != b->utf8)
+		return 0;
+	if (strcmp(a->domain, b->domain) == 0)
+		return 1;
+	return a_host && b_host && strcmp(a->host, b->host) == 0 && a->probe[0] == '\0' &&
+	       b->probe[0] == '\0';
+}
+
+/*
+ * Starts the members held before DNS: each first one of a target
+ * (same_target()) leads the others of its kind (at most CBV_RCPTS_MAX in
+ * all).  Without memory for a group, members go alone.
  */
 static void group_form(struct cbv_verify_group *g)
 {
@@ -1391,8 +1408,7 @@ static void group_form(struct cbv_verify_group *g)
 		for (size_t j = i + 1; j < g->n && lead->ngroup < CBV_RCPTS_MAX - 1; j++) {
 			struct cbv_verify *f = g->m[j];
 
-			if (f->state != VS_HOLD || f->utf8 != lead->utf8 ||
-			    strcmp(f->domain, lead->domain) != 0)
+			if (f->state != VS_HOLD || !same_target(lead, f))
 				continue;
 			if (lead->group == NULL) {
 				lead->group = cbv_calloc(CBV_RCPTS_MAX - 1, sizeof(*lead->group));

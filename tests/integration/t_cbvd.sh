@@ -366,10 +366,10 @@ sys.exit(1 if bad or not a[1] else 0)
 PY
 same_jobs() { python3 "$TMP/samejobs.py" "$1" "$2"; }
 # runs ADDR...: "VRFY" for each, then one RUN; apart ADDR...: one RUN each
-# (SETS: SET lines sent first)
-SETS=()
-runs_one() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\""); done; client "$TCP" "${SETS[@]}" "${v[@]}" RUN QUIT; }
-runs_apart() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\"" RUN); done; client "$TCP" "${SETS[@]}" "${v[@]}" QUIT; }
+# (SETS: SET lines sent first; VSUF: parameters after each VRFY's address)
+SETS=() VSUF=
+runs_one() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\"$VSUF"); done; client "$TCP" "${SETS[@]}" "${v[@]}" RUN QUIT; }
+runs_apart() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\"$VSUF" RUN); done; client "$TCP" "${SETS[@]}" "${v[@]}" QUIT; }
 
 FIVE=(a1@count.test a2@count.test unknown3@count.test a4@COUNT.test a5@count.test)
 m=$(flog_mark)
@@ -425,6 +425,20 @@ DETAIL="$c connections; $out" check "other MAIL FROM, HOST or EHLO: a session ap
 	eval '[ "$nm" = 1 ] && [ "$c" = 4 ]'
 expect_text "other MAIL FROM, HOST or EHLO: words" "$out" \
 	'S: OK 0000000000=success 0000000001=success 0000000002=success 0000000003=success 0000000004=success<CRLF>$'
+
+# MODE=hostonly: the same HOST is the same target, whatever the domains.
+VSUF=' MODE=hostonly HOST=127.0.0.65'
+HO=(a@count.test unknown1@exim.test b@nowhere.test c@fast.test)
+m=$(flog_mark)
+runs_one "${HO[@]}" >"$TMP/one.out"
+c=$(smtp_count "$m" 127.0.0.65 connect)
+runs_apart "${HO[@]}" >"$TMP/apart.out"
+VSUF=
+out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
+DETAIL="$out" check "hostonly, four domains, one RUN: each job's lines and word as alone ($out)" \
+	eval '[[ $out == "jobs 4, words success not_found success success" ]]'
+[ "${CBV_RIG_QUIET:-0}" = 1 ] && c=1
+DETAIL="$c connections" check "hostonly, four domains, one RUN: one connection to the HOST" test "$c" = 1
 
 # More than a session takes (CBV_RCPTS_MAX 32): 40 at one domain, two sessions.
 FORTY=()

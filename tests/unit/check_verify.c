@@ -524,6 +524,8 @@ static void record_line(void *arg, enum cbv_trace kind, const char *text)
 	size_t len = strlen(t->text);
 	int keep = kind == CBV_TRACE_INIT || kind == CBV_TRACE_SENT ? (int)strlen(text) : 3;
 
+	if (strstr(text, "cbv-probe-") != NULL)
+		text = "(catch-all probe)"; /* a random local part each time */
 	snprintf(t->text + len, sizeof(t->text) - len, "%c:%.*s|", "IGHSR"[kind], keep, text);
 }
 
@@ -572,25 +574,35 @@ struct group_row {
 	const char *addrs[6];  /* NULL-terminated */
 	int sessions;          /* connections the group may make, all hosts counted */
 	int rcpts;             /* RCPTs counted in rcpt.log (counting servers), -1: not checked */
+	const char *host;      /* the request's host and mode (NULL: none) */
+	enum cbv_host_mode mode;
 };
 
 static const struct group_row group_rows[] = {
 	/* the rig's Exim: known, unknown, greylisted users in one TLS session;
 	 * only grey's 451 goes on to the MX's second address (::1) */
 	{ "", { "alice@exim.test", "nobody@exim.test", "grey@exim.test", "bob@exim.test",
-	        "Alice@EXIM.test", NULL }, 2, -1 },
+	        "Alice@EXIM.test", NULL }, 2, -1, NULL, 0 },
 	/* the first MX is dead: every undecided address moves to the second */
-	{ "", { "alice@two.test", "nobody@two.test", "grey@two.test", NULL }, 2, -1 },
-	{ "starttls=never", { "alice@exim.test", "nobody@exim.test", NULL }, 1, -1 },
+	{ "", { "alice@two.test", "nobody@two.test", "grey@two.test", NULL }, 2, -1, NULL, 0 },
+	{ "starttls=never", { "alice@exim.test", "nobody@exim.test", NULL }, 1, -1, NULL, 0 },
 	/* the counting fake MTA: one connection, one RCPT each */
-	{ "", { "a@count.test", "unknown1@count.test", "b@count.test", NULL }, 1, 3 },
+	{ "", { "a@count.test", "unknown1@count.test", "b@count.test", NULL }, 1, 3, NULL, 0 },
 	/* MAIL refused: for all */
-	{ "", { "a@nullsender.test", "b@nullsender.test", NULL }, 1, -1 },
+	{ "", { "a@nullsender.test", "b@nullsender.test", NULL }, 1, -1, NULL, 0 },
 	/* several domains and one without a callout: one session per domain */
 	{ "", { "alice@exim.test", "x@nullmx.test", "alice@fast.test", "bad address",
-	        "unknown1@fast.test", NULL }, 2, -1 },
+	        "unknown1@fast.test", NULL }, 2, -1, NULL, 0 },
 	/* RCPT 5.7.x policy: each its own error */
-	{ "", { "a@policy.test", "b@policy.test", NULL }, 1, -1 },
+	{ "", { "a@policy.test", "b@policy.test", NULL }, 1, -1, NULL, 0 },
+	/* MODE=hostonly: one session at the host for every domain, even an NXDOMAIN one */
+	{ "", { "a@count.test", "unknown1@exim.test", "b@nowhere.test", "x@[127.0.0.30]", NULL }, 1,
+	  4, "127.0.0.65", CBV_MODE_HOSTONLY },
+	/* ... but not with a catch-all probe (it is at one domain) */
+	{ "catchall_probe=yes", { "a@count.test", "b@exim.test", NULL }, 2, 4, "127.0.0.65",
+	  CBV_MODE_HOSTONLY },
+	/* hostfirst looks the MX hosts up too: per domain */
+	{ "", { "a@count.test", "b@count2.test", NULL }, 2, 2, "127.0.0.65", CBV_MODE_HOSTFIRST },
 };
 
 /* Lines in $CBV_RIG_DIR/rcpt.log (the counting servers' RCPTs), 0 if none. */
@@ -626,6 +638,8 @@ START_TEST(group_same_verdicts)
 	while (g->addrs[n] != NULL)
 		n++;
 	rig_profile(&p, g->opts);
+	req.host = g->host;
+	req.mode = g->mode;
 	for (size_t i = 0; i < n; i++) {
 		req.address = g->addrs[i];
 		ck_assert_int_eq(cbv_verify(&p, &req, &alone[i], &err), CBV_OK);
@@ -682,6 +696,8 @@ START_TEST(group_transcripts)
 	while (g->addrs[n] != NULL)
 		n++;
 	rig_profile(&p, g->opts);
+	req.host = g->host;
+	req.mode = g->mode;
 	memset(alone, 0, sizeof(alone));
 	memset(grouped, 0, sizeof(grouped));
 	for (size_t i = 0; i < n; i++) {
