@@ -8,7 +8,11 @@
  * exits 1 if any request failed at the protocol level.
  *
  *   cbvd_bench -s unix:///PATH|inet://IP:PORT [-c CONC] [-n TOTAL]
- *              [-T "c i h m r s q"] ADDRESS...
+ *              [-b PER_RUN] [-T "c i h m r s q"] ADDRESS...
+ *
+ * -b K: K VRFYs (the next K addresses, cycling) before each RUN, as a
+ * client verifying several recipients at once; each counts as one
+ * verification, its latency from the first VRFY to the RUN's final line.
  *
  * Output (one line, key=value): n, errors, seconds, rate (verifications
  * per second), lat_median_ms, lat_p95_ms, lat_max_ms, and a count per
@@ -43,6 +47,7 @@ struct conn {
 	size_t outlen;
 	int64_t t0;
 	const char *addr;
+	long batch, vrfy_left;     /* VRFYs in this RUN; still to send */
 };
 
 static const char *words[] = { "success", "not_found", "failure", "temp_failure", "timeout" };
@@ -95,7 +100,7 @@ static void count_word(const char *w)
 int main(int argc, char **argv)
 {
 	const char *server = NULL, *timeouts = NULL;
-	long conc = 1, total = 1, started = 0, done = 0;
+	long conc = 1, total = 1, started = 0, done = 0, per_run = 1;
 	int opt;
 	struct cbv_url u;
 	struct cbv_err err;
@@ -107,8 +112,9 @@ int main(int argc, char **argv)
 	const char *setup[] = { "SID local:\r\n", "SET TRANSCRIPT=\"OFF\"\r\n",
 		                "SET STARTTLS=\"ondemand\"\r\n", NULL, NULL };
 
-	while ((opt = getopt(argc, argv, "s:c:n:T:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:c:n:b:T:")) != -1) {
 		switch (opt) {
+		case 'b': per_run = atol(optarg); break;
 		case 's': server = optarg; break;
 		case 'c': conc = atol(optarg); break;
 		case 'n': total = atol(optarg); break;
@@ -117,10 +123,10 @@ int main(int argc, char **argv)
 		}
 	}
 	naddr = (size_t)(argc - optind);
-	if (server == NULL || naddr == 0 || conc < 1 || total < 1) {
+	if (server == NULL || naddr == 0 || conc < 1 || total < 1 || per_run < 1 || per_run > 64) {
 	usage:
-		fprintf(stderr, "usage: cbvd_bench -s URL [-c CONC] [-n TOTAL] [-T TIMEOUTS] "
-		                "ADDRESS...\n");
+		fprintf(stderr, "usage: cbvd_bench -s URL [-c CONC] [-n TOTAL] [-b PER_RUN (1-64)] "
+		                "[-T TIMEOUTS] ADDRESS...\n");
 		return 64;
 	}
 	if (timeouts != NULL) {
@@ -229,10 +235,25 @@ int main(int argc, char **argv)
 				case S_DONE:
 				case S_RUN:
 					if (c->st == S_RUN) {
-						char *eq = strchr(line, '=');
+						/* "OK ID=word ID=word ...": one per VRFY */
+						char *eq = line;
+						long got = 0;
 
-						lat[done++] = cbv_now_us() - c->t0;
-						count_word(eq != NULL ? eq + 1 : "");
+						while ((eq = strchr(eq, '=')) != NULL && done < total) {
+							size_t wl = strcspn(eq + 1, " ");
+							char w[32];
+
+							snprintf(w, sizeof(w), "%.*s", (int)wl, eq + 1);
+							lat[done++] = cbv_now_us() - c->t0;
+							count_word(w);
+							eq += 1 + wl;
+							got++;
+						}
+						if (got != c->batch) {
+							fprintf(stderr, "cbvd_bench: %ld words for %ld VRFYs\n", got,
+							        c->batch);
+							errors++;
+						}
 					}
 					if (started >= total) {
 						queue(c, "QUIT\r\n");
@@ -243,18 +264,22 @@ int main(int argc, char **argv)
 						close(c->fd);
 						break;
 					}
-					{
+					c->batch = total - started < per_run ? total - started : per_run;
+					c->vrfy_left = c->batch;
+					started += c->batch;
+					c->t0 = cbv_now_us();
+					__attribute__((fallthrough));
+				case S_VRFY:
+					if (c->vrfy_left > 0) {
 						char v[600];
 
 						c->addr = argv[optind + (int)(next_addr++ % naddr)];
 						snprintf(v, sizeof(v), "VRFY \"%s\"\r\n", c->addr);
-						c->t0 = cbv_now_us();
 						queue(c, v);
-						started++;
+						c->vrfy_left--;
 						c->st = S_VRFY;
+						break;
 					}
-					break;
-				case S_VRFY:
 					queue(c, "RUN\r\n");
 					c->st = S_RUN;
 					break;

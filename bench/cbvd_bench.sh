@@ -15,7 +15,10 @@
 # tarpit bound (TIMEOUT 3 3 3 3 3 3 3); throughput with 64 concurrent
 # clients against the fast MTA; memory per in-flight verification (cbvd:
 # RSS growth / verifications in flight; calloutd: PSS of its processes /
-# verifications in flight).
+# verifications in flight); several VRFYs per RUN at one domain (cbvd
+# shares one SMTP session among them): verifications/s and SMTP
+# connections per verification (TCP active opens in the namespace).
+# CBVD_BENCH=path runs another cbvd_bench binary (e.g. against an older cbvd).
 set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 B=${B:-build}
@@ -73,7 +76,7 @@ ulimit -n 65536 2>/dev/null || true
 CBVD_PID=$!
 PIDS+=("$CBVD_PID")
 sleep 1
-CB="$B/bench/cbvd_bench"
+CB=${CBVD_BENCH:-$B/bench/cbvd_bench}
 CBVD_TCP=inet://127.0.0.1:3535 CBVD_UNIX=unix://$W/sock/cbvd.sock
 CO_TCP=inet://127.0.0.1:5300 CO_UNIX=unix://$W/sock/callout.sock
 
@@ -153,3 +156,22 @@ inflight=$(ss -Htn state established dst 127.0.0.20 | wc -l)
 wait $bp
 printf 'memory  calloutd  %6.1f kB per in-flight verification (PSS %s -> %s kB, %s in flight, one process each)\n' \
 	"$(python3 -c "print(($p1 - $p0) / max($inflight, 1))")" "$p0" "$p1" "$inflight"
+
+echo "# K VRFYs per RUN at one domain, 64 clients, fast MTA (a..e@fast.test)"
+# every connect(2) in this namespace: bench -> server once per client, server -> MTA per session
+tcp_opens() { awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "ActiveOpens") c = i; h = 1 } else print $c }' /proc/net/snmp; }
+for k in 1 5 32; do
+	for srv in cbvd calloutd; do
+		url=$([ $srv = cbvd ] && echo "$CBVD_TCP" || echo "$CO_TCP")
+		n=$((N * 20))
+		[ $srv = calloutd ] && n=$((N * 5))
+		a0=$(tcp_opens)
+		o=$("$CB" -s "$url" -c 64 -n "$n" -b $k a@fast.test b@fast.test c@fast.test d@fast.test \
+			e@fast.test 2>&1 | tail -1)
+		a1=$(tcp_opens)
+		printf 'per-RUN %-2s %-9s %10s verifications/s  %6s SMTP connections per verification  (n=%s errors=%s median %s ms)\n' \
+			$k $srv "$(field rate "$o")" \
+			"$(python3 -c "print('%.3f' % (($a1 - $a0 - 64) / max($(field n "$o"), 1)))")" \
+			"$(field n "$o")" "$(field errors "$o")" "$(field lat_median_ms "$o")"
+	done
+done

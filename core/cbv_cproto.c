@@ -308,3 +308,62 @@ void cbv_cproto_unbracket(char *addr)
 		addr[len - 2] = '\0';
 	}
 }
+
+/* ---- sharing sessions (cbv_cproto_group) ---- */
+
+static int same_text(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* Jobs that may share a session: same host, mode, EHLO and sender. */
+static int may_share(const struct cbv_cproto_job *a, const struct cbv_cproto_job *b)
+{
+	return a->mode == b->mode && strcasecmp(a->host != NULL ? a->host : "",
+	                                        b->host != NULL ? b->host : "") == 0 &&
+	       same_text(a->ehlo, b->ehlo) && (a->mailfrom == NULL) == (b->mailfrom == NULL) &&
+	       same_text(a->mailfrom, b->mailfrom);
+}
+
+static const char *job_domain(const struct cbv_cproto_job *j)
+{
+	const char *at = j->email != NULL ? strrchr(j->email, '@') : NULL;
+
+	return at != NULL ? at + 1 : "";
+}
+
+size_t cbv_cproto_group(const struct cbv_cproto_job *jobs, size_t n, size_t max, size_t *group)
+{
+	size_t ngroups = 0, part[CBV_CPROTO_GROUP_JOBS_MAX];
+	unsigned char done[CBV_CPROTO_GROUP_JOBS_MAX] = { 0 };
+
+	if (max < 1 || n > CBV_CPROTO_GROUP_JOBS_MAX)
+		max = 1;
+	for (size_t i = 0; i < n; i++) {
+		size_t np = 0;
+
+		if (max == 1) {
+			group[i] = ngroups++;
+			continue;
+		}
+		if (done[i])
+			continue;
+		/* the jobs that may share with job i, sorted by domain (stable) */
+		for (size_t j = i; j < n; j++) {
+			size_t k;
+
+			if (done[j] || !may_share(&jobs[i], &jobs[j]))
+				continue;
+			done[j] = 1;
+			for (k = np; k > 0 && strcasecmp(job_domain(&jobs[part[k - 1]]),
+			                                 job_domain(&jobs[j])) > 0; k--)
+				part[k] = part[k - 1];
+			part[k] = j;
+			np++;
+		}
+		for (size_t k = 0; k < np; k++)
+			group[part[k]] = ngroups + k / max;
+		ngroups += (np + max - 1) / max;
+	}
+	return ngroups;
+}

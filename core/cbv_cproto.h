@@ -120,4 +120,30 @@ const char *cbv_cproto_mode_name(enum cbv_cproto_mode m);
  */
 void cbv_cproto_unbracket(char *addr);
 
+/*
+ * One queued VRFY as its RUN sees it: what decides where and how it is
+ * verified, for cbv_cproto_group().
+ */
+struct cbv_cproto_job {
+	const char *email;
+	const char *host;     /* NULL or "": none */
+	int mode;             /* compared for equality only */
+	const char *ehlo;     /* the EHLO it will use; NULL or "": the profile's */
+	const char *mailfrom; /* the sender it will use; NULL: the profile's */
+};
+
+/*
+ * Plans one RUN's shared sessions (cbvd runs each group of two or more
+ * as one cbv_verify_group: one session per domain after the map).  Jobs
+ * equal in host (case-insensitive), mode, EHLO and MAIL FROM may share;
+ * among those, jobs are taken in the order of their email's domain
+ * (case-insensitive; by ID within a domain) and cut into groups of at
+ * most max (>= 1; 1 = no sharing), so a domain spreads over as few
+ * groups as it can.  group[i] gets job i's group number, from 0; returns
+ * the number of groups.  Pure: no I/O, no allocation; n at most
+ * CBV_CPROTO_GROUP_JOBS_MAX (more: each job alone).
+ */
+#define CBV_CPROTO_GROUP_JOBS_MAX 64
+size_t cbv_cproto_group(const struct cbv_cproto_job *jobs, size_t n, size_t max, size_t *group);
+
 #endif

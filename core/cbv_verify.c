@@ -30,6 +30,7 @@
 #include "cbv_reply.h"
 #include "cbv_session.h"
 #include "cbv_tls.h"
+#include "cbv_tracemux.h"
 
 /* VS_FLIGHT: another verification of the same key is running; we poll the store. */
 /* VS_HOLD: a group member ready for DNS, waiting to be grouped (cbv_verify_group);
@@ -108,6 +109,8 @@ struct cbv_verify {
 	size_t decided_tried;        /* ... after this many hosts */
 	struct cbv_verify **group;   /* leader: its followers (cbv_malloc'd; not owned) */
 	size_t ngroup;
+	int trace_each;              /* members have their own transcript (req trace_args) */
+	struct cbv_tracemux *mux;    /* leader: splits its sessions' lines (cbv_malloc'd) */
 };
 
 /*
@@ -512,6 +515,37 @@ static void conclude_host(struct cbv_verify *v, const struct cbv_host *h,
 
 static void start_next_host(struct cbv_verify *v);
 
+/*
+ * A group session whose members each have a transcript: their lines go
+ * through the leader's mux (cbv_tracemux.h), each member seeing what its
+ * own session would show.  Out of memory: no transcript, never a mixed one.
+ */
+static void trace_split(struct cbv_verify *v, struct cbv_verify *const *m, size_t nm,
+                        struct cbv_session_opts *o)
+{
+	cbv_trace_fn *fn[CBV_RCPTS_MAX];
+	void *arg[CBV_RCPTS_MAX];
+
+	if (!v->trace_each || nm == 0)
+		return;
+	if (nm == 1) { /* one member (not always the leader, when it has decided) */
+		o->trace = m[0]->req.trace;
+		o->trace_arg = m[0]->req.trace_arg;
+		return;
+	}
+	if (v->mux == NULL && (v->mux = cbv_malloc(sizeof(*v->mux))) == NULL) {
+		o->trace = NULL;
+		return;
+	}
+	for (size_t k = 0; k < nm; k++) {
+		fn[k] = m[k]->req.trace;
+		arg[k] = m[k]->req.trace_arg;
+	}
+	cbv_tracemux_begin(v->mux, fn, arg, nm);
+	o->trace = cbv_tracemux_trace;
+	o->trace_arg = v->mux;
+}
+
 /* Starts a session with hosts[i]; plain = 1 forces starttls=never. */
 static void start_session(struct cbv_verify *v, size_t i, int plain)
 {
@@ -542,6 +576,7 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	o.deadline_ms = v->deadline_ms;
 	o.trace = v->req.trace;
 	o.trace_arg = v->req.trace_arg;
+	trace_split(v, m, nm, &o);
 	cbv_net_set_port((struct sockaddr *)&h->addr, v->p.port);
 	v->sess = cbv_session_new((const struct sockaddr *)&h->addr, h->addrlen, &o, &err);
 	v->sess_host = i;
@@ -1416,6 +1451,7 @@ void cbv_verify_free(struct cbv_verify *v)
 	}
 	cbv_free(v->fp);
 	cbv_session_free(v->sess);
+	cbv_free(v->mux); /* after the session that traced through it */
 	cbv_dns_free(v->dns);
 	cbv_free(v->hosts);
 	cbv_result_free(v->res);
@@ -1482,9 +1518,26 @@ struct cbv_verify_group {
 };
 
 /*
- * Starts the members held before DNS: each first one of a (domain after
- * the map, SMTPUTF8 need) leads the others of its kind (at most
- * CBV_RCPTS_MAX in all).  Without memory for a group, members go alone.
+ * Members that may share sessions: the same SMTPUTF8 need, and the same
+ * domain after the map, or (mode hostonly: no MX lookup) the same named
+ * host, then without a catch-all probe (a probe is at one domain).
+ */
+static int same_target(const struct cbv_verify *a, const struct cbv_verify *b)
+{
+	int a_host = a->nphases == 1 && a->phase_host[0], b_host = b->nphases == 1 && b->phase_host[0];
+
+	if (a->utf8 != b->utf8)
+		return 0;
+	if (strcmp(a->domain, b->domain) == 0)
+		return 1;
+	return a_host && b_host && strcmp(a->host, b->host) == 0 && a->probe[0] == '\0' &&
+	       b->probe[0] == '\0';
+}
+
+/*
+ * Starts the members held before DNS: each first one of a target
+ * (same_target()) leads the others of its kind (at most CBV_RCPTS_MAX in
+ * all).  Without memory for a group, members go alone.
  */
 static void group_form(struct cbv_verify_group *g)
 {
@@ -1497,8 +1550,7 @@ static void group_form(struct cbv_verify_group *g)
 		for (size_t j = i + 1; j < g->n && lead->ngroup < CBV_RCPTS_MAX - 1; j++) {
 			struct cbv_verify *f = g->m[j];
 
-			if (f->state != VS_HOLD || f->utf8 != lead->utf8 ||
-			    strcmp(f->domain, lead->domain) != 0)
+			if (f->state != VS_HOLD || !same_target(lead, f))
 				continue;
 			if (lead->group == NULL) {
 				lead->group = cbv_calloc(CBV_RCPTS_MAX - 1, sizeof(*lead->group));
@@ -1535,11 +1587,14 @@ struct cbv_verify_group *cbv_verify_group_new(const struct cbv_profile *p,
 		struct cbv_request r = *req;
 
 		r.address = addresses[i];
+		if (req->trace_args != NULL)
+			r.trace_arg = req->trace_args[i];
 		g->m[i] = verify_new(p, &r, 1, err);
 		if (g->m[i] == NULL) {
 			cbv_verify_group_free(g);
 			return NULL;
 		}
+		g->m[i]->trace_each = req->trace_args != NULL;
 		g->n++;
 	}
 	group_form(g);

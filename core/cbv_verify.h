@@ -81,6 +81,10 @@ struct cbv_request {
 	const char *default_helo; /* used when the profile's helo is ""; NULL = "localhost" */
 	cbv_trace_fn *trace;      /* transcript hook, may be NULL */
 	void *trace_arg;
+	/* Groups only: address i's own trace_arg (n of them), so that each
+	 * sees the lines its own session would show (cbv_tracemux.h); NULL:
+	 * trace_arg gets every session's lines as sent. */
+	void *const *trace_args;
 };
 
 /* Most pollfds a verification asks for at once (DNS sockets or one session). */
@@ -137,8 +141,9 @@ enum cbv_status cbv_verify(const struct cbv_profile *p,
  * Groups: several addresses under one profile and request (its address is
  * ignored), at most CBV_RCPTS_MAX.  Each address is a verification of its
  * own (syntax, map, cache lookup, single flight, caps, store: per
- * address); those that reach DNS with the same domain after the map (and
- * the same SMTPUTF8 need) share the lookup and one SMTP session per host:
+ * address); those that reach DNS with the same domain after the map, or
+ * with CBV_MODE_HOSTONLY and no catch-all probe (the same host for all),
+ * and the same SMTPUTF8 need, share the lookup and one SMTP session per host:
  * one MAIL FROM and one RCPT each, pipelined when offered.  Each gets the
  * verdict, reason, message and last poll (its own RCPT and reply) it
  * would get alone: a RCPT reply decides only its address, a MAIL

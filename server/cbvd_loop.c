@@ -21,6 +21,10 @@
  * verification ends: the core returns at the RCPT reply and never waits
  * for the 221 to QUIT, so neither do we.
  *
+ * The VRFYs of one RUN that can share SMTP sessions run as one core group
+ * machine instead (struct group, "groups" below), on their own list, with
+ * each job still reported on its own.
+ *
  * A client cannot hurt others: input is read at most CBVD_IN_MAX bytes a
  * turn, a line longer than that is answered "NO line too long" and skipped,
  * input is not read while CBVD_OUT_HIGH bytes of answers wait for it, and
@@ -49,7 +53,8 @@
 #include "cbv.h"
 #include "cbvd.h"
 
-enum job_state { J_PENDING, J_QUEUED, J_RUNNING, J_DONE };
+/* J_GROUP: running inside its group's machine (struct group), on no list. */
+enum job_state { J_PENDING, J_QUEUED, J_RUNNING, J_DONE, J_GROUP };
 
 /* One VRFY: from the request to its verdict word. */
 struct job {
@@ -72,6 +77,7 @@ struct job {
 	char sent_held[2][CBV_CMD_MAX];
 	int nheld;
 	int sent_any, recv_any;    /* a SENT / RECV line went out */
+	struct group *grp;         /* sharing sessions with other jobs until reported; NULL: alone */
 };
 
 struct jlist {
@@ -116,6 +122,7 @@ struct loop {
 	struct client *clients;
 	size_t nclients;
 	struct jlist running, queue;
+	struct group *groups;      /* running groups (their jobs count in inflight) */
 	size_t inflight;
 	int stop;
 	struct pollfd *pfds;
@@ -391,6 +398,8 @@ static void job_done(struct loop *L, struct job *j, const struct cbv_result *r)
 	if (j->state == J_RUNNING) {
 		jl_remove(&L->running, j);
 		L->inflight--;
+	} else if (j->state == J_GROUP) {
+		L->inflight--;
 	}
 	j->state = J_DONE;
 	if (c == NULL) {
@@ -413,14 +422,16 @@ static void job_done(struct loop *L, struct job *j, const struct cbv_result *r)
 		run_complete(c);
 }
 
-/* Builds the job's profile and request and starts its machine. */
-static void job_start(struct loop *L, struct job *j)
+/*
+ * Builds the job's profile (cbv_profile_clear() it) and request: the
+ * client's settings with the job's own VRFY parameters.
+ */
+static void job_profile(struct loop *L, struct job *j, struct cbv_profile *pp,
+                        struct cbv_request *rp)
 {
 	struct client *c = j->c;
 	struct cbv_profile p;
 	struct cbv_request req;
-	struct cbv_result *r;
-	struct cbv_err err;
 	const char *ehlo = j->ehlo != NULL ? j->ehlo : c->ehlo;
 	char tmp[32];
 
@@ -465,6 +476,19 @@ static void job_start(struct loop *L, struct job *j)
 	req.default_helo = L->lc->hostname;
 	req.trace = on_trace;
 	req.trace_arg = j;
+	*pp = p;
+	*rp = req;
+}
+
+/* Builds the job's profile and request and starts its machine. */
+static void job_start(struct loop *L, struct job *j)
+{
+	struct cbv_profile p;
+	struct cbv_request req;
+	struct cbv_result *r;
+	struct cbv_err err;
+
+	job_profile(L, j, &p, &req);
 	j->v = cbv_verify_new(&p, &req, &err);
 	cbv_profile_clear(&p);
 	j->state = J_RUNNING;
@@ -482,13 +506,272 @@ static void job_start(struct loop *L, struct job *j)
 	}
 }
 
+/* ---- groups: VRFYs of one RUN sharing SMTP sessions ---- */
+
+/*
+ * Jobs of one RUN that may share sessions (cbv_cproto_group(): same HOST,
+ * MODE, EHLO, MAIL FROM) run as one core group machine: one DNS lookup
+ * and one session per domain after the map (one MAIL FROM, one RCPT
+ * each).  Each job still gets its own progress lines (the core splits the
+ * session's transcript, cbv_tracemux.h), XCBV lines, verdict and log line,
+ * as soon as its own verdict is known.  A job points at its group until it
+ * is reported; the group is freed when its last job is reported, or when
+ * its client goes (cancelled; detached to finish for the cache as a lone
+ * job would be).  A group counts one in-flight verification per job not
+ * yet reported, and starts only when all of them fit under max_inflight.
+ */
+struct group {
+	struct group *prev, *next; /* L->groups once started */
+	struct cbv_verify_group *g; /* NULL until started */
+	struct job *job[CBV_RCPTS_MAX]; /* in ID order */
+	void *targ[CBV_RCPTS_MAX];  /* the same, as the core's trace_args */
+	unsigned char reported[CBV_RCPTS_MAX];
+	size_t n, open;             /* jobs; jobs not yet reported */
+	int pfd_off, npfd;          /* this turn's pollfds; pfd_off -1: none */
+	int64_t wake;
+};
+
+/* Unlinks a started group and frees it with its machine (connections closed). */
+static void group_free(struct loop *L, struct group *grp)
+{
+	if (grp->g != NULL) {
+		if (grp->prev != NULL)
+			grp->prev->next = grp->next;
+		else
+			L->groups = grp->next;
+		if (grp->next != NULL)
+			grp->next->prev = grp->prev;
+		cbv_verify_group_free(grp->g);
+	}
+	cbv_free(grp);
+}
+
+/*
+ * At RUN: plans the batch's groups (cbv_cproto_group()) and ties their
+ * jobs together; out of memory, the jobs run alone, as before.  With
+ * STARTTLS on demand the session sends the RCPTs after the first one at
+ * a time (a 530 may call for RSET and TLS), and the jobs' lines are still
+ * their own; only when a server does answer 530 and TLS follows, the
+ * jobs after the first lack the RCPT and 530 of the plain-text attempt
+ * (their verdicts are unchanged).
+ */
+static void group_plan(struct loop *L, struct client *c)
+{
+	struct cbv_cproto_job pj[CBVD_BATCH_MAX];
+	struct job *jobs[CBVD_BATCH_MAX];
+	size_t gid[CBVD_BATCH_MAX], n = 0, ngroups, max = CBV_RCPTS_MAX;
+	struct job *j;
+
+	if (c->nbatch < 2 || c->nbatch > CBVD_BATCH_MAX)
+		return;
+	if (L->lc->max_inflight < max)
+		max = L->lc->max_inflight;
+	if (max < 2)
+		return;
+	for (j = c->batch; j != NULL; j = j->cnext) {
+		jobs[n] = j;
+		pj[n] = (struct cbv_cproto_job){
+			.email = j->email,
+			.host = j->host,
+			.mode = (int)j->mode,
+			.ehlo = j->ehlo != NULL ? j->ehlo : c->ehlo,
+			.mailfrom = j->mailfrom != NULL ? j->mailfrom : c->has_mailfrom ? c->mailfrom : NULL,
+		};
+		n++;
+	}
+	ngroups = cbv_cproto_group(pj, n, max, gid);
+	for (size_t g = 0; g < ngroups; g++) {
+		struct group *grp = NULL;
+		size_t k, m = 0;
+
+		for (k = 0; k < n; k++)
+			m += gid[k] == g;
+		if (m < 2 || (grp = cbv_calloc(1, sizeof(*grp))) == NULL)
+			continue;
+		grp->pfd_off = -1;
+		for (k = 0; k < n && grp->n < CBV_RCPTS_MAX; k++) {
+			if (gid[k] != g)
+				continue;
+			jobs[k]->grp = grp;
+			grp->job[grp->n] = jobs[k];
+			grp->targ[grp->n++] = jobs[k];
+		}
+		grp->open = grp->n;
+	}
+}
+
+/*
+ * Reports the jobs whose verdict is in (each one's lines and log line
+ * through job_done()); when the last one is, the group goes first, as
+ * job_done() may end the RUN and free the jobs.
+ */
+static void group_collect(struct loop *L, struct group *grp)
+{
+	struct job *done[CBV_RCPTS_MAX];
+	struct cbv_result *res[CBV_RCPTS_MAX];
+	size_t nd = 0;
+
+	for (size_t i = 0; i < grp->n; i++) {
+		struct cbv_result *r;
+
+		if (grp->reported[i] || (r = cbv_verify_group_take_result(grp->g, i)) == NULL)
+			continue;
+		grp->reported[i] = 1;
+		grp->open--;
+		grp->job[i]->grp = NULL;
+		done[nd] = grp->job[i];
+		res[nd++] = r;
+	}
+	if (grp->open == 0)
+		group_free(L, grp);
+	for (size_t k = 0; k < nd; k++) {
+		job_done(L, done[k], res[k]);
+		cbv_result_free(res[k]);
+	}
+}
+
+/*
+ * Starts the group whose first job heads the queue: 0 (nothing done)
+ * while its jobs do not all fit under max_inflight, else 1.
+ */
+static int group_start(struct loop *L, struct group *grp)
+{
+	const char *emails[CBV_RCPTS_MAX];
+	struct cbv_profile p;
+	struct cbv_request req;
+	struct cbv_err err;
+
+	if (L->inflight + grp->n > L->lc->max_inflight)
+		return 0;
+	for (size_t i = 0; i < grp->n; i++) {
+		jl_remove(&L->queue, grp->job[i]);
+		grp->job[i]->state = J_GROUP;
+		emails[i] = grp->job[i]->email;
+	}
+	L->inflight += grp->n;
+	job_profile(L, grp->job[0], &p, &req);
+	req.trace_args = grp->targ;
+	grp->g = cbv_verify_group_new(&p, &req, emails, grp->n, &err);
+	cbv_profile_clear(&p);
+	if (grp->g == NULL) {
+		struct job *jobs[CBV_RCPTS_MAX];
+		size_t n = grp->n;
+
+		cbv_log(CBV_LOG_ERR, "cbvd: cannot start a verification: %s", err.msg);
+		memcpy(jobs, grp->job, sizeof(jobs));
+		for (size_t i = 0; i < n; i++)
+			jobs[i]->grp = NULL;
+		group_free(L, grp);
+		for (size_t i = 0; i < n; i++)
+			job_done(L, jobs[i], NULL);
+		return 1;
+	}
+	grp->next = L->groups;
+	if (L->groups != NULL)
+		L->groups->prev = grp;
+	L->groups = grp;
+	group_collect(L, grp); /* bad syntax, cache hits: done at once */
+	return 1;
+}
+
+/*
+ * The client c is going: for each group of its batch, a started one
+ * whose profile has a cache and that may finish (not at shutdown) keeps
+ * running with its jobs detached (client_free() detaches them); any
+ * other is cancelled, and its jobs are freed with the client's.
+ */
+static void group_release(struct loop *L, struct client *c)
+{
+	for (struct job *j = c->batch; j != NULL; j = j->cnext) {
+		struct group *grp = j->grp;
+
+		if (grp == NULL || (grp->g != NULL && !L->stop && c->profile->cache[0] != '\0'))
+			continue;
+		if (grp->g != NULL)
+			L->inflight -= grp->open;
+		for (size_t i = 0; i < grp->n; i++) {
+			if (!grp->reported[i])
+				grp->job[i]->grp = NULL;
+		}
+		group_free(L, grp);
+	}
+}
+
+/* The running groups' pollfds, from index n (as job_pollfds()). */
+static size_t group_pollfds(struct loop *L, size_t n, int64_t *wake)
+{
+	for (struct group *grp = L->groups; grp != NULL; grp = grp->next) {
+		int64_t w = 0;
+		int k = cbv_verify_group_pollfds(grp->g, L->pfds + n,
+		                                 (int)grp->open * CBV_VERIFY_POLLFDS_MAX, &w);
+
+		if (k < 0) { /* done without telling us: process at once */
+			k = 0;
+			w = 1;
+		}
+		grp->pfd_off = (int)n;
+		grp->npfd = k;
+		grp->wake = w;
+		n += (size_t)k;
+		if (w != 0 && w < *wake)
+			*wake = w;
+	}
+	return n;
+}
+
+/* Phase 1 for groups: those with events or past their wake time. */
+static void process_groups(struct loop *L, int64_t now)
+{
+	struct group *grp, *gnext;
+
+	for (grp = L->groups; grp != NULL; grp = gnext) {
+		int ev = 0, off = grp->pfd_off;
+
+		gnext = grp->next;
+		if (off < 0)
+			continue;
+		grp->pfd_off = -1;
+		for (int k = 0; k < grp->npfd; k++)
+			ev |= L->pfds[off + k].revents;
+		if (ev == 0 && grp->wake > now)
+			continue;
+		cbv_verify_group_process(grp->g, L->pfds + off, grp->npfd);
+		group_collect(L, grp);
+	}
+}
+
+/* At shutdown: the groups still running (detached) are cancelled. */
+static void group_cancel_all(struct loop *L)
+{
+	while (L->groups != NULL) {
+		struct group *grp = L->groups;
+		struct job *jobs[CBV_RCPTS_MAX];
+		size_t n = 0;
+
+		for (size_t i = 0; i < grp->n; i++) {
+			if (!grp->reported[i])
+				jobs[n++] = grp->job[i];
+		}
+		L->inflight -= grp->open;
+		group_free(L, grp);
+		for (size_t i = 0; i < n; i++)
+			job_free(jobs[i]);
+	}
+}
+
 /* Frees a client and everything it started. */
 static void client_free(struct loop *L, struct client *c)
 {
 	struct job *j, *next;
 
+	group_release(L, c);
 	for (j = c->batch; j != NULL; j = next) {
 		next = j->cnext;
+		if (j->state == J_GROUP && j->grp != NULL) { /* its group goes on: group_release() */
+			j->c = NULL;
+			j->cnext = NULL;
+			continue;
+		}
 		if (j->state == J_RUNNING && !L->stop && j->v != NULL &&
 		    c->profile->cache[0] != '\0' && !cbv_verify_done(j->v)) {
 			/* finish in the background, for the cache (the file comment) */
@@ -657,6 +940,7 @@ static void do_run(struct loop *L, struct client *c)
 		j->state = J_QUEUED;
 		jl_append(&L->queue, j);
 	}
+	group_plan(L, c);
 }
 
 static void do_set(struct client *c, struct cbv_cproto_req *rq)
@@ -1036,6 +1320,11 @@ static void start_queued(struct loop *L)
 	while (L->inflight < L->lc->max_inflight && L->queue.head != NULL) {
 		struct job *j = L->queue.head;
 
+		if (j->grp != NULL) {
+			if (!group_start(L, j->grp))
+				break; /* it waits for room, and the queue behind it */
+			continue;
+		}
 		jl_remove(&L->queue, j);
 		job_start(L, j);
 	}
@@ -1089,6 +1378,7 @@ static int loop_turn(struct loop *L)
 
 	n = client_pollfds(L, n, &busy);
 	n = job_pollfds(L, n, &wake);
+	n = group_pollfds(L, n, &wake);
 	n = cbvd_metrics_pollfds(lc->metrics, L->pfds, n, &wake);
 	r = poll(L->pfds, (nfds_t)n, poll_timeout(wake, busy));
 	if (r < 0) {
@@ -1104,6 +1394,7 @@ static int loop_turn(struct loop *L)
 			L->stop = 1;
 	}
 	process_jobs(L, cbv_now_ms());
+	process_groups(L, cbv_now_ms());
 	cbvd_metrics_process(lc->metrics, L->pfds); /* never waits: non-blocking, bounded */
 	process_clients(L);
 	for (size_t i = 0; i < lc->nlisten; i++) /* phase 3 */
@@ -1136,6 +1427,7 @@ int cbvd_loop_run(const struct cbvd_loop_conf *lc)
 	        L.nclients, L.inflight, L.queue.n);
 	while (L.clients != NULL)
 		client_free(&L, L.clients);
+	group_cancel_all(&L);
 	while (L.running.head != NULL) { /* detached ones (L.stop: no more are) */
 		struct job *j = L.running.head;
 		jl_remove(&L.running, j);

@@ -317,6 +317,173 @@ else
 	bad "client gone: the MX saw one RCPT, the log says cache=hit" "rcpts=$(rcpts_bg) $(grep -F "$bg" "$TMP/cbvd.log")"
 fi
 
+# Several VRFYs of one RUN share SMTP sessions (issue 9.3): same domain
+# (after the map), same HOST, MODE, EHLO and MAIL FROM -> one connection,
+# one MAIL FROM, one RCPT each; every job's progress, XCBV and final word
+# as five separate RUNs give them.  The counting servers (count.test
+# 127.0.0.65; slowcount.test 127.0.0.68) log each RCPT to rcpt.log, and
+# fakesmtp (-v) each connection and command to fakesmtp.log.
+FLOG="$CBV_RIG_DIR/fakesmtp.log"
+flog_mark() { wc -l <"$FLOG" 2>/dev/null || echo 0; }
+# smtp_count MARK IP WHAT: connections ("connect") or MAIL FROMs ("mail") at IP since MARK
+smtp_count() {
+	tail -n +"$(($1 + 1))" "$FLOG" 2>/dev/null | awk -v ip="$2" -v what="$3" '
+		$3 == "connect" && index($0, " to " ip ":") { id[$2] = 1; c++ }
+		$3 == "<" && $4 == "MAIL" && ($2 in id) { m++ }
+		END { print (what == "connect" ? c + 0 : m + 0) }'
+}
+# same_jobs A B: the per-ID lines (progress, XCBV) and final words of two
+# transcripts are equal, times, dates and elapsed masked; prints the difference
+cat >"$TMP/samejobs.py" <<'PY'
+import re, sys
+def jobs(path):
+    lines, words = {}, {}
+    for l in open(path, encoding="latin1"):
+        m = re.match(r"[0-9.]+ S: (.*)<CRLF>$", l.rstrip("\n"))
+        if not m:
+            continue
+        t = m.group(1)
+        p = re.match(r"\* (\d{10}) (.*)$", t)
+        if p:
+            v = re.sub(r"\d\d:\d\d:\d\d|[+-]\d{4}\b|\b\d{1,2} \w{3} \d{4}\b|\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\b", "T", p.group(2))
+            v = re.sub(r"^XCBV elapsed \d+$", "XCBV elapsed N", v)
+            # a TLS session kept from an earlier connection: the process's state, not the job's
+            v = re.sub(r"^(XCBV tls .*):resumed$", r"\1", v)
+            lines.setdefault(p.group(1), []).append(v)
+        elif t.startswith("OK ") and "=" in t:
+            for w in t[3:].split():
+                i, _, word = w.partition("=")
+                words[i] = word
+    return lines, words
+a, b = jobs(sys.argv[1]), jobs(sys.argv[2])
+bad = False
+for i in sorted(set(a[0]) | set(b[0]) | set(a[1]) | set(b[1])):
+    if a[0].get(i) != b[0].get(i) or a[1].get(i) != b[1].get(i):
+        bad = True
+        print("job %s: %s %s\n  vs %s %s" % (i, a[1].get(i), a[0].get(i), b[1].get(i), b[0].get(i)))
+print("jobs %d, words %s" % (len(a[0]), " ".join(a[1].get(i, "-") for i in sorted(a[1]))))
+sys.exit(1 if bad or not a[1] else 0)
+PY
+same_jobs() { python3 "$TMP/samejobs.py" "$1" "$2"; }
+# runs ADDR...: "VRFY" for each, then one RUN; apart ADDR...: one RUN each
+# (SETS: SET lines sent first; VSUF: parameters after each VRFY's address)
+SETS=() VSUF=
+runs_one() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\"$VSUF"); done; client "$TCP" "${SETS[@]}" "${v[@]}" RUN QUIT; }
+runs_apart() { local a v=(); for a in "$@"; do v+=("VRFY \"$a\"$VSUF" RUN); done; client "$TCP" "${SETS[@]}" "${v[@]}" QUIT; }
+
+FIVE=(a1@count.test a2@count.test unknown3@count.test a4@COUNT.test a5@count.test)
+m=$(flog_mark)
+runs_one "${FIVE[@]}" >"$TMP/one.out"
+c1=$(smtp_count "$m" 127.0.0.65 connect) m1=$(smtp_count "$m" 127.0.0.65 mail)
+m=$(flog_mark)
+runs_apart "${FIVE[@]}" >"$TMP/apart.out"
+c5=$(smtp_count "$m" 127.0.0.65 connect) m5=$(smtp_count "$m" 127.0.0.65 mail)
+if [ "${CBV_RIG_QUIET:-0}" = 1 ]; then
+	ok "5 VRFYs, one RUN: one connection # skip: fakesmtp without -v (CBV_RIG_QUIET=1)"
+else
+	DETAIL="one RUN: $c1 connections, $m1 MAIL; apart: $c5, $m5" check \
+		"5 VRFYs at one domain, one RUN: one connection and one MAIL FROM (5 RUNs: 5 and 5)" \
+		eval '[ "$c1" = 1 ] && [ "$m1" = 1 ] && [ "$c5" = 5 ] && [ "$m5" = 5 ]'
+fi
+out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
+DETAIL="$out" check "5 VRFYs, one RUN: each job's lines and word as 5 RUNs give ($out)" \
+	eval '[[ $out == "jobs 5, words success success not_found success success" ]]'
+
+# Mixed: domains, a greylisting first MX (grey.test: grey goes on to mx2
+# alone), a null MX, bad syntax, a HOST, another MAIL FROM, and a cache-free
+# duplicate: every job as it is alone.
+MIX=(alice@grey.test a@count.test grey@grey.test x@nullmx.test "not an address" b@count.test
+	bob@grey.test nobody@exim.test grey@exim.test alice@exim.test b@count.test)
+m=$(flog_mark)
+runs_one "${MIX[@]}" >"$TMP/one.out"
+cm=$(smtp_count "$m" 127.0.0.65 connect)
+runs_apart "${MIX[@]}" >"$TMP/apart.out"
+out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
+DETAIL="$out" check "mixed RUN: each job's lines and word as alone ($out)" \
+	eval '[[ $out == "jobs 11, words success success temp_failure not_found not_found success success not_found temp_failure success success" ]]'
+[ "${CBV_RIG_QUIET:-0}" = 1 ] || DETAIL="$cm" check "mixed RUN: count.test's three in one connection" test "$cm" = 1
+# The same as callout.mfl sets it up: STARTTLS on demand (RCPTs after the first one at a time).
+SETS=('SET STARTTLS="ondemand"' 'SET MAILFROM="<probe@exim.test>"')
+m=$(flog_mark)
+runs_one "${MIX[@]}" >"$TMP/one.out"
+cm=$(smtp_count "$m" 127.0.0.65 connect)
+runs_apart "${MIX[@]}" >"$TMP/apart.out"
+SETS=()
+out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
+DETAIL="$out" check "mixed RUN, STARTTLS on demand: each job's lines and word as alone ($out)" \
+	eval '[[ $out == "jobs 11, words success success temp_failure not_found not_found success success not_found temp_failure success success" ]]'
+[ "${CBV_RIG_QUIET:-0}" = 1 ] || DETAIL="$cm" check "mixed RUN, STARTTLS on demand: count.test's three in one connection" test "$cm" = 1
+ni=$(grep -c 'S: \* 0000000002 INIT' "$TMP/one.out")
+DETAIL="$(grep ' 0000000002 ' "$TMP/one.out")" check "mixed RUN: the greylisted one alone tries both MX" test "$ni" = 2
+m=$(flog_mark)
+out=$(client "$TCP" 'VRFY "a@count.test"' 'VRFY "b@count.test" MAILFROM="<probe@exim.test>"' \
+	'VRFY "c@count.test" HOST=127.0.0.65' 'VRFY "d@count.test" EHLO=other.test' 'VRFY "e@count.test"' RUN QUIT)
+c=$(smtp_count "$m" 127.0.0.65 connect)
+nm=$(grep -c 'SENT MAIL FROM:<probe@exim.test>' <<<"$out")
+[ "${CBV_RIG_QUIET:-0}" = 1 ] && c=4
+DETAIL="$c connections; $out" check "other MAIL FROM, HOST or EHLO: a session apart (a and e share: 4 connections)" \
+	eval '[ "$nm" = 1 ] && [ "$c" = 4 ]'
+expect_text "other MAIL FROM, HOST or EHLO: words" "$out" \
+	'S: OK 0000000000=success 0000000001=success 0000000002=success 0000000003=success 0000000004=success<CRLF>$'
+
+# MODE=hostonly: the same HOST is the same target, whatever the domains.
+VSUF=' MODE=hostonly HOST=127.0.0.65'
+HO=(a@count.test unknown1@exim.test b@nowhere.test c@fast.test)
+m=$(flog_mark)
+runs_one "${HO[@]}" >"$TMP/one.out"
+c=$(smtp_count "$m" 127.0.0.65 connect)
+runs_apart "${HO[@]}" >"$TMP/apart.out"
+VSUF=
+out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
+DETAIL="$out" check "hostonly, four domains, one RUN: each job's lines and word as alone ($out)" \
+	eval '[[ $out == "jobs 4, words success not_found success success" ]]'
+[ "${CBV_RIG_QUIET:-0}" = 1 ] && c=1
+DETAIL="$c connections" check "hostonly, four domains, one RUN: one connection to the HOST" test "$c" = 1
+
+# More than a session takes (CBV_RCPTS_MAX 32): 40 at one domain, two sessions.
+FORTY=()
+for i in $(seq 40); do FORTY+=("u$i@count.test"); done
+m=$(flog_mark)
+out=$(runs_one "${FORTY[@]}")
+c=$(smtp_count "$m" 127.0.0.65 connect)
+ns=$(grep -o '=success' <<<"$out" | wc -l)
+[ "${CBV_RIG_QUIET:-0}" = 1 ] && c=2
+DETAIL="$c connections, $ns success" check "40 VRFYs at one domain: 2 sessions (32 + 8), 40 words" \
+	eval '[ "$c" = 2 ] && [ "$ns" = 40 ]'
+
+# A client leaving mid-group: without a cache the shared session is closed
+# at once; with one, every job of the group finishes in the background and
+# is stored, and each retry is a hit with its own word.
+fd0=$(fds)
+timeout 60 python3 "$TMP/client.py" "$TCP" 'VRFY "x1@tarpit.test"' 'VRFY "x2@tarpit.test"' \
+	'VRFY "x3@tarpit.test"' 'RUN!' '@HOLD' >"$TMP/grp.out" 2>&1 &
+cpid=$!
+until_ok tarpit_busy
+sleep 0.2
+mid=$(conns_to_tarpit) midss=$(ss -Htn state established dst 127.0.0.20; cat "$TMP/grp.out")
+kill "$cpid" 2>/dev/null
+wait "$cpid" 2>/dev/null
+until_ok tarpit_idle
+until_ok fds_back
+after=$(conns_to_tarpit) fd1=$(fds)
+DETAIL="tarpit conns $mid -> $after, fds $fd0 -> $fd1; $midss" check \
+	"disconnect mid-group: one shared connection, cancelled (tarpit conns $mid -> $after)" \
+	eval '[ "$mid" = 1 ] && [ "$after" = 0 ] && [ "$fd1" -le "$fd0" ]'
+g1="g1$$@slowcount.test" g2="unknown$$@slowcount.test" g3="g3$$@slowcount.test"
+grcpts() { grep -cE "^127\.0\.0\.68 <($g1|$g2|$g3)>\$" "$CBV_RIG_DIR/rcpt.log" 2>/dev/null; }
+g_stored() { [ "$(grcpts)" = 3 ] && [ "$(grep -cE "<($g1|$g2|$g3)> .*finished in the background" "$TMP/cbvd.log")" = 3 ]; }
+m=$(flog_mark)
+client "$TCP" 'SET PROFILE="cached"' "VRFY \"$g1\"" "VRFY \"$g2\"" "VRFY \"$g3\"" 'RUN!' >/dev/null
+if until_ok g_stored; then ok "client gone mid-group: all three finish in the background"; else
+	bad "client gone mid-group: all three finish in the background" "rcpts=$(grcpts) $(grep -F "slowcount" "$TMP/cbvd.log" | tail -5)"; fi
+c=$(smtp_count "$m" 127.0.0.68 connect)
+[ "${CBV_RIG_QUIET:-0}" = 1 ] && c=1
+DETAIL="$c connections" check "client gone mid-group: one connection for the three" test "$c" = 1
+out=$(client "$TCP" 'SET PROFILE="cached"' "VRFY \"$g1\"" "VRFY \"$g2\"" "VRFY \"$g3\"" RUN QUIT)
+expect_text "client gone mid-group: the retries are answered from the cache, each its own word" "$out" \
+	'S: OK 0000000000=success 0000000001=not_found 0000000002=success<CRLF>$'
+DETAIL="rcpts=$(grcpts)" check "client gone mid-group: no RCPT for the retries" test "$(grcpts)" = 3
+
 # Load: 200 concurrent clients, mixed verdicts, twice; fds back to the
 # baseline, RSS bounded and not growing between rounds.
 ADDRS=(alice@exim.test nobody@exim.test grey@exim.test x@policy.test x@fast.test x@nowhere.test)

@@ -77,6 +77,54 @@ done
 compare x@fast.test strict
 compare alice@exim.test strict
 
+# One RUN of several VRFYs per domain (issue 9.3): cbvd verifies each
+# domain's addresses in one session, and each one's XCBV result must be
+# what the in-process verification of that address alone gives.
+GROUPED=(alice@exim.test nobody@exim.test grey@exim.test bob@exim.test x@fast.test
+	unknown@fast.test y@fast.test a@nullsender.test b@nullsender.test a@policy.test
+	b@policy.test a@mid421.test b@mid421.test 'x@[127.0.0.46]' 'y@[127.0.0.46]'
+	a@greet554.test b@greet554.test a@nullmx.test 'not an address')
+for a in "${GROUPED[@]}"; do
+	"$CBV" verify -c "$TMP/cbv.conf" --json "$a" 2>/dev/null
+	echo
+done >"$TMP/alone.jsonl"
+if out=$(python3 - "$SOCK" "$TMP/alone.jsonl" "${GROUPED[@]}" <<'PY'
+import json, re, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(30)
+f = s.makefile("rb")
+rd = lambda: f.readline().decode("latin1").rstrip("\r\n")
+assert rd().startswith("OK")
+addrs = sys.argv[3:]
+for a in addrs:
+    s.sendall(b'VRFY "%s"\r\n' % a.encode()); assert rd().startswith("OK ")
+s.sendall(b"RUN\r\n")
+x = {}
+while True:
+    l = rd()
+    m = re.match(r"\* (\d+) XCBV (\w+) (.*)$", l)
+    if m:
+        d = x.setdefault(int(m.group(1)), {})
+        d[m.group(2)] = d[m.group(2)] + "\n" + m.group(3) if m.group(2) in d else m.group(3)
+    elif not l.startswith("*"):
+        final = l; break
+s.sendall(b"QUIT\r\n")
+alone = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+norm = lambda v: re.sub(r"\d\d:\d\d:\d\d|[+-]\d{4}|Sun|Mon|Tue|Wed|Thu|Fri|Sat|\d+ \w{3} \d{4}", "T", str(v))
+bad = []
+for i, a in enumerate(alone):
+    got = x.get(i, {})
+    for k in ("status", "reason", "message", "ecode", "sent", "recv", "host", "ip"):
+        if norm(a.get(k, "")) != norm(got.get(k, "")):
+            bad.append("%s %s: %r alone vs %r in one RUN" % (addrs[i], k, a.get(k), got.get(k)))
+print("; ".join(bad) if bad else "%d addresses; %s" % (len(alone), final))
+sys.exit(1 if bad or len(alone) != len(addrs) else 0)
+PY
+); then
+	ok "one RUN, several per domain: each address as alone in process ($out)"
+else
+	bad "one RUN, several per domain: each address as alone in process" "$out"
+fi
+
 # expect_json NAME ADDRESS PYTHON-CONDITION [cbv args...]: in process and via cbvd
 expect_json() {
 	local name=$1 addr=$2 cond=$3

@@ -242,6 +242,86 @@ START_TEST(url_unix_too_long)
 }
 END_TEST
 
+
+/* ---- sharing sessions: which VRFYs of a RUN run as one group ---- */
+
+#define J(e) { e, NULL, 0, NULL, NULL }
+static const struct {
+	const char *name;
+	size_t max, n;
+	struct cbv_cproto_job jobs[8];
+	size_t want[8];
+	size_t ngroups;
+} plans[] = {
+	{ "five at one domain", 32, 5,
+	  { J("a@x.test"), J("b@x.test"), J("c@x.test"), J("d@x.test"), J("e@x.test") },
+	  { 0, 0, 0, 0, 0 }, 1 },
+	{ "mixed domains: same settings, sorted by domain", 32, 4,
+	  { J("a@y.test"), J("b@x.test"), J("c@Y.TEST"), J("d@x.test") }, { 0, 0, 0, 0 }, 1 },
+	{ "cut at max in domain order", 2, 5,
+	  { J("a@y.test"), J("b@x.test"), J("c@y.test"), J("d@x.test"), J("e@x.test") },
+	  { 1, 0, 2, 0, 1 }, 3 },
+	{ "max 1: each alone", 1, 3, { J("a@x.test"), J("b@x.test"), J("c@x.test") }, { 0, 1, 2 },
+	  3 },
+	{ "other HOST or MODE: apart", 32, 5,
+	  { J("a@x.test"),
+	    { "b@x.test", "127.0.0.30", 3, NULL, NULL },
+	    { "c@x.test", "127.0.0.30", 2, NULL, NULL },
+	    { "d@x.test", "127.0.0.30", 3, NULL, NULL },
+	    { "e@x.test", "MX.x.test", 1, NULL, NULL } },
+	  { 0, 1, 2, 1, 3 }, 4 },
+	{ "other EHLO or MAIL FROM: apart", 32, 6,
+	  { J("a@x.test"),
+	    { "b@x.test", NULL, 0, "e.test", NULL },
+	    { "c@x.test", NULL, 0, NULL, "" },
+	    { "d@x.test", NULL, 0, NULL, "s@x.test" },
+	    { "e@x.test", "", 0, "", NULL },
+	    { "f@x.test", NULL, 0, NULL, "" } },
+	  { 0, 1, 2, 3, 0, 2 }, 4 },
+	{ "host case and no @", 32, 3,
+	  { { "a@x.test", "MX.X.TEST", 1, NULL, NULL },
+	    { "b@x.test", "mx.x.test", 1, NULL, NULL },
+	    J("nodomain") },
+	  { 0, 0, 1 }, 2 },
+};
+
+START_TEST(group_plan)
+{
+	size_t got[8];
+
+	memset(got, 0xff, sizeof(got));
+	ck_assert_uint_eq(cbv_cproto_group(plans[_i].jobs, plans[_i].n, plans[_i].max, got),
+	                  plans[_i].ngroups);
+	for (size_t k = 0; k < plans[_i].n; k++)
+		ck_assert_msg(got[k] == plans[_i].want[k], "%s: job %zu in group %zu, want %zu",
+		              plans[_i].name, k, got[k], plans[_i].want[k]);
+}
+END_TEST
+
+/* The largest RUN: 64 jobs, 40 at one domain and 24 at another, cut at 32. */
+START_TEST(group_bounds)
+{
+	struct cbv_cproto_job jobs[CBV_CPROTO_GROUP_JOBS_MAX + 1];
+	size_t got[CBV_CPROTO_GROUP_JOBS_MAX + 1], per[4] = { 0 };
+
+	for (size_t k = 0; k <= CBV_CPROTO_GROUP_JOBS_MAX; k++)
+		jobs[k] = (struct cbv_cproto_job){ k % 8 < 5 ? "u@a.test" : "u@b.test", NULL, 0, NULL,
+			                           NULL };
+	ck_assert_uint_eq(cbv_cproto_group(jobs, CBV_CPROTO_GROUP_JOBS_MAX, 32, got), 2);
+	for (size_t k = 0; k < CBV_CPROTO_GROUP_JOBS_MAX; k++)
+		per[got[k]]++;
+	ck_assert_uint_eq(per[0], 32); /* a.test's 40: 32 here ... */
+	ck_assert_uint_eq(per[1], 32); /* ... 8 here with b.test's 24 */
+	ck_assert_uint_eq(got[0], 0);
+	ck_assert_uint_eq(got[5], 1);
+	/* beyond the bound, and max 0: nobody shares */
+	ck_assert_uint_eq(cbv_cproto_group(jobs, CBV_CPROTO_GROUP_JOBS_MAX + 1, 32, got),
+	                  CBV_CPROTO_GROUP_JOBS_MAX + 1);
+	ck_assert_uint_eq(cbv_cproto_group(jobs, 3, 0, got), 3);
+	ck_assert_uint_eq(cbv_cproto_group(jobs, 0, 32, got), 0);
+}
+END_TEST
+
 static Suite *cproto_suite(void)
 {
 	Suite *s = suite_create("cbvd_proto");
@@ -259,6 +339,10 @@ static Suite *cproto_suite(void)
 	tc = tcase_create("url");
 	tcase_add_loop_test(tc, url_table, 0, sizeof(urls) / sizeof(urls[0]));
 	tcase_add_test(tc, url_unix_too_long);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("group");
+	tcase_add_loop_test(tc, group_plan, 0, sizeof(plans) / sizeof(plans[0]));
+	tcase_add_test(tc, group_bounds);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -512,13 +512,33 @@ END_TEST
 
 /* ---- groups: several addresses, one session per domain (issue 9.3) ---- */
 
-/* Out of memory at every allocation of a group: CBV_ENOMEM, or results that are whole. */
+/* One address's transcript: "K:text|" per line; replies by their code only
+ * (greetings carry the time). */
+struct transcript {
+	char text[8192];
+};
+
+static void record_line(void *arg, enum cbv_trace kind, const char *text)
+{
+	struct transcript *t = arg;
+	size_t len = strlen(t->text);
+	int keep = kind == CBV_TRACE_INIT || kind == CBV_TRACE_SENT ? (int)strlen(text) : 3;
+
+	if (strstr(text, "cbv-probe-") != NULL)
+		text = "(catch-all probe)"; /* a random local part each time */
+	snprintf(t->text + len, sizeof(t->text) - len, "%c:%.*s|", "IGHSR"[kind], keep, text);
+}
+
+/* Out of memory at every allocation of a group (a transcript per address
+ * too): CBV_ENOMEM, or results that are whole. */
 START_TEST(group_oom)
 {
 	static const char *const addrs[] = { "alice@fast.test", "unknown1@fast.test",
 		                             "bob@fast.test" };
+	static struct transcript tr[3];
+	void *targs[3] = { &tr[0], &tr[1], &tr[2] };
 	struct cbv_profile p;
-	struct cbv_request req = { 0 };
+	struct cbv_request req = { .trace = record_line, .trace_args = targs };
 	struct cbv_err err;
 	int ok = 0;
 
@@ -527,6 +547,7 @@ START_TEST(group_oom)
 		struct cbv_result *r[3] = { NULL };
 		enum cbv_status st;
 
+		memset(tr, 0, sizeof(tr));
 		cbv_alloc_fail_after(n);
 		st = cbv_verify_multi(&p, &req, addrs, 3, r, &err);
 		cbv_alloc_fail_after(-1);
@@ -553,25 +574,35 @@ struct group_row {
 	const char *addrs[6];  /* NULL-terminated */
 	int sessions;          /* connections the group may make, all hosts counted */
 	int rcpts;             /* RCPTs counted in rcpt.log (counting servers), -1: not checked */
+	const char *host;      /* the request's host and mode (NULL: none) */
+	enum cbv_host_mode mode;
 };
 
 static const struct group_row group_rows[] = {
 	/* the rig's Exim: known, unknown, greylisted users in one TLS session;
 	 * only grey's 451 goes on to the MX's second address (::1) */
 	{ "", { "alice@exim.test", "nobody@exim.test", "grey@exim.test", "bob@exim.test",
-	        "Alice@EXIM.test", NULL }, 2, -1 },
+	        "Alice@EXIM.test", NULL }, 2, -1, NULL, 0 },
 	/* the first MX is dead: every undecided address moves to the second */
-	{ "", { "alice@two.test", "nobody@two.test", "grey@two.test", NULL }, 2, -1 },
-	{ "starttls=never", { "alice@exim.test", "nobody@exim.test", NULL }, 1, -1 },
+	{ "", { "alice@two.test", "nobody@two.test", "grey@two.test", NULL }, 2, -1, NULL, 0 },
+	{ "starttls=never", { "alice@exim.test", "nobody@exim.test", NULL }, 1, -1, NULL, 0 },
 	/* the counting fake MTA: one connection, one RCPT each */
-	{ "", { "a@count.test", "unknown1@count.test", "b@count.test", NULL }, 1, 3 },
+	{ "", { "a@count.test", "unknown1@count.test", "b@count.test", NULL }, 1, 3, NULL, 0 },
 	/* MAIL refused: for all */
-	{ "", { "a@nullsender.test", "b@nullsender.test", NULL }, 1, -1 },
+	{ "", { "a@nullsender.test", "b@nullsender.test", NULL }, 1, -1, NULL, 0 },
 	/* several domains and one without a callout: one session per domain */
 	{ "", { "alice@exim.test", "x@nullmx.test", "alice@fast.test", "bad address",
-	        "unknown1@fast.test", NULL }, 2, -1 },
+	        "unknown1@fast.test", NULL }, 2, -1, NULL, 0 },
 	/* RCPT 5.7.x policy: each its own error */
-	{ "", { "a@policy.test", "b@policy.test", NULL }, 1, -1 },
+	{ "", { "a@policy.test", "b@policy.test", NULL }, 1, -1, NULL, 0 },
+	/* MODE=hostonly: one session at the host for every domain, even an NXDOMAIN one */
+	{ "", { "a@count.test", "unknown1@exim.test", "b@nowhere.test", "x@[127.0.0.30]", NULL }, 1,
+	  4, "127.0.0.65", CBV_MODE_HOSTONLY },
+	/* ... but not with a catch-all probe (it is at one domain) */
+	{ "catchall_probe=yes", { "a@count.test", "b@exim.test", NULL }, 2, 4, "127.0.0.65",
+	  CBV_MODE_HOSTONLY },
+	/* hostfirst looks the MX hosts up too: per domain */
+	{ "", { "a@count.test", "b@count2.test", NULL }, 2, 2, "127.0.0.65", CBV_MODE_HOSTFIRST },
 };
 
 /* Lines in $CBV_RIG_DIR/rcpt.log (the counting servers' RCPTs), 0 if none. */
@@ -607,6 +638,8 @@ START_TEST(group_same_verdicts)
 	while (g->addrs[n] != NULL)
 		n++;
 	rig_profile(&p, g->opts);
+	req.host = g->host;
+	req.mode = g->mode;
 	for (size_t i = 0; i < n; i++) {
 		req.address = g->addrs[i];
 		ck_assert_int_eq(cbv_verify(&p, &req, &alone[i], &err), CBV_OK);
@@ -638,6 +671,51 @@ START_TEST(group_same_verdicts)
 		ck_assert_int_eq(a->hosts_tried, r->hosts_tried);
 		cbv_result_free(alone[i]);
 		cbv_result_free(grouped[i]);
+	}
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/*
+ * With a transcript per address (trace_args, as cbvd gives each VRFY its
+ * own), each address sees the lines its own verification shows: the
+ * shared connection, greeting, EHLO, STARTTLS and MAIL, its own RCPT and
+ * reply, and the later hosts only if it is still undecided.
+ */
+START_TEST(group_transcripts)
+{
+	const struct group_row *g = &group_rows[_i];
+	static struct transcript alone[6], grouped[6];
+	void *targs[6];
+	struct cbv_result *r[6] = { NULL };
+	struct cbv_profile p;
+	struct cbv_request req = { .trace = record_line };
+	struct cbv_err err;
+	size_t n = 0;
+
+	while (g->addrs[n] != NULL)
+		n++;
+	rig_profile(&p, g->opts);
+	req.host = g->host;
+	req.mode = g->mode;
+	memset(alone, 0, sizeof(alone));
+	memset(grouped, 0, sizeof(grouped));
+	for (size_t i = 0; i < n; i++) {
+		req.address = g->addrs[i];
+		req.trace_arg = &alone[i];
+		ck_assert_int_eq(cbv_verify(&p, &req, &r[i], &err), CBV_OK);
+		cbv_result_free(r[i]);
+		targs[i] = &grouped[i];
+	}
+	req.address = NULL;
+	req.trace_arg = NULL;
+	req.trace_args = targs;
+	ck_assert_int_eq(cbv_verify_multi(&p, &req, g->addrs, n, r, &err), CBV_OK);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_msg(strcmp(alone[i].text, grouped[i].text) == 0,
+		              "%s:\n alone   %s\n grouped %s", g->addrs[i], alone[i].text,
+		              grouped[i].text);
+		cbv_result_free(r[i]);
 	}
 	cbv_profile_clear(&p);
 }
@@ -725,6 +803,8 @@ static Suite *verify_suite(void)
 	tc = tcase_create("group");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, group_same_verdicts, 0,
+	                    (int)(sizeof(group_rows) / sizeof(group_rows[0])));
+	tcase_add_loop_test(tc, group_transcripts, 0,
 	                    (int)(sizeof(group_rows) / sizeof(group_rows[0])));
 	tcase_add_test(tc, group_api);
 	suite_add_tcase(s, tc);
