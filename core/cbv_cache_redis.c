@@ -1331,6 +1331,8 @@ enum cbv_cache_status cbv_cache_redis_blob_get(struct cbv_cache_redis *r,
 			*len = rep->len;
 			st = CBV_CACHE_HIT;
 		}
+	} else if (rep->type == REDIS_REPLY_ERROR) {
+		damaged_once(r, "a value of another type"); /* WRONGTYPE: SET replaces it */
 	} else if (rep->type != REDIS_REPLY_NIL) {
 		freeReplyObject(rep);
 		outage(r, "GET: unexpected reply");
