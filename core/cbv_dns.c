@@ -1064,6 +1064,7 @@ static int shared_get(struct cbv_dns *d, const char *name, int qtype, int *statu
 	unsigned char val[SHARED_VALUE_MAX];
 	size_t kl, n, al;
 	int64_t left = 0, ttl;
+	unsigned rcode, ancount;
 	int st;
 
 	if (d->store.get == NULL || (kl = shared_key(d, name, qtype, key, sizeof(key))) == 0)
@@ -1073,8 +1074,15 @@ static int shared_get(struct cbv_dns *d, const char *name, int qtype, int *statu
 		return 0;
 	st = val[kl + 1];
 	al = n - kl - 2;
-	if ((st != ARES_SUCCESS && st != ARES_ENODATA && st != ARES_ENOTFOUND) || al < 12 ||
-	    al > CBV_DNS_ANSWER_CACHE_MAX || ((val[kl + 2 + 3] & 0x0f) == 3) != (st == ARES_ENOTFOUND))
+	/* the status c-ares gave must be the one the answer's header implies */
+	if (al < 12 || al > CBV_DNS_ANSWER_CACHE_MAX)
+		return 0;
+	rcode = val[kl + 2 + 3] & 0x0f;
+	ancount = (unsigned)val[kl + 2 + 6] << 8 | val[kl + 2 + 7];
+	if (!(st == ARES_ENOTFOUND ? rcode == 3
+	      : st == ARES_SUCCESS ? rcode == 0 && ancount > 0
+	      : st == ARES_ENODATA ? rcode == 0 && ancount == 0
+	                           : 0))
 		return 0;
 	ttl = answer_ttl_ms(val + kl + 2, al, qtype);
 	if (left < ttl)
