@@ -8,7 +8,7 @@ B=${B:-build}
 rc=0
 echo "== bench_core (core engine vs a bare socket exchange)"
 "$B/bench/bench_core" -n "${BENCH_N:-200}" || rc=1
-for b in bench/exim_bench.sh bench/exim_multi_bench.sh bench/cache_storm.sh; do
+for b in bench/exim_bench.sh bench/exim_multi_bench.sh bench/cache_storm.sh bench/share_bench.sh; do
 	echo "== $b"
 	bash "$b" || rc=1
 done
