@@ -1147,7 +1147,7 @@ START_TEST(blobs)
 	struct cbv_cache *other = open_redis(url, "o:");
 	unsigned char buf[64];
 	static unsigned char big[200 * 1024];
-	size_t len;
+	size_t len, vlen;
 	int64_t exp, now = cbv_cache_now_ms(a);
 	redisContext *rc = raw();
 	redisReply *keys, *rep;
@@ -1180,18 +1180,18 @@ START_TEST(blobs)
 	rep = redisCommand(rc, "GET %s", k);
 	ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
 	memcpy(big, rep->str, rep->len);
-	len = rep->len;
+	vlen = rep->len;
 	freeReplyObject(rep);
-	big[len - 6] ^= 1;
-	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, len));
+	big[vlen - 6] ^= 1;
+	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, vlen));
 	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
 	ck_assert_int_eq(errs, 1);
-	big[len - 6] ^= 1;
+	big[vlen - 6] ^= 1;
 	big[2] = 7;
-	cbv_cache_rec_reseal(big, len);
-	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, len));
+	cbv_cache_rec_reseal(big, vlen);
+	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, vlen));
 	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
