@@ -13,6 +13,8 @@
  *   warm, no TLS sessions   cache_tls_sessions = no: full handshake, no DNS
  *   warm, no DNS answers    cache_dns = no: resumed, with DNS
  *   no cache  cache = "": full handshake, DNS
+ *   plain text, warm store  starttls = never: no TLS at all, no DNS (what
+ *             a fresh process costs without the handshake)
  * The same for tls_verify = yes (verified against the rig's CA), and the
  * warm case on Redis when BENCH_REDIS names one.
  *
@@ -31,7 +33,7 @@
 
 struct sample {
 	int64_t us;
-	int ok, resumed;
+	int ok, tls, resumed;
 	unsigned long queries;
 };
 
@@ -85,7 +87,7 @@ static int profile(struct cbv_profile *p, const char *cache, const char *opts)
 /* One verification in a new process; its sample. */
 static struct sample one(const struct cbv_profile *p)
 {
-	struct sample s = { 0, 0, 0, 0 };
+	struct sample s = { 0, 0, 0, 0, 0 };
 	int fd[2], status;
 	pid_t pid;
 
@@ -105,7 +107,8 @@ static struct sample one(const struct cbv_profile *p)
 		if (cbv_verify(p, &req, &r, &err) == CBV_OK) {
 			s.us = cbv_now_us() - t0;
 			n = strlen(r->tls);
-			s.ok = r->verdict == CBV_PASS && n > 0;
+			s.ok = r->verdict == CBV_PASS;
+			s.tls = n > 0;
 			s.resumed = n > 8 && strcmp(r->tls + n - 8, ":resumed") == 0;
 			if (!s.ok)
 				fprintf(stderr, "bench_share: %s %s: %s [%s]\n",
@@ -158,7 +161,8 @@ static double run(const char *name, const char *cache, const char *opts, int col
 		if (cold && strncmp(cache, "redis", 5) != 0)
 			wipe(cache);
 		s = one(&p);
-		if (!s.ok) {
+		if (!s.ok || (!s.tls && strstr(opts, "starttls=never") == NULL)) {
+			fprintf(stderr, "bench_share: %s: no pass over TLS\n", name);
 			cbv_profile_clear(&p);
 			return -1;
 		}
@@ -194,6 +198,17 @@ int main(int argc, char **argv)
 	us = calloc((size_t)n, sizeof(*us));
 	if (us == NULL)
 		return 1;
+	{
+		double plain;
+
+		snprintf(store, sizeof(store), "%s/cbv-plain", dir);
+		plain = run("plain text (starttls=never): warm store", store, "starttls=never", 0, n,
+		            us);
+		wipe(store);
+		if (plain < 0)
+			return 1;
+		printf("RESULT shared_store_plain_warm_median_ms %.3f\n", plain);
+	}
 	for (int v = 0; v < 2; v++) {
 		const char *vo = v ? "tls_verify=yes" : "tls_verify=no";
 		const char *what = v ? "verified" : "unverified";
