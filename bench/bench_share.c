@@ -51,9 +51,12 @@ static int profile(struct cbv_profile *p, const char *cache, const char *opts)
 	char buf[512], *save = NULL;
 	const char *ca = getenv("CBV_RIG_CA_DIR");
 	static const char *const fixed[][2] = {
-		{ "deny_networks", "" },          { "starttls", "require" },
-		{ "helo", "bench.test" },         { "cache_pass_ttl", "0" },
-		{ "domain_max_concurrency", "0" }, { "domain_max_rate", "0" },
+		{ "deny_networks", "" },
+		{ "starttls", "require" },
+		{ "helo", "bench.test" },
+		{ "cache_pass_ttl", "0" },
+		{ "domain_max_concurrency", "0" },
+		{ "domain_max_rate", "0" },
 		{ "host_max_concurrency", "0" },
 	};
 

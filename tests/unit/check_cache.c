@@ -1410,10 +1410,10 @@ static size_t blob_of(unsigned char *buf, size_t cap, char kind, size_t n, int64
 /* What a damaged value decodes to: {offset, xor, reseal, want kind, status}. */
 static const struct {
 	const char *name;
-	size_t at;        /* byte changed (SIZE_MAX: none) */
-	unsigned char x;  /* xor'ed into it */
-	int reseal;       /* make the sum right again */
-	char want;        /* kind asked for */
+	size_t at;       /* byte changed (SIZE_MAX: none) */
+	unsigned char x; /* xor'ed into it */
+	int reseal;      /* make the sum right again */
+	char want;       /* kind asked for */
 	enum cbv_cache_rec_status st;
 } blob_rows[] = {
 	{ "intact", SIZE_MAX, 0, 0, 'S', CBV_REC_OK },
@@ -1526,7 +1526,8 @@ START_TEST(blob_key)
 	ck_assert_uint_eq(cbv_cache_blob_key('S', NULL, "x", 1, a, sizeof(a)), 0);
 	ck_assert_uint_eq(cbv_cache_blob_key('S', big, "x", 1, a, sizeof(a)), 0);
 	ck_assert_uint_eq(cbv_cache_blob_key('S', "x", big, CBV_CACHE_BLOB_NAME_MAX + 1, a,
-	                                     sizeof(a)), 0);
+	                                     sizeof(a)),
+	                  0);
 	ck_assert_uint_eq(cbv_cache_blob_key('S', "x", big, CBV_CACHE_BLOB_NAME_MAX, a, sizeof(a)),
 	                  1 + 1 + 1 + 32);
 	ck_assert_uint_eq(cbv_cache_blob_key('S', "x", "x", 1, a, CBV_CACHE_KEY_MAX - 1), 0);

@@ -6,8 +6,8 @@
  * suite also runs alone.  Only 127.0.0.1 is ever queried.  The machine is
  * driven with a poll() loop as cbv_verify would; no test asserts timing.
  */
-#include <arpa/inet.h>
 #include <ares.h>
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -943,7 +943,13 @@ END_TEST
  * A store standing for the cache: a few values with their expiry on the
  * test clock, and ways to spoil what it hands back.
  */
-enum spoil { SP_NONE, SP_KEY, SP_STATUS, SP_SWAP, SP_SHORT, SP_RCODE, SP_LONG_TTL };
+enum spoil { SP_NONE,
+	     SP_KEY,
+	     SP_STATUS,
+	     SP_SWAP,
+	     SP_SHORT,
+	     SP_RCODE,
+	     SP_LONG_TTL };
 
 static struct {
 	struct {
@@ -975,12 +981,12 @@ static size_t ts_get(void *arg, const char *name, const char *key, size_t keylen
 		*ttl_ms = ts.e[i].expires - fake_now;
 		switch (ts.spoil) {
 		case SP_NONE: break;
-		case SP_KEY: buf[keylen - 1] ^= 1; break;      /* names another key */
+		case SP_KEY: buf[keylen - 1] ^= 1; break;                /* names another key */
 		case SP_STATUS: buf[keylen + 1] = ARES_ESERVFAIL; break; /* never kept */
-		case SP_SWAP: /* NOERROR with answers said to be NODATA, and back */
+		case SP_SWAP:                                            /* NOERROR with answers said to be NODATA, and back */
 			buf[keylen + 1] = buf[keylen + 1] == ARES_SUCCESS ? ARES_ENODATA : ARES_SUCCESS;
 			break;
-		case SP_SHORT: len = keylen + 2 + 11; break;   /* shorter than a DNS header */
+		case SP_SHORT: len = keylen + 2 + 11; break;    /* shorter than a DNS header */
 		case SP_RCODE: buf[keylen + 2 + 3] ^= 3; break; /* RCODE no longer matches */
 		case SP_LONG_TTL: *ttl_ms = 86400000LL * 30; break;
 		}
