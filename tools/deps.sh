@@ -24,8 +24,8 @@ exim4-dev liblmdb-dev libidn2-dev libhiredis-dev"
 # ps/pgrep/pkill (procps); calloutd (mailfromd); setsid, unshare, runuser
 # (util-linux); python3 for the protocol clients; redis-server for the
 # Redis cache backend's tests (each starts its own on loopback).
-TEST="check libsubunit-dev exim4-daemon-heavy dnsmasq-base swaks lmdb-utils
-libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang
+TEST="check libsubunit-dev exim4-daemon-heavy dnsmasq-base swaks
+libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang lmdb-utils
 valgrind python3 mailfromd util-linux iproute2 bind9-dnsutils procps
 redis-server"
 
