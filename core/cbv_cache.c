@@ -11,7 +11,7 @@
  *   'C' domain              domain concurrency slots
  *   'R' domain              domain rate bucket
  *   'H' ip                  host concurrency slots
- *   'S' ip:port NUL sha256  TLS session blob     (cbv_cache_blob_key)
+ *   'T' ip:port NUL sha256  TLS session blob     (cbv_cache_blob_key)
  *   'N' name NUL sha256     DNS answer blob
  */
 /*
@@ -1474,7 +1474,7 @@ static int expired_entry(struct cbv_cache *c, const MDB_val *k, const MDB_val *v
 	case 'R':
 		return cbv_cache_bucket_decode(v->mv_data, v->mv_size, &b) != CBV_REC_OK ||
 		       now - b.last_ms > BUCKET_IDLE_MS;
-	case 'S':
+	case 'T':
 	case 'N': {
 		struct cbv_cache_blob blob;
 

@@ -306,7 +306,7 @@ size_t cbv_cache_key_derive(const struct cbv_cache_key *k, char kind,
  * A blob is up to CBV_CACHE_BLOB_MAX opaque bytes with an expiry (wall
  * clock, ms), stored as a checked value (cbv_cache_rec.h) under
  *   kind label NUL sha256("cbv-" kind "1", name)
- * kind 'S' (a TLS session, cbv_share.c) or 'N' (a DNS answer); label a
+ * kind 'T' (a TLS session, cbv_share.c) or 'N' (a DNS answer); label a
  * readable part (the MX IP or the domain, 1..255 bytes, lower-cased);
  * name every byte that identifies the blob (at most
  * CBV_CACHE_BLOB_NAME_MAX).  On Redis: P kind ":" label ":" hex(sha256),

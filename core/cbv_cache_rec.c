@@ -311,7 +311,7 @@ enum cbv_cache_rec_status cbv_cache_bucket_decode(const void *data, size_t len,
 
 int cbv_cache_blob_kind_ok(char kind)
 {
-	return kind == 'S' || kind == 'N';
+	return kind == 'T' || kind == 'N';
 }
 
 size_t cbv_cache_blob_encode(const struct cbv_cache_blob *b, unsigned char *out, size_t cap)

@@ -32,7 +32,7 @@
  * across processes: TLS sessions, DNS answers):
  *
  *   0  'c' 'v' version 0x42      12 expires_ms i64
- *   4  blob kind u8 (a key letter, 'S' or 'N')
+ *   4  blob kind u8 (a key letter, 'T' or 'N')
  *   5  flags u8 (0), 2 bytes 0   20 length u32 (<= CBV_CACHE_BLOB_MAX)
  *   8  reserved u32 (0)          24 the bytes .. sum u32
  *
@@ -147,7 +147,7 @@ size_t cbv_cache_bucket_encode(const struct cbv_cache_bucket *b,
 enum cbv_cache_rec_status cbv_cache_bucket_decode(const void *data, size_t len,
                                                   struct cbv_cache_bucket *b);
 
-/* A blob: kind 'S' (TLS session) or 'N' (DNS answer), data points into
+/* A blob: kind 'T' (TLS session) or 'N' (DNS answer), data points into
  * the value once decoded. */
 struct cbv_cache_blob {
 	char kind;
@@ -156,7 +156,7 @@ struct cbv_cache_blob {
 	size_t len;
 };
 
-/* 1 if kind is a blob kind ('S', 'N'). */
+/* 1 if kind is a blob kind ('T', 'N'). */
 int cbv_cache_blob_kind_ok(char kind);
 
 /*

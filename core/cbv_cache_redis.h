@@ -13,7 +13,7 @@
  *   P "C:" domain                   domain concurrency  (zset ticket -> expiry)
  *   P "R:" domain                   domain rate bucket  (hash m, l)
  *   P "H:" ip                       host concurrency    (zset)
- *   P "S:" ip:port ":" hex(sha256)  TLS session blob    (string, PX)
+ *   P "T:" ip:port ":" hex(sha256)  TLS session blob    (string, PX)
  *   P "N:" name ":" hex(sha256)     DNS answer blob     (string, PX)
  * Leases, caps and the flight's compare-and-delete are Lua scripts
  * (EVALSHA, EVAL on NOSCRIPT) run on Redis's clock, so two hosts never

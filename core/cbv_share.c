@@ -32,7 +32,7 @@ static size_t tls_get(void *arg, const char *key, unsigned char *buf, size_t n)
 
 	if (len > 0 || !tls_label(key, label, sizeof(label)))
 		return len;
-	if (cbv_cache_blob_get(c, 'S', label, key, strlen(key), buf, n, &len, &expires_ms) !=
+	if (cbv_cache_blob_get(c, 'T', label, key, strlen(key), buf, n, &len, &expires_ms) !=
 	    CBV_CACHE_HIT)
 		return 0;
 	/* kept in process too: the next connection of this process asks no one */
@@ -47,7 +47,7 @@ static void tls_put(void *arg, const char *key, const unsigned char *data, size_
 
 	cbv_tls_cache_put(NULL, key, data, len, expires);
 	if (tls_label(key, label, sizeof(label)))
-		(void)cbv_cache_blob_put(arg, 'S', label, key, strlen(key), data, len,
+		(void)cbv_cache_blob_put(arg, 'T', label, key, strlen(key), data, len,
 		                         (int64_t)expires * 1000);
 }
 
@@ -57,7 +57,7 @@ static void tls_del(void *arg, const char *key)
 
 	cbv_tls_cache_del(NULL, key);
 	if (tls_label(key, label, sizeof(label)))
-		cbv_cache_blob_del(arg, 'S', label, key, strlen(key));
+		cbv_cache_blob_del(arg, 'T', label, key, strlen(key));
 }
 
 void cbv_share_tls_store(struct cbv_cache *c, struct cbv_tls_store *out)

@@ -2,7 +2,7 @@
  * cbv_share.h - the cache store (cbv_cache.h) behind the hooks of other
  * modules, so state that saves work survives the process: TLS sessions
  * (cbv_tls.h, struct cbv_tls_store) and DNS answers (cbv_dns.h, struct
- * cbv_dns_store), kept as blobs ('S', 'N') for their own lifetimes.
+ * cbv_dns_store), kept as blobs ('T', 'N') for their own lifetimes.
  *
  * TLS: the process's own store (CBV_TLS_SESSIONS_MAX, in memory) is asked
  * first; a miss asks the cache, and what it returns is kept in process

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""tests/integration/blobtool.py - damages the TLS session blobs ('S' keys)
+"""tests/integration/blobtool.py - damages the TLS session blobs ('T' keys)
 of a cbv cache store, LMDB (through mdb_dump/mdb_load) or Redis (a minimal
 RESP client), for t_shared_store.sh.
 
   blobtool.py lmdb FILE MODE
   blobtool.py redis HOST PORT PREFIX MODE
-  blobtool.py ... count          prints how many 'S' blobs there are
+  blobtool.py ... count          prints how many 'T' blobs there are
 
 MODE: corrupt (one byte flipped: the sum no longer matches), version
 (another format version, resealed), oversize (100 kB that start like a
@@ -44,7 +44,7 @@ def tls_key(v):
 
 
 def mangle(vals, mode):
-    """vals: {key: value} of 'S' blobs; returns {key: new value}."""
+    """vals: {key: value} of 'T' blobs; returns {key: new value}."""
     out = {}
     if mode == "swap":
         nov = [k for k, v in vals.items() if b" noverify " in tls_key(v)]
@@ -87,7 +87,7 @@ def lmdb(path, mode):
     while dump[i] != "DATA=END":
         pairs.append((bytes.fromhex(dump[i].strip()), bytes.fromhex(dump[i + 1].strip())))
         i += 2
-    vals = {k: v for k, v in pairs if k[:1] == b"S"}
+    vals = {k: v for k, v in pairs if k[:1] == b"T"}
     if mode == "count":
         print(len(vals))
         return 0
@@ -130,7 +130,7 @@ def read_reply(f):
 
 def redis(host, port, prefix, mode):
     s = socket.create_connection((host, int(port)))
-    keys = resp(s, "KEYS", prefix + "S:*")
+    keys = resp(s, "KEYS", prefix + "T:*")
     vals = {}
     for k in keys:
         s2 = socket.create_connection((host, int(port)))

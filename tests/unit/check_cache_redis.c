@@ -1153,23 +1153,23 @@ START_TEST(blobs)
 	redisReply *keys, *rep;
 	char k[512];
 
-	ck_assert_int_eq(cbv_cache_blob_put(a, 'S', "127.0.0.12:25", "tls1 key", 8, "sess", 4,
+	ck_assert_int_eq(cbv_cache_blob_put(a, 'T', "127.0.0.12:25", "tls1 key", 8, "sess", 4,
 	                                    now + 60000),
 	                 CBV_CACHE_OK);
-	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_HIT);
 	ck_assert(len == 4 && memcmp(buf, "sess", 4) == 0 && exp == now + 60000);
 	/* another prefix, kind or name: not it */
-	ck_assert_int_eq(cbv_cache_blob_get(other, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	ck_assert_int_eq(cbv_cache_blob_get(other, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
 	ck_assert_int_eq(cbv_cache_blob_get(b, 'N', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
-	keys = redisCommand(rc, "KEYS b:S:*");
+	keys = redisCommand(rc, "KEYS b:T:*");
 	ck_assert_int_eq((int)keys->elements, 1);
-	ck_assert_int_eq(strncmp(keys->element[0]->str, "b:S:127.0.0.12:25:", 18), 0);
+	ck_assert_int_eq(strncmp(keys->element[0]->str, "b:T:127.0.0.12:25:", 18), 0);
 	ck_assert_uint_eq(strlen(keys->element[0]->str), 18 + 64);
 	snprintf(k, sizeof(k), "%s", keys->element[0]->str);
 	freeReplyObject(keys);
@@ -1184,7 +1184,7 @@ START_TEST(blobs)
 	freeReplyObject(rep);
 	big[vlen - 6] ^= 1;
 	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, vlen));
-	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
 	ck_assert_int_eq(errs, 1);
@@ -1192,28 +1192,28 @@ START_TEST(blobs)
 	big[2] = 7;
 	cbv_cache_rec_reseal(big, vlen);
 	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, vlen));
-	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
 	memset(big, 'x', sizeof(big));
 	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, sizeof(big)));
-	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
 	freeReplyObject(redisCommand(rc, "DEL %s", k));
 	freeReplyObject(redisCommand(rc, "HSET %s a b", k));
-	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS); /* WRONGTYPE: a miss, not an outage */
 	/* put replaces whatever is there; del forgets */
-	ck_assert_int_eq(cbv_cache_blob_put(a, 'S', "127.0.0.12:25", "tls1 key", 8, "new", 3,
+	ck_assert_int_eq(cbv_cache_blob_put(a, 'T', "127.0.0.12:25", "tls1 key", 8, "new", 3,
 	                                    now + 60000),
 	                 CBV_CACHE_OK);
-	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_HIT);
-	cbv_cache_blob_del(a, 'S', "127.0.0.12:25", "tls1 key", 8);
-	ck_assert_int_eq(cbv_cache_blob_get(b, 'S', "127.0.0.12:25", "tls1 key", 8, buf,
+	cbv_cache_blob_del(a, 'T', "127.0.0.12:25", "tls1 key", 8);
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
 	                                    sizeof(buf), &len, &exp),
 	                 CBV_CACHE_MISS);
 	redisFree(rc);
