@@ -23,4 +23,7 @@ if [ "$(id -u)" = 0 ] && command -v calloutd >/dev/null; then
 else
 	echo "cbvd_bench: SKIP (needs root and calloutd, Debian package mailfromd)"
 fi
+# TLS sessions and DNS answers shared through the cache store: a fresh process each
+echo "== bench/share_bench.sh"
+bash bench/share_bench.sh || rc=1
 exit "$rc"

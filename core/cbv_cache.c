@@ -11,6 +11,8 @@
  *   'C' domain              domain concurrency slots
  *   'R' domain              domain rate bucket
  *   'H' ip                  host concurrency slots
+ *   'T' ip:port NUL sha256  TLS session blob     (cbv_cache_blob_key)
+ *   'N' name NUL sha256     DNS answer blob
  */
 /*
  * SHA-256 through OpenSSL's low-level SHA256_*() calls, deprecated in 3.0:
@@ -1495,6 +1497,14 @@ static int expired_entry(struct cbv_cache *c, const MDB_val *k, const MDB_val *v
 	case 'R':
 		return cbv_cache_bucket_decode(v->mv_data, v->mv_size, &b) != CBV_REC_OK ||
 		       now - b.last_ms > BUCKET_IDLE_MS;
+	case 'T':
+	case 'N': {
+		struct cbv_cache_blob blob;
+
+		return cbv_cache_blob_decode(v->mv_data, v->mv_size, (char)p[0], &blob) !=
+		               CBV_REC_OK ||
+		       blob.expires_ms <= now;
+	}
 	}
 	return 0;
 }
@@ -2015,4 +2025,163 @@ int cbv_cache_counters(struct cbv_cache *c, struct cbv_stats *st)
 	mdb_cursor_close(cur);
 	rend(c);
 	return 0;
+}
+
+/* ---- blobs (cbv_cache.h): other modules' shared state ---- */
+
+size_t cbv_cache_blob_key(char kind, const char *label, const void *name, size_t name_len,
+                          unsigned char *out, size_t cap)
+{
+	unsigned char h[4 + 6 + 4 + CBV_CACHE_BLOB_NAME_MAX];
+	const char tag[6] = { 'c', 'b', 'v', '-', kind, '1' };
+	size_t dl, off = 0;
+	SHA256_CTX sha;
+
+	if (cap < CBV_CACHE_KEY_MAX || !cbv_cache_blob_kind_ok(kind) ||
+	    name_len > CBV_CACHE_BLOB_NAME_MAX || (name == NULL && name_len > 0))
+		return 0;
+	dl = put_domain(label, out + 1);
+	if (dl == 0 || memchr(out + 1, '\0', dl) != NULL)
+		return 0;
+	out[0] = (unsigned char)kind;
+	out[1 + dl] = '\0';
+	off = lv(h, off, tag, sizeof(tag));
+	off = lv(h, off, name, name_len);
+	if (SHA256_Init(&sha) != 1 || SHA256_Update(&sha, h, off) != 1 ||
+	    SHA256_Final(out + 2 + dl, &sha) != 1)
+		return 0;
+	return 2 + dl + 32;
+}
+
+int64_t cbv_cache_now_ms(const struct cbv_cache *c)
+{
+	return c != NULL ? now_ms(c) : real_now_ms(NULL);
+}
+
+/* Checks a stored blob value; 1 with *b if of kind, whole and live. */
+static int blob_open(struct cbv_cache *c, const void *val, size_t vlen, char kind,
+                     struct cbv_cache_blob *b)
+{
+	enum cbv_cache_rec_status st = cbv_cache_blob_decode(val, vlen, kind, b);
+
+	if (st == CBV_REC_EVERSION)
+		fail_once(c, F_OLDREC, "a record of another format version", "ignored");
+	else if (st != CBV_REC_OK)
+		fail_once(c, F_DAMAGED, "a damaged record", "ignored");
+	return st == CBV_REC_OK && b->expires_ms > now_ms(c);
+}
+
+enum cbv_cache_status cbv_cache_blob_get(struct cbv_cache *c, char kind, const char *label,
+                                         const void *name, size_t name_len,
+                                         unsigned char *buf, size_t cap, size_t *len,
+                                         int64_t *expires_ms)
+{
+	unsigned char kb[CBV_CACHE_KEY_MAX];
+	struct cbv_cache_blob b;
+	enum cbv_cache_status st = CBV_CACHE_MISS;
+	MDB_val key = { 0, kb }, v;
+	size_t vlen = 0;
+
+	*len = 0;
+	*expires_ms = 0;
+	key.mv_size = cbv_cache_blob_key(kind, label, name, name_len, kb, sizeof(kb));
+	if (c == NULL || key.mv_size == 0)
+		return CBV_CACHE_OFF;
+	if (c->redis != NULL) {
+		st = cbv_cache_redis_blob_get(c->redis, kb, key.mv_size, c->buf, sizeof(c->buf),
+		                              &vlen);
+		if (st == CBV_CACHE_HIT) {
+			st = CBV_CACHE_MISS;
+			if (blob_open(c, c->buf, vlen, kind, &b) && b.len <= cap) {
+				memcpy(buf, b.data, b.len);
+				*len = b.len;
+				*expires_ms = b.expires_ms;
+				st = CBV_CACHE_HIT;
+			}
+		}
+		if (st != CBV_CACHE_OFF || c->fallback == NULL)
+			return st;
+		c = c->fallback;
+		st = CBV_CACHE_MISS;
+	}
+	if (!ensure_open(c) || rbegin(c) != 0)
+		return CBV_CACHE_OFF;
+	if (mdb_get(c->rtxn, c->dbi, &key, &v) == 0 &&
+	    blob_open(c, v.mv_data, v.mv_size, kind, &b) && b.len <= cap) {
+		memcpy(buf, b.data, b.len);
+		*len = b.len;
+		*expires_ms = b.expires_ms;
+		st = CBV_CACHE_HIT;
+	}
+	rend(c);
+	return st;
+}
+
+struct blob_arg {
+	MDB_val key, val; /* val.mv_size 0: delete */
+};
+
+static int blob_op(struct cbv_cache *c, MDB_txn *t, void *arg)
+{
+	struct blob_arg *a = arg;
+	int rc;
+
+	if (a->val.mv_size > 0)
+		return mdb_put(t, c->dbi, &a->key, &a->val, 0);
+	rc = mdb_del(t, c->dbi, &a->key, NULL);
+	return rc == MDB_NOTFOUND ? NO_WRITE : rc;
+}
+
+enum cbv_cache_status cbv_cache_blob_put(struct cbv_cache *c, char kind, const char *label,
+                                         const void *name, size_t name_len,
+                                         const void *data, size_t len, int64_t expires_ms)
+{
+	unsigned char kb[CBV_CACHE_KEY_MAX];
+	struct cbv_cache_blob b = { kind, expires_ms, data, len };
+	struct blob_arg a = { { 0, kb }, { 0, NULL } };
+	int64_t now;
+
+	a.key.mv_size = cbv_cache_blob_key(kind, label, name, name_len, kb, sizeof(kb));
+	if (c == NULL || a.key.mv_size == 0)
+		return CBV_CACHE_OFF;
+	now = now_ms(c);
+	if (expires_ms <= now)
+		return CBV_CACHE_OK;
+	a.val.mv_size = cbv_cache_blob_encode(&b, c->buf, sizeof(c->buf));
+	a.val.mv_data = c->buf;
+	if (a.val.mv_size == 0) {
+		fail_once(c, F_BIG, "a value out of the record's bounds", "not stored");
+		return CBV_CACHE_OK;
+	}
+	if (c->redis != NULL) {
+		enum cbv_cache_status st = cbv_cache_redis_blob_put(
+			c->redis, kb, a.key.mv_size, c->buf, a.val.mv_size, (uint64_t)(expires_ms - now));
+
+		if (st != CBV_CACHE_OFF || c->fallback == NULL)
+			return st;
+		return cbv_cache_blob_put(c->fallback, kind, label, name, name_len, data, len,
+		                          expires_ms);
+	}
+	if (!ensure_open(c))
+		return CBV_CACHE_OFF;
+	return write_op(c, blob_op, &a) == 0 ? CBV_CACHE_OK : CBV_CACHE_OFF;
+}
+
+void cbv_cache_blob_del(struct cbv_cache *c, char kind, const char *label, const void *name,
+                        size_t name_len)
+{
+	unsigned char kb[CBV_CACHE_KEY_MAX];
+	struct blob_arg a = { { 0, kb }, { 0, NULL } };
+
+	a.key.mv_size = cbv_cache_blob_key(kind, label, name, name_len, kb, sizeof(kb));
+	if (c == NULL || a.key.mv_size == 0)
+		return;
+	if (c->redis != NULL) {
+		if (cbv_cache_redis_blob_del(c->redis, kb, a.key.mv_size) != CBV_CACHE_OFF ||
+		    c->fallback == NULL)
+			return;
+		c = c->fallback;
+	}
+	if (ensure_open(c))
+		(void)write_op(c, blob_op, &a);
 }

@@ -326,4 +326,49 @@ int cbv_cache_counters(struct cbv_cache *c, struct cbv_stats *st);
 size_t cbv_cache_key_derive(const struct cbv_cache_key *k, char kind,
                             unsigned char *out, size_t cap);
 
+/* ---- blobs: other modules' state shared across processes ---- */
+
+/*
+ * A blob is up to CBV_CACHE_BLOB_MAX opaque bytes with an expiry (wall
+ * clock, ms), stored as a checked value (cbv_cache_rec.h) under
+ *   kind label NUL sha256("cbv-" kind "1", name)
+ * kind 'T' (a TLS session, cbv_share.c) or 'N' (a DNS answer); label a
+ * readable part (the MX IP or the domain, 1..255 bytes, lower-cased);
+ * name every byte that identifies the blob (at most
+ * CBV_CACHE_BLOB_NAME_MAX).  On Redis: P kind ":" label ":" hex(sha256),
+ * with Redis's own expiry.  The owner validates the bytes again: a blob
+ * only promises that they are whole, of this kind and not expired.
+ * Purge drops expired blobs; maintenance listings do not show them.
+ */
+#define CBV_CACHE_BLOB_NAME_MAX 1024
+
+/* The binary key of a blob into out (cap >= CBV_CACHE_KEY_MAX); 0 if bad. */
+size_t cbv_cache_blob_key(char kind, const char *label, const void *name, size_t name_len,
+                          unsigned char *out, size_t cap);
+
+/*
+ * HIT: the blob's bytes copied into buf (cap bytes of room), *len and
+ * *expires_ms set.  MISS: none, expired, damaged, of another version or
+ * larger than cap (damage logged once).  OFF: the store is unusable.
+ */
+enum cbv_cache_status cbv_cache_blob_get(struct cbv_cache *c, char kind, const char *label,
+                                         const void *name, size_t name_len,
+                                         unsigned char *buf, size_t cap, size_t *len,
+                                         int64_t *expires_ms);
+
+/*
+ * Keeps len bytes until expires_ms (wall clock ms), replacing what was
+ * there.  OK (also when expires_ms has passed: nothing kept), or OFF.
+ */
+enum cbv_cache_status cbv_cache_blob_put(struct cbv_cache *c, char kind, const char *label,
+                                         const void *name, size_t name_len,
+                                         const void *data, size_t len, int64_t expires_ms);
+
+/* Forgets a blob (nothing if OFF). */
+void cbv_cache_blob_del(struct cbv_cache *c, char kind, const char *label, const void *name,
+                        size_t name_len);
+
+/* The handle's wall clock in ms (the injected one in tests). */
+int64_t cbv_cache_now_ms(const struct cbv_cache *c);
+
 #endif

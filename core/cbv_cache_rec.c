@@ -17,6 +17,8 @@
 /* Kind bytes of the small values (result kinds are 1..CBV_CACHE_KIND_MAX). */
 #define KIND_LEASES 0x40
 #define KIND_BUCKET 0x41
+#define KIND_BLOB 0x42
+#define BLOB_HEAD 24 /* head, kind, flags, reserved, expires, length */
 #define LEASE_LEN 20 /* pid u32, ticket u64, expires i64 */
 
 static const struct {
@@ -304,6 +306,52 @@ enum cbv_cache_rec_status cbv_cache_bucket_decode(const void *data, size_t len,
 		return CBV_REC_ECORRUPT;
 	b->mtokens = get64(p + 4);
 	b->last_ms = (int64_t)get64(p + 12);
+	return CBV_REC_OK;
+}
+
+int cbv_cache_blob_kind_ok(char kind)
+{
+	return kind == 'T' || kind == 'N';
+}
+
+size_t cbv_cache_blob_encode(const struct cbv_cache_blob *b, unsigned char *out, size_t cap)
+{
+	if (!cbv_cache_blob_kind_ok(b->kind) || b->len > CBV_CACHE_BLOB_MAX ||
+	    (b->len > 0 && b->data == NULL) || b->expires_ms <= 0 ||
+	    cap < BLOB_HEAD + b->len + SUM_LEN)
+		return 0;
+	put_head(out, KIND_BLOB);
+	out[4] = (unsigned char)b->kind;
+	memset(out + 5, 0, 7);
+	put64(out + 12, (uint64_t)b->expires_ms);
+	put32(out + 20, (uint32_t)b->len);
+	if (b->len > 0)
+		memcpy(out + BLOB_HEAD, b->data, b->len);
+	return seal(out, BLOB_HEAD + b->len, cap);
+}
+
+enum cbv_cache_rec_status cbv_cache_blob_decode(const void *data, size_t len, char want,
+                                                struct cbv_cache_blob *b)
+{
+	const unsigned char *p = data;
+	enum cbv_cache_rec_status st = open_value(p, len, KIND_BLOB);
+	static const unsigned char zero[7];
+	uint32_t n;
+
+	memset(b, 0, sizeof(*b));
+	if (st != CBV_REC_OK)
+		return st;
+	if (len < BLOB_HEAD + SUM_LEN)
+		return CBV_REC_ECORRUPT;
+	n = get32(p + 20);
+	if (!cbv_cache_blob_kind_ok((char)p[4]) || (want != 0 && p[4] != (unsigned char)want) ||
+	    memcmp(p + 5, zero, 7) != 0 || n > CBV_CACHE_BLOB_MAX ||
+	    len != BLOB_HEAD + (size_t)n + SUM_LEN || (int64_t)get64(p + 12) <= 0)
+		return CBV_REC_ECORRUPT;
+	b->kind = (char)p[4];
+	b->expires_ms = (int64_t)get64(p + 12);
+	b->data = p + BLOB_HEAD;
+	b->len = n;
 	return CBV_REC_OK;
 }
 

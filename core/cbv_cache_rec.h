@@ -27,6 +27,17 @@
  *
  * Lease values (single flight and concurrency slots) and rate buckets
  * have the same magic, version and sum around their own small bodies.
+ *
+ * Blobs (opaque bytes with an expiry, for state other modules share
+ * across processes: TLS sessions, DNS answers):
+ *
+ *   0  'c' 'v' version 0x42      12 expires_ms i64
+ *   4  blob kind u8 (a key letter, 'T' or 'N')
+ *   5  flags u8 (0), 2 bytes 0   20 length u32 (<= CBV_CACHE_BLOB_MAX)
+ *   8  reserved u32 (0)          24 the bytes .. sum u32
+ *
+ * What the bytes mean is the owning module's business; it validates them
+ * again (a blob only says that they are whole and not expired).
  */
 #ifndef CBV_CACHE_REC_H
 #define CBV_CACHE_REC_H
@@ -42,6 +53,10 @@
 /* The largest value we write or accept (a result record with four full
  * 16 KiB replies fits with room to spare). */
 #define CBV_CACHE_REC_MAX (96 * 1024)
+
+/* The largest blob (a TLS session of CBV_TLS_SESSION_BYTES_MAX with its
+ * key, a DNS answer of CBV_DNS_ANSWER_CACHE_MAX with its key). */
+#define CBV_CACHE_BLOB_MAX (12 * 1024)
 
 /* Slots kept in one concurrency value (its cap is at most this). */
 #define CBV_CACHE_SLOTS_MAX 256
@@ -131,6 +146,27 @@ size_t cbv_cache_bucket_encode(const struct cbv_cache_bucket *b,
                                unsigned char *out, size_t cap);
 enum cbv_cache_rec_status cbv_cache_bucket_decode(const void *data, size_t len,
                                                   struct cbv_cache_bucket *b);
+
+/* A blob: kind 'T' (TLS session) or 'N' (DNS answer), data points into
+ * the value once decoded. */
+struct cbv_cache_blob {
+	char kind;
+	int64_t expires_ms;
+	const unsigned char *data;
+	size_t len;
+};
+
+/* 1 if kind is a blob kind ('T', 'N'). */
+int cbv_cache_blob_kind_ok(char kind);
+
+/*
+ * Blob: encode returns the length or 0 (bad kind, len over
+ * CBV_CACHE_BLOB_MAX, out too small); decode checks head, sum, kind (want,
+ * or any blob kind when want is 0) and length.
+ */
+size_t cbv_cache_blob_encode(const struct cbv_cache_blob *b, unsigned char *out, size_t cap);
+enum cbv_cache_rec_status cbv_cache_blob_decode(const void *data, size_t len, char want,
+                                                struct cbv_cache_blob *b);
 
 /*
  * Rewrites the sum at the end of a len-byte value (len >= 4) to match its

@@ -1610,3 +1610,120 @@ int cbv_cache_redis_counters(struct cbv_cache_redis *r, struct cbv_stats *st)
 	freeReplyObject(rep);
 	return 0;
 }
+
+/* ---- blobs (cbv_cache_blob_*) ---- */
+
+/* P kind ':' label ':' hex from a blob's binary key; its length or 0. */
+static size_t bkey(const struct cbv_cache_redis *r, const unsigned char *kb, size_t klen,
+                   char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t dl, o;
+
+	if (klen < 35 || klen > CBV_CACHE_KEY_MAX)
+		return 0;
+	dl = klen - 34;
+	o = (size_t)snprintf(out, RKEY_MAX, "%s%c:%.*s:", r->prefix, (char)kb[0], (int)dl,
+	                     (const char *)kb + 1);
+	for (size_t i = 0; i < 32; i++) {
+		out[o++] = hex[kb[2 + dl + i] >> 4];
+		out[o++] = hex[kb[2 + dl + i] & 15];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/*
+ * A blob write (SET, DEL): awaited on the blocking connection, or under
+ * the non-blocking driver (cbvd) sent without waiting, its reply checked
+ * by the driver's queue.  The arguments are copied out before returning.
+ */
+static enum cbv_cache_status blob_write(struct cbv_cache_redis *r, int argc, const char **argv,
+                                        const size_t *lens)
+{
+	redisReply *rep;
+
+	if (cbv_cache_redis_async_on()) {
+		struct cbv_redis_cmd c;
+
+		cmd_init(&c, CBV_RS_NONE, argc);
+		for (int i = 0; i < argc; i++) {
+			c.argv[i] = argv[i];
+			c.lens[i] = lens[i];
+		}
+		return cbv_cache_redis_async_send(r, &c, CBV_RW_FIRE, NULL) ? CBV_CACHE_OK
+		                                                            : CBV_CACHE_OFF;
+	}
+	if (!ensure(r) || (rep = command(r, argc, argv, lens)) == NULL)
+		return CBV_CACHE_OFF;
+	freeReplyObject(rep);
+	return CBV_CACHE_OK;
+}
+
+enum cbv_cache_status cbv_cache_redis_blob_get(struct cbv_cache_redis *r,
+                                               const unsigned char *kb, size_t klen,
+                                               unsigned char *buf, size_t cap, size_t *len)
+{
+	char key[RKEY_MAX];
+	const char *argv[2] = { "GET", key };
+	size_t lens[2] = { 3, 0 };
+	enum cbv_cache_status st = CBV_CACHE_MISS;
+	redisReply *rep;
+
+	*len = 0;
+	if ((lens[1] = bkey(r, kb, klen, key)) == 0)
+		return CBV_CACHE_OFF;
+	/*
+	 * Under the non-blocking driver (cbvd) a GET would have to be waited
+	 * for: cbvd keeps its sessions and answers in process instead, and
+	 * only publishes them (blob_write) for the rest of the fleet.
+	 */
+	if (cbv_cache_redis_async_on())
+		return CBV_CACHE_MISS;
+	if (!ensure(r) || (rep = command(r, 2, argv, lens)) == NULL)
+		return CBV_CACHE_OFF;
+	if (rep->type == REDIS_REPLY_STRING) {
+		if (rep->len > cap) {
+			damaged_once(r, "a value larger than any record");
+		} else {
+			memcpy(buf, rep->str, rep->len);
+			*len = rep->len;
+			st = CBV_CACHE_HIT;
+		}
+	} else if (rep->type == REDIS_REPLY_ERROR) {
+		damaged_once(r, "a value of another type"); /* WRONGTYPE: SET replaces it */
+	} else if (rep->type != REDIS_REPLY_NIL) {
+		freeReplyObject(rep);
+		outage(r, "GET: unexpected reply");
+		return CBV_CACHE_OFF;
+	}
+	freeReplyObject(rep);
+	return st;
+}
+
+enum cbv_cache_status cbv_cache_redis_blob_put(struct cbv_cache_redis *r,
+                                               const unsigned char *kb, size_t klen,
+                                               const unsigned char *val, size_t vlen,
+                                               uint64_t ttl_ms)
+{
+	char key[RKEY_MAX], px[24];
+	const char *argv[5] = { "SET", key, (const char *)val, "PX", px };
+	size_t lens[5] = { 3, 0, vlen, 2, 0 };
+
+	if ((lens[1] = bkey(r, kb, klen, key)) == 0 || ttl_ms == 0)
+		return CBV_CACHE_OFF;
+	lens[4] = (size_t)snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
+	return blob_write(r, 5, argv, lens);
+}
+
+enum cbv_cache_status cbv_cache_redis_blob_del(struct cbv_cache_redis *r,
+                                               const unsigned char *kb, size_t klen)
+{
+	char key[RKEY_MAX];
+	const char *argv[2] = { "DEL", key };
+	size_t lens[2] = { 3, 0 };
+
+	if ((lens[1] = bkey(r, kb, klen, key)) == 0)
+		return CBV_CACHE_OFF;
+	return blob_write(r, 2, argv, lens);
+}

@@ -13,6 +13,8 @@
  *   P "C:" domain                   domain concurrency  (zset ticket -> expiry)
  *   P "R:" domain                   domain rate bucket  (hash m, l)
  *   P "H:" ip                       host concurrency    (zset)
+ *   P "T:" ip:port ":" hex(sha256)  TLS session blob    (string, PX)
+ *   P "N:" name ":" hex(sha256)     DNS answer blob     (string, PX)
  * Leases, caps and the flight's compare-and-delete are Lua scripts
  * (EVALSHA, EVAL on NOSCRIPT) run on Redis's clock, so two hosts never
  * both take the last slot and their clocks need not agree.
@@ -131,6 +133,22 @@ int cbv_cache_redis_count(struct cbv_cache_redis *r, const struct cbv_stats_fiel
                           uint64_t outages);
 /* Adds the hash's fields to *st.  0, or -1 when down. */
 int cbv_cache_redis_counters(struct cbv_cache_redis *r, struct cbv_stats *st);
+
+/*
+ * Blobs (cbv_cache_blob_*): kb is the binary key of cbv_cache_blob_key(),
+ * stored as P kind ":" label ":" hex.  get copies the raw value into buf
+ * (HIT, *len) for the caller to check; a value larger than cap is a MISS.
+ * put keeps the value for ttl_ms (Redis PX).
+ */
+enum cbv_cache_status cbv_cache_redis_blob_get(struct cbv_cache_redis *r,
+                                               const unsigned char *kb, size_t klen,
+                                               unsigned char *buf, size_t cap, size_t *len);
+enum cbv_cache_status cbv_cache_redis_blob_put(struct cbv_cache_redis *r,
+                                               const unsigned char *kb, size_t klen,
+                                               const unsigned char *val, size_t vlen,
+                                               uint64_t ttl_ms);
+enum cbv_cache_status cbv_cache_redis_blob_del(struct cbv_cache_redis *r,
+                                               const unsigned char *kb, size_t klen);
 
 /* 1 if ticket was made by this backend (its top bit is set). */
 static inline int cbv_cache_redis_ticket(uint64_t ticket)

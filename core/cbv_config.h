@@ -89,6 +89,8 @@ struct cbv_profile {
 	unsigned cache_unreachable_ttl;    /* every host of the domain unreachable */
 	unsigned cache_catchall_ttl;
 	int cache_refresh;                 /* 1: verify again and overwrite the record */
+	int cache_tls_sessions;            /* 1: TLS sessions shared through the cache */
+	int cache_dns;                     /* 1: DNS answers shared through the cache */
 	/* The Redis backend (cache = "redis://..."; core/cbv_cache_redis.h). */
 	unsigned cache_timeout_ms;                  /* connect and each reply */
 	char cache_fallback[CBV_PATH_MAX + 1];      /* LMDB while Redis is down; "" = none */

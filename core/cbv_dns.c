@@ -103,6 +103,7 @@ struct cbv_dns {
 	int nwatched;           /* sockets handed out by cbv_dns_pollfds() */
 	char detail[DETAIL_MAX];
 	char tempdetail[DETAIL_MAX]; /* first temporary A/AAAA failure */
+	struct cbv_dns_store store;  /* shared answers; get NULL = none */
 };
 
 /* ---- c-ares' sockets: ours, so that no write can raise SIGPIPE ---- */
@@ -1020,6 +1021,100 @@ static void ticket_unlink(struct cbv_dns *d, struct ticket *t)
 		t->next->prev = t->prev;
 }
 
+/* ---- answers shared with other processes (struct cbv_dns_store) ---- */
+
+/*
+ * The shared key of (servers, name, qtype): "dns1 LEN:SERVERS LEN:NAME
+ * QTYPE", the name lower-cased.  Returns its length (no NUL), 0 if it
+ * does not fit.
+ */
+static size_t shared_key(const struct cbv_dns *d, const char *name, int qtype, char *out,
+                         size_t n)
+{
+	size_t ln = strlen(name);
+	int k = snprintf(out, n, "dns1 %zu:%s %zu:", strlen(d->servers), d->servers, ln);
+
+	if (k < 0 || (size_t)k + ln + 8 >= n)
+		return 0;
+	for (size_t i = 0; i < ln; i++) {
+		char ch = name[i];
+
+		out[k + (int)i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+	}
+	k += (int)ln;
+	k += snprintf(out + k, n - (size_t)k, " %d", qtype);
+	return (size_t)k;
+}
+
+/* A stored value: the key, NUL, the c-ares status (one byte), the answer. */
+#define SHARED_VALUE_MAX CBV_DNS_SHARED_VALUE_MAX
+
+/*
+ * Takes a live answer for (name, qtype) from the shared store, checked as
+ * if it came from the network and more: it must name this key, have a
+ * status we keep (never SERVFAIL), match its RCODE, and still be
+ * cacheable by the answer's own TTLs and our caps (RFC 2308 for negative
+ * answers).  Keeps it in process too for what is left of its life.  1 if
+ * taken, with *status, buf and *alen as cache_get() fills them.
+ */
+static int shared_get(struct cbv_dns *d, const char *name, int qtype, int *status,
+                      unsigned char *buf, int *alen)
+{
+	char key[CBV_DNS_SHARED_KEY_MAX];
+	unsigned char val[SHARED_VALUE_MAX];
+	size_t kl, n, al;
+	int64_t left = 0, ttl;
+	unsigned rcode, ancount;
+	int st;
+
+	if (d->store.get == NULL || (kl = shared_key(d, name, qtype, key, sizeof(key))) == 0)
+		return 0;
+	n = d->store.get(d->store.arg, name, key, kl, val, sizeof(val), &left);
+	if (n < kl + 2 || n > sizeof(val) || memcmp(val, key, kl) != 0 || val[kl] != '\0')
+		return 0;
+	st = val[kl + 1];
+	al = n - kl - 2;
+	/* the status c-ares gave must be the one the answer's header implies */
+	if (al < 12 || al > CBV_DNS_ANSWER_CACHE_MAX)
+		return 0;
+	rcode = val[kl + 2 + 3] & 0x0f;
+	ancount = (unsigned)val[kl + 2 + 6] << 8 | val[kl + 2 + 7];
+	if (!(st == ARES_ENOTFOUND ? rcode == 3
+	      : st == ARES_SUCCESS ? rcode == 0 && ancount > 0
+	      : st == ARES_ENODATA ? rcode == 0 && ancount == 0
+	                           : 0))
+		return 0;
+	ttl = answer_ttl_ms(val + kl + 2, al, qtype);
+	if (left < ttl)
+		ttl = left;
+	if (ttl <= 0)
+		return 0;
+	memcpy(buf, val + kl + 2, al);
+	*status = st;
+	*alen = (int)al;
+	cache_put(d->servers, name, qtype, st, buf, *alen, ttl);
+	return 1;
+}
+
+/* Offers an answer we keep (ttl_ms > 0) to the shared store. */
+static void shared_put(struct cbv_dns *d, const char *name, int qtype, int status,
+                       const unsigned char *abuf, int alen, int64_t ttl_ms)
+{
+	char key[CBV_DNS_SHARED_KEY_MAX];
+	unsigned char val[SHARED_VALUE_MAX];
+	size_t kl;
+
+	if (d->store.put == NULL || ttl_ms <= 0 || alen <= 0 ||
+	    alen > CBV_DNS_ANSWER_CACHE_MAX || status < 0 || status > 255 ||
+	    (kl = shared_key(d, name, qtype, key, sizeof(key))) == 0)
+		return;
+	memcpy(val, key, kl);
+	val[kl] = '\0';
+	val[kl + 1] = (unsigned char)status;
+	memcpy(val + kl + 2, abuf, (size_t)alen);
+	d->store.put(d->store.arg, name, key, kl, val, kl + 2 + (size_t)alen, ttl_ms);
+}
+
 /* ares_callback of every query: keeps what may be kept, then delivers. */
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
                       int alen)
@@ -1038,9 +1133,13 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
 		return;
 	if ((status == ARES_SUCCESS || status == ARES_ENODATA ||
 	     status == ARES_ENOTFOUND) &&
-	    abuf != NULL && alen > 0)
+	    abuf != NULL && alen > 0) {
+		int64_t ttl_ms = answer_ttl_ms(abuf, (size_t)alen, qtype);
+
 		cache_put(d->servers, x == NULL ? d->domain : x->name, qtype, status,
-		          abuf, alen, answer_ttl_ms(abuf, (size_t)alen, qtype));
+		          abuf, alen, ttl_ms);
+		shared_put(d, x == NULL ? d->domain : x->name, qtype, status, abuf, alen, ttl_ms);
+	}
 	deliver(d, x, qtype, status, abuf, alen);
 }
 
@@ -1058,6 +1157,11 @@ static void ask(struct cbv_dns *d, struct exchanger *x, int qtype)
 
 	if (cache_get(d->servers, name, qtype, &status, buf, &alen)) {
 		pool.stats.cache_hits++;
+		deliver(d, x, qtype, status, buf, alen);
+		return;
+	}
+	if (shared_get(d, name, qtype, &status, buf, &alen)) {
+		pool.stats.shared_hits++;
 		deliver(d, x, qtype, status, buf, alen);
 		return;
 	}
@@ -1225,7 +1329,7 @@ static int try_timeout(int64_t left)
  */
 static struct cbv_dns *dns_start(const char *domain, const char *servers,
                                  int64_t deadline_ms, int address_only,
-                                 struct cbv_err *err)
+                                 const struct cbv_dns_store *store, struct cbv_err *err)
 {
 	struct cbv_dns *d = NULL;
 	enum cbv_status st = CBV_OK;
@@ -1253,6 +1357,8 @@ static struct cbv_dns *dns_start(const char *domain, const char *servers,
 	memcpy(d->servers, servers, strlen(servers) + 1);
 	d->deadline = deadline_ms;
 	d->outcome = CBV_DNS_PENDING;
+	if (store != NULL)
+		d->store = *store;
 	left = deadline_ms - cbv_now_ms();
 	d->try_ms = try_timeout(left);
 	if (left <= 0) {
@@ -1280,14 +1386,22 @@ done:
 struct cbv_dns *cbv_dns_new(const char *domain, const char *servers,
                             int64_t deadline_ms, struct cbv_err *err)
 {
-	return dns_start(domain, servers, deadline_ms, 0, err);
+	return dns_start(domain, servers, deadline_ms, 0, NULL, err);
 }
 
 /* Resolves one named host's A/AAAA, no MX (see cbv_dns.h). */
 struct cbv_dns *cbv_dns_new_host(const char *host, const char *servers,
                                  int64_t deadline_ms, struct cbv_err *err)
 {
-	return dns_start(host, servers, deadline_ms, 1, err);
+	return dns_start(host, servers, deadline_ms, 1, NULL, err);
+}
+
+/* Either of the two, with a shared store (see cbv_dns.h). */
+struct cbv_dns *cbv_dns_start(const char *name, const char *servers, int64_t deadline_ms,
+                              int host_only, const struct cbv_dns_store *store,
+                              struct cbv_err *err)
+{
+	return dns_start(name, servers, deadline_ms, host_only != 0, store, err);
 }
 
 /*

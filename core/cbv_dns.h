@@ -87,6 +87,37 @@ struct cbv_dns *cbv_dns_new_host(const char *host, const char *servers,
                                  int64_t deadline_ms, struct cbv_err *err);
 
 /*
+ * Answers shared with other processes (the cache store, cbv_share.c).
+ * Consulted after the in-process cache misses, before a query is sent;
+ * every answer the in-process cache keeps is offered to put with the same
+ * lifetime.  name is the queried name (readable, for the store's key);
+ * key (keylen bytes, at most CBV_DNS_SHARED_KEY_MAX) names servers, name
+ * and type; values are opaque (at most CBV_DNS_SHARED_VALUE_MAX bytes).
+ *   get: copies the value into buf (n bytes) and *ttl_ms its remaining
+ *        life; returns its length, 0 if none (or it does not fit).
+ *   put: keeps len bytes for ttl_ms.
+ * A value taken back is checked as if it came from the network, must
+ * name its key, and lives no longer than its own TTLs and our caps allow.
+ */
+#define CBV_DNS_SHARED_KEY_MAX (CBV_DNS_SERVERS_MAX + CBV_DOMAIN_MAX + 32)
+#define CBV_DNS_SHARED_VALUE_MAX (CBV_DNS_SHARED_KEY_MAX + 2 + CBV_DNS_ANSWER_CACHE_MAX)
+struct cbv_dns_store {
+	size_t (*get)(void *arg, const char *name, const char *key, size_t keylen,
+	              unsigned char *buf, size_t n, int64_t *ttl_ms);
+	void (*put)(void *arg, const char *name, const char *key, size_t keylen,
+	            const unsigned char *data, size_t len, int64_t ttl_ms);
+	void *arg;
+};
+
+/*
+ * cbv_dns_new (host_only 0) or cbv_dns_new_host (1), with store (copied;
+ * NULL = none) for answers shared across processes.
+ */
+struct cbv_dns *cbv_dns_start(const char *name, const char *servers, int64_t deadline_ms,
+                              int host_only, const struct cbv_dns_store *store,
+                              struct cbv_err *err);
+
+/*
  * Fills at most max pollfds with the sockets c-ares waits on and sets
  * *wake_ms to the absolute time by which cbv_dns_process() must be called
  * even without events (the earlier of c-ares' next retry and the deadline).
@@ -120,6 +151,7 @@ void cbv_dns_free(struct cbv_dns *d);
 struct cbv_dns_stats {
 	unsigned long queries;    /* queries handed to c-ares */
 	unsigned long cache_hits; /* answers taken from the cache */
+	unsigned long shared_hits; /* answers taken from the shared store */
 	unsigned long channels;   /* c-ares channels created */
 	size_t cache_entries;
 };

@@ -309,7 +309,7 @@ static void start_tls(struct cbv_session *s)
 		return;
 	}
 	s->stage = CBV_STAGE_TLS;
-	s->tls = cbv_tls_new(s->fd, s->host, s->o.tls_verify, s->ca_dir, &err);
+	s->tls = cbv_tls_new_with(s->fd, s->host, s->o.tls_verify, s->ca_dir, s->o.tls_store, &err);
 	if (s->tls == NULL) {
 		fail(s, err.code == CBV_ENOMEM ? CBV_ENOMEM : CBV_ETLS, "%s", err.msg);
 		return;

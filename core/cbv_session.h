@@ -51,6 +51,8 @@
 #include "cbv_result_impl.h"
 #include "cbv_status.h"
 
+struct cbv_tls_store;
+
 /* enum cbv_stage is in cbv_result_impl.h (the verdict mapping needs it). */
 
 /* Returns "connect", "greeting", "EHLO", ... for messages. */
@@ -70,6 +72,7 @@ struct cbv_session_opts {
 	enum cbv_starttls starttls;
 	int tls_verify;
 	const char *ca_dir;
+	const struct cbv_tls_store *tls_store; /* NULL: the process's (cbv_tls.h) */
 	unsigned connect_timeout_ms;
 	unsigned command_timeout_ms;
 	int64_t deadline_ms;       /* overall, absolute (cbv_now_ms) */

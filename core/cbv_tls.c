@@ -33,6 +33,7 @@ struct cbv_tls {
 	char sni[CBV_DOMAIN_MAX + 1];
 	char ip[INET6_ADDRSTRLEN];   /* no name: the address literal checked instead */
 	char key[CBV_TLS_KEY_MAX]; /* session key, "" = no resumption here */
+	struct cbv_tls_store store; /* where this connection's sessions live */
 };
 
 /* A stored value: key, NUL, serialized session. */
@@ -400,7 +401,7 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 	time_t expires;
 	int len;
 
-	if (t == NULL || t->bad || t->key[0] == '\0' || store.put == NULL ||
+	if (t == NULL || t->bad || t->key[0] == '\0' || t->store.put == NULL ||
 	    !SSL_SESSION_is_resumable(sess))
 		return 0;
 	/* A verifying connection gets here only verified; check anyway. */
@@ -419,7 +420,7 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 	if (i2d_SSL_SESSION(sess, &p) == len) {
 		cbv_log(CBV_LOG_DEBUG, "TLS session kept for %lld s (%d octets): %s",
 		        (long long)(expires - time(NULL)), len, t->key);
-		store.put(store.arg, t->key, buf, kl + 1 + (size_t)len, expires);
+		t->store.put(t->store.arg, t->key, buf, kl + 1 + (size_t)len, expires);
 		/* A copy: OpenSSL may still mark the connection's own one
 		 * not resumable (a connection dropped without close_notify). */
 		copy = SSL_SESSION_dup(sess);
@@ -464,9 +465,9 @@ static void offer_session(struct cbv_tls *t)
 	size_t kl = strlen(t->key), n;
 	SSL_SESSION *sess;
 
-	if (t->key[0] == '\0' || store.get == NULL)
+	if (t->key[0] == '\0' || t->store.get == NULL)
 		return;
-	n = store.get(store.arg, t->key, buf, sizeof(buf));
+	n = t->store.get(t->store.arg, t->key, buf, sizeof(buf));
 	/* The value names its key: a store that mixed keys up is not believed. */
 	if (n <= kl + 1 || n > sizeof(buf) || memcmp(buf, t->key, kl + 1) != 0)
 		return;
@@ -610,6 +611,12 @@ static int literal_ip(const char *s, char *out, size_t n)
 struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
                             const char *ca_dir, struct cbv_err *err)
 {
+	return cbv_tls_new_with(fd, sni, verify, ca_dir, NULL, err);
+}
+
+struct cbv_tls *cbv_tls_new_with(int fd, const char *sni, int verify, const char *ca_dir,
+                                 const struct cbv_tls_store *st, struct cbv_err *err)
+{
 	struct cbv_tls *t = NULL;
 	BIO_METHOD *method;
 	BIO *bio;
@@ -625,6 +632,7 @@ struct cbv_tls *cbv_tls_new(int fd, const char *sni, int verify,
 	}
 	t->verify = verify;
 	t->fd = fd;
+	t->store = st != NULL ? *st : store;
 	t->ssl = SSL_new(ctx);
 	if (t->ssl == NULL) {
 		ssl_err(err, "SSL_new");
@@ -697,8 +705,8 @@ int cbv_tls_handshake(struct cbv_tls *t, short *events, struct cbv_err *err)
 		    (SSL_get_verify_result(t->ssl) != X509_V_OK ||
 		     !name_ok(t, SSL_get0_peer_certificate(t->ssl)))) {
 			t->bad = 1;
-			if (store.del != NULL && t->key[0] != '\0')
-				store.del(store.arg, t->key);
+			if (t->store.del != NULL && t->key[0] != '\0')
+				t->store.del(t->store.arg, t->key);
 			cbv_err_set(err, CBV_ETLS,
 			            "TLS handshake: resumed session fails verification");
 			return -1;

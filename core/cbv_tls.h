@@ -123,6 +123,13 @@ struct cbv_tls_store {
 };
 
 /*
+ * cbv_tls_new() with the store this connection's sessions are taken from
+ * and kept in (copied; NULL = the process's, cbv_tls_set_store()).
+ */
+struct cbv_tls *cbv_tls_new_with(int fd, const char *sni, int verify, const char *ca_dir,
+                                 const struct cbv_tls_store *st, struct cbv_err *err);
+
+/*
  * Sets the store for the connections started from now on (copied).  NULL
  * restores the built-in in-process store; a store whose get is NULL turns
  * resumption off.

@@ -31,6 +31,7 @@
 #include "cbv_session.h"
 #include "cbv_tls.h"
 #include "cbv_tracemux.h"
+#include "cbv_share.h"
 
 /* VS_FLIGHT: another verification of the same key is running; we poll the store. */
 /* VS_HOLD: a group member ready for DNS, waiting to be grouped (cbv_verify_group);
@@ -67,6 +68,7 @@ struct cbv_verify {
 	struct cbv_session *sess;
 	size_t sess_host;            /* index into hosts of the current session */
 	int plain_retry;             /* current session is the no-TLS retry */
+	struct cbv_tls_store tls_store; /* the sessions' TLS store (cbv_share.h) */
 	char host[CBV_DOMAIN_MAX + 1]; /* the request's host, checked; "" if none */
 	int phase_host[2];           /* lookup phases: 1 = the host, 0 = the MX hosts */
 	int nphases, phase;
@@ -571,6 +573,8 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	o.starttls = plain ? CBV_STARTTLS_NEVER : v->p.starttls;
 	o.tls_verify = v->p.tls_verify;
 	o.ca_dir = v->p.ca_dir;
+	cbv_share_tls_store(v->p.cache_tls_sessions ? cache_handle(&v->p) : NULL, &v->tls_store);
+	o.tls_store = &v->tls_store;
 	o.connect_timeout_ms = v->p.connect_timeout_ms;
 	o.command_timeout_ms = v->p.command_timeout_ms;
 	o.deadline_ms = v->deadline_ms;
@@ -955,6 +959,7 @@ static void start_phase(struct cbv_verify *v)
 	const char *name = is_host ? v->host : v->domain;
 	struct cbv_host h;
 	struct cbv_err err;
+	struct cbv_dns_store ds;
 
 	if (is_host ? ip_host(v->host, &h) == 0 : v->addr.literal) {
 		if (!is_host && ip_host(v->domain, &h) != 0) {
@@ -970,8 +975,8 @@ static void start_phase(struct cbv_verify *v)
 		return;
 	}
 	v->state = VS_DNS;
-	v->dns = is_host ? cbv_dns_new_host(name, v->p.dns_servers, v->deadline_ms, &err)
-	                 : cbv_dns_new(name, v->p.dns_servers, v->deadline_ms, &err);
+	cbv_share_dns_store(v->p.cache_dns ? cache_handle(&v->p) : NULL, &ds);
+	v->dns = cbv_dns_start(name, v->p.dns_servers, v->deadline_ms, is_host, &ds, &err);
 	if (v->dns == NULL) {
 		lookup_failed(v, CBV_TRANSIENT, CBV_R_DNS_FAILURE, 451, "4.4.3", "DNS", err.msg);
 		next_phase(v);

@@ -20,12 +20,13 @@ exim4-dev liblmdb-dev libidn2-dev libhiredis-dev"
 # make check / demo / bench / valgrind / fuzz, and the commands their
 # scripts call: Check; the rig's Exim, dnsmasq, dig, ss, openssl; swaks
 # with STARTTLS (libnet-ssleay-perl) and IPv6 (libio-socket-inet6-perl);
+# mdb_dump and mdb_load (lmdb-utils) to damage stored values in tests;
 # ps/pgrep/pkill (procps); calloutd (mailfromd); setsid, unshare, runuser
 # (util-linux); python3 for the protocol clients; redis-server for the
 # Redis cache backend's tests (each starts its own on loopback);
 # python3-prometheus-client's parser checks cbvd's metrics format.
 TEST="check libsubunit-dev exim4-daemon-heavy dnsmasq-base swaks
-libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang
+libnet-ssleay-perl libio-socket-inet6-perl openssl ca-certificates clang lmdb-utils
 valgrind python3 mailfromd util-linux iproute2 bind9-dnsutils procps
 redis-server
 python3-prometheus-client"

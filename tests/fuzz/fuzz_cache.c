@@ -30,6 +30,7 @@ static void one(const uint8_t *data, size_t size)
 {
 	struct cbv_cache_rec rec;
 	struct cbv_cache_bucket b;
+	struct cbv_cache_blob blob;
 	enum cbv_cache_rec_status st;
 	size_t n, m;
 
@@ -68,6 +69,16 @@ static void one(const uint8_t *data, size_t size)
 	if (st == CBV_REC_OK) {
 		n = cbv_cache_bucket_encode(&b, out, sizeof(out));
 		check(n == size && memcmp(out, data, size) == 0);
+	}
+
+	st = cbv_cache_blob_decode(data, size, 0, &blob);
+	if (st == CBV_REC_OK) {
+		check(cbv_cache_blob_kind_ok(blob.kind) && blob.len <= CBV_CACHE_BLOB_MAX);
+		check(blob.data >= data && blob.data + blob.len <= data + size);
+		n = cbv_cache_blob_encode(&blob, out, sizeof(out));
+		check(n == size && memcmp(out, data, size) == 0);
+	} else {
+		check(blob.data == NULL && blob.len == 0);
 	}
 }
 

@@ -1395,6 +1395,267 @@ START_TEST(maintenance)
 }
 END_TEST
 
+/* ---- blobs: TLS sessions and DNS answers kept for other processes ---- */
+
+/* Encodes a 'T' blob of n bytes (0xAB..) expiring at exp into buf. */
+static size_t blob_of(unsigned char *buf, size_t cap, char kind, size_t n, int64_t exp)
+{
+	static unsigned char data[CBV_CACHE_BLOB_MAX + 1];
+	struct cbv_cache_blob b = { kind, exp, data, n };
+
+	memset(data, 0xab, sizeof(data));
+	return cbv_cache_blob_encode(&b, buf, cap);
+}
+
+/* What a damaged value decodes to: {offset, xor, reseal, want kind, status}. */
+static const struct {
+	const char *name;
+	size_t at;       /* byte changed (SIZE_MAX: none) */
+	unsigned char x; /* xor'ed into it */
+	int reseal;      /* make the sum right again */
+	char want;       /* kind asked for */
+	enum cbv_cache_rec_status st;
+} blob_rows[] = {
+	{ "intact", SIZE_MAX, 0, 0, 'T', CBV_REC_OK },
+	{ "intact, any kind", SIZE_MAX, 0, 0, 0, CBV_REC_OK },
+	{ "asked as a DNS answer", SIZE_MAX, 0, 0, 'N', CBV_REC_ECORRUPT },
+	{ "a data byte flipped", 40, 0x01, 0, 'T', CBV_REC_ECORRUPT },
+	{ "the sum flipped", SIZE_MAX - 1, 0x80, 0, 'T', CBV_REC_ECORRUPT },
+	{ "another format version", 2, 0x03, 1, 'T', CBV_REC_EVERSION },
+	{ "another version, sum wrong", 2, 0x03, 0, 'T', CBV_REC_ECORRUPT },
+	{ "a result kind byte", 3, 0x42 ^ 0x01, 1, 'T', CBV_REC_ECORRUPT },
+	{ "an unknown blob kind", 4, 'T' ^ 'Z', 1, 0, CBV_REC_ECORRUPT },
+	{ "flags set", 5, 0x01, 1, 'T', CBV_REC_ECORRUPT },
+	{ "reserved set", 9, 0x10, 1, 'T', CBV_REC_ECORRUPT },
+	{ "length one more", 20, 0x01 ^ 0x00, 1, 'T', CBV_REC_ECORRUPT },
+	{ "length over the bound", 22, 0x01, 1, 'T', CBV_REC_ECORRUPT },
+	{ "expiry negative", 19, 0x80, 1, 'T', CBV_REC_ECORRUPT },
+	{ "bad magic", 0, 0x01, 1, 'T', CBV_REC_ECORRUPT },
+};
+
+START_TEST(blob_codec)
+{
+	unsigned char buf[256];
+	struct cbv_cache_blob b;
+	size_t n = blob_of(buf, sizeof(buf), 'T', 100, 1700000000000LL);
+	size_t at = blob_rows[_i].at;
+
+	ck_assert_uint_eq(n, 24 + 100 + 4);
+	if (at == SIZE_MAX - 1)
+		at = n - 1;
+	if (at != SIZE_MAX)
+		buf[at] ^= blob_rows[_i].x;
+	if (blob_rows[_i].reseal)
+		cbv_cache_rec_reseal(buf, n);
+	ck_assert_msg(cbv_cache_blob_decode(buf, n, blob_rows[_i].want, &b) == blob_rows[_i].st,
+	              "%s", blob_rows[_i].name);
+	if (blob_rows[_i].st == CBV_REC_OK) {
+		ck_assert_int_eq(b.kind, 'T');
+		ck_assert_int_eq(b.expires_ms, 1700000000000LL);
+		ck_assert_uint_eq(b.len, 100);
+		ck_assert(b.data == buf + 24 && b.data[99] == 0xab);
+	} else {
+		ck_assert(b.data == NULL && b.len == 0);
+	}
+	/* a value that ends early or goes on is never a blob */
+	ck_assert_int_eq(cbv_cache_blob_decode(buf, n - 1, 0, &b), CBV_REC_ECORRUPT);
+	ck_assert_int_eq(cbv_cache_blob_decode(buf, 8, 0, &b), CBV_REC_ECORRUPT);
+}
+END_TEST
+
+START_TEST(blob_bounds)
+{
+	static unsigned char buf[CBV_CACHE_BLOB_MAX + 64];
+	struct cbv_cache_blob b;
+	size_t n;
+
+	/* the largest blob fits; one byte more is never written */
+	n = blob_of(buf, sizeof(buf), 'N', CBV_CACHE_BLOB_MAX, 1);
+	ck_assert_uint_eq(n, 24 + CBV_CACHE_BLOB_MAX + 4);
+	ck_assert_int_eq(cbv_cache_blob_decode(buf, n, 'N', &b), CBV_REC_OK);
+	ck_assert_uint_eq(blob_of(buf, sizeof(buf), 'N', CBV_CACHE_BLOB_MAX + 1, 1), 0);
+	/* no room, a kind that is not a blob's, no expiry */
+	ck_assert_uint_eq(blob_of(buf, 24 + 10 + 3, 'T', 10, 1), 0);
+	ck_assert_uint_eq(blob_of(buf, sizeof(buf), 'A', 10, 1), 0);
+	ck_assert_uint_eq(blob_of(buf, sizeof(buf), 'T', 10, 0), 0);
+	/* an empty blob is a blob */
+	n = blob_of(buf, sizeof(buf), 'T', 0, 5);
+	ck_assert_int_eq(cbv_cache_blob_decode(buf, n, 'T', &b), CBV_REC_OK);
+	ck_assert_uint_eq(b.len, 0);
+	/* other values are not blobs, blobs are not other values */
+	{
+		struct cbv_cache_bucket bk = { 5, 6 };
+		struct cbv_cache_rec rec;
+
+		n = cbv_cache_bucket_encode(&bk, buf, sizeof(buf));
+		ck_assert_int_eq(cbv_cache_blob_decode(buf, n, 0, &b), CBV_REC_ECORRUPT);
+		n = blob_of(buf, sizeof(buf), 'T', 30, 5);
+		ck_assert_int_eq(cbv_cache_rec_decode(buf, n, &rec), CBV_REC_ECORRUPT);
+		ck_assert_int_eq(cbv_cache_bucket_decode(buf, n, &bk), CBV_REC_ECORRUPT);
+	}
+}
+END_TEST
+
+START_TEST(blob_key)
+{
+	unsigned char a[CBV_CACHE_KEY_MAX], b[CBV_CACHE_KEY_MAX];
+	static char big[CBV_CACHE_BLOB_NAME_MAX + 2];
+	size_t na, nb;
+
+	na = cbv_cache_blob_key('T', "127.0.0.12:25", "k1", 2, a, sizeof(a));
+	ck_assert_uint_eq(na, 1 + 13 + 1 + 32);
+	ck_assert(a[0] == 'T' && memcmp(a + 1, "127.0.0.12:25", 14) == 0);
+	/* kind, label and name each make another key */
+	nb = cbv_cache_blob_key('N', "127.0.0.12:25", "k1", 2, b, sizeof(b));
+	ck_assert(nb == na && memcmp(a + 1, b + 1, na - 1) != 0);
+	nb = cbv_cache_blob_key('T', "127.0.0.13:25", "k1", 2, b, sizeof(b));
+	ck_assert(memcmp(a, b, na) != 0);
+	nb = cbv_cache_blob_key('T', "127.0.0.12:25", "k2", 2, b, sizeof(b));
+	ck_assert(nb == na && memcmp(a, b, na) != 0);
+	/* a name is bytes: its length counts */
+	nb = cbv_cache_blob_key('T', "127.0.0.12:25", "k1\0", 3, b, sizeof(b));
+	ck_assert(nb == na && memcmp(a, b, na) != 0);
+	/* the label is lower-cased, as domains are */
+	na = cbv_cache_blob_key('N', "Exim.TEST", "x", 1, a, sizeof(a));
+	nb = cbv_cache_blob_key('N', "exim.test", "x", 1, b, sizeof(b));
+	ck_assert(na == nb && memcmp(a, b, na) == 0);
+	/* out of bounds: never a key */
+	memset(big, 'x', sizeof(big) - 1);
+	ck_assert_uint_eq(cbv_cache_blob_key('A', "x", "x", 1, a, sizeof(a)), 0);
+	ck_assert_uint_eq(cbv_cache_blob_key('T', "", "x", 1, a, sizeof(a)), 0);
+	ck_assert_uint_eq(cbv_cache_blob_key('T', NULL, "x", 1, a, sizeof(a)), 0);
+	ck_assert_uint_eq(cbv_cache_blob_key('T', big, "x", 1, a, sizeof(a)), 0);
+	ck_assert_uint_eq(cbv_cache_blob_key('T', "x", big, CBV_CACHE_BLOB_NAME_MAX + 1, a,
+	                                     sizeof(a)),
+	                  0);
+	ck_assert_uint_eq(cbv_cache_blob_key('T', "x", big, CBV_CACHE_BLOB_NAME_MAX, a, sizeof(a)),
+	                  1 + 1 + 1 + 32);
+	ck_assert_uint_eq(cbv_cache_blob_key('T', "x", "x", 1, a, CBV_CACHE_KEY_MAX - 1), 0);
+}
+END_TEST
+
+START_TEST(blob_store)
+{
+	struct cbv_cache *c = open_cache(0);
+	unsigned char buf[64], kb[CBV_CACHE_KEY_MAX];
+	unsigned char junk[40];
+	size_t len = 99, kl;
+	int64_t exp = 0;
+	int before;
+
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert(len == 0 && exp == 0);
+	ck_assert_int_eq(cbv_cache_blob_put(c, 'T', "1.2.3.4:25", "key", 3, "session", 7,
+	                                    fake_now + 60000),
+	                 CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_HIT);
+	ck_assert(len == 7 && memcmp(buf, "session", 7) == 0 && exp == fake_now + 60000);
+	/* another kind, label or name: not this blob */
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'N', "1.2.3.4:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.5:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "kez", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	/* too little room: a miss, nothing copied */
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "key", 3, buf, 6, &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert_uint_eq(len, 0);
+	/* expiry on the handle's clock; the last millisecond is already too late */
+	fake_now += 59999;
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_HIT);
+	fake_now += 1;
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	/* purge drops it; a live one stays */
+	ck_assert_int_eq(cbv_cache_blob_put(c, 'N', "exim.test", "mx", 2, "answer", 6,
+	                                    fake_now + 1000),
+	                 CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_purge(c), 1);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'N', "exim.test", "mx", 2, buf, sizeof(buf), &len,
+	                                    &exp),
+	                 CBV_CACHE_HIT);
+	/* an expiry already past keeps nothing */
+	ck_assert_int_eq(cbv_cache_blob_put(c, 'T', "x", "y", 1, "z", 1, fake_now), CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "x", "y", 1, buf, sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS);
+	/* replaced, then deleted */
+	ck_assert_int_eq(cbv_cache_blob_put(c, 'N', "exim.test", "mx", 2, "other", 5,
+	                                    fake_now + 1000),
+	                 CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'N', "exim.test", "mx", 2, buf, sizeof(buf), &len,
+	                                    &exp),
+	                 CBV_CACHE_HIT);
+	ck_assert(len == 5 && memcmp(buf, "other", 5) == 0);
+	cbv_cache_blob_del(c, 'N', "exim.test", "mx", 2);
+	cbv_cache_blob_del(c, 'N', "exim.test", "mx", 2); /* twice: nothing to delete */
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'N', "exim.test", "mx", 2, buf, sizeof(buf), &len,
+	                                    &exp),
+	                 CBV_CACHE_MISS);
+	/* too large: not stored, logged */
+	{
+		static unsigned char big[CBV_CACHE_BLOB_MAX + 1];
+
+		ck_assert_int_eq(cbv_cache_blob_put(c, 'T', "x", "big", 3, big, sizeof(big),
+		                                    fake_now + 1000),
+		                 CBV_CACHE_OK);
+		ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "x", "big", 3, big, sizeof(big), &len,
+		                                    &exp),
+		                 CBV_CACHE_MISS);
+	}
+	/* result records are not blobs: the verification records are untouched */
+	ck_assert_int_eq(cbv_cache_each(c, NULL, NULL, NULL), 0);
+	/* a damaged value under a blob's key: a miss, logged once */
+	cbv_cache_free(c);
+	kl = cbv_cache_blob_key('T', "1.2.3.4:25", "key", 3, kb, sizeof(kb));
+	memset(junk, 'j', sizeof(junk));
+	raw_put(kb, kl, junk, sizeof(junk));
+	c = open_cache(0);
+	before = errs;
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "1.2.3.4:25", "key", 3, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert_int_eq(errs, before + 1);
+	ck_assert_ptr_nonnull(strstr(last_err, "damaged"));
+	/* purge takes damaged blobs too */
+	ck_assert_int_eq(cbv_cache_purge(c), 1);
+	cbv_cache_free(c);
+}
+END_TEST
+
+/* A store that cannot be opened: every blob call is OFF, nothing crashes. */
+START_TEST(blob_off)
+{
+	struct cbv_cache *c = cbv_cache_new("/nonexistent-dir/cbv", 0);
+	unsigned char buf[16];
+	size_t len;
+	int64_t exp;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(cbv_cache_blob_put(c, 'T', "x", "y", 1, "z", 1, INT64_MAX),
+	                 CBV_CACHE_OFF);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "x", "y", 1, buf, sizeof(buf), &len, &exp),
+	                 CBV_CACHE_OFF);
+	cbv_cache_blob_del(c, 'T', "x", "y", 1);
+	ck_assert_int_eq(cbv_cache_blob_get(NULL, 'T', "x", "y", 1, buf, sizeof(buf), &len, &exp),
+	                 CBV_CACHE_OFF);
+	cbv_cache_free(c);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
 	Suite *s = suite_create("cache");
@@ -1422,6 +1683,18 @@ static Suite *cache_suite(void)
 	tcase_add_test(tc, map_full);
 	tcase_add_test(tc, maintenance);
 	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("blob");
+	tcase_add_loop_test(tc, blob_codec, 0, sizeof(blob_rows) / sizeof(blob_rows[0]));
+	tcase_add_test(tc, blob_bounds);
+	tcase_add_test(tc, blob_key);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("blob store");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, blob_store);
+	tcase_add_test(tc, blob_off);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("unusable");

@@ -1135,6 +1135,127 @@ START_TEST(maintenance)
 }
 END_TEST
 
+/*
+ * Blobs on Redis: shared between two handles (two hosts), PX does the
+ * lifetime, the key is P kind ":" label ":" hex; a damaged, oversized,
+ * other-version value or a value of another type is a miss; down is
+ * OFF, and the LMDB fallback serves while down.
+ */
+START_TEST(blobs)
+{
+	struct cbv_cache *a = open_redis(url, "b:"), *b = open_redis(url, "b:");
+	struct cbv_cache *other = open_redis(url, "o:");
+	unsigned char buf[64];
+	static unsigned char big[200 * 1024];
+	size_t len, vlen;
+	int64_t exp, now = cbv_cache_now_ms(a);
+	redisContext *rc = raw();
+	redisReply *keys, *rep;
+	char k[512];
+
+	ck_assert_int_eq(cbv_cache_blob_put(a, 'T', "127.0.0.12:25", "tls1 key", 8, "sess", 4,
+	                                    now + 60000),
+	                 CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_HIT);
+	ck_assert(len == 4 && memcmp(buf, "sess", 4) == 0 && exp == now + 60000);
+	/* another prefix, kind or name: not it */
+	ck_assert_int_eq(cbv_cache_blob_get(other, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'N', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS);
+	keys = redisCommand(rc, "KEYS b:T:*");
+	ck_assert_int_eq((int)keys->elements, 1);
+	ck_assert_int_eq(strncmp(keys->element[0]->str, "b:T:127.0.0.12:25:", 18), 0);
+	ck_assert_uint_eq(strlen(keys->element[0]->str), 18 + 64);
+	snprintf(k, sizeof(k), "%s", keys->element[0]->str);
+	freeReplyObject(keys);
+	rep = redisCommand(rc, "PTTL %s", k);
+	ck_assert(rep->integer > 50000 && rep->integer <= 60000);
+	freeReplyObject(rep);
+	/* damaged (a byte flipped), another version, too large, a hash: misses */
+	rep = redisCommand(rc, "GET %s", k);
+	ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
+	memcpy(big, rep->str, rep->len);
+	vlen = rep->len;
+	freeReplyObject(rep);
+	big[vlen - 6] ^= 1;
+	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, vlen));
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS);
+	ck_assert_int_eq(errs, 1);
+	big[vlen - 6] ^= 1;
+	big[2] = 7;
+	cbv_cache_rec_reseal(big, vlen);
+	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, vlen));
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS);
+	memset(big, 'x', sizeof(big));
+	freeReplyObject(redisCommand(rc, "SET %s %b", k, big, sizeof(big)));
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS);
+	freeReplyObject(redisCommand(rc, "DEL %s", k));
+	freeReplyObject(redisCommand(rc, "HSET %s a b", k));
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS); /* WRONGTYPE: a miss, not an outage */
+	/* put replaces whatever is there; del forgets */
+	ck_assert_int_eq(cbv_cache_blob_put(a, 'T', "127.0.0.12:25", "tls1 key", 8, "new", 3,
+	                                    now + 60000),
+	                 CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_HIT);
+	cbv_cache_blob_del(a, 'T', "127.0.0.12:25", "tls1 key", 8);
+	ck_assert_int_eq(cbv_cache_blob_get(b, 'T', "127.0.0.12:25", "tls1 key", 8, buf,
+	                                    sizeof(buf), &len, &exp),
+	                 CBV_CACHE_MISS);
+	redisFree(rc);
+	cbv_cache_free(a);
+	cbv_cache_free(b);
+	cbv_cache_free(other);
+}
+END_TEST
+
+START_TEST(blobs_down)
+{
+	struct cbv_cache *c = cbv_cache_new(url, 0), *nofb = open_redis(url, NULL);
+	char fb[128];
+	struct cbv_cache_opts o = { 50, NULL, NULL, fb };
+	unsigned char buf[16];
+	size_t len;
+	int64_t exp;
+
+	snprintf(fb, sizeof(fb), "%s/fallback", dir);
+	ck_assert_int_eq(cbv_cache_set_options(c, &o), 0);
+	redis_stop();
+	ck_assert_int_eq(cbv_cache_blob_put(nofb, 'N', "x.test", "k", 1, "v", 1, INT64_MAX),
+	                 CBV_CACHE_OFF);
+	ck_assert_int_eq(cbv_cache_blob_get(nofb, 'N', "x.test", "k", 1, buf, sizeof(buf), &len,
+	                                    &exp),
+	                 CBV_CACHE_OFF);
+	ck_assert_int_eq(cbv_cache_blob_put(c, 'N', "x.test", "k", 1, "v", 1,
+	                                    cbv_cache_now_ms(c) + 10000),
+	                 CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'N', "x.test", "k", 1, buf, sizeof(buf), &len,
+	                                    &exp),
+	                 CBV_CACHE_HIT);
+	ck_assert(len == 1 && buf[0] == 'v');
+	cbv_cache_blob_del(c, 'N', "x.test", "k", 1);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'N', "x.test", "k", 1, buf, sizeof(buf), &len,
+	                                    &exp),
+	                 CBV_CACHE_MISS);
+	cbv_cache_free(c);
+	cbv_cache_free(nofb);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("cache_redis");
@@ -1171,6 +1292,8 @@ static Suite *suite(void)
 	ADD("maintenance", maintenance);
 	ADD("oom", oom);
 	ADD("dripping", dripping_server);
+	ADD("blobs", blobs);
+	ADD("blobs_down", blobs_down);
 	tc = tcase_create("garbage");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 20);

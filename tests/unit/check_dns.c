@@ -6,6 +6,7 @@
  * suite also runs alone.  Only 127.0.0.1 is ever queried.  The machine is
  * driven with a poll() loop as cbv_verify would; no test asserts timing.
  */
+#include <ares.h>
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -31,6 +32,7 @@
 
 static char servers[64];
 static pid_t dnsmasq_pid;
+static const struct cbv_dns_store *use_store; /* resolve()'s shared store, NULL = none */
 
 struct outcome {
 	enum cbv_dns_outcome o;
@@ -72,7 +74,7 @@ static void resolve(const char *domain, const char *srv, int64_t ms,
 	const char *detail;
 
 	memset(out, 0, sizeof(*out));
-	d = cbv_dns_new(domain, srv, cbv_now_ms() + ms, &err);
+	d = cbv_dns_start(domain, srv, cbv_now_ms() + ms, 0, use_store, &err);
 	ck_assert_msg(d != NULL, "cbv_dns_new(%s): %s", domain, err.msg);
 	run(d);
 	out->o = cbv_dns_outcome(d, &h, &out->n, &detail, &out->partial);
@@ -935,6 +937,237 @@ START_TEST(test_cache_servers)
 }
 END_TEST
 
+/* ---- answers shared with other processes (struct cbv_dns_store) ---- */
+
+/*
+ * A store standing for the cache: a few values with their expiry on the
+ * test clock, and ways to spoil what it hands back.
+ */
+enum spoil { SP_NONE,
+	     SP_KEY,
+	     SP_STATUS,
+	     SP_SWAP,
+	     SP_SHORT,
+	     SP_RCODE,
+	     SP_LONG_TTL };
+
+static struct {
+	struct {
+		char key[CBV_DNS_SHARED_KEY_MAX];
+		size_t keylen;
+		unsigned char val[CBV_DNS_SHARED_VALUE_MAX];
+		size_t len;
+		int64_t expires;
+	} e[16];
+	size_t n;
+	unsigned puts, gets;
+	enum spoil spoil;
+} ts;
+
+static size_t ts_get(void *arg, const char *name, const char *key, size_t keylen,
+                     unsigned char *buf, size_t n, int64_t *ttl_ms)
+{
+	(void)arg;
+	ck_assert_ptr_nonnull(name);
+	ts.gets++;
+	*ttl_ms = 0;
+	for (size_t i = 0; i < ts.n; i++) {
+		size_t len = ts.e[i].len;
+
+		if (ts.e[i].keylen != keylen || memcmp(ts.e[i].key, key, keylen) != 0 ||
+		    ts.e[i].expires <= fake_now || len > n)
+			continue;
+		memcpy(buf, ts.e[i].val, len);
+		*ttl_ms = ts.e[i].expires - fake_now;
+		switch (ts.spoil) {
+		case SP_NONE: break;
+		case SP_KEY: buf[keylen - 1] ^= 1; break;                /* names another key */
+		case SP_STATUS: buf[keylen + 1] = ARES_ESERVFAIL; break; /* never kept */
+		case SP_SWAP:                                            /* NOERROR with answers said to be NODATA, and back */
+			buf[keylen + 1] = buf[keylen + 1] == ARES_SUCCESS ? ARES_ENODATA : ARES_SUCCESS;
+			break;
+		case SP_SHORT: len = keylen + 2 + 11; break;    /* shorter than a DNS header */
+		case SP_RCODE: buf[keylen + 2 + 3] ^= 3; break; /* RCODE no longer matches */
+		case SP_LONG_TTL: *ttl_ms = 86400000LL * 30; break;
+		}
+		return len;
+	}
+	return 0;
+}
+
+static void ts_put(void *arg, const char *name, const char *key, size_t keylen,
+                   const unsigned char *data, size_t len, int64_t ttl_ms)
+{
+	(void)arg;
+	ck_assert_ptr_nonnull(name);
+	ck_assert_uint_le(keylen, CBV_DNS_SHARED_KEY_MAX);
+	ck_assert_uint_le(len, CBV_DNS_SHARED_VALUE_MAX);
+	ck_assert_int_gt(ttl_ms, 0);
+	ts.puts++;
+	for (size_t i = 0; i < ts.n; i++)
+		if (ts.e[i].keylen == keylen && memcmp(ts.e[i].key, key, keylen) == 0) {
+			memcpy(ts.e[i].val, data, len);
+			ts.e[i].len = len;
+			ts.e[i].expires = fake_now + ttl_ms;
+			return;
+		}
+	ck_assert_uint_lt(ts.n, 16);
+	memcpy(ts.e[ts.n].key, key, keylen);
+	ts.e[ts.n].keylen = keylen;
+	memcpy(ts.e[ts.n].val, data, len);
+	ts.e[ts.n].len = len;
+	ts.e[ts.n].expires = fake_now + ttl_ms;
+	ts.n++;
+}
+
+static const struct cbv_dns_store test_store = { ts_get, ts_put, NULL };
+
+static void shared_setup(void)
+{
+	cache_setup();
+	memset(&ts, 0, sizeof(ts));
+	use_store = &test_store;
+}
+
+static void shared_teardown(void)
+{
+	use_store = NULL;
+	cache_teardown();
+}
+
+static unsigned long shared_hits(void)
+{
+	struct cbv_dns_stats st;
+
+	cbv_dns_stats(&st);
+	return st.shared_hits;
+}
+
+/* Another process (this one with its own cache flushed) sends no query. */
+START_TEST(test_shared_other_process)
+{
+	struct fake f;
+	struct outcome r;
+	char buf[INET6_ADDRSTRLEN];
+	unsigned long h0;
+
+	ck_assert_int_eq(fake_start(&f, "127.0.0.1", 0, fake_zone, NZ(fake_zone), 0), 0);
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 3);
+	ck_assert_uint_eq(ts.puts, 3); /* MX, A, AAAA NODATA (with SOA) */
+	cbv_dns_cache_flush();
+	h0 = shared_hits();
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 0);
+	ck_assert_uint_eq(shared_hits(), h0 + 3);
+	ck_assert_int_eq(r.o, CBV_DNS_OK);
+	ck_assert_uint_eq(r.n, 1);
+	ck_assert_str_eq(ip(&r.hosts[0], buf, sizeof(buf)), "127.0.0.10");
+	/* what came from the store is kept in process too */
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 0);
+	ck_assert_uint_eq(shared_hits(), h0 + 3);
+	/* each answer for its own TTL: at 60 s the A, at 120 s the AAAA */
+	cbv_dns_cache_flush();
+	fake_now += 60000;
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 1);
+	cbv_dns_cache_flush();
+	fake_now += 60000;
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 2); /* AAAA, and the A put at 60 s */
+	ck_assert_int_eq(r.o, CBV_DNS_OK);
+	fake_stop(&f);
+}
+END_TEST
+
+/* Negative answers per RFC 2308 as in process; errors are never offered. */
+static const struct {
+	const char *domain;
+	enum cbv_dns_outcome o;
+	unsigned puts;
+} shared_neg[] = {
+	{ "nx.test", CBV_DNS_NXDOMAIN, 1 },
+	{ "null.test", CBV_DNS_NULLMX, 1 },
+	{ "nosoa.test", CBV_DNS_NXDOMAIN, 0 },
+	{ "fail.test", CBV_DNS_TEMP, 0 },
+};
+
+START_TEST(test_shared_negative)
+{
+	struct fake f;
+	struct outcome r;
+	unsigned first;
+
+	ck_assert_int_eq(fake_start(&f, "127.0.0.1", 0, fake_zone, NZ(fake_zone), 0), 0);
+	first = counted(&f, shared_neg[_i].domain, &r);
+	ck_assert_int_eq(r.o, shared_neg[_i].o);
+	ck_assert_uint_eq(ts.puts, shared_neg[_i].puts);
+	cbv_dns_cache_flush();
+	ck_assert_uint_eq(counted(&f, shared_neg[_i].domain, &r),
+	                  shared_neg[_i].puts > 0 ? 0 : first);
+	ck_assert_int_eq(r.o, shared_neg[_i].o);
+	fake_stop(&f);
+}
+END_TEST
+
+/* A spoiled value is not believed: the query goes out, the answer is right. */
+static const enum spoil spoils[] = { SP_KEY, SP_STATUS, SP_SWAP, SP_SHORT, SP_RCODE };
+
+START_TEST(test_shared_spoiled)
+{
+	struct fake f;
+	struct outcome r;
+	char buf[INET6_ADDRSTRLEN];
+	unsigned long h0;
+
+	ck_assert_int_eq(fake_start(&f, "127.0.0.1", 0, fake_zone, NZ(fake_zone), 0), 0);
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 3);
+	cbv_dns_cache_flush();
+	ts.spoil = spoils[_i];
+	h0 = shared_hits();
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 3);
+	ck_assert_uint_eq(shared_hits(), h0);
+	ck_assert_int_eq(r.o, CBV_DNS_OK);
+	ck_assert_str_eq(ip(&r.hosts[0], buf, sizeof(buf)), "127.0.0.10");
+	fake_stop(&f);
+}
+END_TEST
+
+/* A store that promises more life than the answer's TTL: our caps still hold. */
+START_TEST(test_shared_ttl_capped)
+{
+	struct fake f;
+	struct outcome r;
+
+	ck_assert_int_eq(fake_start(&f, "127.0.0.1", 0, fake_zone, NZ(fake_zone), 0), 0);
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 3);
+	cbv_dns_cache_flush();
+	ts.spoil = SP_LONG_TTL;
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 0);
+	/* kept in process no longer than the A's own 60 s */
+	use_store = NULL;
+	fake_now += 59999;
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 0);
+	fake_now += 1;
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 1);
+	fake_stop(&f);
+}
+END_TEST
+
+/* Other servers, other answers: the servers are part of the shared key. */
+START_TEST(test_shared_servers)
+{
+	struct fake f, g;
+	struct outcome r;
+	char buf[INET6_ADDRSTRLEN];
+
+	ck_assert_int_eq(fake_start(&f, "127.0.0.1", 0, fake_zone, NZ(fake_zone), 0), 0);
+	ck_assert_int_eq(fake_start(&g, "127.0.0.1", 0, fake_zone2, NZ(fake_zone2), 0), 0);
+	ck_assert_uint_eq(counted(&f, "ttl.test", &r), 3);
+	cbv_dns_cache_flush();
+	ck_assert_uint_eq(counted(&g, "ttl.test", &r), 3);
+	ck_assert_str_eq(ip(&r.hosts[0], buf, sizeof(buf)), "127.0.0.13");
+	fake_stop(&f);
+	fake_stop(&g);
+}
+END_TEST
+
 /* ---- channels kept per process ---- */
 
 static unsigned long channels(void)
@@ -1320,6 +1553,16 @@ static Suite *dns_suite(void)
 	tcase_add_loop_test(tc, test_cache_negative, 0,
 	                    sizeof(negative) / sizeof(negative[0]));
 	tcase_add_test(tc, test_cache_servers);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("shared");
+	tcase_add_checked_fixture(tc, shared_setup, shared_teardown);
+	tcase_add_test(tc, test_shared_other_process);
+	tcase_add_loop_test(tc, test_shared_negative, 0,
+	                    sizeof(shared_neg) / sizeof(shared_neg[0]));
+	tcase_add_loop_test(tc, test_shared_spoiled, 0, sizeof(spoils) / sizeof(spoils[0]));
+	tcase_add_test(tc, test_shared_ttl_capped);
+	tcase_add_test(tc, test_shared_servers);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("channel");

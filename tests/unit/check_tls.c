@@ -6,14 +6,17 @@
  * CBV_RIG_CA_DIR).  The built-in store's bounds, expiry and OOM are
  * checked without the network.
  */
+#define _GNU_SOURCE /* nftw's FTW_DEPTH|FTW_PHYS */
 #include <arpa/inet.h>
 #include <check.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include "cbv_clock.h"
 #include "cbv_limits.h"
 #include "cbv_session.h"
+#include "cbv_share.h"
 #include "cbv_tls.h"
 
 #define RESUMES "127.0.0.12" /* Exim with tls_resumption_hosts */
@@ -30,6 +34,8 @@
 #define STOCK_NAME "mx.exim.test"
 
 static struct cbv_session_outcome out; /* codes and flags: its reply texts die with the session */
+static const struct cbv_tls_store *run_store; /* run()'s sessions' store; NULL = the process's */
+static int last_child;                        /* exit status of child_resumes()'s child */
 
 static const char *ca_dir(void)
 {
@@ -63,6 +69,7 @@ static int run(const char *ip, const char *host, int verify, struct cbv_err *err
 	o.starttls = CBV_STARTTLS_REQUIRE;
 	o.tls_verify = verify;
 	o.ca_dir = verify ? ca_dir() : "";
+	o.tls_store = run_store;
 	o.connect_timeout_ms = 10000;
 	o.command_timeout_ms = 10000;
 	o.deadline_ms = cbv_now_ms() + 20000;
@@ -584,6 +591,130 @@ START_TEST(preload_then_session)
 }
 END_TEST
 
+/* ---- the store per connection, and the cache store across processes ---- */
+
+/*
+ * A session's store is the one its options name (cbv_session_opts
+ * tls_store), not the process's: two profiles in one cbvd keep their
+ * sessions apart.
+ */
+START_TEST(store_per_connection)
+{
+	struct cbv_tls_store st = { fake_get, fake_put, fake_del, NULL };
+	struct cbv_err err;
+
+	cbv_tls_set_store(NULL);
+	cbv_tls_cache_clear();
+	memset(&fake, 0, sizeof(fake));
+	fake.mode = FAKE_HONEST;
+	run_store = &st;
+	run_ok(RESUMES, RESUMES_NAME, 0);
+	ck_assert_int_gt(fake.puts, 0);
+	ck_assert_uint_eq(cbv_tls_cache_count(), 0); /* nothing in the process's store */
+	run_ok(RESUMES, RESUMES_NAME, 0);
+	ck_assert_msg(resumed(), "tls %s", out.tls);
+	/* the process's store has none: a full handshake */
+	run_store = NULL;
+	ck_assert_msg(run(RESUMES, RESUMES_NAME, 0, &err) == 0, "%s", err.msg);
+	ck_assert_msg(!resumed(), "tls %s", out.tls);
+	cbv_tls_cache_clear();
+}
+END_TEST
+
+static char cdir[64];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb, (void)flag, (void)f;
+	return remove(p);
+}
+
+static struct cbv_cache *parent_cache;
+
+/*
+ * In a child with a fresh process store and its own handle on the store
+ * at path: one session through the cache; last_child = 0 if it resumed,
+ * 1 if not, 2 if it failed.  The child frees what it made, and the
+ * parent holds no LMDB environment across fork() (under valgrind, a
+ * child's copy of one reads as leaked).
+ */
+static void child_resumes(const char *path, int verify)
+{
+	pid_t pid = fork();
+	int status;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cbv_tls_store st;
+		struct cbv_cache *c = cbv_cache_new(path, 0);
+		struct cbv_err err;
+		int rc = 2;
+
+		cbv_tls_cache_clear();
+		cbv_share_tls_store(c, &st);
+		run_store = &st;
+		if (c != NULL && run(RESUMES, RESUMES_NAME, verify, &err) == 0 && out.status == CBV_OK)
+			rc = resumed() ? 0 : 1;
+		cbv_cache_free(c);
+		cbv_tls_cache_clear();
+		_exit(rc);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	last_child = WEXITSTATUS(status);
+}
+
+/*
+ * Sessions through the cache (cbv_share.c) reach other processes: a
+ * child with an empty process store resumes the parent's session; a
+ * verifying child does not get the unverified one; with the cache off
+ * (unusable path) nothing breaks.
+ */
+START_TEST(shared_across_processes)
+{
+	static const char nodir[] = "/nonexistent-dir/cbv";
+	struct cbv_tls_store st;
+	char path[128];
+
+	snprintf(cdir, sizeof(cdir), "/tmp/check_tls.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(cdir));
+	snprintf(path, sizeof(path), "%s/cbv", cdir);
+	parent_cache = cbv_cache_new(path, 0);
+	ck_assert_ptr_nonnull(parent_cache);
+	cbv_tls_set_store(NULL);
+	cbv_tls_cache_clear();
+	cbv_share_tls_store(parent_cache, &st);
+	run_store = &st;
+	run_ok(RESUMES, RESUMES_NAME, 0);
+	ck_assert(!resumed());
+	cbv_cache_free(parent_cache);
+	parent_cache = cbv_cache_new(path, 0); /* not opened until used */
+	cbv_share_tls_store(parent_cache, &st);
+	child_resumes(path, 0);
+	ck_assert_int_eq(last_child, 0);
+	child_resumes(path, 1);
+	ck_assert_int_eq(last_child, 1); /* full, verified handshake */
+	child_resumes(path, 1);
+	ck_assert_int_eq(last_child, 0); /* the verified session the last child kept */
+	/* the process store answers first: the parent resumes without asking */
+	run_ok(RESUMES, RESUMES_NAME, 0);
+	ck_assert(resumed());
+	cbv_cache_free(parent_cache);
+	/* a cache that cannot be used: only resumptions are lost */
+	parent_cache = cbv_cache_new(nodir, 0);
+	cbv_tls_cache_clear();
+	cbv_share_tls_store(parent_cache, &st);
+	run_ok(RESUMES, RESUMES_NAME, 0);
+	child_resumes(nodir, 0);
+	ck_assert_int_eq(last_child, 1);
+	cbv_cache_free(parent_cache);
+	parent_cache = NULL;
+	run_store = NULL;
+	cbv_tls_cache_clear();
+	nftw(cdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
 	Suite *s = suite_create("tls");
@@ -601,6 +732,11 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, mixed_up_store);
 	tcase_add_test(tc, forged_unverified);
 	tcase_add_test(tc, forged_name);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("shared");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, store_per_connection);
+	tcase_add_test(tc, shared_across_processes);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("expiry");
 	tcase_set_timeout(tc, 60);

@@ -1091,6 +1091,57 @@ START_TEST(fire_and_forget_failure)
 END_TEST
 
 /*
+ * Blobs (TLS sessions, DNS answers) under the non-blocking driver: a put
+ * is sent without waiting and reaches Redis (another host reads it); a
+ * get is a MISS at once, never a wait (cbvd keeps its own in process).
+ */
+START_TEST(blobs_publish_only)
+{
+	struct cbv_cache *c = cbv_cache_new(url, 0), *other;
+	struct cbv_cache_key k = { "blob.test", "bob", "", 25, "fp", 2 };
+	struct cbv_cache_call probe;
+	struct cbv_cache_async_stats st;
+	unsigned char buf[64];
+	size_t len = 0;
+	int64_t exp = 0;
+
+	ck_assert_ptr_nonnull(c);
+	memset(&probe, 0, sizeof(probe));
+	await_call(&probe, cbv_cache_call_lookup(c, &k, &probe)); /* connected */
+	ck_assert_int_eq(cbv_cache_blob_put(c, 'T', "mx.blob.test", "n1", 2, "hello", 5,
+	                                    cbv_cache_now_ms(c) + 60000),
+	                 CBV_CACHE_OK);
+	ck_assert_int_eq(cbv_cache_blob_get(c, 'T', "mx.blob.test", "n1", 2, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	await_call(&probe, cbv_cache_call_lookup(c, &k, &probe)); /* the SET's reply is read */
+	cbv_cache_async_stats(c, &st);
+	ck_assert_uint_eq(st.failed, 0);
+	ck_assert_uint_eq(st.outages, 0);
+	cbv_cache_async_set(0); /* another host, a synchronous client */
+	other = cbv_cache_new(url, 0);
+	ck_assert_ptr_nonnull(other);
+	ck_assert_int_eq(cbv_cache_blob_get(other, 'T', "mx.blob.test", "n1", 2, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_HIT);
+	ck_assert_uint_eq(len, 5);
+	ck_assert_int_eq(memcmp(buf, "hello", 5), 0);
+	cbv_cache_free(other);
+	cbv_cache_async_set(1);
+	cbv_cache_blob_del(c, 'T', "mx.blob.test", "n1", 2);
+	await_call(&probe, cbv_cache_call_lookup(c, &k, &probe)); /* the DEL's reply is read */
+	cbv_cache_async_set(0);
+	other = cbv_cache_new(url, 0);
+	ck_assert_int_eq(cbv_cache_blob_get(other, 'T', "mx.blob.test", "n1", 2, buf, sizeof(buf),
+	                                    &len, &exp),
+	                 CBV_CACHE_MISS);
+	cbv_cache_free(other);
+	cbv_cache_async_set(1);
+	cbv_cache_free(c);
+}
+END_TEST
+
+/*
  * Out of memory at each allocation in turn (cbv_alloc_fail_after()): a
  * store sent without waiting, then a lookup waited for, on a new handle.
  * Never a crash or a leak (ASan); each answer is a hit with the right
@@ -1164,6 +1215,7 @@ static Suite *verify_redis_suite(void)
 	tcase_add_test(tc, restarted_while_idle);
 	tcase_add_test(tc, redis_stopped);
 	tcase_add_test(tc, redis_restarted);
+	tcase_add_test(tc, blobs_publish_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
