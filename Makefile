@@ -156,7 +156,8 @@ $(B)/replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBCBV)
 
 -include $(wildcard $(B)/*/*.d)
 
-unit: $(UNIT_BIN)
+# Some suites start build/fakesmtp themselves (check_verify_redis).
+unit: $(UNIT_BIN) $(FAKESMTP)
 	@set -e; for t in $(UNIT_RUN); do echo "== $$t"; $$t; done
 
 replay: $(REPLAY_BIN)
