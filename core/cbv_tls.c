@@ -816,3 +816,15 @@ void cbv_tls_free(struct cbv_tls *t)
 	}
 	cbv_free(t);
 }
+
+void cbv_tls_abandon(struct cbv_tls *t)
+{
+	if (t != NULL && t->ssl != NULL)
+		SSL_set_quiet_shutdown(t->ssl, 1); /* SSL_shutdown() then writes nothing */
+	cbv_tls_free(t);
+}
+
+int cbv_tls_pending(const struct cbv_tls *t)
+{
+	return t != NULL && t->ssl != NULL && SSL_has_pending(t->ssl) == 1;
+}
