@@ -1020,6 +1020,13 @@ int cbv_session_reuse(struct cbv_session *s, const struct cbv_session_opts *o,
 	s->res.probe_sent[0] = '\0';
 	s->res.tls_not_offered = 0;
 	s->res.smtputf8_missing = 0;
+	/* tls says what a fresh connection would have had: no full handshake
+	 * when the session could be resumed (as cbv_tls_describe() says it). */
+	if (s->tls != NULL && cbv_tls_resumable(s->tls) && strstr(s->res.tls, ":resumed") == NULL) {
+		size_t n = strlen(s->res.tls);
+
+		snprintf(s->res.tls + n, sizeof(s->res.tls) - n, ":resumed");
+	}
 	s->held = 0;
 	s->rcpt_replied = 0;
 	s->any_ok = 0;

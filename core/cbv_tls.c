@@ -828,3 +828,10 @@ int cbv_tls_pending(const struct cbv_tls *t)
 {
 	return t != NULL && t->ssl != NULL && SSL_has_pending(t->ssl) == 1;
 }
+
+int cbv_tls_resumable(const struct cbv_tls *t)
+{
+	SSL_SESSION *ss = t != NULL && t->ssl != NULL ? SSL_get_session(t->ssl) : NULL;
+
+	return ss != NULL && SSL_SESSION_is_resumable(ss) == 1;
+}

@@ -91,6 +91,9 @@ void cbv_tls_abandon(struct cbv_tls *t);
 /* 1 if t holds bytes read from the socket and not yet returned. */
 int cbv_tls_pending(const struct cbv_tls *t);
 
+/* 1 if t's session could be resumed by a new connection (a ticket came). */
+int cbv_tls_resumable(const struct cbv_tls *t);
+
 /* 1 if the handshake resumed a stored session, else 0. */
 int cbv_tls_resumed(const struct cbv_tls *t);
 
