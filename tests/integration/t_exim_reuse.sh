@@ -47,7 +47,9 @@ c=$(($(conns) - c0))
 DETAIL="$c connections" check "peer closed, 421: fresh connections (3)" test "$c" -eq 3
 
 # the rig's Exim MX over STARTTLS: one connection, one handshake
-m0=$(mx_conns)
+MXLOG=$CBV_RIG_DIR/log/mainlog
+mx0=$(lines "$MXLOG")
+mxnew() { tail -n +"$((mx0 + 1))" "$MXLOG"; }
 mark
 out=$(bs_session -DFRONT_RCPT=1 -- "HELO client.test" "MAIL FROM:<>" \
 	"RCPT TO:<bob@exim.test>" "RCPT TO:<nobody@exim.test>" "RCPT TO:<alice@exim.test>" \
@@ -57,7 +59,15 @@ expect_text "Exim MX over STARTTLS: pass, fail, pass, pass" "$out" \
 l=$(newlog)
 n=$(grep -c 'cbv: <[A-Za-z]*@exim.test> sender=<> [a-z]*/[a-z_]* host=mx\.exim\.test \[127\.0\.0\.10:' <<<"$l")
 DETAIL="$n lines: $l" check "Exim MX: four verifications at 127.0.0.10" test "$n" -eq 4
-m=$(($(mx_conns) - m0))
+# the parked session got QUIT when the -bs process ended (atexit); the MX
+# logs it a moment after our process has gone: wait for it, up to 5 s
+for ((w = 0; w < 50; w++)); do
+	mxnew | grep -q 'closed by QUIT' && break
+	sleep 0.1
+done
+m=$(mxnew | grep -c 'connection count'; true)
 DETAIL="$m connections" check "Exim MX: one connection for 4 RCPTs" test "$m" -eq 1
+DETAIL="$(mxnew)" check "Exim MX: the parked session ended with QUIT" \
+	grep -q 'incomplete transaction (QUIT) from <> for bob@exim.test alice@exim.test' <(mxnew)
 
 summary
