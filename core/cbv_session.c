@@ -160,6 +160,10 @@ static void finish(struct cbv_session *s, enum cbv_status st)
 	    !s->peer_closed && !s->ondemand && s->fd >= 0 && s->res.probe_code != 421 &&
 	    s->o.starttls != CBV_STARTTLS_ONDEMAND && cbv_session_outcome_clean(&s->res)) {
 		s->held = 1;
+		/* The transcript hook belongs to this verification, which is
+		 * ending: a later QUIT (cbv_hold) must not call it. */
+		s->o.trace = NULL;
+		s->o.trace_arg = NULL;
 		return;
 	}
 	/* QUIT only after a normal reply; not after 421 (the server is leaving). */

@@ -968,6 +968,7 @@ START_TEST(reuse_not_across_fork)
 	c0 = conn_lines();
 	a = verify_one("ra@count.test", "");
 	ck_assert_int_eq(cbv_hold_count(), 1);
+	fflush(NULL); /* the child exits through exit(): nothing buffered twice */
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -994,6 +995,45 @@ START_TEST(reuse_not_across_fork)
 	cbv_result_free(a);
 	cbv_result_free(b);
 	cbv_hold_shutdown();
+}
+END_TEST
+
+static int late_traces; /* trace calls after the verification returned */
+static int trace_open;
+
+static void trace_lifetime(void *arg, enum cbv_trace kind, const char *text)
+{
+	(void)kind;
+	(void)text;
+	ck_assert_ptr_eq(arg, &trace_open);
+	if (!trace_open)
+		late_traces++;
+}
+
+/* A parked session forgets the verification's transcript hook: its QUIT
+ * (cbv_verify_shutdown, idle, eviction) calls no hook of a caller gone
+ * (cbvd's job is freed by then). */
+START_TEST(reuse_trace_ends)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "ra@count.test", .trace = trace_lifetime,
+		                   .trace_arg = &trace_open };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	cbv_hold_shutdown();
+	rig_profile(&p, "");
+	trace_open = 1;
+	late_traces = 0;
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	trace_open = 0;
+	ck_assert_int_eq(r->verdict, CBV_PASS);
+	ck_assert_int_eq(cbv_hold_count(), 1);
+	cbv_verify_shutdown(); /* QUIT on the parked session */
+	ck_assert_int_eq(cbv_hold_count(), 0);
+	ck_assert_int_eq(late_traces, 0);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
 }
 END_TEST
 
@@ -1075,6 +1115,7 @@ static Suite *verify_suite(void)
 	tcase_add_test(tc, reuse_rcpt_bound);
 	tcase_add_test(tc, reuse_not_across_fork);
 	tcase_add_test(tc, reuse_group);
+	tcase_add_test(tc, reuse_trace_ends);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("oom");
 	tcase_set_timeout(tc, 60);
