@@ -73,6 +73,8 @@ struct cbv_session *cbv_hold_take(const struct sockaddr *sa,
 			drop(sl, 1);
 			continue;
 		}
+		cbv_log(CBV_LOG_DEBUG, "cbv: %s: reusing a parked session (%u RCPTs in its transaction)",
+		        o->host, cbv_session_txn_rcpts(s));
 		sl->s = NULL;
 		return s;
 	}
