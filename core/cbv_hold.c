@@ -16,13 +16,13 @@
 #include "cbv_verify.h"
 
 static struct slot {
-	struct cbv_session *s;     /* NULL: free */
-	pid_t pid;                 /* the process that parked it */
-	int64_t since_ms;          /* when (cbv_now_ms) */
-	unsigned idle_ms;          /* its idle limit */
+	struct cbv_session *s; /* NULL: free */
+	pid_t pid;             /* the process that parked it */
+	int64_t since_ms;      /* when (cbv_now_ms) */
+	unsigned idle_ms;      /* its idle limit */
 } slots[CBV_HOLD_MAX];
 
-static int exit_hook;          /* atexit(cbv_hold_shutdown) done */
+static int exit_hook; /* atexit(cbv_hold_shutdown) done */
 
 /* Empties slot i: QUIT if quit and ours, else not a byte. */
 static void drop(struct slot *sl, int quit)

@@ -30,9 +30,9 @@
 
 #include "cbv_session.h"
 
-#define CBV_HOLD_MAX 4          /* sessions parked per process */
-#define CBV_HOLD_RCPTS_MAX 32   /* RCPTs per held transaction (CBV_RCPTS_MAX) */
-#define CBV_HOLD_ERRORS_MAX 5   /* 5xx replies per held transaction */
+#define CBV_HOLD_MAX 4        /* sessions parked per process */
+#define CBV_HOLD_RCPTS_MAX 32 /* RCPTs per held transaction (CBV_RCPTS_MAX) */
+#define CBV_HOLD_ERRORS_MAX 5 /* 5xx replies per held transaction */
 
 /*
  * Takes out the parked session for sa (port set) and o, if one is there,
