@@ -14,7 +14,8 @@
 # without verification (run interleaved); floors at 0.1 ms.
 #
 # Environment: BENCH_N (samples per case, default 20), BENCH_TARPIT_N
-# (default 3).  Prints a table; exits 0.
+# (default 3), BENCH_CBV_OPTIONS (added to cbv.so's options, e.g.
+# session_reuse=no).  Prints a table; exits 0.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/exim/lib.sh"
 N=${BENCH_N:-20}
@@ -103,12 +104,12 @@ run_case() { # LABEL N RCPT
 
 for mode in plain tls; do
 	if [[ $mode == plain ]]; then
-		CBV=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s starttls=never" -DCBV_NO_SETVARS=1)
+		CBV=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s starttls=never ${BENCH_CBV_OPTIONS:-}" -DCBV_NO_SETVARS=1)
 		BUILTIN=(-DFRONT_BUILTIN=1 -DFRONT_NOLOAD=1 -DFRONT_PLAIN=1)
 		echo
 		echo "-- callouts in plain text (builtin: hosts_avoid_tls = *; cbv: starttls=never)"
 	else
-		CBV=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s" -DCBV_NO_SETVARS=1)
+		CBV=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s ${BENCH_CBV_OPTIONS:-}" -DCBV_NO_SETVARS=1)
 		BUILTIN=(-DFRONT_BUILTIN=1 -DFRONT_NOLOAD=1)
 		echo
 		echo "-- callouts with STARTTLS where offered (both defaults)"
@@ -120,7 +121,7 @@ for mode in plain tls; do
 	run_case "greylisted, two MXes" "$N" grey@grey.test
 done
 K=1
-CBV=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s" -DCBV_NO_SETVARS=1)
+CBV=(-DFRONT_RCPT=1 "-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s ${BENCH_CBV_OPTIONS:-}" -DCBV_NO_SETVARS=1)
 BUILTIN=(-DFRONT_BUILTIN=1 -DFRONT_NOLOAD=1)
 echo
 run_case "tarpit, timeout 5s, 1 RCPT" "$NT" x@tarpit.test

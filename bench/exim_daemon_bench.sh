@@ -12,7 +12,8 @@
 # client opens a connection, HELO, MAIL FROM:<>, K RCPTs, QUIT (not
 # waiting for the 221), timed until the last RCPT reply; the four are
 # interleaved, BENCH_N sessions each, medians.  Per verification =
-# (session - unverified session) / K.  Prints a table; exits 0.
+# (session - unverified session) / K.  BENCH_CBV_OPTIONS is added to
+# cbv.so's options (e.g. session_reuse=no).  Prints a table; exits 0.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/exim/lib.sh"
 N=${BENCH_N:-20}
@@ -74,7 +75,7 @@ start_daemons() {
 		(($1)) && [[ $c == builtin ]] && extra+=(-DFRONT_PLAIN=1)
 		"$EXIM" -C "$T/exim.conf" -DFRONT_DIR="$T" -DFRONT_SRC="$T/src" -DCBV_SO="$SO" \
 			-DFRONT_IP="$ip" -DFRONT_PORT="$CBV_RIG_PORT" -DRIG_PORT="$CBV_RIG_PORT" \
-			"-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s $opts" \
+			"-DCBV_RECIPIENT_OPTIONS=timeout=5s command_timeout=5s $opts ${BENCH_CBV_OPTIONS:-}" \
 			"${extra[@]}" -bd -oP "$T/pid.$c" || return 1
 		for ((w = 0; w < 50; w++)); do
 			ss -Hltn | awk '{ print $4 }' | grep -qx "$ip:$CBV_RIG_PORT" && break

@@ -97,6 +97,8 @@ struct cbv_profile {
 	char cache_password_file[CBV_PATH_MAX + 1]; /* AUTH secret; "" = no AUTH */
 	char cache_prefix[CBV_NAME_MAX + 1];        /* key prefix */
 	int catchall_probe;                /* 1: also RCPT a random local part */
+	int session_reuse;                 /* 1: park clean sessions for later RCPTs (cbv_hold.h) */
+	unsigned session_idle_ms;          /* a parked session's idle limit */
 	unsigned domain_max_concurrency;   /* callouts at once per domain; 0 = unlimited */
 	struct cbv_rate domain_max_rate;   /* callouts per window per domain; 0 = unlimited */
 	unsigned host_max_concurrency;     /* sessions at once per MX IP; 0 = unlimited */

@@ -69,6 +69,9 @@ struct cbv_session {
 	int cap_starttls, cap_pipelining, cap_utf8;
 	int peer_closed;
 	int await_reply;           /* a command (or the connection) just went out */
+	int held;                  /* done, connection kept open (o.hold, clean end) */
+	unsigned txn_rcpts;        /* RCPTs sent in this MAIL transaction */
+	unsigned txn_errors;       /* 5xx replies in it (Postfix counts them per session) */
 
 	struct cbv_session_outcome res;
 };
@@ -152,6 +155,17 @@ static void finish(struct cbv_session *s, enum cbv_status st)
 	if (st == CBV_OK)
 		s->res.err.code = CBV_OK;
 	s->phase = PH_DONE;
+	/* Session reuse: a clean end in the MAIL transaction keeps the connection. */
+	if (st == CBV_OK && s->o.hold && s->npending == 0 && cbv_buf_pending(&s->in) == 0 &&
+	    !s->peer_closed && !s->ondemand && s->fd >= 0 && s->res.probe_code != 421 &&
+	    s->o.starttls != CBV_STARTTLS_ONDEMAND && cbv_session_outcome_clean(&s->res)) {
+		s->held = 1;
+		/* The transcript hook belongs to this verification, which is
+		 * ending: a later QUIT (cbv_hold) must not call it. */
+		s->o.trace = NULL;
+		s->o.trace_arg = NULL;
+		return;
+	}
 	/* QUIT only after a normal reply; not after 421 (the server is leaving). */
 	close_conn(s, st == CBV_OK && s->res.reply.code != 421);
 }
@@ -205,6 +219,8 @@ static void send_cmd(struct cbv_session *s, enum cbv_stage next, const char *fmt
 	memcpy(s->out + s->out_len, line, (size_t)n);
 	memcpy(s->out + s->out_len + n, "\r\n", 2);
 	s->out_len += (size_t)n + 2;
+	if (next == CBV_STAGE_RCPT)
+		s->txn_rcpts++;
 	s->stage = next;
 	cbv_reply_reset(&s->cur);
 	set_deadline(s, s->o.command_timeout_ms);
@@ -217,6 +233,7 @@ static void send_mail(struct cbv_session *s)
 	/* a new transaction (again after STARTTLS on demand): no RCPT answered */
 	s->rcpt_replied = 0;
 	s->any_ok = 0;
+	s->txn_rcpts = s->txn_errors = 0;
 	for (size_t i = 0; i < s->res.nrcpts; i++) {
 		s->res.rcpts[i].replied = 0;
 		s->res.rcpts[i].sent[0] = '\0';
@@ -352,6 +369,7 @@ static void on_reply(struct cbv_session *s)
 			s->npending--;
 		}
 		s->res.probe_code = r->code;
+		s->txn_errors += r->code >= 500;
 		{
 			size_t n = strnlen(r->text, sizeof(s->res.probe_recv) - 1);
 
@@ -472,6 +490,7 @@ static void on_reply(struct cbv_session *s)
 		}
 		s->rcpt_replied++;
 		s->any_ok |= ok;
+		s->txn_errors += r->code >= 500;
 		if (s->rcpt_replied < s->nreal && r->code != 421) {
 			/* the next recipient's reply, whatever this one got */
 			if (s->rcpts_pipelined) {
@@ -835,7 +854,7 @@ void cbv_session_free(struct cbv_session *s)
 {
 	if (s == NULL)
 		return;
-	close_conn(s, 0);
+	close_conn(s, s->held); /* a kept connection ends with QUIT */
 	cbv_reply_clear(&s->cur);
 	cbv_reply_clear(&s->res.reply);
 	cbv_reply_clear(&s->res.greeting);
@@ -849,4 +868,209 @@ void cbv_session_free(struct cbv_session *s)
 	if (s->pending != s->pending_inline)
 		cbv_free(s->pending);
 	cbv_free(s);
+}
+
+/* ---- session reuse (cbv_hold.h) ---- */
+
+/*
+ * A reply about the address that leaves the transaction as it was: 2xx,
+ * or 55x other than X.5.3 (too many recipients, a limit of the
+ * transaction); with temp = 1 also 4xx other than 421 (the server
+ * leaves), 452 and X.5.3 (too many recipients).  50x (syntax, bad
+ * sequence: the transaction is gone) never.
+ */
+static int clean_code(const struct cbv_reply *r, int temp)
+{
+	int many = r->ecode[0] != '\0' && strcmp(r->ecode + 1, ".5.3") == 0;
+
+	if (r->code >= 200 && r->code < 300)
+		return 1;
+	if (r->code >= 550 && r->code <= 559)
+		return !many;
+	if (temp && r->code >= 400 && r->code < 500)
+		return r->code != 421 && r->code != 452 && !many;
+	return 0;
+}
+
+/* Every real RCPT answered by a clean_code(temp) reply. */
+static int outcome_clean(const struct cbv_session_outcome *o, int temp)
+{
+	if (o->status != CBV_OK || o->stage != CBV_STAGE_RCPT)
+		return 0;
+	if (o->nrcpts == 0)
+		return clean_code(&o->reply, temp);
+	for (size_t i = 0; i < o->nrcpts; i++) {
+		if (!o->rcpts[i].replied || !clean_code(&o->rcpts[i].reply, temp))
+			return 0;
+	}
+	return 1;
+}
+
+int cbv_session_outcome_clean(const struct cbv_session_outcome *o)
+{
+	return outcome_clean(o, 0);
+}
+
+int cbv_session_outcome_answered(const struct cbv_session_outcome *o)
+{
+	return outcome_clean(o, 1);
+}
+
+int cbv_session_parkable(const struct cbv_session *s)
+{
+	return s != NULL && s->phase == PH_DONE && s->held && s->fd >= 0;
+}
+
+unsigned cbv_session_txn_rcpts(const struct cbv_session *s)
+{
+	return s->txn_rcpts;
+}
+
+unsigned cbv_session_txn_errors(const struct cbv_session *s)
+{
+	return s->txn_errors;
+}
+
+static int same_str(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+int cbv_session_matches(const struct cbv_session *s, const struct sockaddr *sa,
+                        const struct cbv_session_opts *o)
+{
+	char peer[sizeof(s->peer)];
+
+	cbv_net_format(sa, peer, sizeof(peer));
+	return strcmp(peer, s->peer) == 0 && same_str(o->host, s->host) &&
+	       same_str(o->helo, s->helo) && same_str(o->mail_from, s->mail_from) &&
+	       same_str(o->ca_dir, s->ca_dir) && !o->utf8 == !s->o.utf8 &&
+	       o->starttls == s->o.starttls && !o->tls_verify == !s->o.tls_verify &&
+	       o->connect_timeout_ms == s->o.connect_timeout_ms &&
+	       o->command_timeout_ms == s->o.command_timeout_ms;
+}
+
+int cbv_session_alive(const struct cbv_session *s)
+{
+	struct pollfd p;
+
+	if (!cbv_session_parkable(s))
+		return 0;
+	if (s->tls != NULL && cbv_tls_pending(s->tls))
+		return 0; /* bytes the peer sent unasked, already read from the socket */
+	p.fd = s->fd;
+	p.events = POLLIN;
+	p.revents = 0;
+	return poll(&p, 1, 0) == 0;
+}
+
+/* Back to one recipient: the last transaction's group buffers go. */
+static void more_free(struct cbv_session *s)
+{
+	for (size_t i = 0; i < s->res.nrcpts; i++)
+		cbv_reply_clear(&s->res.rcpts[i].reply);
+	cbv_free(s->res.rcpts);
+	s->res.rcpts = NULL;
+	s->res.nrcpts = 0;
+	cbv_free(s->more);
+	s->more = NULL;
+	if (s->out != s->out_inline)
+		cbv_free(s->out);
+	if (s->pending != s->pending_inline)
+		cbv_free(s->pending);
+	s->out = s->out_inline;
+	s->out_cap = sizeof(s->out_inline);
+	s->pending = s->pending_inline;
+	s->pending_max = 3;
+	s->nreal = 1;
+}
+
+int cbv_session_reuse(struct cbv_session *s, const struct cbv_session_opts *o,
+                      struct cbv_err *err)
+{
+	char init[CBV_DOMAIN_MAX + 100];
+
+	if (!cbv_session_parkable(s)) {
+		cbv_err_set(err, CBV_EINVAL, "no parked session");
+		return -1;
+	}
+	more_free(s);
+	if ((o->nmore > 0 && more_new(s, o, err) != 0) ||
+	    copy_wire(s->rcpt_to, sizeof(s->rcpt_to), o->rcpt_to, "recipient", err) != 0 ||
+	    copy_wire(s->probe_rcpt, sizeof(s->probe_rcpt), o->probe_rcpt, "probe recipient",
+	              err) != 0)
+		return -1;
+	if (s->rcpt_to[0] == '\0') {
+		cbv_err_set(err, CBV_EINVAL, "empty recipient");
+		return -1;
+	}
+	s->o.rcpt_to = s->rcpt_to;
+	s->o.probe_rcpt = s->probe_rcpt[0] != '\0' ? s->probe_rcpt : NULL;
+	s->o.more_rcpts = NULL;
+	s->o.nmore = o->nmore;
+	s->o.deadline_ms = o->deadline_ms;
+	s->o.trace = o->trace;
+	s->o.trace_arg = o->trace_arg;
+	s->o.hold = o->hold;
+	/* The outcome keeps the session's greeting, EHLO reply and TLS; the
+	 * rest is this transaction's. */
+	s->res.stage = CBV_STAGE_RCPT;
+	s->res.status = CBV_OK;
+	memset(&s->res.err, 0, sizeof(s->res.err));
+	cbv_reply_reset(&s->res.reply);
+	s->res.sent[0] = '\0';
+	s->res.probe_code = 0;
+	s->res.probe_recv[0] = '\0';
+	s->res.probe_sent[0] = '\0';
+	s->res.tls_not_offered = 0;
+	s->res.smtputf8_missing = 0;
+	/* tls says what a fresh connection would have had: no full handshake
+	 * when the session could be resumed (as cbv_tls_describe() says it). */
+	if (s->tls != NULL && cbv_tls_resumable(s->tls) && strstr(s->res.tls, ":resumed") == NULL) {
+		size_t n = strlen(s->res.tls);
+
+		snprintf(s->res.tls + n, sizeof(s->res.tls) - n, ":resumed");
+	}
+	s->held = 0;
+	s->rcpt_replied = 0;
+	s->any_ok = 0;
+	s->probe_state = 0;
+	s->skip_rcpt = 0;
+	s->pipelined = 0;
+	s->npending = 0;
+	s->await_reply = 0;
+	s->out_len = s->out_off = 0;
+	cbv_reply_reset(&s->cur);
+	s->rcpts_pipelined = s->cap_pipelining; /* never ondemand: not parked */
+	snprintf(init, sizeof(init), "%s [%s]", s->host, s->peer);
+	trace(s, CBV_TRACE_INIT, init);
+	s->phase = PH_SMTP;
+	send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->rcpt_to);
+	for (size_t i = 1; i < s->nreal && s->rcpts_pipelined && s->phase != PH_DONE; i++)
+		send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", rcpt_addr(s, i));
+	if (s->probe_rcpt[0] != '\0' && s->rcpts_pipelined && s->phase != PH_DONE) {
+		send_cmd(s, CBV_STAGE_RCPT, "RCPT TO:<%s>", s->probe_rcpt);
+		s->probe_state = 1;
+	}
+	if (s->phase == PH_DONE) {
+		cbv_err_set(err, s->res.err.code, "%s", s->res.err.msg);
+		return -1;
+	}
+	s->stage = CBV_STAGE_RCPT;
+	s->want = POLLOUT; /* the RCPTs go out at the first cbv_session_process() */
+	return 0;
+}
+
+void cbv_session_abandon(struct cbv_session *s)
+{
+	if (s == NULL)
+		return;
+	if (s->tls != NULL)
+		cbv_tls_abandon(s->tls);
+	s->tls = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	s->held = 0;
+	cbv_session_free(s);
 }

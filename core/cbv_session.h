@@ -78,6 +78,8 @@ struct cbv_session_opts {
 	int64_t deadline_ms;       /* overall, absolute (cbv_now_ms) */
 	cbv_trace_fn *trace;       /* may be NULL */
 	void *trace_arg;
+	int hold;                  /* 1: keep the connection open after a clean RCPT
+	                            * answer, to park it (cbv_hold.h); no QUIT then */
 };
 
 /* One recipient's RCPT and its reply (sessions with more_rcpts). */
@@ -143,5 +145,56 @@ const struct cbv_session_outcome *cbv_session_outcome(const struct cbv_session *
 
 /* Ends the session (QUIT if possible, never waiting), closes, frees.  NULL ok. */
 void cbv_session_free(struct cbv_session *s);
+
+/*
+ * Session reuse (cbv_hold.h).  A session started with o->hold that ends
+ * cleanly in the MAIL transaction keeps its connection: every real RCPT
+ * answered 2xx or 55x (not X.5.3, too many recipients), the probe (if
+ * any) answered and not 421, no command or byte left in flight, and not
+ * with starttls=ondemand.  cbv_session_outcome_clean() is that test on an
+ * outcome; cbv_session_parkable() says the connection was kept.
+ */
+int cbv_session_outcome_clean(const struct cbv_session_outcome *o);
+
+/*
+ * Looser: every real RCPT got an answer about its address, 4xx included
+ * (greylisting) but not 421, 452 or X.5.3 (too many recipients).  A
+ * reused session whose outcome is not this is retried on a fresh one.
+ */
+int cbv_session_outcome_answered(const struct cbv_session_outcome *o);
+int cbv_session_parkable(const struct cbv_session *s);
+
+/* RCPTs sent and 5xx replies got in the current MAIL transaction (the bounds). */
+unsigned cbv_session_txn_rcpts(const struct cbv_session *s);
+unsigned cbv_session_txn_errors(const struct cbv_session *s);
+
+/*
+ * 1 if a parked session would start with the same peer (sa, port set) and
+ * options: host (SNI), HELO, MAIL FROM, SMTPUTF8, STARTTLS policy,
+ * tls_verify, ca_dir and the timeouts.  The recipients, trace and
+ * deadline may differ.
+ */
+int cbv_session_matches(const struct cbv_session *s, const struct sockaddr *sa,
+                        const struct cbv_session_opts *o);
+
+/*
+ * 1 if a parked session's connection is quiet: nothing readable (EOF, a
+ * 421, anything unsolicited), nothing buffered in TLS.  Never blocks.
+ */
+int cbv_session_alive(const struct cbv_session *s);
+
+/*
+ * Reuses a parked session for o's recipients (and probe): RCPT TO only,
+ * in the same MAIL transaction, under o's deadline.  The outcome keeps the
+ * session's greeting, EHLO reply and TLS description; the rest is the new
+ * transaction's.  Returns 0 (drive it as a new session), or -1 with err
+ * (CBV_EINVAL, CBV_ENOMEM): free it then.
+ */
+int cbv_session_reuse(struct cbv_session *s, const struct cbv_session_opts *o,
+                      struct cbv_err *err);
+
+/* Closes and frees without writing a byte (no QUIT, no TLS close_notify):
+ * a dead peer, or a connection inherited across fork().  NULL ok. */
+void cbv_session_abandon(struct cbv_session *s);
 
 #endif

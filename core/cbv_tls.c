@@ -824,3 +824,22 @@ void cbv_tls_free(struct cbv_tls *t)
 	}
 	cbv_free(t);
 }
+
+void cbv_tls_abandon(struct cbv_tls *t)
+{
+	if (t != NULL && t->ssl != NULL)
+		SSL_set_quiet_shutdown(t->ssl, 1); /* SSL_shutdown() then writes nothing */
+	cbv_tls_free(t);
+}
+
+int cbv_tls_pending(const struct cbv_tls *t)
+{
+	return t != NULL && t->ssl != NULL && SSL_has_pending(t->ssl) == 1;
+}
+
+int cbv_tls_resumable(const struct cbv_tls *t)
+{
+	SSL_SESSION *ss = t != NULL && t->ssl != NULL ? SSL_get_session(t->ssl) : NULL;
+
+	return ss != NULL && SSL_SESSION_is_resumable(ss) == 1;
+}

@@ -84,6 +84,16 @@ void cbv_tls_describe(const struct cbv_tls *t, char *buf, size_t n);
  */
 void cbv_tls_free(struct cbv_tls *t);
 
+/* Frees t without writing (no close_notify): the peer is gone, or t came
+ * across fork() and belongs to the parent's connection.  NULL ok. */
+void cbv_tls_abandon(struct cbv_tls *t);
+
+/* 1 if t holds bytes read from the socket and not yet returned. */
+int cbv_tls_pending(const struct cbv_tls *t);
+
+/* 1 if t's session could be resumed by a new connection (a ticket came). */
+int cbv_tls_resumable(const struct cbv_tls *t);
+
 /* 1 if the handshake resumed a stored session, else 0. */
 int cbv_tls_resumed(const struct cbv_tls *t);
 

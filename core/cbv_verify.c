@@ -24,6 +24,7 @@
 #include "cbv_cidr.h"
 #include "cbv_clock.h"
 #include "cbv_dns.h"
+#include "cbv_hold.h"
 #include "cbv_log.h"
 #include "cbv_map.h"
 #include "cbv_net.h"
@@ -69,6 +70,8 @@ struct cbv_verify {
 	size_t sess_host;            /* index into hosts of the current session */
 	int plain_retry;             /* current session is the no-TLS retry */
 	struct cbv_tls_store tls_store; /* the sessions' TLS store (cbv_share.h) */
+	int reused;                  /* current session came from cbv_hold (parked) */
+	int no_reuse;                /* a reused session failed: fresh ones only */
 	char host[CBV_DOMAIN_MAX + 1]; /* the request's host, checked; "" if none */
 	int phase_host[2];           /* lookup phases: 1 = the host, 0 = the MX hosts */
 	int nphases, phase;
@@ -581,8 +584,22 @@ static void start_session(struct cbv_verify *v, size_t i, int plain)
 	o.trace = v->req.trace;
 	o.trace_arg = v->req.trace_arg;
 	trace_split(v, m, nm, &o);
+	o.hold = v->p.session_reuse && v->p.starttls != CBV_STARTTLS_ONDEMAND;
 	cbv_net_set_port((struct sockaddr *)&h->addr, v->p.port);
-	v->sess = cbv_session_new((const struct sockaddr *)&h->addr, h->addrlen, &o, &err);
+	/* Session reuse: a parked session to this very host and options (cbv_hold.h). */
+	v->sess = NULL;
+	v->reused = 0;
+	if (o.hold && !v->no_reuse &&
+	    (v->sess = cbv_hold_take((const struct sockaddr *)&h->addr, &o,
+	                             nm + (o.probe_rcpt != NULL))) != NULL) {
+		v->reused = cbv_session_reuse(v->sess, &o, &err) == 0;
+		if (!v->reused) {
+			cbv_session_free(v->sess);
+			v->sess = NULL;
+		}
+	}
+	if (v->sess == NULL)
+		v->sess = cbv_session_new((const struct sockaddr *)&h->addr, h->addrlen, &o, &err);
 	v->sess_host = i;
 	v->plain_retry = plain;
 	v->tried++;
@@ -654,6 +671,18 @@ static void session_done(struct cbv_verify *v)
 	const struct cbv_host *h = &v->hosts[v->sess_host];
 	int all_decided;
 
+	/* A reused session that did not answer (closed, 421, 452, a 50x,
+	 * ...): its outcome is no verdict; a fresh session decides. */
+	if (v->reused && !cbv_session_outcome_answered(o)) {
+		cbv_log(CBV_LOG_DEBUG, "cbv: %s: reused session did not answer cleanly; "
+		        "a fresh one", h->name);
+		cbv_session_free(v->sess);
+		v->sess = NULL;
+		v->tried--; /* the same host again */
+		v->no_reuse = 1;
+		start_session(v, v->sess_host, v->plain_retry);
+		return;
+	}
 	if (v->ngroup == 0) {
 		conclude_host(v, h, o, vd);
 		all_decided = vd.definitive;
@@ -670,7 +699,7 @@ static void session_done(struct cbv_verify *v)
 		start_session(v, v->sess_host, 1);
 		return;
 	}
-	cbv_session_free(v->sess);
+	cbv_hold_park(v->sess, v->p.session_idle_ms); /* frees it unless parkable */
 	v->sess = NULL;
 	host_release(v);
 	if (all_decided) {

@@ -190,4 +190,12 @@ enum cbv_status cbv_verify_multi(const struct cbv_profile *p, const struct cbv_r
  */
 enum cbv_status cbv_verify_preload(const struct cbv_profile *p, struct cbv_err *err);
 
+/*
+ * Ends what the process keeps between verifications: the parked sessions
+ * of session_reuse get QUIT (never waiting for the 221).  Also run at
+ * exit (atexit); a forked child never touches its parent's.  The next
+ * verification starts afresh.  Defined in cbv_hold.c.
+ */
+void cbv_verify_shutdown(void);
+
 #endif

@@ -41,6 +41,11 @@
  *               to DIR/rcpt.log (-r DIR), for the cache tests
  *   catchall    counting, but every RCPT -> 250 (a catch-all domain)
  *   slowcount   counting, but the greeting comes after SLOW_GREETING_MS
+ *               Counting scenarios also append "IP" to DIR/conn.log for each
+ *               connection, and (session reuse tests) answer RCPT
+ *               close*  with 250, then close the connection;
+ *               r421*   after the first RCPT of a connection: 421, close;
+ *               r452*   after the first RCPT of a connection: 452 4.5.3.
  *
  * Input lines are bounded (LINE_MAX_IN bytes with CRLF); a longer line gets
  * a 500 and the connection is closed. Closing is "lingering": our side is
@@ -141,6 +146,7 @@ struct conn {
 	size_t inlen;
 	size_t drip_pos;
 	char local_ip[INET6_ADDRSTRLEN]; /* for the RCPT count */
+	unsigned nrcpt; /* RCPTs in this connection so far */
 	int64_t timer_ms; /* drip: next byte; linger: give up; else unused */
 };
 
@@ -414,6 +420,25 @@ static void do_rcpt(struct conn *c, const char *line)
 		reply(c, "250 2.1.5 Recipient OK");
 		return;
 	}
+	if ((c->sc == SC_COUNTING || c->sc == SC_SLOWCOUNT) && p != NULL) {
+		const char *lp = p + (*p == '<');
+
+		c->nrcpt++;
+		if (strncasecmp(lp, "close", 5) == 0) {
+			reply(c, "250 2.1.5 Recipient OK");
+			start_close(c);
+			return;
+		}
+		if (c->nrcpt > 1 && strncasecmp(lp, "r421", 4) == 0) {
+			reply(c, "421 4.3.2 Service shutting down");
+			start_close(c);
+			return;
+		}
+		if (c->nrcpt > 1 && strncasecmp(lp, "r452", 4) == 0) {
+			reply(c, "452 4.5.3 Too many recipients");
+			return;
+		}
+	}
 	if (c->sc == SC_BIGREPLY) {
 		static char big[2001];
 
@@ -581,6 +606,19 @@ static void conn_add(int fd, enum scenario sc, const char *peer, const char *loc
 	conns[nconns++] = c;
 	vlog("#%lu connect from %s to %s (%s)", c->id, peer, local,
 	     scenario_names[sc]);
+	if ((sc == SC_COUNTING || sc == SC_CATCHALL || sc == SC_SLOWCOUNT) && rcpt_dir != NULL) {
+		char path[4096], rec[INET6_ADDRSTRLEN + 2];
+		int lfd, n;
+
+		snprintf(path, sizeof path, "%s/conn.log", rcpt_dir);
+		n = snprintf(rec, sizeof rec, "%s\n", c->local_ip);
+		lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (lfd >= 0) {
+			if (write(lfd, rec, (size_t)n) < 0)
+				vlog("#%lu conn.log: %s", c->id, strerror(errno));
+			close(lfd);
+		}
+	}
 	greet(c);
 }
 

@@ -10,8 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cbv.h"
+#include "cbv_hold.h"
 
 struct row {
 	const char *address;
@@ -768,6 +772,378 @@ START_TEST(group_api)
 }
 END_TEST
 
+
+/* ---- session reuse (core/cbv_hold.c) ---- */
+
+/* Lines in $CBV_RIG_DIR/conn.log: connections the counting servers accepted. */
+static int conn_lines(void)
+{
+	const char *dir = getenv("CBV_RIG_DIR");
+	char path[1024], line[256];
+	int n = 0;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(dir);
+	snprintf(path, sizeof(path), "%s/conn.log", dir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n++;
+	fclose(f);
+	return n;
+}
+
+static int greetings; /* sessions that read a greeting: new connections */
+
+static void count_greeting(void *arg, enum cbv_trace kind, const char *text)
+{
+	(void)arg;
+	(void)text;
+	if (kind == CBV_TRACE_GRTNG)
+		greetings++;
+}
+
+/* Verifies address with the rig profile plus opts; returns the result. */
+static struct cbv_result *verify_one(const char *address, const char *opts)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = address, .trace = count_greeting };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	rig_profile(&p, opts);
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	ck_assert_ptr_nonnull(r);
+	cbv_profile_clear(&p);
+	return r;
+}
+
+/* Everything a fresh session would give; greeting up to its first n bytes
+ * (an Exim greeting carries the time), tls without ":resumed". */
+static void same_result(const struct cbv_result *a, const struct cbv_result *b, size_t n)
+{
+	const char *ra = strstr(a->tls, ":resumed"), *rb = strstr(b->tls, ":resumed");
+	size_t ta = ra != NULL ? (size_t)(ra - a->tls) : strlen(a->tls);
+	size_t tb = rb != NULL ? (size_t)(rb - b->tls) : strlen(b->tls);
+
+	ck_assert_msg(a->verdict == b->verdict && a->reason == b->reason, "%s: %s/%s vs %s/%s",
+	              a->address, cbv_verdict_name(a->verdict), cbv_reason_name(a->reason),
+	              cbv_verdict_name(b->verdict), cbv_reason_name(b->reason));
+	ck_assert_int_eq(a->code, b->code);
+	ck_assert_str_eq(a->ecode, b->ecode);
+	ck_assert_str_eq(a->message, b->message);
+	ck_assert_str_eq(a->sent, b->sent);
+	ck_assert_str_eq(a->recv, b->recv);
+	ck_assert_str_eq(a->helo, b->helo);
+	ck_assert_int_eq(strncmp(a->greeting, b->greeting, n), 0);
+	ck_assert_str_eq(a->host, b->host);
+	ck_assert_str_eq(a->ip, b->ip);
+	ck_assert_str_eq(a->rcpt, b->rcpt);
+	ck_assert_str_eq(a->sender, b->sender);
+	ck_assert_int_eq(a->hosts_tried, b->hosts_tried);
+	ck_assert_msg(ta == tb && strncmp(a->tls, b->tls, ta) == 0, "tls %s vs %s", a->tls, b->tls);
+}
+
+struct reuse_row {
+	const char *opts;
+	const char *addrs[4]; /* NULL-terminated, verified in turn in one process */
+	int conns;            /* new connections then (conn.log; -1: count greetings) */
+	size_t greet_cmp;     /* bytes of the greeting compared with a fresh one */
+};
+
+static const struct reuse_row reuse_rows[] = {
+	/* the counting fake: one connection, one RCPT each */
+	{ "", { "ra@count.test", "unknown-rb@count.test", "rc@count.test", NULL }, 1, 1000 },
+	/* with the catch-all probe: still one connection */
+	{ "catchall_probe=yes", { "ra@count.test", "rb@count.test", NULL }, 1, 1000 },
+	/* the rig's Exim over STARTTLS (127.0.0.10): one session, one handshake */
+	{ "", { "alice@exim.test", "nobody@exim.test", "bob@exim.test", NULL }, -1, 20 },
+	{ "starttls=never", { "alice@exim.test", "nobody@exim.test", NULL }, -1, 20 },
+	/* greylisted (451) is an answer, but is not parked */
+	{ "", { "grey@exim.test", "alice@exim.test", "grey@exim.test", NULL }, -2, 20 },
+};
+
+/* Several verifications in one process: one connection, and each result
+ * equal to a fresh session's. */
+START_TEST(reuse_same_results)
+{
+	const struct reuse_row *t = &reuse_rows[_i];
+	struct cbv_result *fresh[4] = { NULL }, *r;
+	char opts[256];
+	int c0, r0, n = 0;
+
+	cbv_hold_shutdown();
+	snprintf(opts, sizeof(opts), "%s%ssession_reuse=no", t->opts, t->opts[0] ? ";" : "");
+	for (n = 0; t->addrs[n] != NULL; n++)
+		fresh[n] = verify_one(t->addrs[n], opts);
+	ck_assert_int_eq(cbv_hold_count(), 0);
+	c0 = conn_lines();
+	r0 = rcpt_lines();
+	greetings = 0;
+	for (int i = 0; i < n; i++) {
+		r = verify_one(t->addrs[i], t->opts);
+		same_result(fresh[i], r, t->greet_cmp);
+		cbv_result_free(r);
+		cbv_result_free(fresh[i]);
+	}
+	if (t->conns > 0) {
+		ck_assert_int_eq(conn_lines() - c0, t->conns);
+		ck_assert_int_ge(rcpt_lines() - r0, n);
+	} else if (t->conns == -1) {
+		ck_assert_int_eq(greetings, 1);
+		ck_assert_int_eq(cbv_hold_count(), 1);
+	} else {
+		/* grey (451 at .10, then ::1), alice (parked), grey on it: its 451
+		 * is an answer, then ::1 afresh: 4 sessions, not 5 */
+		ck_assert_int_eq(greetings, 4);
+	}
+	cbv_hold_shutdown();
+	ck_assert_int_eq(cbv_hold_count(), 0);
+}
+END_TEST
+
+struct retry_row {
+	const char *first;    /* parks a session (or tries to) */
+	const char *second;   /* then this one */
+	const char *reason;   /* its verdict: pass/accepted unless given */
+	int conns;            /* connections for both */
+	int rcpts;            /* RCPT lines for both */
+};
+
+static const struct retry_row retry_rows[] = {
+	/* peer closed while parked: a fresh session (the close may also be
+	 * seen only at the reused RCPT: a fresh session then too) */
+	{ "close-a@count.test", "rb@count.test", "accepted", 2, -1 },
+	/* 421 to the reused RCPT: a fresh session, right verdict */
+	{ "ra@count.test", "r421-b@count.test", "accepted", 2, 3 },
+	/* 452 too many recipients to the reused RCPT: a fresh session */
+	{ "ra@count.test", "r452-b@count.test", "accepted", 2, 3 },
+	/* a fail parks too */
+	{ "unknown-a@count.test", "unknown-b@count.test", "mailbox_unknown", 1, 2 },
+};
+
+START_TEST(reuse_retry)
+{
+	const struct retry_row *t = &retry_rows[_i];
+	struct cbv_result *fresh, *a, *b;
+	int c0, r0;
+
+	cbv_hold_shutdown();
+	fresh = verify_one(t->second, "session_reuse=no");
+	c0 = conn_lines();
+	r0 = rcpt_lines();
+	a = verify_one(t->first, "");
+	ck_assert_int_eq(a->verdict, strncmp(t->first, "unknown", 7) == 0 ? CBV_FAIL : CBV_PASS);
+	b = verify_one(t->second, "");
+	ck_assert_str_eq(cbv_reason_name(b->reason), t->reason);
+	same_result(fresh, b, 1000);
+	ck_assert_int_eq(conn_lines() - c0, t->conns);
+	if (t->rcpts >= 0)
+		ck_assert_int_eq(rcpt_lines() - r0, t->rcpts);
+	cbv_result_free(fresh);
+	cbv_result_free(a);
+	cbv_result_free(b);
+	cbv_hold_shutdown();
+}
+END_TEST
+
+/* A session is reused only under the same options as it was made with. */
+static const char *const key_opts[] = {
+	"mailfrom=other@verifier.test",
+	"helo=other.test",
+	"starttls=never",
+	"starttls=require",
+	"tls_verify=yes",
+	"command_timeout=9s",
+	"connect_timeout=9s",
+	"port=2526",
+};
+
+START_TEST(reuse_needs_same_key)
+{
+	struct cbv_result *a, *b;
+	int c0;
+
+	cbv_hold_shutdown();
+	c0 = conn_lines();
+	a = verify_one("ra@count.test", "");
+	b = verify_one("rb@count.test", key_opts[_i]);
+	ck_assert_msg(conn_lines() - c0 == 2 || strcmp(key_opts[_i], "port=2526") == 0,
+	              "%s: %d connections", key_opts[_i], conn_lines() - c0);
+	ck_assert_msg(b->rcpt[0] != '\0', "no rcpt");
+	/* the first one is still parked, untouched */
+	ck_assert_int_ge(cbv_hold_count(), 1);
+	cbv_result_free(a);
+	cbv_result_free(b);
+	/* same options again: it is used */
+	c0 = conn_lines();
+	a = verify_one("rc@count.test", "");
+	ck_assert_int_eq(a->verdict, CBV_PASS);
+	ck_assert_int_eq(conn_lines() - c0, 0);
+	cbv_result_free(a);
+	cbv_hold_shutdown();
+}
+END_TEST
+
+/* Past session_idle a parked session is closed, not used; off: never parked. */
+START_TEST(reuse_idle_and_off)
+{
+	struct cbv_result *a, *b;
+	struct timespec ts = { 0, 150 * 1000 * 1000 };
+	int c0;
+
+	cbv_hold_shutdown();
+	c0 = conn_lines();
+	a = verify_one("ra@count.test", "session_idle=50ms");
+	ck_assert_int_eq(cbv_hold_count(), 1);
+	nanosleep(&ts, NULL);
+	b = verify_one("rb@count.test", "session_idle=50ms");
+	ck_assert_int_eq(b->verdict, CBV_PASS);
+	ck_assert_int_eq(conn_lines() - c0, 2);
+	cbv_result_free(a);
+	cbv_result_free(b);
+	cbv_hold_shutdown();
+	c0 = conn_lines();
+	a = verify_one("ra@count.test", "session_reuse=no");
+	ck_assert_int_eq(cbv_hold_count(), 0);
+	b = verify_one("rb@count.test", "session_reuse=no");
+	ck_assert_int_eq(conn_lines() - c0, 2);
+	cbv_result_free(a);
+	cbv_result_free(b);
+}
+END_TEST
+
+/* At most CBV_HOLD_RCPTS_MAX RCPTs per held transaction. */
+START_TEST(reuse_rcpt_bound)
+{
+	int c0, n = CBV_HOLD_RCPTS_MAX + 8;
+	char addr[64];
+
+	cbv_hold_shutdown();
+	c0 = conn_lines();
+	for (int i = 0; i < n; i++) {
+		struct cbv_result *r;
+
+		snprintf(addr, sizeof(addr), "bound%d@count.test", i);
+		r = verify_one(addr, "");
+		ck_assert_int_eq(r->verdict, CBV_PASS);
+		cbv_result_free(r);
+	}
+	ck_assert_int_eq(conn_lines() - c0, 2);
+	cbv_hold_shutdown();
+}
+END_TEST
+
+/* After fork() the child never uses (nor closes with QUIT) the parent's session. */
+START_TEST(reuse_not_across_fork)
+{
+	struct cbv_result *a, *b;
+	int c0, status = 0;
+	pid_t pid;
+
+	cbv_hold_shutdown();
+	c0 = conn_lines();
+	a = verify_one("ra@count.test", "");
+	ck_assert_int_eq(cbv_hold_count(), 1);
+	fflush(NULL); /* the child exits through exit(): nothing buffered twice */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cbv_profile p;
+		struct cbv_request req = { .address = "rchild@count.test" };
+		struct cbv_result *r = NULL;
+		struct cbv_err err;
+		int ok;
+
+		rig_profile(&p, "");
+		ok = cbv_hold_count() == 0 && cbv_verify(&p, &req, &r, &err) == CBV_OK &&
+		     r->verdict == CBV_PASS;
+		cbv_result_free(r);
+		cbv_profile_clear(&p);
+		exit(ok ? 0 : 1); /* atexit: its own parked session gets QUIT, not ours */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed");
+	ck_assert_int_eq(conn_lines() - c0, 2);
+	/* ours still works: no new connection */
+	b = verify_one("rb@count.test", "");
+	ck_assert_int_eq(b->verdict, CBV_PASS);
+	ck_assert_int_eq(conn_lines() - c0, 2);
+	cbv_result_free(a);
+	cbv_result_free(b);
+	cbv_hold_shutdown();
+}
+END_TEST
+
+static int late_traces; /* trace calls after the verification returned */
+static int trace_open;
+
+static void trace_lifetime(void *arg, enum cbv_trace kind, const char *text)
+{
+	(void)kind;
+	(void)text;
+	ck_assert_ptr_eq(arg, &trace_open);
+	if (!trace_open)
+		late_traces++;
+}
+
+/* A parked session forgets the verification's transcript hook: its QUIT
+ * (cbv_verify_shutdown, idle, eviction) calls no hook of a caller gone
+ * (cbvd's job is freed by then). */
+START_TEST(reuse_trace_ends)
+{
+	struct cbv_profile p;
+	struct cbv_request req = { .address = "ra@count.test", .trace = trace_lifetime,
+		                   .trace_arg = &trace_open };
+	struct cbv_result *r = NULL;
+	struct cbv_err err;
+
+	cbv_hold_shutdown();
+	rig_profile(&p, "");
+	trace_open = 1;
+	late_traces = 0;
+	ck_assert_int_eq(cbv_verify(&p, &req, &r, &err), CBV_OK);
+	trace_open = 0;
+	ck_assert_int_eq(r->verdict, CBV_PASS);
+	ck_assert_int_eq(cbv_hold_count(), 1);
+	cbv_verify_shutdown(); /* QUIT on the parked session */
+	ck_assert_int_eq(cbv_hold_count(), 0);
+	ck_assert_int_eq(late_traces, 0);
+	cbv_result_free(r);
+	cbv_profile_clear(&p);
+}
+END_TEST
+
+/* A group on a parked session: one connection, each its own verdict. */
+START_TEST(reuse_group)
+{
+	static const char *const addrs[] = { "ga@count.test", "unknown-gb@count.test",
+		                             "gc@count.test" };
+	struct cbv_result *out[3], *a;
+	struct cbv_profile p;
+	struct cbv_request req = { 0 };
+	struct cbv_err err;
+	int c0;
+
+	cbv_hold_shutdown();
+	c0 = conn_lines();
+	a = verify_one("ra@count.test", "");
+	rig_profile(&p, "");
+	ck_assert_int_eq(cbv_verify_multi(&p, &req, addrs, 3, out, &err), CBV_OK);
+	ck_assert_int_eq(out[0]->verdict, CBV_PASS);
+	ck_assert_int_eq(out[1]->verdict, CBV_FAIL);
+	ck_assert_str_eq(out[1]->sent, "RCPT TO:<unknown-gb@count.test>");
+	ck_assert_int_eq(out[2]->verdict, CBV_PASS);
+	ck_assert_int_eq(conn_lines() - c0, 1);
+	for (int i = 0; i < 3; i++)
+		cbv_result_free(out[i]);
+	cbv_result_free(a);
+	cbv_profile_clear(&p);
+	cbv_hold_shutdown();
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
 	Suite *s = suite_create("verify");
@@ -807,6 +1183,19 @@ static Suite *verify_suite(void)
 	tcase_add_loop_test(tc, group_transcripts, 0,
 	                    (int)(sizeof(group_rows) / sizeof(group_rows[0])));
 	tcase_add_test(tc, group_api);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("reuse");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, reuse_same_results, 0,
+	                    (int)(sizeof(reuse_rows) / sizeof(reuse_rows[0])));
+	tcase_add_loop_test(tc, reuse_retry, 0, (int)(sizeof(retry_rows) / sizeof(retry_rows[0])));
+	tcase_add_loop_test(tc, reuse_needs_same_key, 0,
+	                    (int)(sizeof(key_opts) / sizeof(key_opts[0])));
+	tcase_add_test(tc, reuse_idle_and_off);
+	tcase_add_test(tc, reuse_rcpt_bound);
+	tcase_add_test(tc, reuse_not_across_fork);
+	tcase_add_test(tc, reuse_group);
+	tcase_add_test(tc, reuse_trace_ends);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("oom");
 	tcase_set_timeout(tc, 60);
