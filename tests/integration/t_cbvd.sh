@@ -29,10 +29,13 @@ trap cleanup EXIT
 PORT=$(free_port)
 SOCK="$TMP/run/cbvd.sock"
 {
-	rig_profile default 'helo = "verifier.test"' 'timeout = 10s'
+	# session_reuse = no: most checks here compare each job's lines with a
+	# fresh session's; profile "reuse" checks cbvd with reuse on.
+	rig_profile default 'helo = "verifier.test"' 'timeout = 10s' 'session_reuse = no'
+	rig_profile reuse 'helo = "verifier.test"' 'timeout = 10s'
 	rig_profile strict 'starttls = require' 'timeout = 5s'
 	rig_profile short 'timeout = 2s'
-	rig_profile cached "cache = \"$TMP/cache/cbv\"" 'timeout = 10s'
+	rig_profile cached "cache = \"$TMP/cache/cbv\"" 'timeout = 10s' 'session_reuse = no'
 	cat <<CONF
 server {
   listen = [ "unix://$SOCK" "inet://127.0.0.1:$PORT" ]
@@ -388,6 +391,19 @@ fi
 out=$(same_jobs "$TMP/one.out" "$TMP/apart.out")
 DETAIL="$out" check "5 VRFYs, one RUN: each job's lines and word as 5 RUNs give ($out)" \
 	eval '[[ $out == "jobs 5, words success success not_found success success" ]]'
+
+# Session reuse in cbvd: the second RUN at count.test sends only RCPT TO on
+# the session the first one parked.
+m=$(flog_mark)
+out=$(client "$TCP" 'SET PROFILE="reuse"' 'VRFY "r1@count.test"' RUN 'VRFY "r2@count.test"' RUN QUIT)
+cr=$(smtp_count "$m" 127.0.0.65 connect) mr=$(smtp_count "$m" 127.0.0.65 mail)
+if [ "${CBV_RIG_QUIET:-0}" = 1 ]; then
+	ok "session reuse: two RUNs, one connection # skip: fakesmtp without -v (CBV_RIG_QUIET=1)"
+else
+	DETAIL="$cr connections, $mr MAIL; $out" check \
+		"session reuse: two RUNs at one domain, one connection and one MAIL FROM, both success" \
+		eval '[ "$cr" = 1 ] && [ "$mr" = 1 ] && [ "$(grep -c "=success" <<<"$out")" = 2 ]'
+fi
 
 # Mixed: domains, a greylisting first MX (grey.test: grey goes on to mx2
 # alone), a null MX, bad syntax, a HOST, another MAIL FROM, and a cache-free
