@@ -8,6 +8,7 @@
  */
 #include "cbv_hold.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -126,7 +127,23 @@ void cbv_hold_shutdown(void)
 	}
 }
 
+int64_t cbv_hold_sweep(void)
+{
+	int64_t next = INT64_MAX;
+
+	sweep();
+	for (size_t i = 0; i < CBV_HOLD_MAX; i++)
+		if (slots[i].s != NULL && slots[i].since_ms + (int64_t)slots[i].idle_ms < next)
+			next = slots[i].since_ms + (int64_t)slots[i].idle_ms;
+	return next;
+}
+
 void cbv_verify_shutdown(void)
 {
 	cbv_hold_shutdown();
+}
+
+int64_t cbv_verify_idle(void)
+{
+	return cbv_hold_sweep();
 }

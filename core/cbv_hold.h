@@ -26,6 +26,7 @@
 #define CBV_HOLD_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "cbv_session.h"
@@ -55,5 +56,10 @@ size_t cbv_hold_count(void);
 
 /* Closes every parked session: QUIT (in the process that parked it). */
 void cbv_hold_shutdown(void);
+
+/* Closes (QUIT) the parked sessions past their idle limit and those of
+ * another process (silently); returns when the next one expires
+ * (cbv_now_ms()), INT64_MAX if none is parked. */
+int64_t cbv_hold_sweep(void);
 
 #endif

@@ -198,4 +198,12 @@ enum cbv_status cbv_verify_preload(const struct cbv_profile *p, struct cbv_err *
  */
 void cbv_verify_shutdown(void);
 
+/*
+ * For a long-lived process (cbvd), now and then: QUIT on the parked
+ * sessions past their idle limit (session_idle), which would otherwise
+ * wait for the next verification.  Returns when to call it again
+ * (cbv_now_ms()), INT64_MAX if nothing is parked.
+ */
+int64_t cbv_verify_idle(void);
+
 #endif

@@ -1380,6 +1380,12 @@ static int loop_turn(struct loop *L)
 	n = job_pollfds(L, n, &wake);
 	n = group_pollfds(L, n, &wake);
 	n = cbvd_metrics_pollfds(lc->metrics, L->pfds, n, &wake);
+	{
+		int64_t idle = cbv_verify_idle(); /* parked sessions past session_idle: QUIT */
+
+		if (idle < wake)
+			wake = idle;
+	}
 	r = poll(L->pfds, (nfds_t)n, poll_timeout(wake, busy));
 	if (r < 0) {
 		if (errno == EINTR)

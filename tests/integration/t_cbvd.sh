@@ -33,6 +33,7 @@ SOCK="$TMP/run/cbvd.sock"
 	# fresh session's; profile "reuse" checks cbvd with reuse on.
 	rig_profile default 'helo = "verifier.test"' 'timeout = 10s' 'session_reuse = no'
 	rig_profile reuse 'helo = "verifier.test"' 'timeout = 10s'
+	rig_profile reuseidle 'helo = "idle.verifier.test"' 'timeout = 10s' 'session_idle = 1s'
 	rig_profile strict 'starttls = require' 'timeout = 5s'
 	rig_profile short 'timeout = 2s'
 	rig_profile cached "cache = \"$TMP/cache/cbv\"" 'timeout = 10s' 'session_reuse = no'
@@ -403,6 +404,23 @@ else
 	DETAIL="$cr connections, $mr MAIL; $out" check \
 		"session reuse: two RUNs at one domain, one connection and one MAIL FROM, both success" \
 		eval '[ "$cr" = 1 ] && [ "$mr" = 1 ] && [ "$(grep -c "=success" <<<"$out")" = 2 ]'
+fi
+
+# cbvd closes a parked session once session_idle has passed, with no
+# verification to notice it (its loop wakes for it): QUIT at the server.
+m=$(flog_mark)
+out=$(client "$TCP" 'SET PROFILE="reuseidle"' 'VRFY "r3@count.test"' RUN QUIT)
+quit_seen() {
+	tail -n +"$((m + 1))" "$FLOG" 2>/dev/null | awk '
+		$3 == "connect" && index($0, " to 127.0.0.65:") { id[$2] = 1 }
+		$3 == "<" && $4 == "QUIT" && ($2 in id) { q++ }
+		END { exit !(q >= 1) }'
+}
+if [ "${CBV_RIG_QUIET:-0}" = 1 ]; then
+	ok "session reuse: idle session closed # skip: fakesmtp without -v (CBV_RIG_QUIET=1)"
+else
+	DETAIL="$out" check "session reuse: cbvd sends QUIT on a parked session past session_idle" \
+		until_ok quit_seen
 fi
 
 # Mixed: domains, a greylisting first MX (grey.test: grey goes on to mx2
