@@ -147,7 +147,9 @@ static int bench_profile(struct cbv_profile *p, const char *opts)
 	    cbv_profile_set(p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
 	    cbv_profile_set(p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
 	    cbv_profile_set(p, "deny_networks", "", &err) != CBV_OK ||
-	    cbv_profile_set(p, "helo", "bench.test", &err) != CBV_OK) {
+	    cbv_profile_set(p, "helo", "bench.test", &err) != CBV_OK ||
+	    /* each case measures a fresh session unless it turns reuse on */
+	    cbv_profile_set(p, "session_reuse", "no", &err) != CBV_OK) {
 		fprintf(stderr, "bench_core: %s\n", err.msg);
 		return -1;
 	}
@@ -263,6 +265,7 @@ static int64_t time_one(const char *addr, const char *opt)
 	    cbv_profile_set(&p, "dns_servers", getenv("CBV_RIG_DNS"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "port", getenv("CBV_RIG_PORT"), &err) != CBV_OK ||
 	    cbv_profile_set(&p, "deny_networks", "", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "session_reuse", "no", &err) != CBV_OK ||
 	    cbv_profile_set(&p, buf, eq + 1, &err) != CBV_OK)
 		return -1;
 	t0 = cbv_now_us();
@@ -398,6 +401,7 @@ static double run_tls(const char *name, const char *host, const char *opts, int 
 	    cbv_profile_set(&p, "deny_networks", "", &err) != CBV_OK ||
 	    cbv_profile_set(&p, "helo", "bench.test", &err) != CBV_OK ||
 	    cbv_profile_set(&p, "starttls", "require", &err) != CBV_OK ||
+	    cbv_profile_set(&p, "session_reuse", "no", &err) != CBV_OK ||
 	    cbv_profile_set(&p, "ca_dir", ca != NULL ? ca : "", &err) != CBV_OK) {
 		fprintf(stderr, "bench_core: %s\n", err.msg);
 		return -1;
@@ -472,6 +476,12 @@ int main(int argc, char **argv)
 		return 1;
 	m_exim = median_ms(us, n);
 	if (run_cbv("cbv exim.test (STARTTLS)", "alice@exim.test", "starttls=opportunistic", n, us) != 0)
+		return 1;
+	/* session_reuse: the same process's next verification on the parked session */
+	if (run_cbv("cbv exim.test (plain), reuse", "alice@exim.test",
+	            "starttls=never session_reuse=yes", n, us) != 0 ||
+	    run_cbv("cbv exim.test (STARTTLS), reuse", "alice@exim.test",
+	            "starttls=opportunistic session_reuse=yes", n, us) != 0)
 		return 1;
 	if (run_bare("bare exim, waits for 221", "127.0.0.10", 0, 1, n / 10, exim_bare) != 0)
 		return 1;
