@@ -1004,17 +1004,21 @@ int cbv_cache_redis_build_unlock(const char *kf, uint64_t ticket, struct cbv_red
 	return 1;
 }
 
-/* Sends a command that nobody waits for: now, or later in the non-blocking driver. */
-static void fire(struct cbv_cache_redis *r, struct cbv_redis_cmd *c)
+/*
+ * Sends a command that nobody waits for: now, or later in the non-blocking
+ * driver (its queue reads and checks the reply).  1 if it was sent (and,
+ * on the blocking connection, answered), 0 if Redis was not reached.
+ */
+static int fire(struct cbv_cache_redis *r, struct cbv_redis_cmd *c)
 {
 	redisReply *rep;
 
-	if (cbv_cache_redis_async_on()) {
-		(void)cbv_cache_redis_async_send(r, c, CBV_RW_FIRE, NULL);
-		return;
-	}
-	if (ensure(r) && (rep = run(r, c)) != NULL)
-		freeReplyObject(rep);
+	if (cbv_cache_redis_async_on())
+		return cbv_cache_redis_async_send(r, c, CBV_RW_FIRE, NULL);
+	if (!ensure(r) || (rep = run(r, c)) == NULL)
+		return 0;
+	freeReplyObject(rep);
+	return 1;
 }
 
 void cbv_cache_redis_flight_end(struct cbv_cache_redis *r, const struct cbv_cache_key *k,
@@ -1025,7 +1029,7 @@ void cbv_cache_redis_flight_end(struct cbv_cache_redis *r, const struct cbv_cach
 
 	if (rkey(r, k, 'F', kf) == 0 || !cbv_cache_redis_build_unlock(kf, ticket, &c))
 		return;
-	fire(r, &c);
+	(void)fire(r, &c);
 }
 
 int cbv_cache_redis_build_acquire(struct cbv_cache_redis *r, char kind, const char *name,
@@ -1115,7 +1119,7 @@ void cbv_cache_redis_release(struct cbv_cache_redis *r, char kind, const char *n
 
 	if (nkey(r, kind, name, kc) == 0 || !cbv_cache_redis_build_release(kc, ticket, &c))
 		return;
-	fire(r, &c);
+	(void)fire(r, &c);
 }
 
 /* ---- shared with the non-blocking driver ---- */
@@ -1496,7 +1500,7 @@ static int count_async(struct cbv_cache_redis *r, const struct cbv_stats_field *
 		c.argv[2] = i < n ? f[i].name : "o";
 		c.lens[2] = strlen(c.argv[2]);
 		num_arg(&c, 3, 0, (unsigned long long)add);
-		if (!cbv_cache_redis_async_send(r, &c, CBV_RW_FIRE, NULL))
+		if (!fire(r, &c))
 			return -1;
 	}
 	return 0;
@@ -1633,33 +1637,6 @@ static size_t bkey(const struct cbv_cache_redis *r, const unsigned char *kb, siz
 	return o;
 }
 
-/*
- * A blob write (SET, DEL): awaited on the blocking connection, or under
- * the non-blocking driver (cbvd) sent without waiting, its reply checked
- * by the driver's queue.  The arguments are copied out before returning.
- */
-static enum cbv_cache_status blob_write(struct cbv_cache_redis *r, int argc, const char **argv,
-                                        const size_t *lens)
-{
-	redisReply *rep;
-
-	if (cbv_cache_redis_async_on()) {
-		struct cbv_redis_cmd c;
-
-		cmd_init(&c, CBV_RS_NONE, argc);
-		for (int i = 0; i < argc; i++) {
-			c.argv[i] = argv[i];
-			c.lens[i] = lens[i];
-		}
-		return cbv_cache_redis_async_send(r, &c, CBV_RW_FIRE, NULL) ? CBV_CACHE_OK
-		                                                            : CBV_CACHE_OFF;
-	}
-	if (!ensure(r) || (rep = command(r, argc, argv, lens)) == NULL)
-		return CBV_CACHE_OFF;
-	freeReplyObject(rep);
-	return CBV_CACHE_OK;
-}
-
 enum cbv_cache_status cbv_cache_redis_blob_get(struct cbv_cache_redis *r,
                                                const unsigned char *kb, size_t klen,
                                                unsigned char *buf, size_t cap, size_t *len)
@@ -1676,7 +1653,7 @@ enum cbv_cache_status cbv_cache_redis_blob_get(struct cbv_cache_redis *r,
 	/*
 	 * Under the non-blocking driver (cbvd) a GET would have to be waited
 	 * for: cbvd keeps its sessions and answers in process instead, and
-	 * only publishes them (blob_write) for the rest of the fleet.
+	 * only publishes them (blob put and del, through fire()) to the fleet.
 	 */
 	if (cbv_cache_redis_async_on())
 		return CBV_CACHE_MISS;
@@ -1706,24 +1683,35 @@ enum cbv_cache_status cbv_cache_redis_blob_put(struct cbv_cache_redis *r,
                                                const unsigned char *val, size_t vlen,
                                                uint64_t ttl_ms)
 {
-	char key[RKEY_MAX], px[24];
-	const char *argv[5] = { "SET", key, (const char *)val, "PX", px };
-	size_t lens[5] = { 3, 0, vlen, 2, 0 };
+	struct cbv_redis_cmd c;
+	size_t l;
 
-	if ((lens[1] = bkey(r, kb, klen, key)) == 0 || ttl_ms == 0)
+	cmd_init(&c, CBV_RS_NONE, 5);
+	if ((l = bkey(r, kb, klen, c.k[0])) == 0 || ttl_ms == 0)
 		return CBV_CACHE_OFF;
-	lens[4] = (size_t)snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
-	return blob_write(r, 5, argv, lens);
+	c.argv[0] = "SET";
+	c.lens[0] = 3;
+	key_arg(&c, 1, 0, l);
+	c.argv[2] = (const char *)val;
+	c.lens[2] = vlen;
+	c.argv[3] = "PX";
+	c.lens[3] = 2;
+	num_arg(&c, 4, 0, (unsigned long long)ttl_ms);
+	/* under cbvd's non-blocking driver: sent without waiting */
+	return fire(r, &c) ? CBV_CACHE_OK : CBV_CACHE_OFF;
 }
 
 enum cbv_cache_status cbv_cache_redis_blob_del(struct cbv_cache_redis *r,
                                                const unsigned char *kb, size_t klen)
 {
-	char key[RKEY_MAX];
-	const char *argv[2] = { "DEL", key };
-	size_t lens[2] = { 3, 0 };
+	struct cbv_redis_cmd c;
+	size_t l;
 
-	if ((lens[1] = bkey(r, kb, klen, key)) == 0)
+	cmd_init(&c, CBV_RS_NONE, 2);
+	if ((l = bkey(r, kb, klen, c.k[0])) == 0)
 		return CBV_CACHE_OFF;
-	return blob_write(r, 2, argv, lens);
+	c.argv[0] = "DEL";
+	c.lens[0] = 3;
+	key_arg(&c, 1, 0, l);
+	return fire(r, &c) ? CBV_CACHE_OK : CBV_CACHE_OFF;
 }
