@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_fixture.h"
 #include "cbv_cache.h"
 #include "cbv_cache_redis.h"
 #include "cbv_config.h"
@@ -58,21 +59,6 @@ static int64_t test_clock(void *arg)
 	return fake_now;
 }
 
-/* A free loopback port, picked by the kernel. */
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	p = ntohs(sa.sin_port);
-	close(fd);
-	return p;
-}
 
 /* A raw client for checks behind the cache's back. */
 static redisContext *raw(void)
@@ -88,44 +74,22 @@ static redisContext *raw(void)
 static void redis_start(const char *pass)
 {
 	char p[16];
+	const char *argv[24] = { "redis-server", "--port", p, "--bind", "127.0.0.1",
+		                 "--save", "", "--appendonly", "no", "--dir", dir,
+		                 "--unixsocket", sock, "--unixsocketperm", "700",
+		                 "--loglevel", "warning", "--logfile", "" };
+	int n = 19;
 
 	snprintf(p, sizeof(p), "%d", port);
-	fflush(NULL); /* the child must not print our buffered lines again */
-	redis_pid = fork();
+	if (pass != NULL) {
+		argv[n++] = "--requirepass";
+		argv[n++] = pass;
+	}
+	argv[n] = NULL;
+	redis_pid = fixture_spawn(argv, 0);
 	ck_assert_int_ge(redis_pid, 0);
-	if (redis_pid == 0) {
-		const char *argv[24] = { "redis-server", "--port", p, "--bind", "127.0.0.1",
-			                 "--save", "", "--appendonly", "no", "--dir", dir,
-			                 "--unixsocket", sock, "--unixsocketperm", "700",
-			                 "--loglevel", "warning", "--logfile", "" };
-		int n = 19;
-
-		if (pass != NULL) {
-			argv[n++] = "--requirepass";
-			argv[n++] = pass;
-		}
-		argv[n] = NULL;
-		if (freopen("/dev/null", "w", stdout) == NULL)
-			_exit(126);
-		execvp("redis-server", (char *const *)(uintptr_t)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 500; i++) {
-		redisContext *rc = raw();
-
-		if (rc != NULL) {
-			redisReply *rep = redisCommand(rc, "PING");
-			int up = rep != NULL;
-
-			if (rep != NULL)
-				freeReplyObject(rep);
-			redisFree(rc);
-			if (up)
-				return;
-		}
-		usleep(10000);
-	}
-	ck_abort_msg("redis-server did not start");
+	if (fixture_redis_wait(raw) != 0)
+		ck_abort_msg("redis-server did not start");
 }
 
 static void redis_stop(void)
@@ -142,7 +106,8 @@ static void setup(void)
 	snprintf(dir, sizeof(dir), "/tmp/check_cache_redis.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
-	port = free_port();
+	port = fixture_free_port();
+	ck_assert_int_gt(port, 0);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
 	snprintf(uurl, sizeof(uurl), "redis+unix://%s?db=2", sock);
 	errs = infos = 0;

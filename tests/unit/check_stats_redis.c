@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "redis_fixture.h"
 #include "cbv_cache.h"
 #include "cbv_log.h"
 #include "cbv_stats.h"
@@ -41,21 +42,6 @@ static void quiet(enum cbv_log_level level, const char *line, void *arg)
 	}
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	p = ntohs(sa.sin_port);
-	close(fd);
-	return p;
-}
-
 static redisContext *raw(void)
 {
 	struct timeval tv = { 1, 0 };
@@ -69,38 +55,16 @@ static redisContext *raw(void)
 static void redis_start_as(int no_client)
 {
 	char p[16];
+	const char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+		               "--appendonly", "no", "--dir", dir, "--loglevel", "warning",
+		               "--logfile", "", no_client ? "--rename-command" : NULL,
+		               "CLIENT", "", NULL };
 
 	snprintf(p, sizeof(p), "%d", port);
-	fflush(NULL);
-	redis_pid = fork();
+	redis_pid = fixture_spawn(argv, 0);
 	ck_assert_int_ge(redis_pid, 0);
-	if (redis_pid == 0) {
-		const char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-			               "--appendonly", "no", "--dir", dir, "--loglevel", "warning",
-			               "--logfile", "", no_client ? "--rename-command" : NULL,
-			               "CLIENT", "", NULL };
-
-		if (freopen("/dev/null", "w", stdout) == NULL)
-			_exit(126);
-		execvp("redis-server", (char *const *)(uintptr_t)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 500; i++) {
-		redisContext *rc = raw();
-
-		if (rc != NULL) {
-			redisReply *rep = redisCommand(rc, "PING");
-			int up = rep != NULL;
-
-			if (rep != NULL)
-				freeReplyObject(rep);
-			redisFree(rc);
-			if (up)
-				return;
-		}
-		usleep(10000);
-	}
-	ck_abort_msg("redis-server did not start");
+	if (fixture_redis_wait(raw) != 0)
+		ck_abort_msg("redis-server did not start");
 }
 
 static void redis_start(void)
@@ -121,7 +85,8 @@ static void setup(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/check_stats_redis.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	port = free_port();
+	port = fixture_free_port();
+	ck_assert_int_gt(port, 0);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
 	cbv_log_set(quiet, NULL, CBV_LOG_DEBUG);
 	redis_start();

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "cbv.h"
+#include "redis_fixture.h"
 #include "cbv_cache.h"
 #include "cbv_cache_async.h"
 
@@ -60,21 +61,6 @@ static void capture(enum cbv_log_level level, const char *line, void *arg)
 		errs++;
 		snprintf(last_err, sizeof(last_err), "%s", line);
 	}
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-		return -1;
-	p = ntohs(sa.sin_port);
-	close(fd);
-	return p;
 }
 
 static redisContext *raw(void)
@@ -128,42 +114,17 @@ static long long redis_connections(void)
 static int redis_start(void)
 {
 	char p[16];
+	const char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+		               "--appendonly", "no", "--dir", dir, "--loglevel", "warning",
+		               "--logfile", "", "--unixsocket", sock, "--unixsocketperm", "700",
+		               NULL };
 
 	snprintf(p, sizeof(p), "%d", rport);
-	fflush(NULL);
-	redis_pid = fork();
+	/* its own session: a test that restarts Redis leaves it to the next ones */
+	redis_pid = fixture_spawn(argv, 1);
 	if (redis_pid < 0)
 		return -1;
-	if (redis_pid == 0) {
-		const char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-			               "--appendonly", "no", "--dir", dir, "--loglevel", "warning",
-			               "--logfile", "", "--unixsocket", sock, "--unixsocketperm", "700",
-			               NULL };
-
-		/* its own process group: Check kills a forked test's group when it ends,
-		 * and a test that restarts Redis leaves it to the next ones */
-		(void)setsid();
-		if (freopen("/dev/null", "w", stdout) == NULL)
-			_exit(126);
-		execvp("redis-server", (char *const *)(uintptr_t)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 500; i++) {
-		redisContext *rc = raw();
-
-		if (rc != NULL) {
-			redisReply *rep = redisCommand(rc, "PING");
-			int up = rep != NULL;
-
-			if (rep != NULL)
-				freeReplyObject(rep);
-			redisFree(rc);
-			if (up)
-				return 0;
-		}
-		usleep(10000);
-	}
-	return -1;
+	return fixture_redis_wait(raw);
 }
 
 /*
@@ -767,7 +728,7 @@ START_TEST(fallback_while_down)
 {
 	char extra[512];
 	struct cbv_result *r;
-	int dead = free_port();
+	int dead = fixture_free_port();
 
 	snprintf(extra, sizeof(extra), "cache=redis://127.0.0.1:%d;cache_fallback=%s/fallback", dead,
 	         dir);
@@ -1239,8 +1200,8 @@ int main(int argc, char **argv)
 	snprintf(dir, sizeof(dir), "/tmp/check_verify_redis.XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		return EXIT_FAILURE;
-	rport = free_port();
-	sport = free_port();
+	rport = fixture_free_port();
+	sport = fixture_free_port();
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", rport);
 	snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
 	if (rport < 0 || sport < 0 || redis_start() != 0 || smtp_start() != 0) {
