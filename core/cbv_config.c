@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cbv_cache.h"
 #include "cbv_config_impl.h"
 #include "cbv_map.h"
 
@@ -261,17 +262,12 @@ static enum cbv_status parse_blocks(struct cbv_config *c, struct lexer *lx)
  * Parses len bytes of cbv.conf text (name in messages).  Returns a new
  * config (cbv_config_free()) or NULL with err: CBV_ECONFIG or CBV_ENOMEM.
  */
-static int is_redis(const char *store)
-{
-	return strncmp(store, "redis://", 8) == 0 || strncmp(store, "redis+unix://", 13) == 0;
-}
-
 /* a's LMDB file names (its cache if LMDB, its fallback if Redis) include path. */
 static int uses_lmdb(const struct cbv_profile *a, const char *path)
 {
 	if (path[0] == '\0' || a->cache[0] == '\0')
 		return 0;
-	return is_redis(a->cache) ? strcmp(a->cache_fallback, path) == 0
+	return cbv_cache_is_redis(a->cache) ? strcmp(a->cache_fallback, path) == 0
 	                          : strcmp(a->cache, path) == 0;
 }
 
@@ -290,7 +286,7 @@ static enum cbv_status check_shared_stores(const struct cbv_config *c, const cha
 	for (size_t i = 0; i < c->n; i++) {
 		const struct cbv_profile *a = c->v[i];
 
-		for (size_t j = i + 1; j < c->n && is_redis(a->cache); j++) {
+		for (size_t j = i + 1; j < c->n && cbv_cache_is_redis(a->cache); j++) {
 			const struct cbv_profile *b = c->v[j];
 			const char *what = NULL;
 
@@ -310,7 +306,7 @@ static enum cbv_status check_shared_stores(const struct cbv_config *c, const cha
 				                   name, a->name, b->name, a->cache, a->cache_prefix, what,
 				                   what);
 		}
-		if (!is_redis(a->cache) || a->cache_fallback[0] == '\0')
+		if (!cbv_cache_is_redis(a->cache) || a->cache_fallback[0] == '\0')
 			continue;
 		for (size_t j = 0; j < c->n; j++) {
 			const struct cbv_profile *b = c->v[j];
