@@ -661,26 +661,39 @@ static int fake_start(struct fake *f, const char *ip, unsigned port,
 	f->count = mmap(NULL, sizeof(*f->count), PROT_READ | PROT_WRITE,
 	                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(f->count, MAP_FAILED);
-	u = socket(AF_INET, SOCK_DGRAM, 0);
-	ck_assert_int_ge(u, 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	inet_pton(AF_INET, ip, &sin.sin_addr);
-	if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
-		close(u);
-		munmap(f->count, sizeof(*f->count));
-		return -1;
-	}
-	ck_assert_int_eq(getsockname(u, (struct sockaddr *)&sin, &len), 0);
-	f->port = ntohs(sin.sin_port);
-	if (hostile) {
+	/*
+	 * The kernel picks the UDP port; the hostile fake needs the same
+	 * number on TCP, which another process may hold: then another pick.
+	 */
+	for (int tries = 0;; tries++) {
+		u = socket(AF_INET, SOCK_DGRAM, 0);
+		ck_assert_int_ge(u, 0);
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)port);
+		inet_pton(AF_INET, ip, &sin.sin_addr);
+		if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+			close(u);
+			munmap(f->count, sizeof(*f->count));
+			return -1;
+		}
+		len = sizeof(sin);
+		ck_assert_int_eq(getsockname(u, (struct sockaddr *)&sin, &len), 0);
+		f->port = ntohs(sin.sin_port);
+		if (!hostile)
+			break;
 		l = socket(AF_INET, SOCK_STREAM, 0);
 		ck_assert_int_ge(l, 0);
 		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		ck_assert_int_eq(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
-		ck_assert_int_eq(listen(l, 8), 0);
+		if (bind(l, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+			break;
+		close(l);
+		close(u);
+		l = -1;
+		ck_assert_msg(port == 0 && tries < 32, "no port free for both UDP and TCP");
 	}
+	if (hostile)
+		ck_assert_int_eq(listen(l, 8), 0);
 	snprintf(f->servers, sizeof(f->servers), "%s:%u", ip, f->port);
 	f->pid = fork();
 	ck_assert_int_ge(f->pid, 0);
